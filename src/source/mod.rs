@@ -1,0 +1,4 @@
+//! The source side: the server's disks as they are, read without touching them.
+
+pub mod device;
+pub mod extent;
