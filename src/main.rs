@@ -18,7 +18,48 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Build step of build/media: write the USB image (GPT + protective MBR with
+    /// BIOS boot code) around a prepared ESP image.
+    Mkimage(MkimageArgs),
+}
+
+#[derive(clap::Args)]
+struct MkimageArgs {
+    /// FAT image of the ESP, made with `mkfs.vfat -h 2048`, loaders installed.
+    #[arg(long)]
+    esp: std::path::PathBuf,
+    /// MBR boot code for legacy BIOS (syslinux's gptmbr.bin).
+    #[arg(long, default_value = "/usr/lib/syslinux/mbr/gptmbr.bin")]
+    boot_code: std::path::PathBuf,
+    /// The USB image to write (replaced atomically).
+    #[arg(long)]
+    out: std::path::PathBuf,
+}
+
+fn mkimage(args: MkimageArgs) -> ExitCode {
+    let spec = p2xen::image::usb_disk::UsbImageSpec {
+        esp: args.esp,
+        boot_code: args.boot_code,
+        out: args.out,
+    };
+    match p2xen::image::usb_disk::write_usb_image(&spec) {
+        Ok(img) => {
+            log::info!(
+                "{}: {} bytes, ESP at sector {} ({} sectors)",
+                spec.out.display(),
+                img.size_bytes,
+                img.esp_first_lba,
+                img.esp_sectors
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("mkimage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -43,5 +84,7 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Mkimage(args) => mkimage(args),
+    }
 }
