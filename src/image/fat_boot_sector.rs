@@ -26,7 +26,9 @@ impl fmt::Display for FatBootSectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Short { len } => write!(f, "boot sector is {len} bytes, need {BOOT_SECTOR_LEN}"),
-            Self::NoSignature => write!(f, "no 0x55AA signature at byte 510: not a FAT file system"),
+            Self::NoSignature => {
+                write!(f, "no 0x55AA signature at byte 510: not a FAT file system")
+            }
             Self::SectorSize { found } => {
                 write!(f, "{found} bytes per sector, only 512 is supported")
             }

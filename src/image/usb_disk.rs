@@ -38,7 +38,9 @@ pub enum UsbImageError {
         op: &'static str,
         source: io::Error,
     },
-    #[error("{path}: ESP image is {size} bytes; it must be a non-empty multiple of 512 and at most {MAX_ESP_BYTES}")]
+    #[error(
+        "{path}: ESP image is {size} bytes; it must be a non-empty multiple of 512 and at most {MAX_ESP_BYTES}"
+    )]
     EspSize { path: PathBuf, size: u64 },
     #[error("{path}: ESP image has no usable FAT boot sector: {reason}")]
     EspNotFat {
@@ -49,13 +51,17 @@ pub enum UsbImageError {
         "{path}: FAT says the file system starts at sector {found}, the image puts it at {ESP_FIRST_LBA}; create it with `mkfs.vfat -h {ESP_FIRST_LBA}`"
     )]
     EspHiddenSectors { path: PathBuf, found: u32 },
-    #[error("{path}: FAT file system spans {fat_sectors} sectors but the image file holds only {file_sectors}")]
+    #[error(
+        "{path}: FAT file system spans {fat_sectors} sectors but the image file holds only {file_sectors}"
+    )]
     EspTruncated {
         path: PathBuf,
         fat_sectors: u32,
         file_sectors: u64,
     },
-    #[error("{path}: MBR boot code is {len} bytes, at most {BOOT_CODE_LEN} fit (use syslinux's gptmbr.bin)")]
+    #[error(
+        "{path}: MBR boot code is {len} bytes, at most {BOOT_CODE_LEN} fit (use syslinux's gptmbr.bin)"
+    )]
     BootCodeSize { path: PathBuf, len: u64 },
     #[error("{path}: writing the GPT failed: {detail}")]
     Gpt { path: PathBuf, detail: String },
@@ -199,12 +205,13 @@ pub fn write_usb_image(spec: &UsbImageSpec) -> Result<UsbImage, UsbImageError> {
     out.seek(SeekFrom::Start(ESP_FIRST_LBA * SECTOR))
         .map_err(io_err(&tmp, "seek"))?;
     io::copy(&mut esp, &mut out).map_err(io_err(&tmp, "copy ESP"))?;
-    let mut out = write_partition_table(out, total_sectors, esp_sectors, boot_code).map_err(
-        |detail| UsbImageError::Gpt {
-            path: tmp.clone(),
-            detail,
-        },
-    )?;
+    let mut out =
+        write_partition_table(out, total_sectors, esp_sectors, boot_code).map_err(|detail| {
+            UsbImageError::Gpt {
+                path: tmp.clone(),
+                detail,
+            }
+        })?;
     out.flush().map_err(io_err(&tmp, "flush"))?;
     out.sync_all().map_err(io_err(&tmp, "sync"))?;
     drop(out);
@@ -284,7 +291,10 @@ mod tests {
         let code = std::fs::read(GPTMBR).unwrap();
         assert_eq!(&bytes[..code.len()], &code[..]);
         let entry = &bytes[446..462];
-        assert_eq!(entry[0], 0, "protective entry must not be active (UEFI spec)");
+        assert_eq!(
+            entry[0], 0,
+            "protective entry must not be active (UEFI spec)"
+        );
         assert_eq!(entry[4], 0xEE);
         assert_eq!(u32::from_le_bytes(entry[8..12].try_into().unwrap()), 1);
         assert_eq!(
@@ -347,6 +357,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("junk.img: ESP image has no usable FAT boot sector: no 0x55AA"), "{err}");
+        assert!(
+            err.contains("junk.img: ESP image has no usable FAT boot sector: no 0x55AA"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,329 @@
+//! System tests of the boot media (build/media) under QEMU TCG: every medium on
+//! BIOS (SeaBIOS) and UEFI (OVMF) must start the kernel with the boot menu's
+//! command line and reach the init on the serial console.
+//!
+//! The media are built around a stand-in (build/media-standin: Debian's kernel,
+//! a busybox /init that prints `P2XEN-STANDIN: cmdline: ...` and powers off), so
+//! these tests check the boot loaders, menus and command lines themselves and
+//! do not depend on the live image. Two builds: one plain (default entry
+//! "Migrate (menu)"), one with `--cmdline` baked in (default "Migrate unattended").
+//!
+//! The VM runner here is small on purpose; when `tests/common/qemu.rs` (branch
+//! live) lands, it should replace `Vm`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const CONSOLE: &str = "console=tty0 console=ttyS0,115200n8";
+const BAKED: &str =
+    "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=SHA256:feedface";
+/// What build/media puts into the per-MAC PXE examples when nothing is baked in.
+const EXAMPLE_MAC_PARAMS: &str =
+    "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=EDIT_ME";
+const MARKER: &str = "P2XEN-STANDIN: cmdline: ";
+/// Hard limit per VM; TCG on a loaded 2-core machine boots each medium in 25-40 s.
+const VM_TIMEOUT: Duration = Duration::from_secs(300);
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
+    stderr + &String::from_utf8_lossy(&out.stdout)
+}
+
+struct Media {
+    plain: PathBuf,
+    baked: PathBuf,
+}
+
+/// Builds both media sets once per test process (build/media skips unchanged steps).
+fn media() -> &'static Media {
+    static MEDIA: OnceLock<Media> = OnceLock::new();
+    MEDIA.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+        let standin = base.join("standin");
+        run(Command::new(repo().join("build/media-standin")).arg(&standin));
+        let build = |out: &Path, cmdline: Option<&str>| {
+            let mut cmd = Command::new(repo().join("build/media"));
+            cmd.arg("--kernel")
+                .arg(standin.join("vmlinuz"))
+                .arg("--initramfs")
+                .arg(standin.join("initramfs.img"))
+                .arg("--out")
+                .arg(out);
+            if let Some(c) = cmdline {
+                cmd.args(["--cmdline", c]);
+            }
+            run(&mut cmd);
+        };
+        let media = Media {
+            plain: base.join("plain"),
+            baked: base.join("baked"),
+        };
+        build(&media.plain, None);
+        build(&media.baked, Some(BAKED));
+        media
+    })
+}
+
+enum Firmware {
+    SeaBios,
+    Ovmf,
+}
+
+/// One QEMU VM; killed on drop, serial console logged to a file.
+struct Vm {
+    child: Child,
+    log: PathBuf,
+    started: Instant,
+    _dir: tempfile::TempDir,
+}
+
+impl Vm {
+    fn start(firmware: Firmware, args: &[&str]) -> Vm {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-monitor", "none", "-serial"])
+        .arg(format!("file:{}", log.display()));
+        if let Firmware::Ovmf = firmware {
+            let vars = dir.path().join("OVMF_VARS.fd");
+            fs::copy(OVMF_VARS, &vars)
+                .unwrap_or_else(|e| panic!("{OVMF_VARS}: {e} (install Debian package ovmf)"));
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {cmd:?}: {e} (install Debian package qemu-system-x86)")
+        });
+        Vm {
+            child,
+            log,
+            started: Instant::now(),
+            _dir: dir,
+        }
+    }
+
+    fn serial(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why} after {:?}\n----- serial log -----\n{}\n----- end -----",
+            self.started.elapsed(),
+            self.serial()
+        )
+    }
+
+    /// Waits for the init's command-line line and then for the VM to power off.
+    /// Returns the kernel command line and the time to reach the init.
+    fn boot_to_init(&mut self) -> (String, Duration) {
+        let mut reached = None;
+        loop {
+            let log = self.serial();
+            if reached.is_none() {
+                if let Some(line) = log.lines().find_map(|l| l.split_once(MARKER)) {
+                    // The line is complete once the next marker line follows it.
+                    if log.contains("P2XEN-STANDIN: powering off") {
+                        reached = Some((line.1.trim().to_string(), self.started.elapsed()));
+                    }
+                }
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => match reached.take() {
+                    Some(r) if status.success() => return r,
+                    Some(_) => self.fail(&format!("QEMU exited with {status}")),
+                    None => self.fail(&format!("QEMU exited with {status} before the init ran")),
+                },
+                Ok(None) => {}
+                Err(e) => self.fail(&format!("waiting for QEMU: {e}")),
+            }
+            if self.started.elapsed() > VM_TIMEOUT {
+                self.fail("timeout: the init did not run and power off");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Boots, checks the command line the boot loader passed, reports the time.
+fn assert_boots(what: &str, mut vm: Vm, expect: &str) {
+    let (cmdline, took) = vm.boot_to_init();
+    eprintln!(
+        "{what}: init reached after {:.1} s (TCG)",
+        took.as_secs_f64()
+    );
+    if !cmdline.contains(CONSOLE) || !cmdline.ends_with(expect) {
+        vm.fail(&format!(
+            "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {expect:?}"
+        ));
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn usb(dir: &Path) -> String {
+    // snapshot=on: the test never changes the built image.
+    format!(
+        "file={},format=raw,snapshot=on",
+        path(&dir.join("p2xen-x86_64.img"))
+    )
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn usb_image_boots_on_seabios_with_baked_unattended_entry() {
+    let m = media();
+    let drive = usb(&m.baked);
+    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
+    assert_boots("USB, SeaBIOS", vm, BAKED);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn usb_image_boots_on_ovmf_with_baked_unattended_entry() {
+    let m = media();
+    let drive = usb(&m.baked);
+    let vm = Vm::start(Firmware::Ovmf, &["-nic", "none", "-drive", &drive]);
+    assert_boots("USB, OVMF", vm, BAKED);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn iso_boots_as_cdrom_on_seabios_with_menu_entry() {
+    let iso = path(&media().plain.join("p2xen-x86_64.iso"));
+    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-cdrom", &iso]);
+    assert_boots("ISO, SeaBIOS", vm, "p2xen.mode=menu");
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn iso_boots_as_cdrom_on_ovmf_with_menu_entry() {
+    let iso = path(&media().plain.join("p2xen-x86_64.iso"));
+    let vm = Vm::start(Firmware::Ovmf, &["-nic", "none", "-cdrom", &iso]);
+    assert_boots("ISO, OVMF", vm, "p2xen.mode=menu");
+}
+
+fn pxe_net(dir: &Path, bootfile: &str) -> String {
+    format!(
+        "user,id=n,tftp={},bootfile={bootfile}",
+        path(&dir.join("pxe"))
+    )
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
+    let net = pxe_net(&media().plain, "pxelinux.0");
+    let vm = Vm::start(
+        Firmware::SeaBios,
+        &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
+    );
+    assert_boots("PXE pxelinux, SeaBIOS", vm, "p2xen.mode=menu");
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_pxelinux_picks_the_per_mac_config() {
+    let net = pxe_net(&media().plain, "pxelinux.0");
+    let vm = Vm::start(
+        Firmware::SeaBios,
+        &[
+            "-netdev",
+            &net,
+            "-device",
+            "e1000,netdev=n,mac=aa:bb:cc:dd:ee:ff",
+            "-boot",
+            "n",
+        ],
+    );
+    assert_boots("PXE pxelinux per-MAC, SeaBIOS", vm, EXAMPLE_MAC_PARAMS);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
+    let net = pxe_net(&media().plain, "p2xen.ipxe");
+    let vm = Vm::start(
+        Firmware::SeaBios,
+        &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
+    );
+    assert_boots("PXE iPXE script, SeaBIOS", vm, "p2xen.mode=menu");
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
+    let net = pxe_net(&media().baked, "grubnetx64.efi");
+    let vm = Vm::start(
+        Firmware::Ovmf,
+        &["-netdev", &net, "-device", "e1000,netdev=n,bootindex=1"],
+    );
+    assert_boots("PXE GRUB, OVMF", vm, BAKED);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn rebuild_with_nothing_changed_skips_every_step() {
+    let m = media();
+    let before = fs::metadata(m.plain.join("p2xen-x86_64.img"))
+        .and_then(|md| md.modified())
+        .unwrap();
+    let standin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/standin");
+    let started = Instant::now();
+    let out = run(Command::new(repo().join("build/media"))
+        .arg("--kernel")
+        .arg(standin.join("vmlinuz"))
+        .arg("--initramfs")
+        .arg(standin.join("initramfs.img"))
+        .arg("--out")
+        .arg(&m.plain));
+    eprintln!(
+        "no-change rebuild: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    for step in ["media: USB image", "media: ISO", "media: GRUB"] {
+        assert!(!out.contains(step), "{step} ran again:\n{out}");
+    }
+    let after = fs::metadata(m.plain.join("p2xen-x86_64.img"))
+        .and_then(|md| md.modified())
+        .unwrap();
+    assert_eq!(before, after);
+    assert!(out.contains("p2xen-x86_64.img  "), "no size line:\n{out}");
+}
