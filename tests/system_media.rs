@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 const CONSOLE: &str = "console=tty0 console=ttyS0,115200n8";
 const BAKED: &str =
-    "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=SHA256:feedface";
+    "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 /// What build/media puts into the per-MAC PXE examples when nothing is baked in.
 const EXAMPLE_MAC_PARAMS: &str =
     "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=EDIT_ME";
