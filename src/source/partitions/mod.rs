@@ -331,3 +331,143 @@ fn check_overlaps(disk: &dyn ReadAt, table: &mut Table) {
 fn lba_bytes(lba: u64, sector_size: u32) -> Option<u64> {
     lba.checked_mul(u64::from(sector_size))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::device::MemDisk;
+
+    const SS: usize = 512;
+
+    fn mbr_entry(disk: &mut [u8], at: usize, boot: u8, sys: u8, lba: u32, sectors: u32) {
+        disk[at] = boot;
+        disk[at + 4] = sys;
+        disk[at + 8..at + 12].copy_from_slice(&lba.to_le_bytes());
+        disk[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+    }
+
+    fn signature(disk: &mut [u8], sector_off: usize) {
+        disk[sector_off + 510] = 0x55;
+        disk[sector_off + 511] = 0xaa;
+    }
+
+    /// A GPT header at `lba` with a correct CRC and the given array geometry.
+    fn gpt_header(disk: &mut [u8], lba: u64, num_parts: u32, part_size: u32) {
+        let o = lba as usize * SS;
+        let h = &mut disk[o..o + 92];
+        h[..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&lba.to_le_bytes());
+        h[40..48].copy_from_slice(&34u64.to_le_bytes());
+        h[48..56].copy_from_slice(&100u64.to_le_bytes());
+        h[72..80].copy_from_slice(&2u64.to_le_bytes());
+        h[80..84].copy_from_slice(&num_parts.to_le_bytes());
+        h[84..88].copy_from_slice(&part_size.to_le_bytes());
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(h);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn protective(disk: &mut [u8]) {
+        mbr_entry(disk, 446, 0, 0xee, 1, u32::MAX);
+        signature(disk, 0);
+    }
+
+    #[test]
+    fn gpt_entry_size_other_than_128_is_an_error_not_a_panic() {
+        // gpt's file_read_partitions would assert_eq!(part_size, 128).
+        let mut d = vec![0u8; 128 * SS];
+        protective(&mut d);
+        gpt_header(&mut d, 1, 4, 256);
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        assert_eq!(t.kind, TableKind::Gpt);
+        let msg = t.errors[0].to_string();
+        assert!(msg.contains("primary header at offset 512: partition entry size 256 is not 128"), "{msg}");
+    }
+
+    #[test]
+    fn huge_gpt_entry_count_is_refused_before_allocating() {
+        let mut d = vec![0u8; 128 * SS];
+        protective(&mut d);
+        gpt_header(&mut d, 1, u32::MAX, 128);
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        let msg = t.errors[0].to_string();
+        assert!(msg.contains("4294967295 partition entries are more than p2xen accepts (8192)"), "{msg}");
+    }
+
+    #[test]
+    fn gpt_entry_array_past_the_end_is_refused() {
+        // 128 entries need 32 sectors from LBA 2; the disk has 20.
+        let mut d = vec![0u8; 20 * SS];
+        protective(&mut d);
+        gpt_header(&mut d, 1, 128, 128);
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        assert!(t.errors[0].to_string().contains("runs past the end of the disk"));
+    }
+
+    #[test]
+    fn mbr_entry_with_u32_max_start_does_not_overflow() {
+        let mut d = vec![0u8; 4 * SS];
+        mbr_entry(&mut d, 446, 0x80, 0x83, u32::MAX, u32::MAX);
+        signature(&mut d, 0);
+        let t = read_table(&MemDisk::new(d), 4096).unwrap_or_else(|e| panic!("{e}"));
+        // 4 sectors of 512 are less than one 4096-byte sector: no table.
+        assert_eq!(t.kind, TableKind::None);
+        let mut d = vec![0u8; 4 * SS];
+        mbr_entry(&mut d, 446, 0x80, 0x83, u32::MAX, u32::MAX);
+        signature(&mut d, 0);
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        assert_eq!(t.partitions[0].start_lba, u64::from(u32::MAX));
+        assert!(matches!(t.errors[0], PartitionError::PastEnd { number: 1, .. }));
+    }
+
+    #[test]
+    fn endless_ebr_chain_is_bounded() {
+        // An extended partition of 600 sectors, each an EBR holding a
+        // 1-sector logical and linking to the next sector.
+        let n = 600usize;
+        let mut d = vec![0u8; (n + 2) * SS];
+        mbr_entry(&mut d, 446, 0, 0x05, 1, n as u32);
+        signature(&mut d, 0);
+        for i in 0..n {
+            let o = (1 + i) * SS;
+            mbr_entry(&mut d, o + 446, 0, 0x83, 0, 1);
+            mbr_entry(&mut d, o + 462, 0, 0x05, i as u32 + 1, 1);
+            signature(&mut d, o);
+        }
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        assert!(t
+            .errors
+            .iter()
+            .any(|e| matches!(e, PartitionError::EbrChainTooLong { max: ebr::MAX_LOGICAL, .. })));
+        assert_eq!(t.partitions.iter().filter(|p| p.logical).count(), ebr::MAX_LOGICAL);
+    }
+
+    #[test]
+    fn logical_outside_its_extended_partition_is_an_error() {
+        let mut d = vec![0u8; 64 * SS];
+        mbr_entry(&mut d, 446, 0, 0x05, 8, 8);
+        signature(&mut d, 0);
+        mbr_entry(&mut d, 8 * SS + 446, 0, 0x83, 2, 20);
+        signature(&mut d, 8 * SS);
+        let t = read_table(&MemDisk::new(d), 512).unwrap();
+        assert_eq!(t.partitions.len(), 2);
+        let msg = t.errors[0].to_string();
+        assert!(
+            msg.contains("logical partition 5 (bytes 5120..15360) lies outside its extended partition (bytes 4096..8192)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn blank_and_tiny_disks_have_no_table() {
+        let t = read_table(&MemDisk::new(vec![0; 100]), 512).unwrap();
+        assert_eq!((t.kind, t.errors.len()), (TableKind::None, 0));
+        let t = read_table(&MemDisk::new(vec![0; 8 * SS]), 512).unwrap();
+        assert_eq!((t.kind, t.errors.len()), (TableKind::None, 0));
+        assert!(matches!(
+            read_table(&MemDisk::new(vec![0; 8 * SS]), 1024),
+            Err(PartitionError::SectorSize { sector_size: 1024, .. })
+        ));
+    }
+}
