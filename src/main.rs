@@ -18,7 +18,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Show disks, partition tables, filesystems and the installed OS
+    /// (read-only). Exit status: 0 when everything was readable, 1 when
+    /// something was not (each problem is reported), 2 on usage errors.
+    Inspect(p2xen::source::inspect::InspectArgs),
+}
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -43,5 +48,14 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("inspect: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
 }
