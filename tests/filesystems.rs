@@ -441,6 +441,32 @@ fn corrupt_ext_images_give_clear_errors() {
     );
 }
 
+#[test]
+fn ext_state_follows_superblock_flags_like_dumpe2fs() {
+    let dir = TempDir::new().unwrap();
+    // ext3: no superblock checksum, so dumpe2fs reads the patched flags.
+    // (s_state at 58, s_feature_incompat at 96; ext3 sets filetype = 0x2.)
+    let cases: &[(&str, u16, u32, &str, &str)] = &[
+        ("clean", 1, 0x2, "clean", "clean"),
+        ("dirty", 0, 0x2, "not_clean", "not clean"),
+        ("errors", 3, 0x2, "errors", "clean with errors"),
+        ("journal", 1, 0x2 | 0x4, "needs_recovery", "clean"),
+    ];
+    for (name, state, incompat, want, dumpe2fs_state) in cases {
+        let img = image(&dir, &format!("{name}.img"), 8 << 20);
+        mke2fs(&img, "ext3", &[]);
+        patch(&img, 1024 + 58, &state.to_le_bytes());
+        patch(&img, 1024 + 96, &incompat.to_le_bytes());
+        let fs = probe_image(&img).unwrap().unwrap();
+        assert_eq!(fs.state.as_deref(), Some(*want), "{name}");
+        let h = dumpe2fs_header(&img);
+        assert_eq!(h["Filesystem state"], *dumpe2fs_state, "{name}");
+        if *want == "needs_recovery" {
+            assert!(h["Filesystem features"].contains("needs_recovery"));
+        }
+    }
+}
+
 // ------------------------------------------------------------------ others
 
 #[test]
@@ -474,7 +500,9 @@ fn swap_matches_blkid_and_maps_only_its_header() {
 #[test]
 fn xfs_btrfs_vfat_ntfs_match_blkid() {
     let dir = TempDir::new().unwrap();
-    let cases: &[(&str, &str, &str, u64, &[&str], FsKind)] = &[
+    // (image, mkfs tool, its package, size, arguments, expected kind)
+    type Case<'a> = (&'a str, &'a str, &'a str, u64, &'a [&'a str], FsKind);
+    let cases: &[Case] = &[
         (
             "xfs.img",
             "mkfs.xfs",
@@ -537,6 +565,18 @@ fn xfs_btrfs_vfat_ntfs_match_blkid() {
         let b = blkid(&img);
         if *kind == FsKind::Vfat {
             assert_eq!(b.get("VERSION"), fs.details.fat_type.as_ref(), "{name}");
+        }
+        if *kind == FsKind::Btrfs {
+            let dump = run(
+                "btrfs",
+                "btrfs-progs",
+                &["inspect-internal", "dump-super", path_str(&img)],
+            );
+            let used = dump
+                .lines()
+                .find_map(|l| l.strip_prefix("bytes_used"))
+                .map(|v| v.trim().parse::<u64>().unwrap());
+            assert_eq!(fs.used_bytes, used, "{dump}");
         }
         let dev = Device::open(&img).unwrap();
         assert!(

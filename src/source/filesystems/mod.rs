@@ -254,6 +254,48 @@ mod tests {
         assert_eq!(back, fs);
     }
 
+    /// Signatures stamped into random bytes, so the parsers behind each
+    /// magic check get exercised, not just the magic checks.
+    const MAGICS: &[(usize, &[u8])] = &[
+        (1024 + 56, &[0x53, 0xEF]),           // ext
+        (0, b"XFSB"),                         // xfs
+        (65536 + 64, b"_BHRfS_M"),            // btrfs
+        (3, b"NTFS    "),                     // ntfs
+        (54, b"FAT16   "),                    // vfat (with 0x55AA below)
+        (4086, b"SWAPSPACE2"),                // swap
+        (512, b"LABELONE"),                   // lvm (sector 1)
+        (4096, &[0xfc, 0x4e, 0x2b, 0xa9, 1]), // md 1.2
+        (0, &[0xfc, 0x4e, 0x2b, 0xa9, 1]),    // md 1.1
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn probe_never_panics_on_arbitrary_bytes(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..140_000),
+            which in 0..MAGICS.len(),
+            seed_ext in proptest::prelude::any::<bool>(),
+        ) {
+            let mut data = data;
+            let (off, magic) = MAGICS[which];
+            if data.len() >= off + magic.len() {
+                data[off..off + magic.len()].copy_from_slice(magic);
+            }
+            if data.len() >= 512 {
+                data[510] = 0x55;
+                data[511] = 0xAA;
+                data[0] = 0xEB;
+            }
+            if seed_ext && data.len() >= 2048 {
+                // Plausible ext geometry so parsing reaches the descriptors.
+                ext::superblock_fields_for_tests(&mut data[1024..2048]);
+            }
+            let disk = MemDisk::new(data);
+            if let Ok(Some(fs)) = probe(&disk) {
+                let _ = used_extents(&disk, &fs);
+            }
+        }
+    }
+
     #[test]
     fn empty_and_tiny_sources_hold_nothing() {
         for len in [0usize, 1, 511, 4096, 70_000] {

@@ -66,7 +66,8 @@ pub fn read_all(part: &dyn ReadAt, sb: &Superblock) -> Result<Vec<GroupDesc>, Ex
     // group_count is bounded by the device size (blocks_count was checked
     // against it), so this allocation is too.
     let mut out = Vec::with_capacity(sb.group_count as usize);
-    let block_len = usize::try_from(sb.block_size).map_err(|_| ExtError::BlockSize { log: 99 })?;
+    // Validated to be at most 64 KiB.
+    let block_len = sb.block_size as usize;
     let desc_len = sb.desc_size as usize;
     let inode_table_blocks =
         (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(sb.block_size);

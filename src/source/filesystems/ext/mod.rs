@@ -8,6 +8,8 @@ mod features;
 mod group_desc;
 mod superblock;
 
+#[cfg(test)]
+pub(super) use superblock::fields_for_tests as superblock_fields_for_tests;
 pub use superblock::{BlockIndex, GroupIndex, Superblock};
 
 use super::{Filesystem, FsDetails, ProbeError};

@@ -375,7 +375,7 @@ fn is_power_of(mut n: u32, base: u32) -> bool {
 
 /// A minimal valid superblock (1 KiB blocks, one group of 1024 blocks, ext2).
 #[cfg(test)]
-pub(super) fn fields_for_tests(b: &mut [u8]) {
+pub(crate) fn fields_for_tests(b: &mut [u8]) {
     let put = |b: &mut [u8], off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
     put(b, 0, &16u32.to_le_bytes()); // inodes
     put(b, 4, &1024u32.to_le_bytes()); // blocks
