@@ -129,6 +129,53 @@ fn vg_name(part: &dyn ReadAt, mda_off: u64, mda_size: u64) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::device::MemDisk;
+
+    /// A PV whose metadata area (at 4 KiB, 8 KiB long) holds `text` at
+    /// `rel` bytes into the area, wrapping past its end if it must.
+    fn pv(text: &[u8], rel: u64) -> MemDisk {
+        let mut d = vec![0u8; 64 * 1024];
+        let put = |d: &mut Vec<u8>, o: usize, v: &[u8]| d[o..o + v.len()].copy_from_slice(v);
+        put(&mut d, 512, b"LABELONE");
+        put(&mut d, 512 + 8, &1u64.to_le_bytes());
+        put(&mut d, 512 + 20, &32u32.to_le_bytes());
+        put(&mut d, 512 + 24, b"LVM2 001");
+        put(&mut d, 512 + 32, b"abcdefghijklmnopqrstuvwxyz012345");
+        put(&mut d, 512 + 64, &(64u64 * 1024).to_le_bytes());
+        // data area list: one area, then the terminator
+        put(&mut d, 512 + 72, &(1u64 << 20).to_le_bytes());
+        // metadata area list: (4096, 8192), then the terminator
+        put(&mut d, 512 + 104, &4096u64.to_le_bytes());
+        put(&mut d, 512 + 112, &8192u64.to_le_bytes());
+        put(&mut d, 4096 + 4, MDA_MAGIC);
+        put(&mut d, 4096 + 40, &rel.to_le_bytes());
+        put(&mut d, 4096 + 48, &(text.len() as u64).to_le_bytes());
+        let first = text.len().min(8192usize.saturating_sub(rel as usize));
+        if first > 0 {
+            put(&mut d, 4096 + rel as usize, &text[..first]);
+        }
+        put(&mut d, 4096 + 512, &text[first..]);
+        MemDisk::new(d)
+    }
+
+    #[test]
+    fn vg_name_from_plain_and_wrapped_metadata() {
+        let text = b"vg_root {\nid = \"x\"\n}\n";
+        for rel in [512u64, 8192 - 4] {
+            let fs = probe(&pv(text, rel)).unwrap().unwrap();
+            assert_eq!(
+                fs.uuid.as_deref(),
+                Some("abcdef-ghij-klmn-opqr-stuv-wxyz-012345")
+            );
+            assert_eq!(fs.details.vg_name.as_deref(), Some("vg_root"), "rel {rel}");
+            assert_eq!(fs.size_bytes, Some(64 * 1024));
+        }
+        let e = probe(&pv(text, 9000)).unwrap_err().to_string();
+        assert!(
+            e.contains("lvm2_pv header at offset 4096: metadata text"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn pv_uuid_grouping() {

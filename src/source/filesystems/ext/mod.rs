@@ -49,6 +49,8 @@ pub enum ExtError {
         first_data_block: u32,
         expected: u32,
     },
+    #[error("superblock: {groups} block groups, more than p2xen maps ({max})")]
+    TooManyGroups { groups: u64, max: u32 },
     #[error("superblock: absurd blocks count {blocks_count}")]
     BlocksCount { blocks_count: u64 },
     #[error(

@@ -17,6 +17,12 @@ const STATE_ERROR: u16 = 0x0002;
 const MAX_LOG_BLOCK_SIZE: u32 = 6;
 /// Largest cluster size the kernel accepts with bigalloc (2^30 bytes).
 const MAX_LOG_CLUSTER_SIZE: u32 = 20;
+/// mke2fs refuses fewer blocks per group; a smaller value is garbage and
+/// would inflate the group count.
+const MIN_BLOCKS_PER_GROUP: u32 = 256;
+/// Groups p2xen will map: 2^22 groups is 512 TiB with 4 KiB blocks. The
+/// descriptors kept in memory cost about 80 bytes a group.
+pub const MAX_GROUPS: u32 = 1 << 22;
 
 /// A block number, in filesystem blocks from the start of the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,6 +128,7 @@ impl Superblock {
         let inodes_count = le32(b, 0);
 
         if clusters_per_group == 0
+            || blocks_per_group < MIN_BLOCKS_PER_GROUP
             || u64::from(clusters_per_group) > bits_per_bitmap
             || u64::from(clusters_per_group).checked_mul(ratio) != Some(u64::from(blocks_per_group))
         {
