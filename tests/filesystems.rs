@@ -186,8 +186,8 @@ fn ext_variants_match_blkid_and_dumpe2fs() {
         (
             "ext4-bigalloc",
             "ext4",
-            1600 << 20,
-            &["-b", "4096", "-O", "bigalloc", "-C", "16384", "-d", root],
+            400 << 20,
+            &["-b", "1024", "-O", "bigalloc", "-C", "16384", "-d", root],
             FsKind::Ext4,
         ),
         (
@@ -301,6 +301,11 @@ fn ext_used_map_is_exactly_the_complement_of_dumpe2fs_free_ranges() {
             "bigalloc",
             1600 << 20,
             vec!["-b", "4096", "-O", "bigalloc", "-C", "16384"],
+        ),
+        (
+            "bigalloc-1k",
+            400 << 20,
+            vec!["-b", "1024", "-O", "bigalloc", "-C", "16384"],
         ),
     ] {
         let img = image(&dir, &format!("{name}.img"), size);
