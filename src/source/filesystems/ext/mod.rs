@@ -80,6 +80,10 @@ pub enum ExtError {
     #[error("superblock: absurd {reserved_gdt_blocks} reserved GDT blocks")]
     ReservedGdt { reserved_gdt_blocks: u32 },
     #[error(
+        "superblock: first meta block group {first_meta_bg} is past the {gdt_blocks} descriptor blocks"
+    )]
+    FirstMetaBg { first_meta_bg: u32, gdt_blocks: u32 },
+    #[error(
         "group descriptor block {nr} would be at block {block}, past the {blocks_count} blocks of the filesystem"
     )]
     DescriptorBlockOutside {

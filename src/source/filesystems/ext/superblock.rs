@@ -212,7 +212,8 @@ impl Superblock {
             });
         }
 
-        Ok(Some(Superblock {
+        let first_meta_bg = le32(b, 260);
+        let sb = Superblock {
             inodes_count,
             blocks_count,
             free_blocks,
@@ -233,10 +234,17 @@ impl Superblock {
             volume_name: bytes(b, 120),
             reserved_gdt_blocks,
             desc_size,
-            first_meta_bg: le32(b, 260),
+            first_meta_bg,
             backup_bgs: [le32(b, 588), le32(b, 592)],
             group_count,
-        }))
+        };
+        if sb.has_meta_bg() && first_meta_bg > sb.gdt_blocks() {
+            return Err(ExtError::FirstMetaBg {
+                first_meta_bg,
+                gdt_blocks: sb.gdt_blocks(),
+            });
+        }
+        Ok(Some(sb))
     }
 
     /// ext2, ext3 or ext4 as blkid decides: a journal makes ext3, any
