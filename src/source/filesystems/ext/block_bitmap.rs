@@ -69,8 +69,7 @@ pub fn used_map(
 /// sorted: with flex_bg they may sit in any group, including an
 /// uninitialised one.
 fn metadata_ranges(sb: &Superblock, descs: &[GroupDesc]) -> Vec<(u64, u64)> {
-    let itable =
-        (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(sb.block_size);
+    let itable = sb.inode_table_blocks();
     let mut v: Vec<(u64, u64)> = descs
         .iter()
         .flat_map(|d| {
@@ -100,10 +99,9 @@ fn uninit_bitmap(
     let mut bitmap = vec![0u8; block_len];
     let base = sb.group_base_meta_blocks(group).min(end - first);
     set_bits(&mut bitmap, 0, base.div_ceil(ratio));
-    // Ranges are sorted by start; those starting before `first` may still
-    // reach into the group, but an inode table is shorter than a group, so
-    // starting the scan one group earlier suffices.
-    let scan_from = first.saturating_sub(u64::from(sb.blocks_per_group));
+    // Ranges are sorted by start; one starting before `first` may still
+    // reach into the group, but by at most an inode table's length.
+    let scan_from = first.saturating_sub(sb.inode_table_blocks());
     let i = meta.partition_point(|&(s, _)| s < scan_from);
     for &(s, e) in meta.get(i..).unwrap_or_default() {
         if s >= end {

@@ -69,8 +69,7 @@ pub fn read_all(part: &dyn ReadAt, sb: &Superblock) -> Result<Vec<GroupDesc>, Ex
     // Validated to be at most 64 KiB.
     let block_len = sb.block_size as usize;
     let desc_len = sb.desc_size as usize;
-    let inode_table_blocks =
-        (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(sb.block_size);
+    let inode_table_blocks = sb.inode_table_blocks();
     for nr in 0..sb.gdt_blocks() {
         let block = descriptor_block(sb, nr);
         if block.0 >= sb.blocks_count {

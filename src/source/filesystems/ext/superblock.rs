@@ -302,6 +302,11 @@ impl Superblock {
         self.ro_compat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0
     }
 
+    /// Blocks of one group's inode table.
+    pub fn inode_table_blocks(&self) -> u64 {
+        (u64::from(self.inodes_per_group) * u64::from(self.inode_size)).div_ceil(self.block_size)
+    }
+
     /// Blocks per cluster (1 without bigalloc).
     pub fn cluster_ratio(&self) -> u64 {
         self.cluster_size / self.block_size
