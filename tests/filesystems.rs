@@ -158,6 +158,14 @@ fn check_ext(path: &Path, want_kind: FsKind) -> Filesystem {
     assert_eq!(fs.details.features.join(" "), h["Filesystem features"]);
     assert_eq!(h["Filesystem state"], "clean");
     assert_eq!(fs.state.as_deref(), Some("clean"));
+    // The JSON contract `inspect --json` exposes.
+    let v = serde_json::to_value(&fs).unwrap();
+    assert_eq!(v["type"], want_kind.as_str());
+    assert_eq!(v["uuid"], "0a1b2c3d-1111-2222-3333-444455556666");
+    assert_eq!(v["label"], "lbl-x");
+    assert_eq!(v["state"], "clean");
+    assert_eq!(v["block_size"], bs);
+    assert_eq!(v["used_bytes"], serde_json::json!(fs.used_bytes));
     assert_eq!(
         fs.used_bytes,
         Some((blocks - free) * bs),
