@@ -22,6 +22,10 @@ enum Command {
     /// Build step of build/media: write the USB image (GPT + protective MBR with
     /// BIOS boot code) around a prepared ESP image.
     Mkimage(MkimageArgs),
+    /// Show disks, partition tables, filesystems and the installed OS
+    /// (read-only). Exit status: 0 when everything was readable, 1 when
+    /// something was not (each problem is reported), 2 on usage errors.
+    Inspect(p2xen::source::inspect::InspectArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,5 +90,13 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Mkimage(args) => mkimage(args),
+        Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("inspect: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
