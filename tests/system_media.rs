@@ -18,8 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const CONSOLE: &str = "console=tty0 console=ttyS0,115200n8";
-const BAKED: &str =
-    "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const BAKED: &str = "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 /// What build/media puts into the per-MAC PXE examples when nothing is baked in.
 const EXAMPLE_MAC_PARAMS: &str =
     "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=EDIT_ME";
@@ -142,31 +141,40 @@ impl Vm {
         )
     }
 
-    /// Waits for the init's command-line line and then for the VM to power off.
-    /// Returns the kernel command line and the time to reach the init.
-    fn boot_to_init(&mut self) -> (String, Duration) {
-        let mut reached = None;
+    /// Waits until a serial line contains `needle` followed by a line break;
+    /// returns the rest of that line and the time it took. Fails on exit or timeout.
+    fn wait_for(&mut self, needle: &str) -> (String, Duration) {
         loop {
             let log = self.serial();
-            if reached.is_none() {
-                if let Some(line) = log.lines().find_map(|l| l.split_once(MARKER)) {
-                    // The line is complete once the next marker line follows it.
-                    if log.contains("P2XEN-STANDIN: powering off") {
-                        reached = Some((line.1.trim().to_string(), self.started.elapsed()));
-                    }
+            if let Some((_, rest)) = log.split_once(needle) {
+                if let Some((line, _)) = rest.split_once('\n') {
+                    return (line.trim().to_string(), self.started.elapsed());
                 }
             }
             match self.child.try_wait() {
-                Ok(Some(status)) => match reached.take() {
-                    Some(r) if status.success() => return r,
-                    Some(_) => self.fail(&format!("QEMU exited with {status}")),
-                    None => self.fail(&format!("QEMU exited with {status} before the init ran")),
-                },
+                Ok(Some(status)) => self.fail(&format!("QEMU exited ({status}) before {needle:?}")),
                 Ok(None) => {}
                 Err(e) => self.fail(&format!("waiting for QEMU: {e}")),
             }
             if self.started.elapsed() > VM_TIMEOUT {
-                self.fail("timeout: the init did not run and power off");
+                self.fail(&format!("timeout waiting for {needle:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits for the stand-in init's command line, then for the VM to power off.
+    fn boot_to_init(&mut self) -> (String, Duration) {
+        let reached = self.wait_for(MARKER);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return reached,
+                Ok(Some(status)) => self.fail(&format!("QEMU exited with {status}")),
+                Ok(None) => {}
+                Err(e) => self.fail(&format!("waiting for QEMU: {e}")),
+            }
+            if self.started.elapsed() > VM_TIMEOUT {
+                self.fail("timeout: the init did not power off");
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -296,6 +304,32 @@ fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
         &["-netdev", &net, "-device", "e1000,netdev=n,bootindex=1"],
     );
     assert_boots("PXE GRUB, OVMF", vm, BAKED);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_grub_netboot_picks_the_per_mac_config() {
+    let net = pxe_net(&media().plain, "grubnetx64.efi");
+    let vm = Vm::start(
+        Firmware::Ovmf,
+        &[
+            "-netdev",
+            &net,
+            "-device",
+            "e1000,netdev=n,mac=aa:bb:cc:dd:ee:ff,bootindex=1",
+        ],
+    );
+    assert_boots("PXE GRUB per-MAC, OVMF", vm, EXAMPLE_MAC_PARAMS);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn iso_written_to_a_disk_boots_on_seabios() {
+    // isohybrid: the ISO dd-ed to a stick boots through its MBR (isohdpfx.bin).
+    let iso = path(&media().plain.join("p2xen-x86_64.iso"));
+    let drive = format!("file={iso},format=raw,snapshot=on");
+    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
+    assert_boots("ISO as disk, SeaBIOS", vm, "p2xen.mode=menu");
 }
 
 #[test]
