@@ -11,6 +11,9 @@
 //! The VM runner here is small on purpose; when `tests/common/qemu.rs` (branch
 //! live) lands, it should replace `Vm`.
 
+mod common;
+
+use common::fixtures::run;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +24,7 @@ const CONSOLE: &str = "console=tty0 console=ttyS0,115200n8";
 const BAKED: &str = "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked p2xen.fingerprint=sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 /// What build/media puts into the per-MAC PXE examples when nothing is baked in.
 const EXAMPLE_MAC_PARAMS: &str =
-    "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=EDIT_ME";
+    "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=sha256:EDIT_ME";
 const MARKER: &str = "P2XEN-STANDIN: cmdline: ";
 /// Hard limit per VM; TCG on a loaded 2-core machine boots each medium in 25-40 s.
 const VM_TIMEOUT: Duration = Duration::from_secs(300);
@@ -30,15 +33,6 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
-    stderr + &String::from_utf8_lossy(&out.stdout)
 }
 
 struct Media {
@@ -341,13 +335,21 @@ fn rebuild_with_nothing_changed_skips_every_step() {
         .unwrap();
     let standin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/standin");
     let started = Instant::now();
-    let out = run(Command::new(repo().join("build/media"))
-        .arg("--kernel")
+    let mut cmd = Command::new(repo().join("build/media"));
+    cmd.arg("--kernel")
         .arg(standin.join("vmlinuz"))
         .arg("--initramfs")
         .arg(standin.join("initramfs.img"))
         .arg("--out")
-        .arg(&m.plain));
+        .arg(&m.plain);
+    let result = cmd.output().unwrap();
+    // Steps report on stderr, the size lines go to stdout.
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stderr),
+        String::from_utf8_lossy(&result.stdout)
+    );
+    assert!(result.status.success(), "{cmd:?} failed:\n{out}");
     eprintln!(
         "no-change rebuild: {:.2} s",
         started.elapsed().as_secs_f64()
