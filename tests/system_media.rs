@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::fixtures::run;
+use common::fixtures::{MIB, hash_file, run, sfdisk, sparse_image};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,7 +92,7 @@ impl Vm {
             "-accel",
             "tcg",
             "-m",
-            "512",
+            "1024",
             "-display",
             "none",
             "-no-reboot",
@@ -362,4 +362,39 @@ fn rebuild_with_nothing_changed_skips_every_step() {
         .unwrap();
     assert_eq!(before, after);
     assert!(out.contains("p2xen-x86_64.img  "), "no size line:\n{out}");
+}
+
+/// The real live image (build/live, which build/media runs when `out/` lacks
+/// it) on the USB image next to a fixture source disk: SeaBIOS boots it to the
+/// live init's ready marker, the init counts only the fixture as a source and
+/// leaves its own boot medium alone, and the fixture is unchanged.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn usb_image_boots_the_live_environment_which_leaves_its_boot_medium_alone() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/live");
+    run(Command::new(repo().join("build/media"))
+        .arg("--out")
+        .arg(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    sparse_image(&source, 64 * MIB);
+    sfdisk(&source, "label: dos\n,,L\n");
+    let before = hash_file(&source);
+
+    let disk = format!("file={},format=raw,if=virtio", path(&source));
+    let drive = usb(&out);
+    let mut vm = Vm::start(
+        Firmware::SeaBios,
+        &["-nic", "none", "-drive", &drive, "-drive", &disk],
+    );
+    let (ready, took) = vm.wait_for("p2xen-live: ready");
+    eprintln!(
+        "USB with live image, SeaBIOS: ready after {:.1} s (TCG)",
+        took.as_secs_f64()
+    );
+    if !ready.contains("1 source disk(s), boot medium /dev/sda left alone") {
+        vm.fail(&format!("wrong disks at the ready marker: {ready:?}"));
+    }
+    drop(vm);
+    assert_eq!(hash_file(&source), before, "the source disk changed");
 }
