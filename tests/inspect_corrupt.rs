@@ -12,7 +12,12 @@ use std::path::Path;
 fn inspect_unchanged(image: &Path) -> (Value, i32, String) {
     let before = hash_file(image);
     let r = inspect_json(&[image]);
-    assert_eq!(hash_file(image), before, "inspect changed {}", image.display());
+    assert_eq!(
+        hash_file(image),
+        before,
+        "inspect changed {}",
+        image.display()
+    );
     r
 }
 
@@ -60,17 +65,29 @@ fn truncated_mbr_image_reports_partitions_past_the_end_and_goes_on() {
     let disk = &v["disks"][0];
     let path = f.image.display().to_string();
     let e6 = strings(&partition(disk, 6)["errors"]);
-    assert_eq!(
-        e6,
-        [format!(
+    // The table error, and the filesystem probe's own complaint about the cut filesystem.
+    assert!(
+        e6.contains(&format!(
             "{path}: partition 6 (bytes 36700160..47185920) extends past the end of the disk (41943040 bytes); is the image truncated?"
-        )]
+        )),
+        "{e6:?}"
     );
-    assert!(strings(&partition(disk, 3)["errors"])[0].contains("partition 3 (bytes 13631488..67108864) extends past the end"));
+    assert!(
+        e6.iter()
+            .any(|e| e.contains("do not fit in the 5242880-byte partition")),
+        "{e6:?}"
+    );
+    assert!(
+        strings(&partition(disk, 3)["errors"])[0]
+            .contains("partition 3 (bytes 13631488..67108864) extends past the end")
+    );
     // The root filesystem before the cut is still fully inspected.
     assert_eq!(partition(disk, 5)["os"]["hostname"], "oldserver");
     assert_eq!(partition(disk, 5)["errors"], serde_json::json!([]));
-    assert!(stderr.contains("partition 6 (bytes"), "errors are logged: {stderr}");
+    assert!(
+        stderr.contains("partition 6 (bytes"),
+        "errors are logged: {stderr}"
+    );
 }
 
 #[test]
@@ -95,7 +112,9 @@ fn truncated_gpt_image_warns_about_the_missing_backup() {
             48 * MIB - 512
         )]
     );
-    assert!(strings(&partition(disk, 5)["errors"])[0].contains("partition 5 (bytes 46137344..56623104) extends past the end of the disk (50331648 bytes)"));
+    assert!(strings(&partition(disk, 5)["errors"])[0].contains(
+        "partition 5 (bytes 46137344..56623104) extends past the end of the disk (50331648 bytes)"
+    ));
     assert_eq!(partition(disk, 3)["os"]["hostname"], "gpthost");
 }
 
@@ -148,7 +167,10 @@ fn gpt_with_bad_primary_crc_is_read_from_the_backup_with_a_warning() {
     let byte = peek(&f.image, 512 + 56, 1)[0];
     patch(&f.image, 512 + 56, &[byte ^ 0xff]);
     let (v, code, stderr) = inspect_unchanged(&f.image);
-    assert_eq!(code, 0, "a usable backup is a warning, not an error: {stderr}");
+    assert_eq!(
+        code, 0,
+        "a usable backup is a warning, not an error: {stderr}"
+    );
     let disk = &v["disks"][0];
     let w = strings(&disk["warnings"]);
     assert_eq!(w.len(), 1, "{w:?}");
@@ -160,7 +182,10 @@ fn gpt_with_bad_primary_crc_is_read_from_the_backup_with_a_warning() {
         "{}",
         w[0]
     );
-    assert!(w[0].ends_with(&format!("using the backup header at offset {}", 64 * MIB - 512)));
+    assert!(w[0].ends_with(&format!(
+        "using the backup header at offset {}",
+        64 * MIB - 512
+    )));
     assert_eq!(partition_layout(disk), partition_layout(&good["disks"][0]));
     assert_eq!(disk["disk_id"], good["disks"][0]["disk_id"]);
 }
@@ -208,7 +233,10 @@ fn gpt_with_both_headers_bad_is_an_error() {
         "{}",
         e[0]
     );
-    assert!(e[0].contains(&format!("backup header at offset {}: header CRC32 mismatch", 64 * MIB - 512)));
+    assert!(e[0].contains(&format!(
+        "backup header at offset {}: header CRC32 mismatch",
+        64 * MIB - 512
+    )));
 }
 
 #[test]
