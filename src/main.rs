@@ -18,7 +18,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
+    Convert(p2xen::guest::cli::ConvertArgs),
+}
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -43,5 +46,16 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Convert(args) => match p2xen::guest::cli::run(&args) {
+            Ok(report) => {
+                print!("{}", p2xen::guest::cli::summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("convert {}: {e}", args.name);
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
