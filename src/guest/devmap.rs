@@ -209,7 +209,7 @@ fn map_token(tok: &str, map: &DevMap) -> String {
         let at_start = tok[..i]
             .chars()
             .next_back()
-            .is_none_or(|c| matches!(c, '"' | '\''));
+            .is_none_or(|c| matches!(c, '"' | '\'' | '='));
         if !at_start {
             continue;
         }
