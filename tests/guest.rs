@@ -9,9 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use p2xen::guest::{
-    self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType,
-};
+use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;
@@ -104,8 +102,16 @@ fn mkfs(kind: &str, dir: &Path, img: &Path, size: u64, uuid: &str) {
         "mke2fs",
         "e2fsprogs",
         &[
-            "-q", "-F", "-t", kind, "-U", uuid, "-d", &dir.to_string_lossy(),
-            &img.to_string_lossy(), &format!("{}k", size / 1024),
+            "-q",
+            "-F",
+            "-t",
+            kind,
+            "-U",
+            uuid,
+            "-d",
+            &dir.to_string_lossy(),
+            &img.to_string_lossy(),
+            &format!("{}k", size / 1024),
         ],
     );
 }
@@ -123,14 +129,23 @@ fn sfdisk(disk: &Path, script: &str) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("sfdisk: install Debian package fdisk");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "sfdisk {script}");
 }
 
 /// A file inside an ext filesystem of an image, read with debugfs (no mount).
 fn guest_file(img: &Path, off: u64, path: &str) -> Option<String> {
     let spec = format!("{}?offset={off}", img.display());
-    let out = tool("debugfs", "e2fsprogs", &["-R", &format!("cat {path}"), &spec]);
+    let out = tool(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", &format!("cat {path}"), &spec],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("not found") {
         None
@@ -141,7 +156,11 @@ fn guest_file(img: &Path, off: u64, path: &str) -> Option<String> {
 
 fn guest_stat(img: &Path, off: u64, path: &str) -> String {
     let spec = format!("{}?offset={off}", img.display());
-    let out = tool("debugfs", "e2fsprogs", &["-R", &format!("stat {path}"), &spec]);
+    let out = tool(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", &format!("stat {path}"), &spec],
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -158,7 +177,9 @@ fn parse_xl(text: &str) -> std::collections::BTreeMap<String, Vec<String>> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not key = value: {l}"));
+        let (k, v) = l
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not key = value: {l}"));
         let (k, v) = (k.trim().to_string(), v.trim());
         if v.starts_with('[') {
             let mut body = v.trim_start_matches('[').to_string();
@@ -175,7 +196,10 @@ fn parse_xl(text: &str) -> std::collections::BTreeMap<String, Vec<String>> {
                 .collect();
             map.insert(k, items);
         } else if let Some(s) = v.strip_prefix('"') {
-            map.insert(k, vec![s.strip_suffix('"').expect("closing quote").to_string()]);
+            map.insert(
+                k,
+                vec![s.strip_suffix('"').expect("closing quote").to_string()],
+            );
         } else {
             assert!(v.parse::<u64>().is_ok(), "{k}: {v}");
             map.insert(k, vec![v.to_string()]);
@@ -264,33 +288,55 @@ const P2_SIZE: u64 = 16 * MIB;
 fn seed() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    let initrd_img = initrd(&tmp.path().join("ird"), &["lib/modules/2.6.18-6-xen-686/kernel/fs/ext3/ext3.ko"], "gzip");
+    let initrd_img = initrd(
+        &tmp.path().join("ird"),
+        &["lib/modules/2.6.18-6-xen-686/kernel/fs/ext3/ext3.ko"],
+        "gzip",
+    );
     tree(
         &root,
         &[
             ("/etc/fstab", SEED_FSTAB),
-            ("/etc/modules.conf", "alias eth0 8139too\nalias scsi_hostadapter aha1740\nalias char-major-10-135 rtc\n"),
+            (
+                "/etc/modules.conf",
+                "alias eth0 8139too\nalias scsi_hostadapter aha1740\nalias char-major-10-135 rtc\n",
+            ),
             ("/etc/inittab", SEED_INITTAB),
             ("/etc/securetty", "console\ntty1\ntty2\n"),
-            ("/etc/udev/rules.d/z25_persistent-net.rules", "SUBSYSTEM==\"net\", ATTRS{address}==\"00:0c:29:ab:cd:ef\", NAME=\"eth0\"\n"),
+            (
+                "/etc/udev/rules.d/z25_persistent-net.rules",
+                "SUBSYSTEM==\"net\", ATTRS{address}==\"00:0c:29:ab:cd:ef\", NAME=\"eth0\"\n",
+            ),
             ("/etc/init.d/smartmontools", "#!/bin/sh\n"),
             ("/etc/rc2.d/S20smartmontools", "->../init.d/smartmontools"),
             ("/etc/rc2.d/S10sysklogd", "->../init.d/sysklogd"),
             ("/boot/grub/menu.lst", SEED_MENU),
             ("/boot/vmlinuz-2.6.18-6-xen-686", "kernel-image"),
-            ("/boot/config-2.6.18-6-xen-686", "CONFIG_X86_32=y\nCONFIG_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n"),
+            (
+                "/boot/config-2.6.18-6-xen-686",
+                "CONFIG_X86_32=y\nCONFIG_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n",
+            ),
             ("/sbin/init", "sysvinit"),
         ],
     );
     std::fs::write(root.join("boot/initrd.img-2.6.18-6-xen-686"), initrd_img).unwrap();
     let src = tmp.path().join("source.img");
-    std::fs::File::create(&src).unwrap().set_len(64 * MIB).unwrap();
-    sfdisk(&src, "label: dos\nstart=2048, size=81920, type=83, bootable\nstart=83968, size=32768, type=82\n");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: dos\nstart=2048, size=81920, type=83, bootable\nstart=83968, size=32768, type=82\n",
+    );
     let p1 = tmp.path().join("p1.img");
     mkfs("ext3", &root, &p1, P1_SIZE, SEED_ROOT_UUID);
     put(&src, P1, &p1);
     let p2 = tmp.path().join("p2.img");
-    std::fs::File::create(&p2).unwrap().set_len(P2_SIZE).unwrap();
+    std::fs::File::create(&p2)
+        .unwrap()
+        .set_len(P2_SIZE)
+        .unwrap();
     tool("mkswap", "util-linux", &["-q", &p2.to_string_lossy()]);
     put(&src, P2, &p2);
     let machine = format!(
@@ -317,7 +363,10 @@ fn seed_server_disk_layout() {
     req.dry_run = true;
     let dry = guest::convert(&req).unwrap();
     assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
-    assert!(!fx.xen_dir.join("seed.cfg").exists(), "dry run wrote a config");
+    assert!(
+        !fx.xen_dir.join("seed.cfg").exists(),
+        "dry run wrote a config"
+    );
     assert!(diff_of(&dry, "/etc/fstab").contains("+/dev/xvda1       /"));
 
     let rep = guest::convert(&fx.request("seed")).unwrap();
@@ -344,7 +393,10 @@ alias char-major-10-135 rtc
         guest_file(&img, P1, "/etc/inittab").unwrap(),
         format!("{SEED_INITTAB}hvc0:2345:respawn:/sbin/getty 38400 hvc0\n")
     );
-    assert_eq!(guest_file(&img, P1, "/etc/securetty").unwrap(), "console\ntty1\ntty2\nhvc0\n");
+    assert_eq!(
+        guest_file(&img, P1, "/etc/securetty").unwrap(),
+        "console\ntty1\ntty2\nhvc0\n"
+    );
     assert_eq!(
         guest_file(&img, P1, "/boot/grub/menu.lst").unwrap(),
         "default 0
@@ -357,12 +409,20 @@ initrd /boot/initrd.img-2.6.18-6-xen-686
 "
     );
     let cfg = guest_file(&img, P1, "/boot/grub/grub.cfg").expect("generated grub.cfg");
-    assert!(cfg.starts_with("# Generated by p2xen from /boot/grub/menu.lst"), "{cfg}");
+    assert!(
+        cfg.starts_with("# Generated by p2xen from /boot/grub/menu.lst"),
+        "{cfg}"
+    );
     assert!(cfg.contains(
         "menuentry 'Debian GNU/Linux, kernel 2.6.18-6-xen-686' {\n\tinsmod part_msdos\n\tinsmod part_gpt\n\tinsmod ext2\n\tsearch --no-floppy --set=root --file /boot/vmlinuz-2.6.18-6-xen-686\n\tlinux /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0\n\tinitrd /boot/initrd.img-2.6.18-6-xen-686\n}\n"
     ), "{cfg}");
-    assert_eq!(guest_file(&img, P1, "/etc/udev/rules.d/z25_persistent-net.rules"), None);
-    assert!(guest_stat(&img, P1, "/etc/rc2.d/K80smartmontools").contains("../init.d/smartmontools"));
+    assert_eq!(
+        guest_file(&img, P1, "/etc/udev/rules.d/z25_persistent-net.rules"),
+        None
+    );
+    assert!(
+        guest_stat(&img, P1, "/etc/rc2.d/K80smartmontools").contains("../init.d/smartmontools")
+    );
     assert!(guest_stat(&img, P1, "/etc/rc2.d/S20smartmontools").contains("not found"));
     assert!(guest_stat(&img, P1, "/etc/rc2.d/S10sysklogd").contains("../init.d/sysklogd"));
     // Everything the dry run promised was done, nothing more.
@@ -382,18 +442,31 @@ initrd /boot/initrd.img-2.6.18-6-xen-686
     assert_eq!(one("kernel"), "/usr/lib/grub-xen/grub-x86_64-xen.bin");
     assert_eq!(one("memory"), "256");
     assert_eq!(one("vcpus"), "1");
-    assert_eq!(xl["disk"], vec![format!("format=raw, vdev=xvda, access=rw, target={}", abs.display())]);
-    assert_eq!(xl["vif"], vec!["mac=00:0c:29:ab:cd:ef, bridge=xenbr0".to_string()]);
+    assert_eq!(
+        xl["disk"],
+        vec![format!(
+            "format=raw, vdev=xvda, access=rw, target={}",
+            abs.display()
+        )]
+    );
+    assert_eq!(
+        xl["vif"],
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=xenbr0".to_string()]
+    );
     assert_eq!(one("on_poweroff"), "destroy");
     assert_eq!(one("on_reboot"), "restart");
     assert_eq!(one("on_crash"), "restart");
 
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fx.store.join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fx.store.join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["copy"]["verified"], true, "copy report kept");
     assert_eq!(report["conversion"]["boot_route"], "pvgrub2");
     assert_eq!(report["conversion"]["layout"], "disk");
-    assert_eq!(report["conversion"]["next_command"], format!("xl create {}", fx.xen_dir.join("seed.cfg").display()));
+    assert_eq!(
+        report["conversion"]["next_command"],
+        format!("xl create {}", fx.xen_dir.join("seed.cfg").display())
+    );
 
     // Never overwrite without --force; converting again changes nothing more.
     let err = guest::convert(&fx.request("seed")).unwrap_err();
@@ -415,11 +488,19 @@ fn seed_server_partitions_layout() {
     req.bridge = Some("br0".to_string());
     req.skip = vec![FixupKind::Monitoring];
     let rep = guest::convert(&req).unwrap();
-    assert_eq!(sha(&fx.disk()), disk_before, "layout partitions must not change disk0.img");
+    assert_eq!(
+        sha(&fx.disk()),
+        disk_before,
+        "layout partitions must not change disk0.img"
+    );
     let p1 = fx.store.join("disk0-part1.img");
     let p2 = fx.store.join("disk0-part2.img");
     assert_eq!(std::fs::metadata(&p1).unwrap().len(), P1_SIZE);
-    assert_eq!(sha(&p2), swap_sha, "swap partition image differs from the partition's bytes");
+    assert_eq!(
+        sha(&p2),
+        swap_sha,
+        "swap partition image differs from the partition's bytes"
+    );
     assert_eq!(
         guest_file(&p1, 0, "/etc/fstab").unwrap().lines().nth(2),
         Some("/dev/xvda1       /               ext3    defaults,errors=remount-ro 0       1")
@@ -430,12 +511,23 @@ fn seed_server_partitions_layout() {
     assert_eq!(rep.boot_route, "dom0-kernel");
 
     let boot = std::path::absolute(fx.store.join("boot")).unwrap();
-    assert_eq!(std::fs::read(boot.join("vmlinuz-2.6.18-6-xen-686")).unwrap(), b"kernel-image");
+    assert_eq!(
+        std::fs::read(boot.join("vmlinuz-2.6.18-6-xen-686")).unwrap(),
+        b"kernel-image"
+    );
     let xl = parse_xl(&rep.config);
     let one = |k: &str| xl[k][0].clone();
     assert_eq!(one("type"), "pv");
-    assert_eq!(one("kernel"), boot.join("vmlinuz-2.6.18-6-xen-686").display().to_string());
-    assert_eq!(one("ramdisk"), boot.join("initrd.img-2.6.18-6-xen-686").display().to_string());
+    assert_eq!(
+        one("kernel"),
+        boot.join("vmlinuz-2.6.18-6-xen-686").display().to_string()
+    );
+    assert_eq!(
+        one("ramdisk"),
+        boot.join("initrd.img-2.6.18-6-xen-686")
+            .display()
+            .to_string()
+    );
     assert_eq!(one("root"), "/dev/xvda1 ro");
     assert_eq!(one("extra"), "console=hvc0");
     assert_eq!(one("memory"), "512");
@@ -443,12 +535,21 @@ fn seed_server_partitions_layout() {
     assert_eq!(
         xl["disk"],
         vec![
-            format!("format=raw, vdev=xvda1, access=rw, target={}/disk0-part1.img", abs.display()),
-            format!("format=raw, vdev=xvda2, access=rw, target={}/disk0-part2.img", abs.display()),
+            format!(
+                "format=raw, vdev=xvda1, access=rw, target={}/disk0-part1.img",
+                abs.display()
+            ),
+            format!(
+                "format=raw, vdev=xvda2, access=rw, target={}/disk0-part2.img",
+                abs.display()
+            ),
         ]
     );
-    assert_eq!(xl["vif"], vec!["mac=00:0c:29:ab:cd:ef, bridge=br0".to_string()]);
-    assert!(xl.get("bootloader").is_none());
+    assert_eq!(
+        xl["vif"],
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=br0".to_string()]
+    );
+    assert!(!xl.contains_key("bootloader"));
 
     // Existing partition images are not overwritten without --force.
     let err = guest::convert(&req).unwrap_err();
@@ -472,8 +573,13 @@ fn sparse_partition_copy_keeps_bytes_and_holes() {
     assert_eq!(sha(&out), sha_range(&disk, 4 * MIB, 32 * MIB));
     use std::os::unix::fs::MetadataExt;
     let allocated = std::fs::metadata(&out).unwrap().blocks() * 512;
-    assert!(allocated < 4 * MIB, "holes not kept: {allocated} bytes allocated");
-    let err = p2xen::guest::split::copy_partition(&disk, 60 * MIB, 8 * MIB, &tmp.path().join("x.img")).unwrap_err();
+    assert!(
+        allocated < 4 * MIB,
+        "holes not kept: {allocated} bytes allocated"
+    );
+    let err =
+        p2xen::guest::split::copy_partition(&disk, 60 * MIB, 8 * MIB, &tmp.path().join("x.img"))
+            .unwrap_err();
     assert!(err.to_string().contains("beyond the image end"), "{err}");
 }
 
@@ -511,24 +617,45 @@ fn debian() -> Fixture {
         &root,
         &[
             ("/etc/fstab", &fstab),
-            ("/etc/default/grub", "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n"),
+            (
+                "/etc/default/grub",
+                "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+            ),
             ("/boot/grub/grub.cfg", DEB_GRUB_CFG),
             ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
-            ("/boot/config-6.1.0-13-amd64", "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n"),
-            ("/etc/udev/rules.d/70-persistent-net.rules", "SUBSYSTEM==\"net\", ATTR{address}==\"52:54:00:12:34:56\", NAME=\"eth0\"\n"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n",
+            ),
+            (
+                "/etc/udev/rules.d/70-persistent-net.rules",
+                "SUBSYSTEM==\"net\", ATTR{address}==\"52:54:00:12:34:56\", NAME=\"eth0\"\n",
+            ),
             ("/etc/modprobe.d/blacklist.conf", "blacklist pcspkr\n"),
             ("/lib/systemd/systemd", "systemd"),
             ("/lib/systemd/system/serial-getty@.service", "[Unit]\n"),
             ("/lib/systemd/system/smartmontools.service", "[Unit]\n"),
-            ("/etc/systemd/system/multi-user.target.wants/smartd.service", "->/lib/systemd/system/smartmontools.service"),
-            ("/etc/systemd/system/multi-user.target.wants/cron.service", "->/lib/systemd/system/cron.service"),
+            (
+                "/etc/systemd/system/multi-user.target.wants/smartd.service",
+                "->/lib/systemd/system/smartmontools.service",
+            ),
+            (
+                "/etc/systemd/system/multi-user.target.wants/cron.service",
+                "->/lib/systemd/system/cron.service",
+            ),
             ("/sbin/init", "->/lib/systemd/systemd"),
         ],
     );
     std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
     let src = tmp.path().join("source.img");
-    std::fs::File::create(&src).unwrap().set_len(64 * MIB).unwrap();
-    sfdisk(&src, "label: gpt\nstart=2048, size=81920, type=L\nstart=83968, size=32768, type=S\n");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: gpt\nstart=2048, size=81920, type=L\nstart=83968, size=32768, type=S\n",
+    );
     let p1 = tmp.path().join("p1.img");
     mkfs("ext4", &root, &p1, P1_SIZE, DEB_ROOT_UUID);
     put(&src, P1, &p1);
@@ -568,20 +695,62 @@ fn modern_debian() {
         guest_file(&img, P1, "/etc/default/grub").unwrap(),
         "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"console=hvc0\"\n"
     );
-    assert_eq!(guest_file(&img, P1, "/etc/modprobe.d/blacklist.conf").unwrap(), "blacklist pcspkr\n");
-    assert_eq!(guest_file(&img, P1, "/etc/udev/rules.d/70-persistent-net.rules"), None);
-    let getty = guest_stat(&img, P1, "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service");
-    assert!(getty.contains("/lib/systemd/system/serial-getty@.service"), "{getty}");
-    assert!(guest_stat(&img, P1, "/etc/systemd/system/multi-user.target.wants/smartd.service").contains("not found"));
-    assert!(guest_stat(&img, P1, "/etc/systemd/system/multi-user.target.wants/cron.service").contains("cron.service"));
-    assert!(diff_of(&rep, "/etc/systemd/system/multi-user.target.wants/smartd.service")
-        .contains("removed symlink"));
-    assert_eq!(guest_file(&img, P1, "/etc/securetty"), None, "securetty created where none was");
+    assert_eq!(
+        guest_file(&img, P1, "/etc/modprobe.d/blacklist.conf").unwrap(),
+        "blacklist pcspkr\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/udev/rules.d/70-persistent-net.rules"),
+        None
+    );
+    let getty = guest_stat(
+        &img,
+        P1,
+        "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
+    );
+    assert!(
+        getty.contains("/lib/systemd/system/serial-getty@.service"),
+        "{getty}"
+    );
+    assert!(
+        guest_stat(
+            &img,
+            P1,
+            "/etc/systemd/system/multi-user.target.wants/smartd.service"
+        )
+        .contains("not found")
+    );
+    assert!(
+        guest_stat(
+            &img,
+            P1,
+            "/etc/systemd/system/multi-user.target.wants/cron.service"
+        )
+        .contains("cron.service")
+    );
+    assert!(
+        diff_of(
+            &rep,
+            "/etc/systemd/system/multi-user.target.wants/smartd.service"
+        )
+        .contains("removed symlink")
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/securetty"),
+        None,
+        "securetty created where none was"
+    );
     assert!(guest_file(&img, P1, "/boot/grub/menu.lst").is_none());
 
     assert_eq!(rep.boot_route, "pvgrub2");
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
-    assert_eq!(rep.kernels.len(), 0);
+    assert_eq!(rep.kernels.len(), 1);
+    assert_eq!(rep.kernels[0].version, "6.1.0-13-amd64");
+    assert_eq!(
+        rep.kernels[0].blkfront,
+        p2xen::guest::xencheck::Driver::Module
+    );
+    assert!(rep.kernels[0].pv && rep.kernels[0].pvh);
     let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
     assert_eq!(xl["type"], ["pv"]);
     assert_eq!(xl["kernel"], ["/usr/lib/grub-xen/grub-x86_64-xen.bin"]);
@@ -589,7 +758,10 @@ fn modern_debian() {
     assert_eq!(xl["vcpus"], ["2"]);
     assert_eq!(
         xl["vif"],
-        ["mac=52:54:00:12:34:56, bridge=xenbr0", "mac=52:54:00:12:34:57, bridge=xenbr0"]
+        [
+            "mac=52:54:00:12:34:56, bridge=xenbr0",
+            "mac=52:54:00:12:34:57, bridge=xenbr0"
+        ]
     );
 }
 
@@ -602,21 +774,45 @@ fn modern_debian_pvh_dry_run_via_cli() {
         .arg(fx.store.parent().unwrap())
         .arg("--xen-dir")
         .arg(&fx.xen_dir)
-        .args(["--type", "pvh", "--vcpus", "4", "--dry-run", "--no-fixup", "net-rules"])
+        .args([
+            "--type",
+            "pvh",
+            "--vcpus",
+            "4",
+            "--dry-run",
+            "--no-fixup",
+            "net-rules",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
     assert!(!fx.xen_dir.exists());
     assert_eq!(
         std::fs::read_to_string(fx.store.join("report.json")).unwrap(),
         r#"{"copy":{"verified":true}}"#
     );
-    assert!(stdout.contains("--- a/etc/default/grub\n+++ b/etc/default/grub\n"), "{stdout}");
-    assert!(stdout.contains("-GRUB_CMDLINE_LINUX=\"\"\n+GRUB_CMDLINE_LINUX=\"console=hvc0\"\n"), "{stdout}");
-    assert!(!stdout.contains("persistent-net"), "net-rules not skipped: {stdout}");
-    assert!(stdout.contains("kernel = \"/usr/lib/grub-xen/grub-i386-xen_pvh.bin\""), "{stdout}");
+    assert!(
+        stdout.contains("--- a/etc/default/grub\n+++ b/etc/default/grub\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-GRUB_CMDLINE_LINUX=\"\"\n+GRUB_CMDLINE_LINUX=\"console=hvc0\"\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("persistent-net"),
+        "net-rules not skipped: {stdout}"
+    );
+    assert!(
+        stdout.contains("kernel = \"/usr/lib/grub-xen/grub-i386-xen_pvh.bin\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("type = \"pvh\""), "{stdout}");
     assert!(stdout.contains("vcpus = 4"), "{stdout}");
 
@@ -673,25 +869,44 @@ const MD_CONF: &str = "DEVICE partitions\nARRAY /dev/md0 metadata=1.0 UUID=11111
 fn md_member() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    let ird = initrd(&tmp.path().join("ird"), &["usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko"], "zstd");
+    let ird = initrd(
+        &tmp.path().join("ird"),
+        &["usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko"],
+        "zstd",
+    );
     tree(
         &root,
         &[
             ("/etc/fstab", MD_FSTAB),
             ("/etc/mdadm/mdadm.conf", MD_CONF),
-            ("/boot/grub/grub.cfg", "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/md0 ro\n}\n"),
+            (
+                "/boot/grub/grub.cfg",
+                "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/md0 ro\n}\n",
+            ),
             ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
-            ("/boot/config-6.1.0-13-amd64", "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n",
+            ),
             ("/etc/initramfs-tools/modules", "# modules\n"),
             ("/etc/inittab", "1:2345:respawn:/sbin/getty 38400 tty1\n"),
         ],
     );
     std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
     let src = tmp.path().join("source.img");
-    std::fs::File::create(&src).unwrap().set_len(64 * MIB).unwrap();
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
     sfdisk(&src, "label: dos\nstart=2048, size=81920, type=fd\n");
     let p1 = tmp.path().join("p1.img");
-    mkfs("ext4", &root, &p1, P1_SIZE - MIB, "3d3d3d3d-0000-4000-8000-000000000001");
+    mkfs(
+        "ext4",
+        &root,
+        &p1,
+        P1_SIZE - MIB,
+        "3d3d3d3d-0000-4000-8000-000000000001",
+    );
     put(&src, P1, &p1);
     let (sb_off, sb) = md10_superblock(P1_SIZE);
     let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
@@ -738,19 +953,30 @@ fn md_raid1_member_is_flattened() {
     dry.xen_type = Some(XenType::Pv);
     let d = guest::convert(&dry).unwrap();
     assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
-    assert!(d.fixups.iter().any(|f| f.kind == FixupKind::MdRaid && f.action == "zero"));
+    assert!(
+        d.fixups
+            .iter()
+            .any(|f| f.kind == FixupKind::MdRaid && f.action == "zero")
+    );
 
     let mut req = fx.request("srv");
     req.xen_type = Some(XenType::Pv);
     let rep = guest::convert(&req).unwrap();
     let member = part_file(&fx.disk(), P1, P1_SIZE, &tmp.path().join("after.img"));
     assert_eq!(blkid_type(&member), "ext4");
-    let ex = Command::new("mdadm").arg("--examine").arg(&member).output().unwrap();
+    let ex = Command::new("mdadm")
+        .arg("--examine")
+        .arg(&member)
+        .output()
+        .unwrap();
     assert!(!ex.status.success());
     assert!(String::from_utf8_lossy(&ex.stderr).contains("No md superblock detected"));
 
     let img = fx.disk();
-    assert_eq!(guest_file(&img, P1, "/etc/fstab").unwrap(), "/dev/xvda1  /  ext4  errors=remount-ro  0  1\n");
+    assert_eq!(
+        guest_file(&img, P1, "/etc/fstab").unwrap(),
+        "/dev/xvda1  /  ext4  errors=remount-ro  0  1\n"
+    );
     assert_eq!(
         guest_file(&img, P1, "/etc/mdadm/mdadm.conf").unwrap(),
         "DEVICE partitions\n\
@@ -785,7 +1011,11 @@ fn md_member_without_override_boots_hvm_with_names_kept() {
     let rep = guest::convert(&req).unwrap();
     assert_eq!(rep.xen_type, XenType::Hvm);
     assert_eq!(rep.boot_route, "hvm");
-    assert!(rep.fixups.iter().all(|f| f.file != "/etc/fstab"), "{:#?}", rep.fixups);
+    assert!(
+        rep.fixups.iter().all(|f| f.file != "/etc/fstab"),
+        "{:#?}",
+        rep.fixups
+    );
     let xl = parse_xl(&rep.config);
     assert_eq!(xl["type"], ["hvm"]);
     assert_eq!(xl["serial"], ["pty"]);
@@ -801,4 +1031,255 @@ fn machine_json_from_the_sender_parses() {
     )
     .unwrap();
     assert_eq!(m.options.unwrap().layout.as_deref(), Some("partitions"));
+}
+
+#[test]
+fn failure_leaves_no_loop_device_or_mount() {
+    // machine.json claims the OS is on the swap partition: mounting it fails
+    // after its loop device was attached.
+    let fx = seed();
+    let m = std::fs::read_to_string(fx.store.join("machine.json")).unwrap();
+    let m = m
+        .replacen(r#""os":{"pretty_name""#, r#""os_moved":{"pretty_name""#, 1)
+        .replacen(
+            r#""filesystem":{"type":"swap"}"#,
+            r#""filesystem":{"type":"ext4"},"os":{}"#,
+            1,
+        );
+    std::fs::write(fx.store.join("machine.json"), m).unwrap();
+    let before = sha(&fx.disk());
+    let err = guest::convert(&fx.request("seed")).unwrap_err();
+    assert!(err.to_string().contains("mount -t ext4"), "{err}");
+    let out = tool(
+        "losetup",
+        "util-linux",
+        &["-j", &fx.disk().to_string_lossy()],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "loop device left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("p2xen-guest-"), "mount left behind");
+    assert_eq!(sha(&fx.disk()), before);
+    assert!(!fx.xen_dir.join("seed.cfg").exists());
+}
+
+/// Xen's own config parser (libxlutil from xen-utils-4.17, the library `xl`
+/// parses with) applied to a written config: `xl create -n` needs a running
+/// hypervisor, the library does not.
+mod xlutil {
+    use nix::libc;
+    use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
+    use std::path::Path;
+
+    type CfgInit = unsafe extern "C" fn(*mut libc::FILE, *const c_char) -> *mut c_void;
+    type ReadFile = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+    type GetString =
+        unsafe extern "C" fn(*const c_void, *const c_char, *mut *const c_char, c_int) -> c_int;
+    type GetLong = unsafe extern "C" fn(*const c_void, *const c_char, *mut c_long, c_int) -> c_int;
+    type GetList = unsafe extern "C" fn(
+        *const c_void,
+        *const c_char,
+        *mut *mut c_void,
+        *mut c_int,
+        c_int,
+    ) -> c_int;
+    type ListItem = unsafe extern "C" fn(*const c_void, c_int) -> *const c_char;
+    type DiskInit = unsafe extern "C" fn(*mut c_void);
+    type DiskParse =
+        unsafe extern "C" fn(*mut c_void, c_int, *const *const c_char, *mut c_void) -> c_int;
+
+    fn sym<T: Copy>(lib: *mut c_void, name: &str) -> T {
+        let c = CString::new(name).unwrap();
+        // SAFETY: lib is a live dlopen handle; the symbol's C type is the
+        // one declared above, from libxlutil.h / libxl.h of Xen 4.17.
+        let p = unsafe { libc::dlsym(lib, c.as_ptr()) };
+        assert!(
+            !p.is_null(),
+            "{name} not found in libxlutil/libxenlight 4.17"
+        );
+        // SAFETY: T is a function pointer type of the same size as *mut c_void.
+        unsafe { std::mem::transmute_copy(&p) }
+    }
+
+    fn open(name: &str) -> *mut c_void {
+        let c = CString::new(name).unwrap();
+        // SAFETY: dlopen with a valid C string; the handle is never closed,
+        // which keeps the function pointers valid for the test's life.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW) };
+        assert!(
+            !h.is_null(),
+            "{name}: install Debian package xen-utils-4.17"
+        );
+        h
+    }
+
+    /// A disk spec as libxl understood it.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Disk {
+        pub pdev_path: String,
+        pub vdev: String,
+    }
+
+    pub struct Parsed {
+        pub strings: std::collections::BTreeMap<String, String>,
+        pub longs: std::collections::BTreeMap<String, i64>,
+        pub disks: Vec<Disk>,
+        pub vifs: Vec<String>,
+    }
+
+    pub fn parse(path: &Path) -> Parsed {
+        let xlu = open("libxlutil.so.4.17");
+        let xl = open("libxenlight.so.4.17");
+        let init: CfgInit = sym(xlu, "xlu_cfg_init");
+        let readfile: ReadFile = sym(xlu, "xlu_cfg_readfile");
+        let get_string: GetString = sym(xlu, "xlu_cfg_get_string");
+        let get_long: GetLong = sym(xlu, "xlu_cfg_get_long");
+        let get_list: GetList = sym(xlu, "xlu_cfg_get_list");
+        let listitem: ListItem = sym(xlu, "xlu_cfg_get_listitem");
+        let disk_parse: DiskParse = sym(xlu, "xlu_disk_parse");
+        let disk_init: DiskInit = sym(xl, "libxl_device_disk_init");
+        let fname = CString::new(path.to_string_lossy().as_bytes()).unwrap();
+        let mode = CString::new("w").unwrap();
+        // SAFETY: plain libc calls; the FILE* is xl's error report (stderr).
+        let report = unsafe { libc::fdopen(libc::dup(2), mode.as_ptr()) };
+        // SAFETY: valid FILE* and C string.
+        let cfg = unsafe { init(report, fname.as_ptr()) };
+        assert!(!cfg.is_null());
+        // SAFETY: cfg from xlu_cfg_init, valid file name.
+        let rc = unsafe { readfile(cfg, fname.as_ptr()) };
+        assert_eq!(rc, 0, "libxlutil rejects {}", path.display());
+        let mut strings = std::collections::BTreeMap::new();
+        for k in [
+            "name",
+            "type",
+            "kernel",
+            "ramdisk",
+            "root",
+            "extra",
+            "bootloader",
+            "serial",
+            "on_poweroff",
+            "on_reboot",
+            "on_crash",
+        ] {
+            let key = CString::new(k).unwrap();
+            let mut v: *const c_char = std::ptr::null();
+            // SAFETY: cfg is live; v receives a string owned by cfg.
+            if unsafe { get_string(cfg, key.as_ptr(), &mut v, 1) } == 0 && !v.is_null() {
+                // SAFETY: NUL-terminated string owned by cfg, still alive.
+                strings.insert(
+                    k.to_string(),
+                    unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned(),
+                );
+            }
+        }
+        let mut longs = std::collections::BTreeMap::new();
+        for k in ["memory", "vcpus"] {
+            let key = CString::new(k).unwrap();
+            let mut v: c_long = 0;
+            // SAFETY: cfg is live.
+            if unsafe { get_long(cfg, key.as_ptr(), &mut v, 1) } == 0 {
+                longs.insert(k.to_string(), v);
+            }
+        }
+        let items = |k: &str| -> Vec<String> {
+            let key = CString::new(k).unwrap();
+            let mut list: *mut c_void = std::ptr::null_mut();
+            let mut n: c_int = 0;
+            // SAFETY: cfg is live; list and n are out-parameters.
+            if unsafe { get_list(cfg, key.as_ptr(), &mut list, &mut n, 1) } != 0 {
+                return Vec::new();
+            }
+            (0..n)
+                .map(|i| {
+                    // SAFETY: i < n entries of a list owned by cfg.
+                    let p = unsafe { listitem(list, i) };
+                    // SAFETY: NUL-terminated item owned by cfg.
+                    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                })
+                .collect()
+        };
+        let vifs = items("vif");
+        let mut disks = Vec::new();
+        for spec in items("disk") {
+            // libxl_device_disk is about 100 bytes in 4.17; 4 KiB of room.
+            let mut buf = vec![0u64; 512];
+            let d = buf.as_mut_ptr().cast::<c_void>();
+            let cspec = CString::new(spec.as_str()).unwrap();
+            let specs = [cspec.as_ptr()];
+            // SAFETY: d points to zeroed memory larger than libxl_device_disk.
+            unsafe { disk_init(d) };
+            // SAFETY: cfg live, one valid spec, d initialised above.
+            let rc = unsafe { disk_parse(cfg, 1, specs.as_ptr(), d) };
+            assert_eq!(rc, 0, "libxlutil rejects disk spec {spec:?}");
+            // struct libxl_device_disk { uint32_t backend_domid; char *backend_domname;
+            // char *pdev_path; char *vdev; ... }
+            let field = |i: usize| -> String {
+                let p = buf[i] as *const c_char;
+                assert!(!p.is_null(), "disk field {i} unset for {spec:?}");
+                // SAFETY: a string libxl allocated for this field.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            };
+            disks.push(Disk {
+                pdev_path: field(2),
+                vdev: field(3),
+            });
+        }
+        Parsed {
+            strings,
+            longs,
+            disks,
+            vifs,
+        }
+    }
+}
+
+#[test]
+fn xl_parses_the_written_configs() {
+    let fx = seed();
+    guest::convert(&fx.request("seed")).unwrap();
+    let p = xlutil::parse(&fx.xen_dir.join("seed.cfg"));
+    assert_eq!(p.strings["name"], "seed");
+    assert_eq!(p.strings["type"], "pv");
+    assert_eq!(p.strings["kernel"], "/usr/lib/grub-xen/grub-x86_64-xen.bin");
+    assert_eq!(p.strings["on_crash"], "restart");
+    assert_eq!(p.longs["memory"], 256);
+    assert_eq!(p.longs["vcpus"], 1);
+    let abs = std::path::absolute(fx.disk()).unwrap();
+    assert_eq!(
+        p.disks,
+        vec![xlutil::Disk {
+            pdev_path: abs.display().to_string(),
+            vdev: "xvda".to_string()
+        }]
+    );
+    assert_eq!(
+        p.vifs,
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=xenbr0".to_string()]
+    );
+
+    let mut req = fx.request("seed");
+    req.layout = Some(Layout::Partitions);
+    req.xen_dir = fx.xen_dir.join("partitions");
+    let rep = guest::convert(&req).unwrap();
+    let p = xlutil::parse(&rep.config_path);
+    assert_eq!(p.strings["root"], "/dev/xvda1 ro");
+    assert_eq!(p.strings["extra"], "console=hvc0");
+    assert!(p.strings["ramdisk"].ends_with("/boot/initrd.img-2.6.18-6-xen-686"));
+    let vdevs: Vec<&str> = p.disks.iter().map(|d| d.vdev.as_str()).collect();
+    assert_eq!(vdevs, ["xvda1", "xvda2"]);
+
+    let md = md_member();
+    let mut req = md.request("srv");
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    let hvm_cfg = md.xen_dir.with_file_name("hvm.cfg");
+    std::fs::write(&hvm_cfg, &rep.config).unwrap();
+    let p = xlutil::parse(&hvm_cfg);
+    assert_eq!(p.strings["type"], "hvm");
+    assert_eq!(p.strings["serial"], "pty");
+    assert_eq!(p.disks[0].vdev, "hda");
 }

@@ -234,13 +234,13 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         &mut warnings,
     );
     // Copy the kernel for the dom0-kernel route while the guest is mounted.
-    let result = result.and_then(|route| {
+    let result = result.and_then(|(route, kernels)| {
         let copied = match (&route.kernel, req.dry_run) {
             (Some(k), false) => Some(copy_boot_files(&gfs, k, &req.store_dir)?),
             (Some(k), true) => Some(boot_file_paths(k, &req.store_dir)),
             _ => None,
         };
-        Ok((route, copied))
+        Ok((route, kernels, copied))
     });
 
     // Unmount and detach in order, and report failures: a copy still
@@ -253,7 +253,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     nix::unistd::sync();
     root_loop.detach()?;
     drop(mnt);
-    let (route, boot_files) = result?;
+    let (route, kernels, boot_files) = result?;
 
     let root_device = match route.xen_type {
         XenType::Hvm => "(as the guest names it)".to_string(),
@@ -291,14 +291,10 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         config_path: cfg_path.clone(),
         config,
         images: images.into_iter().map(|(_, p)| p).collect(),
-        kernels: Vec::new(),
+        kernels,
         fixups,
         warnings,
         next_command: format!("xl create {}", cfg_path.display()),
-    };
-    let rep = ConversionReport {
-        kernels: route.kernel.clone().into_iter().collect(),
-        ..rep
     };
     if !req.dry_run {
         report::merge(&req.store_dir.join("report.json"), &rep)?;
@@ -507,13 +503,13 @@ fn plan_and_apply(
     flattened: &[usize],
     fixups: &mut Vec<Fixup>,
     warnings: &mut Vec<String>,
-) -> Result<Route, GuestError> {
+) -> Result<(Route, Vec<KernelInfo>), GuestError> {
     let skip = |k: FixupKind| req.skip.contains(&k);
     let (kernels, kw) = xencheck::scan(gfs)?;
     warnings.extend(kw);
     let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
     let route = choose_route(req, layout, type_override, &kernels, root, warnings);
-    if !skip(FixupKind::XenDrivers) && route.xen_type != XenType::Hvm {
+    if !skip(FixupKind::XenDrivers) {
         let dracut = gfs.exists("/etc/dracut.conf") && !gfs.exists("/etc/initramfs-tools");
         let checked: Vec<&KernelInfo> = match &route.kernel {
             Some(k) => vec![k],
@@ -598,7 +594,7 @@ fn plan_and_apply(
             p.apply(gfs)?;
         }
     }
-    Ok(route)
+    Ok((route, kernels))
 }
 
 /// Newest kernel that can boot PV, else the newest.
