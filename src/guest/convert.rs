@@ -99,7 +99,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     if !req.dry_run && !req.force && cfg_path.exists() {
         return Err(GuestError::Exists { path: cfg_path });
     }
-    let mut vols = volumes(req, &disk_images);
+    let mut vols = volumes(req, &disk_images)?;
     fill_ids_by_blkid(&mut vols);
 
     // Layout partitions: cut the partition images first; all later steps work on them.
@@ -354,11 +354,16 @@ fn disk_images(req: &ConvertRequest) -> Result<Vec<PathBuf>, GuestError> {
         .collect()
 }
 
-fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Vec<Volume> {
+fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Volume>, GuestError> {
     let mut v = Vec::new();
     for (i, (d, img)) in req.machine.disks.iter().zip(images).enumerate() {
+        let size = std::fs::metadata(img)
+            .map_err(|source| GuestError::Io {
+                path: img.clone(),
+                source,
+            })?
+            .len();
         if d.partitions.is_empty() {
-            let size = std::fs::metadata(img).map(|m| m.len()).unwrap_or(0);
             let fs = d.filesystem.clone().unwrap_or_default();
             v.push(Volume {
                 disk: i,
@@ -378,6 +383,18 @@ fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Vec<Volume> {
             if p.is_extended_container() || p.size_bytes == 0 {
                 continue;
             }
+            if p.start_bytes
+                .checked_add(p.size_bytes)
+                .is_none_or(|end| end > size)
+            {
+                return Err(GuestError::Invalid(format!(
+                    "machine.json: disk {i} partition {} ({} bytes at byte {}) lies beyond {} ({size} bytes); the copy is incomplete",
+                    p.number,
+                    p.size_bytes,
+                    p.start_bytes,
+                    img.display()
+                )));
+            }
             let fs = p.filesystem.clone().unwrap_or_default();
             v.push(Volume {
                 disk: i,
@@ -393,7 +410,7 @@ fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Vec<Volume> {
             });
         }
     }
-    v
+    Ok(v)
 }
 
 /// machine.json may lack UUIDs and labels (an older sender): ask blkid.

@@ -90,7 +90,7 @@ pub fn copy_partition(disk: &Path, start: u64, len: u64, out: &Path) -> Result<u
 fn next_data(f: &File, pos: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
     let off = i64::try_from(pos).map_err(io::Error::other)?;
     let data = match lseek(f.as_raw_fd(), off, Whence::SeekData) {
-        Ok(d) => d as u64,
+        Ok(d) => u64::try_from(d).map_err(io::Error::other)?,
         Err(nix::errno::Errno::ENXIO) => return Ok(None),
         // Filesystems without SEEK_DATA: everything is data.
         Err(nix::errno::Errno::EINVAL) => return Ok(Some((pos, end))),
@@ -99,6 +99,7 @@ fn next_data(f: &File, pos: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
     if data >= end {
         return Ok(None);
     }
-    let hole = lseek(f.as_raw_fd(), data as i64, Whence::SeekHole).map_err(io::Error::from)? as u64;
+    let hole = lseek(f.as_raw_fd(), data as i64, Whence::SeekHole).map_err(io::Error::from)?;
+    let hole = u64::try_from(hole).map_err(io::Error::other)?;
     Ok(Some((data, hole.min(end))))
 }
