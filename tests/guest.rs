@@ -1003,19 +1003,29 @@ fn md_raid1_member_is_flattened() {
 }
 
 #[test]
-fn md_member_without_override_boots_hvm_with_names_kept() {
-    // The initrd lacks xen-blkfront: no PV route, so hvm and unchanged names.
+fn md_member_without_pv_kernel_boots_hvm() {
+    // The initrd lacks xen-blkfront: no PV route, so hvm with emulated disks.
     let fx = md_member();
     let mut req = fx.request("srv");
     req.dry_run = true;
     let rep = guest::convert(&req).unwrap();
     assert_eq!(rep.xen_type, XenType::Hvm);
     assert_eq!(rep.boot_route, "hvm");
+    // Emulated disks: the flattened md0 is named by its filesystem UUID.
     assert!(
-        rep.fixups.iter().all(|f| f.file != "/etc/fstab"),
-        "{:#?}",
-        rep.fixups
+        diff_of(&rep, "/etc/fstab")
+            .contains("\n+UUID=3d3d3d3d-0000-4000-8000-000000000001  /  ext4"),
+        "{}",
+        diff_of(&rep, "/etc/fstab")
     );
+    assert!(
+        diff_of(&rep, "/boot/grub/grub.cfg").contains(
+            "+\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=UUID=3d3d3d3d-0000-4000-8000-000000000001 ro console=ttyS0\n"
+        ),
+        "{}",
+        diff_of(&rep, "/boot/grub/grub.cfg")
+    );
+    assert!(diff_of(&rep, "/etc/inittab").contains("+S0:2345:respawn:/sbin/getty 38400 ttyS0\n"));
     let xl = parse_xl(&rep.config);
     assert_eq!(xl["type"], ["hvm"]);
     assert_eq!(xl["serial"], ["pty"]);

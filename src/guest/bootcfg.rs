@@ -1,7 +1,7 @@
 //! Boot loader configs: grub2 (`grub.cfg`, `/etc/default/grub`), grub legacy
 //! (`menu.lst`, including Debian's `# kopt=` line that update-grub rebuilds
-//! from) and lilo: `root=`/`resume=` devices mapped and `console=hvc0` added,
-//! so the kernel's console is the Xen console.
+//! from) and lilo: `root=`/`resume=` devices mapped and `console=hvc0`
+//! (`console=ttyS0` for HVM) added, so the kernel's console is the Xen console.
 //!
 //! pvgrub2 reads only grub2 syntax: for a guest with just grub legacy or lilo
 //! a `/boot/grub/grub.cfg` is generated from its entries.
@@ -14,24 +14,26 @@ use super::guestfs::{GuestFs, GuestFsError};
 pub const GRUB2_CFGS: [&str; 2] = ["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
 pub const LEGACY_CFGS: [&str; 2] = ["/boot/grub/menu.lst", "/boot/grub/grub.conf"];
 pub const LILO_CONF: &str = "/etc/lilo.conf";
-const CONSOLE: &str = "console=hvc0";
 
-pub fn plan(gfs: &GuestFs, map: &DevMap) -> Result<Vec<Planned>, GuestFsError> {
+/// `tty` is the console device: `hvc0` (PV/PVH) or `ttyS0` (HVM).
+pub fn plan(gfs: &GuestFs, map: &DevMap, tty: &str) -> Result<Vec<Planned>, GuestFsError> {
+    let con = format!("console={tty}");
+    let con = con.as_str();
     let mut out = Vec::new();
     for path in GRUB2_CFGS {
         if let Some(old) = gfs.read(path)? {
-            let new = map_lines(&old, |l| grub2_line(l, map));
+            let new = map_lines(&old, |l| grub2_line(l, map, con));
             out.extend(edit(
                 FixupKind::Bootloader,
                 path,
                 &old,
                 new,
-                "root= mapped, console=hvc0 added to the kernel lines",
+                format!("root= mapped, {con} added to the kernel lines"),
             ));
         }
     }
     if let Some(old) = gfs.read("/etc/default/grub")? {
-        let new = map_lines(&old, |l| default_grub_line(l, map));
+        let new = map_lines(&old, |l| default_grub_line(l, map, con));
         out.extend(edit(
             FixupKind::Bootloader,
             "/etc/default/grub",
@@ -42,13 +44,15 @@ pub fn plan(gfs: &GuestFs, map: &DevMap) -> Result<Vec<Planned>, GuestFsError> {
     }
     for path in LEGACY_CFGS {
         if let Some(old) = gfs.read(path)? {
-            let new = map_lines(&old, |l| legacy_line(l, map));
+            let new = map_lines(&old, |l| legacy_line(l, map, con));
             out.extend(edit(
                 FixupKind::Bootloader,
                 path,
                 &old,
                 new,
-                "root= mapped, console=hvc0 added (kernel lines and the kopt= line update-grub uses)",
+                format!(
+                    "root= mapped, {con} added (kernel lines and the kopt= line update-grub uses)"
+                ),
             ));
         }
     }
@@ -57,18 +61,18 @@ pub fn plan(gfs: &GuestFs, map: &DevMap) -> Result<Vec<Planned>, GuestFsError> {
             FixupKind::Bootloader,
             LILO_CONF,
             &old,
-            lilo(&old, map),
-            "root=/boot= mapped, console=hvc0 appended",
+            lilo(&old, map, con),
+            format!("root=/boot= mapped, {con} appended"),
         ));
     }
     Ok(out)
 }
 
-fn with_console(line: &str) -> String {
-    if line.contains(CONSOLE) {
+fn with_console(line: &str, con: &str) -> String {
+    if line.contains(con) {
         line.to_string()
     } else {
-        format!("{} {CONSOLE}", line.trim_end())
+        format!("{} {con}", line.trim_end())
     }
 }
 
@@ -76,18 +80,18 @@ fn first_word(line: &str) -> &str {
     line.split_whitespace().next().unwrap_or("")
 }
 
-fn grub2_line(line: &str, map: &DevMap) -> String {
+fn grub2_line(line: &str, map: &DevMap, con: &str) -> String {
     match first_word(line) {
-        "linux" | "linux16" | "linuxefi" => with_console(&map_cmdline_devices(line, map)),
+        "linux" | "linux16" | "linuxefi" => with_console(&map_cmdline_devices(line, map), con),
         _ => line.to_string(),
     }
 }
 
-fn default_grub_line(line: &str, map: &DevMap) -> String {
+fn default_grub_line(line: &str, map: &DevMap, con: &str) -> String {
     let mapped = map_cmdline_devices(line, map);
     let t = mapped.trim_start();
     if let Some(val) = t.strip_prefix("GRUB_CMDLINE_LINUX=") {
-        if val.contains(CONSOLE) {
+        if val.contains(con) {
             return mapped;
         }
         let ws = &mapped[..mapped.len() - t.len()];
@@ -96,24 +100,24 @@ fn default_grub_line(line: &str, map: &DevMap) -> String {
             Some(q) => {
                 let inner = val.trim_matches(q);
                 let sep = if inner.is_empty() { "" } else { " " };
-                format!("{ws}GRUB_CMDLINE_LINUX={q}{inner}{sep}{CONSOLE}{q}")
+                format!("{ws}GRUB_CMDLINE_LINUX={q}{inner}{sep}{con}{q}")
             }
-            None if val.is_empty() => format!("{ws}GRUB_CMDLINE_LINUX=\"{CONSOLE}\""),
-            None => format!("{ws}GRUB_CMDLINE_LINUX=\"{val} {CONSOLE}\""),
+            None if val.is_empty() => format!("{ws}GRUB_CMDLINE_LINUX=\"{con}\""),
+            None => format!("{ws}GRUB_CMDLINE_LINUX=\"{val} {con}\""),
         };
     }
     mapped
 }
 
-fn legacy_line(line: &str, map: &DevMap) -> String {
+fn legacy_line(line: &str, map: &DevMap, con: &str) -> String {
     let t = line.trim_start();
     if first_word(line) == "kernel" || t.starts_with("# kopt=") {
-        return with_console(&map_cmdline_devices(line, map));
+        return with_console(&map_cmdline_devices(line, map), con);
     }
     line.to_string()
 }
 
-fn lilo(text: &str, map: &DevMap) -> String {
+fn lilo(text: &str, map: &DevMap, con: &str) -> String {
     let mut has_append = false;
     let mut body = map_lines(text, |line| {
         let Some((key, val)) = line.split_once('=') else {
@@ -129,17 +133,17 @@ fn lilo(text: &str, map: &DevMap) -> String {
             "append" => {
                 has_append = true;
                 let inner = map_cmdline_devices(v, map);
-                if inner.contains(CONSOLE) {
+                if inner.contains(con) {
                     format!("{key}=\"{inner}\"")
                 } else {
-                    format!("{key}=\"{} {CONSOLE}\"", inner.trim())
+                    format!("{key}=\"{} {con}\"", inner.trim())
                 }
             }
             _ => line.to_string(),
         }
     });
     if !has_append {
-        body = format!("append=\"{CONSOLE}\"\n{body}");
+        body = format!("append=\"{con}\"\n{body}");
     }
     body
 }
@@ -366,15 +370,23 @@ mod tests {
     fn grub2_and_default() {
         let m = DevMap::new(1, true);
         assert_eq!(
-            grub2_line("\tlinux\t/vmlinuz-6.1 root=UUID=ab ro quiet", &m),
+            grub2_line(
+                "\tlinux\t/vmlinuz-6.1 root=UUID=ab ro quiet",
+                &m,
+                "console=hvc0"
+            ),
             "\tlinux\t/vmlinuz-6.1 root=UUID=ab ro quiet console=hvc0"
         );
         assert_eq!(
-            default_grub_line("GRUB_CMDLINE_LINUX=\"\"", &m),
+            default_grub_line("GRUB_CMDLINE_LINUX=\"\"", &m, "console=hvc0"),
             "GRUB_CMDLINE_LINUX=\"console=hvc0\""
         );
         assert_eq!(
-            default_grub_line("GRUB_CMDLINE_LINUX=\"resume=/dev/sda2\"", &m),
+            default_grub_line(
+                "GRUB_CMDLINE_LINUX=\"resume=/dev/sda2\"",
+                &m,
+                "console=hvc0"
+            ),
             "GRUB_CMDLINE_LINUX=\"resume=/dev/xvda2 console=hvc0\""
         );
     }
@@ -385,6 +397,7 @@ mod tests {
         let out = lilo(
             "boot=/dev/hda\nroot=/dev/hda1\nimage=/boot/vmlinuz\n\tlabel=Linux\n\tinitrd=/boot/initrd.img\n",
             &m,
+            "console=hvc0",
         );
         assert_eq!(
             out,

@@ -149,7 +149,13 @@ impl Planned {
 }
 
 /// A `Write` change if `new` differs from `old`, else nothing.
-pub fn edit(kind: FixupKind, path: &str, old: &str, new: String, note: &str) -> Option<Planned> {
+pub fn edit(
+    kind: FixupKind,
+    path: &str,
+    old: &str,
+    new: String,
+    note: impl Into<String>,
+) -> Option<Planned> {
     (old != new).then(|| {
         Planned::new(
             kind,

@@ -30,6 +30,8 @@ struct Volume {
     label: Option<String>,
     has_os: bool,
     raid_member: bool,
+    /// For an md member: the UUID of the filesystem inside.
+    inner_uuid: Option<String>,
 }
 
 impl Volume {
@@ -376,6 +378,7 @@ fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Volume>, Gues
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: d.os.is_some(),
+                inner_uuid: None,
             });
             continue;
         }
@@ -407,6 +410,7 @@ fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Volume>, Gues
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: p.os.is_some(),
+                inner_uuid: None,
             });
         }
     }
@@ -414,13 +418,36 @@ fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Volume>, Gues
 }
 
 /// machine.json may lack UUIDs and labels (an older sender): ask blkid.
+/// For md members, the filesystem inside (`-u filesystem` skips the raid
+/// superblock), which names the flattened array where device names do not.
 fn fill_ids_by_blkid(vols: &mut [Volume]) {
-    for v in vols
-        .iter_mut()
-        .filter(|v| v.uuid.is_none() && !v.raid_member)
-    {
+    for v in vols.iter_mut() {
         let img = v.image.to_string_lossy().to_string();
         let (o, s) = (v.offset.to_string(), v.size.to_string());
+        if v.raid_member {
+            let args = [
+                "-p",
+                "-u",
+                "filesystem",
+                "-o",
+                "export",
+                "-O",
+                &o,
+                "-S",
+                &s,
+                &img,
+            ];
+            if let Ok(out) = run("blkid", &args) {
+                v.inner_uuid = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("UUID="))
+                    .map(str::to_string);
+            }
+            continue;
+        }
+        if v.uuid.is_some() {
+            continue;
+        }
         let Ok(out) = run("blkid", &["-p", "-o", "export", "-O", &o, "-S", &s, &img]) else {
             continue;
         };
@@ -537,13 +564,21 @@ fn plan_and_apply(
         }
     }
 
-    let mut map = DevMap::new(req.machine.disks.len(), route.xen_type != XenType::Hvm);
+    let hvm = route.xen_type == XenType::Hvm;
+    let mut map = DevMap::new(req.machine.disks.len(), !hvm);
     if !flattened.is_empty() {
         let arrays = mdraid::arrays(gfs)?;
         if arrays.len() == flattened.len() {
             for (md, vi) in arrays.iter().zip(flattened) {
-                if let Some(v) = vols.get(*vi) {
-                    map.add_md(md, &xvd_name(v.dp()));
+                let Some(v) = vols.get(*vi) else { continue };
+                // Emulated disks may be hdX or sdX in the guest: name by UUID.
+                match (hvm, &v.inner_uuid) {
+                    (false, _) => map.add_md(md, &xvd_name(v.dp())),
+                    (true, Some(u)) => map.add_md(md, &format!("UUID={u}")),
+                    (true, None) => warnings.push(format!(
+                        "md-raid: no filesystem UUID in {}: /dev/{md} left unmapped; check /etc/fstab",
+                        v.describe()
+                    )),
                 }
             }
         } else {
@@ -569,12 +604,18 @@ fn plan_and_apply(
             })
             .find_map(|o| o.init_system.as_deref()),
     );
+    // HVM guests may lack Xen's console driver; xl's serial = "pty" is ttyS0.
+    let tty = if route.xen_type == XenType::Hvm {
+        "ttyS0"
+    } else {
+        "hvc0"
+    };
     let mut planned: Vec<Planned> = Vec::new();
     if !skip(FixupKind::Fstab) {
         planned.extend(fstab::plan(gfs, &map)?);
     }
     if !skip(FixupKind::Bootloader) {
-        planned.extend(bootcfg::plan(gfs, &map)?);
+        planned.extend(bootcfg::plan(gfs, &map, tty)?);
         if route.name.starts_with("pvgrub2") && !has_grub2 {
             match bootcfg::plan_generated_grub_cfg(gfs, &planned)? {
                 Some(p) => planned.push(p),
@@ -593,7 +634,7 @@ fn plan_and_apply(
         planned.extend(netrules::plan(gfs)?);
     }
     if !skip(FixupKind::Console) {
-        let (p, w) = console::plan(gfs, systemd)?;
+        let (p, w) = console::plan(gfs, systemd, tty)?;
         planned.extend(p);
         warnings.extend(w);
     }

@@ -44,7 +44,8 @@ impl DevMap {
         }
     }
 
-    /// Record that the md array `md_name` (e.g. "md0") was flattened into `target`.
+    /// Record that the md array `md_name` (e.g. "md0") was flattened into
+    /// `target` (a device name, or `UUID=...` where the name is not known).
     pub fn add_md(&mut self, md_name: &str, target: &str) {
         self.md.push((md_name.to_string(), target.to_string()));
     }
@@ -58,7 +59,7 @@ impl DevMap {
         }
         if let Some(md) = md_name(name) {
             return match self.md.iter().find(|(m, _)| *m == md) {
-                Some((_, t)) if self.rename => Mapped::To(t.clone()),
+                Some((_, t)) => Mapped::To(t.clone()),
                 _ => Mapped::Same,
             };
         }
