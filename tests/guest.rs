@@ -1293,3 +1293,102 @@ fn xl_parses_the_written_configs() {
     assert_eq!(p.strings["serial"], "pty");
     assert_eq!(p.disks[0].vdev, "hda");
 }
+
+#[test]
+fn separate_boot_partition_found_by_label() {
+    // /boot on partition 1 (ext2, LABEL=boot; machine.json has no label, so
+    // blkid supplies it), root on partition 2 with sysvinit and grub legacy.
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = tmp.path().join("boot");
+    let root = tmp.path().join("root");
+    tree(
+        &boot,
+        &[
+            (
+                "/grub/menu.lst",
+                "title Linux\nroot (hd0,0)\nkernel /vmlinuz-2.6.32-5-xen-amd64 root=/dev/sda2 ro\ninitrd /initrd.img-2.6.32-5-xen-amd64\n",
+            ),
+            ("/vmlinuz-2.6.32-5-xen-amd64", "kernel"),
+            (
+                "/config-2.6.32-5-xen-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n",
+            ),
+        ],
+    );
+    tree(
+        &root,
+        &[
+            (
+                "/etc/fstab",
+                "/dev/sda2 / ext3 defaults 0 1\nLABEL=boot /boot ext2 defaults 0 2\n",
+            ),
+            ("/etc/inittab", "1:2345:respawn:/sbin/getty 38400 tty1\n"),
+        ],
+    );
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let src = tmp.path().join("source.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: dos\nstart=2048, size=32768, type=83\nstart=34816, size=81920, type=83\n",
+    );
+    let (b_off, b_size, r_off, r_size) = (MIB, 16 * MIB, 17 * MIB, 40 * MIB);
+    let bimg = tmp.path().join("b.img");
+    mkfs(
+        "ext2",
+        &boot,
+        &bimg,
+        b_size,
+        "b0000000-0000-4000-8000-000000000001",
+    );
+    tool("e2label", "e2fsprogs", &[&bimg.to_string_lossy(), "boot"]);
+    put(&src, b_off, &bimg);
+    let rimg = tmp.path().join("r.img");
+    mkfs(
+        "ext3",
+        &root,
+        &rimg,
+        r_size,
+        "b0000000-0000-4000-8000-000000000002",
+    );
+    put(&src, r_off, &rimg);
+    let machine = format!(
+        r#"{{"name":"old","cpus":1,"memory_bytes":536870912,"nics":[],
+  "disks":[{{"table":"mbr","partitions":[
+    {{"number":1,"start_bytes":{b_off},"size_bytes":{b_size},"type_id":"0x83"}},
+    {{"number":2,"start_bytes":{r_off},"size_bytes":{r_size},"type_id":"0x83","filesystem":{{"type":"ext3"}},"os":{{}}}}]}}]}}"#
+    );
+    let fx = Fixture::new(tmp, src, "old", &machine);
+    let rep = guest::convert(&fx.request("old")).unwrap();
+    assert_eq!(rep.boot_route, "pvgrub2", "{:?}", rep.warnings);
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(&img, b_off, "/grub/menu.lst").unwrap(),
+        "title Linux\nroot (hd0,0)\nkernel /vmlinuz-2.6.32-5-xen-amd64 root=/dev/xvda2 ro console=hvc0\ninitrd /initrd.img-2.6.32-5-xen-amd64\n"
+    );
+    let cfg = guest_file(&img, b_off, "/grub/grub.cfg").expect("grub.cfg on the boot partition");
+    assert!(
+        cfg.contains("\tsearch --no-floppy --set=root --file /vmlinuz-2.6.32-5-xen-amd64\n\tlinux /vmlinuz-2.6.32-5-xen-amd64 root=/dev/xvda2 ro console=hvc0\n"),
+        "{cfg}"
+    );
+    assert_eq!(
+        guest_file(&img, r_off, "/etc/fstab").unwrap(),
+        "/dev/xvda2 / ext3 defaults 0 1\nLABEL=boot /boot ext2 defaults 0 2\n"
+    );
+    // Nothing was written into the root filesystem's own /boot directory.
+    let ls = tool(
+        "debugfs",
+        "e2fsprogs",
+        &[
+            "-R",
+            "ls /boot",
+            &format!("{}?offset={r_off}", img.display()),
+        ],
+    );
+    let names = String::from_utf8_lossy(&ls.stdout);
+    assert!(!names.contains("grub"), "{names}");
+    assert_eq!(rep.kernels[0].version, "2.6.32-5-xen-amd64");
+}

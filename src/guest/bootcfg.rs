@@ -420,4 +420,16 @@ mod tests {
         assert_eq!(e[0].initrd.as_deref(), Some("/boot/initrd-a"));
         assert_eq!(e[1].args, "root=/dev/xvda1");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_guest_configs(text in "(\\PC{0,40}\n){0,8}") {
+            let m = DevMap::new(1, true);
+            let _ = lilo(&text, &m, "console=hvc0");
+            let _ = lilo_entries(&text);
+            let _ = legacy_entries(&text);
+            let _ = map_lines(&text, |l| default_grub_line(l, &m, "console=hvc0"));
+            let _ = map_lines(&text, |l| legacy_line(l, &m, "console=hvc0"));
+        }
+    }
 }

@@ -287,4 +287,15 @@ mod tests {
             assert_eq!(letters_index(&l), Some(i), "{l}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_guest_text(line in "\\PC{0,80}", dev in "/dev/[a-z0-9/]{0,12}") {
+            let mut m = DevMap::new(3, true);
+            m.add_md("md0", "/dev/xvda1");
+            let _ = m.map(&dev);
+            let _ = map_cmdline_devices(&line, &m);
+            let _ = map_cmdline_devices(&format!("root={dev} {line}"), &m);
+        }
+    }
 }

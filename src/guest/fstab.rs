@@ -152,4 +152,15 @@ mod tests {
             "cswap /dev/xvda3 /dev/urandom swap"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_fstab_lines(line in "\\PC{0,80}") {
+            let map = DevMap::new(2, true);
+            let _ = fstab_line(&line, &map);
+            let _ = map_field(&line, 1, &map);
+            let _ = map_assignment(&line, &map);
+            let _ = replace_field(&line, 2, "x");
+        }
+    }
 }
