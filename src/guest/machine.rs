@@ -122,9 +122,14 @@ pub struct Options {
 
 impl Machine {
     pub fn load(path: &Path) -> Result<Self, GuestError> {
-        let meta = std::fs::metadata(path).map_err(|source| GuestError::Io {
-            path: path.to_path_buf(),
-            source,
+        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => GuestError::NoMachine {
+                path: path.to_path_buf(),
+            },
+            _ => GuestError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         if meta.len() > MAX_MACHINE_JSON {
             return Err(GuestError::MachineTooBig {

@@ -164,6 +164,8 @@ pub enum GuestError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{path} not found: check --store and --name (the receiver writes it with the images)")]
+    NoMachine { path: PathBuf },
     #[error("{path}: {size} bytes is too big for a machine description")]
     MachineTooBig { path: PathBuf, size: u64 },
     #[error("{path}: {source}")]

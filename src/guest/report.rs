@@ -43,3 +43,49 @@ pub fn merge(path: &Path, conv: &ConversionReport) -> Result<(), GuestError> {
     std::fs::write(&tmp, text + "\n").map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{Layout, XenType};
+
+    fn conv() -> ConversionReport {
+        ConversionReport {
+            name: "g".into(),
+            date: "d".into(),
+            dry_run: false,
+            layout: Layout::Disk,
+            xen_type: XenType::Pv,
+            boot_route: "pvgrub2".into(),
+            boot_reason: "r".into(),
+            root_device: "/dev/xvda1".into(),
+            config_path: "/etc/xen/g.cfg".into(),
+            config: String::new(),
+            images: vec![],
+            kernels: vec![],
+            fixups: vec![],
+            warnings: vec![],
+            next_command: "xl create /etc/xen/g.cfg".into(),
+        }
+    }
+
+    #[test]
+    fn creates_or_merges_keeping_other_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("report.json");
+        merge(&p, &conv()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(v["conversion"]["type"], "pv");
+        std::fs::write(&p, r#"{"copy":{"bytes":5},"conversion":{"old":1}}"#).unwrap();
+        merge(&p, &conv()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(v["copy"]["bytes"], 5);
+        assert_eq!(v["conversion"]["boot_route"], "pvgrub2");
+        assert!(v["conversion"].get("old").is_none());
+        std::fs::write(&p, "[1]").unwrap();
+        let e = merge(&p, &conv()).unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
+    }
+}
