@@ -11,7 +11,7 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("{cmd}: cannot run: {source} (install util-linux)")]
+    #[error("{cmd}: cannot run: {source} (Debian packages mount and util-linux)")]
     Spawn { cmd: String, source: std::io::Error },
     #[error("{cmd}: failed ({status}): {stderr}")]
     Failed {
