@@ -104,46 +104,14 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     let mut vols = volumes(req, &disk_images)?;
     fill_ids_by_blkid(&mut vols);
 
-    // Layout partitions: cut the partition images first; all later steps work on them.
-    let mut images: Vec<(String, PathBuf)> = Vec::new();
-    for v in &mut vols {
-        let vdev = match (layout, v.part) {
-            (Layout::Partitions, Some(p)) => format!("{}{p}", vdev_disk(v.disk)),
-            _ => vdev_disk(v.disk),
-        };
-        if layout == Layout::Partitions {
-            let out = match v.part {
-                Some(p) => req.store_dir.join(format!("disk{}-part{p}.img", v.disk)),
-                None => v.image.clone(),
-            };
-            if v.part.is_some() && !req.dry_run {
-                if out.exists() {
-                    if !req.force {
-                        return Err(GuestError::Exists { path: out });
-                    }
-                    std::fs::remove_file(&out).map_err(|source| GuestError::Io {
-                        path: out.clone(),
-                        source,
-                    })?;
-                }
-                let n = split::copy_partition(&v.image, v.offset, v.size, &out)?;
-                log::info!(
-                    "{}: {} bytes of data from {}",
-                    out.display(),
-                    n,
-                    v.describe()
-                );
-                v.image = out.clone();
-                v.offset = 0;
-            }
-            images.push((vdev, out));
-        }
-    }
-    if layout == Layout::Disk {
-        for (i, p) in disk_images.iter().enumerate() {
-            images.push((vdev_disk(i), p.clone()));
-        }
-    }
+    let images = match layout {
+        Layout::Partitions => cut_partition_images(req, &disk_images, &mut vols)?,
+        Layout::Disk => disk_images
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (vdev_disk(i), p.clone()))
+            .collect(),
+    };
 
     let mut fixups: Vec<Fixup> = Vec::new();
     let skip = |k: FixupKind| req.skip.contains(&k);
@@ -304,6 +272,57 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     Ok(rep)
 }
 
+/// Layout partitions: cuts each partition out of its disk image into
+/// `diskN-partM.img` (unless `dry_run`) and points the volume at it, so all
+/// later steps change the partition images and leave `diskN.img` alone.
+/// Returns (vdev, image) pairs for the config.
+fn cut_partition_images(
+    req: &ConvertRequest,
+    disk_images: &[PathBuf],
+    vols: &mut [Volume],
+) -> Result<Vec<(String, PathBuf)>, GuestError> {
+    let dir = disk_images
+        .first()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| req.store_dir.clone());
+    let out_of = |v: &Volume| match v.part {
+        Some(p) => dir.join(format!("disk{}-part{p}.img", v.disk)),
+        None => v.image.clone(),
+    };
+    // Refuse before writing anything, not half-way through.
+    if !req.dry_run {
+        for v in vols.iter().filter(|v| v.part.is_some()) {
+            let out = out_of(v);
+            if out.exists() && !req.force {
+                return Err(GuestError::Exists { path: out });
+            }
+        }
+    }
+    let mut images = Vec::new();
+    for v in vols.iter_mut() {
+        let out = out_of(v);
+        let vdev = match v.part {
+            Some(p) => format!("{}{p}", vdev_disk(v.disk)),
+            None => vdev_disk(v.disk),
+        };
+        if v.part.is_some() && !req.dry_run {
+            if out.exists() {
+                std::fs::remove_file(&out).map_err(|source| GuestError::Io {
+                    path: out.clone(),
+                    source,
+                })?;
+            }
+            let n = split::copy_partition(&v.image, v.offset, v.size, &out)?;
+            log::info!("{}: {n} bytes of data from {}", out.display(), v.describe());
+            v.image = out.clone();
+            v.offset = 0;
+        }
+        images.push((vdev, out));
+    }
+    Ok(images)
+}
+
 fn validate(req: &ConvertRequest) -> Result<(), GuestError> {
     let ok_name = !req.name.is_empty()
         && req.name.len() <= 64
@@ -323,12 +342,6 @@ fn validate(req: &ConvertRequest) -> Result<(), GuestError> {
             return Err(GuestError::Invalid(format!("bridge name {b:?}")));
         }
     }
-    if !safe_value(&req.store_dir.to_string_lossy()) {
-        return Err(GuestError::Invalid(format!(
-            "store path {}: quotes, commas and backslashes break the xl config; use another path",
-            req.store_dir.display()
-        )));
-    }
     Ok(())
 }
 
@@ -344,6 +357,12 @@ fn disk_images(req: &ConvertRequest) -> Result<Vec<PathBuf>, GuestError> {
         path: req.store_dir.clone(),
         source,
     })?;
+    if !safe_value(&dir.to_string_lossy()) {
+        return Err(GuestError::Invalid(format!(
+            "store path {}: quotes, commas and backslashes break the xl config; use another path",
+            dir.display()
+        )));
+    }
     (0..n)
         .map(|i| {
             let p = dir.join(format!("disk{i}.img"));
