@@ -59,8 +59,11 @@ pub fn summary(r: &ConversionReport) -> String {
     let mut s = String::new();
     for f in &r.fixups {
         s.push_str(&format!(
-            "== {:?} {} ({}): {}\n",
-            f.kind, f.file, f.action, f.note
+            "== {} {} ({}): {}\n",
+            f.kind.as_str(),
+            f.file,
+            f.action,
+            f.note
         ));
         s.push_str(&f.diff);
     }

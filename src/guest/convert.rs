@@ -584,7 +584,13 @@ fn plan_and_apply(
     }
 
     let hvm = route.xen_type == XenType::Hvm;
-    let mut map = DevMap::new(req.machine.disks.len(), !hvm);
+    let parts = req
+        .machine
+        .disks
+        .iter()
+        .map(|d| d.partitions.iter().map(|p| p.number).collect())
+        .collect();
+    let mut map = DevMap::new(req.machine.disks.len(), !hvm).with_partitions(parts);
     if !flattened.is_empty() {
         let arrays = mdraid::arrays(gfs)?;
         if arrays.len() == flattened.len() {
@@ -885,7 +891,9 @@ fn xl_config(
             ),
             format!(
                 "Migrated from physical server {source}; images in {}.",
-                req.store_dir.display()
+                std::path::absolute(&req.store_dir)
+                    .unwrap_or_else(|_| req.store_dir.clone())
+                    .display()
             ),
             format!(
                 "Written {} (layout {}, boot route {}).",

@@ -26,6 +26,8 @@ pub struct DevMap {
     rename: bool,
     /// Flattened md arrays: `/dev/mdN` (and `/dev/md/N`) → the member's new name.
     md: Vec<(String, String)>,
+    /// Partition numbers copied, per disk; `None` = not known (map all).
+    parts: Option<Vec<Vec<u32>>>,
 }
 
 /// A parsed block-device name: disk index and optional partition number.
@@ -41,7 +43,15 @@ impl DevMap {
             disks,
             rename,
             md: Vec::new(),
+            parts: None,
         }
+    }
+
+    /// Names the partitions each disk has in the copy: a name of a partition
+    /// not in this list maps to `NotMigrated`.
+    pub fn with_partitions(mut self, parts: Vec<Vec<u32>>) -> Self {
+        self.parts = Some(parts);
+        self
     }
 
     /// Record that the md array `md_name` (e.g. "md0") was flattened into
@@ -68,6 +78,11 @@ impl DevMap {
         };
         if dp.disk >= self.disks {
             return Mapped::NotMigrated("disk not migrated");
+        }
+        if let (Some(p), Some(parts)) = (dp.part, &self.parts) {
+            if parts.get(dp.disk).is_some_and(|list| !list.contains(&p)) {
+                return Mapped::NotMigrated("no such partition in the copy");
+            }
         }
         if !self.rename {
             return Mapped::Same;
@@ -256,6 +271,21 @@ mod tests {
         assert_eq!(m.map("UUID=abc"), Mapped::Same);
         assert_eq!(m.map("/dev/md0"), Mapped::Same);
         assert_eq!(DevMap::new(2, false).map("/dev/hda1"), Mapped::Same);
+    }
+
+    #[test]
+    fn partitions_not_in_the_copy() {
+        let m = DevMap::new(2, true).with_partitions(vec![vec![1, 5], vec![]]);
+        assert_eq!(m.map("/dev/sda5"), Mapped::To("/dev/xvda5".into()));
+        assert_eq!(
+            m.map("/dev/sda2"),
+            Mapped::NotMigrated("no such partition in the copy")
+        );
+        assert_eq!(m.map("/dev/sda"), Mapped::To("/dev/xvda".into()));
+        assert_eq!(
+            m.map("/dev/sdb1"),
+            Mapped::NotMigrated("no such partition in the copy")
+        );
     }
 
     #[test]

@@ -81,6 +81,22 @@ pub enum FixupKind {
     XenDrivers,
 }
 
+impl FixupKind {
+    /// The name used on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixupKind::Fstab => "fstab",
+            FixupKind::Bootloader => "bootloader",
+            FixupKind::Modules => "modules",
+            FixupKind::NetRules => "net-rules",
+            FixupKind::Console => "console",
+            FixupKind::MdRaid => "md-raid",
+            FixupKind::Monitoring => "monitoring",
+            FixupKind::XenDrivers => "xen-drivers",
+        }
+    }
+}
+
 /// What `guest::convert` is asked to do.
 #[derive(Debug, Clone)]
 pub struct ConvertRequest {
