@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
+use std::path::Path;
 
 use super::FixupKind;
 use super::guestfs::{GuestFs, GuestFsError};
@@ -122,11 +123,7 @@ impl Planned {
         match &self.change {
             Change::Write { path, new, .. } => {
                 let p = gfs.resolve(path)?;
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(path))?;
-                }
-                // Writing in place keeps the file's owner and mode.
-                std::fs::write(&p, new).map_err(io(path))
+                write_replace(&p, new.as_bytes()).map_err(io(path))
             }
             Change::Remove { path } => {
                 let p = gfs.resolve_parent(path)?;
@@ -144,6 +141,54 @@ impl Planned {
                 let t = gfs.resolve_parent(to)?;
                 std::fs::rename(&f, &t).map_err(io(from))
             }
+        }
+    }
+}
+
+/// Replaces a file through a temporary file and rename, so a crash leaves
+/// the old or the new content, never half of it (an fstab cut short would
+/// stop the guest from booting); owner and mode are kept.
+fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    std::fs::create_dir_all(parent)?;
+    let old = std::fs::metadata(path).ok();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = parent.join(format!(".{name}.p2xen-tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        match &old {
+            Some(m) => {
+                f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+                copy_selinux_label(path, &f);
+            }
+            None => f.set_permissions(std::fs::Permissions::from_mode(0o644))?,
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Keeps an SELinux guest's label on a replaced file: an unlabelled
+/// /etc/fstab is unreadable to confined services under enforcing mode.
+fn copy_selinux_label(from: &Path, to: &std::fs::File) {
+    const NAME: &str = "security.selinux";
+    let mut buf = [0u8; 256];
+    let Ok(n) = rustix::fs::getxattr(from, NAME, &mut buf[..]) else {
+        return;
+    };
+    if let Some(label) = buf.get(..n) {
+        if let Err(e) = rustix::fs::fsetxattr(to, NAME, label, rustix::fs::XattrFlags::empty()) {
+            log::warn!("{}: SELinux label not kept: {e}", from.display());
         }
     }
 }
@@ -205,6 +250,42 @@ mod tests {
         assert_eq!(
             d,
             "--- a/etc/fstab\n+++ b/etc/fstab\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n"
+        );
+    }
+
+    #[test]
+    fn replace_keeps_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("shadow");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_replace(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let label = b"system_u:object_r:etc_t:s0\0";
+        rustix::fs::setxattr(
+            &p,
+            "security.selinux",
+            label,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        write_replace(&p, b"newer").unwrap();
+        let mut buf = [0u8; 64];
+        let n = rustix::fs::getxattr(&p, "security.selinux", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], label);
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "temporary file left"
+        );
+        let q = t.path().join("sub/new.cfg");
+        write_replace(&q, b"x").unwrap();
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777,
+            0o644
         );
     }
 

@@ -742,7 +742,16 @@ fn choose_route(
             kernel: None,
         };
     }
+    let pvgrub_asked = req.bootloader == Some(Bootloader::Pvgrub);
     match type_override {
+        None if pvgrub_asked && !pv_ready => Route {
+            xen_type: XenType::Pv,
+            name: "pvgrub2",
+            reason: format!(
+                "--bootloader pvgrub: pvgrub2 boots the guest's kernel {kname}, though no Xen PV support was found in it"
+            ),
+            kernel: None,
+        },
         Some(XenType::Hvm) => Route {
             xen_type: XenType::Hvm,
             name: "hvm",
