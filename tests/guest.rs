@@ -468,6 +468,19 @@ initrd /boot/initrd.img-2.6.18-6-xen-686
         format!("xl create {}", fx.xen_dir.join("seed.cfg").display())
     );
 
+    // A second conversion at the same time is refused.
+    {
+        let lock = std::fs::File::open(fx.store.join(".p2xen-convert.lock")).unwrap();
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        let mut req = fx.request("seed");
+        req.force = true;
+        let err = guest::convert(&req).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("another conversion of seed is running"),
+            "{err}"
+        );
+    }
     // Never overwrite without --force; converting again changes nothing more.
     let err = guest::convert(&fx.request("seed")).unwrap_err();
     assert!(err.to_string().contains("exists; pass --force"), "{err}");

@@ -97,6 +97,11 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     }
     let mut warnings = Vec::new();
     let disk_images = disk_images(req)?;
+    let _lock = if req.dry_run {
+        None
+    } else {
+        Some(lock_store(&req.store_dir, &req.name)?)
+    };
     let cfg_path = req.xen_dir.join(format!("{}.cfg", req.name));
     if !req.dry_run && !req.force && cfg_path.exists() {
         return Err(GuestError::Exists { path: cfg_path });
@@ -321,6 +326,33 @@ fn cut_partition_images(
         images.push((vdev, out));
     }
     Ok(images)
+}
+
+/// One conversion per guest at a time: the receiver's and a manual
+/// `p2xen convert` would otherwise mount and edit the same image twice.
+fn lock_store(dir: &Path, name: &str) -> Result<nix::fcntl::Flock<std::fs::File>, GuestError> {
+    let path = dir.join(".p2xen-convert.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| GuestError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, e)| match e {
+            nix::errno::Errno::EWOULDBLOCK => GuestError::Invalid(format!(
+                "another conversion of {name} is running (lock {}); wait for it",
+                path.display()
+            )),
+            e => GuestError::Io {
+                path,
+                source: e.into(),
+            },
+        },
+    )
 }
 
 fn validate(req: &ConvertRequest) -> Result<(), GuestError> {
