@@ -15,17 +15,22 @@ pub struct ConvertArgs {
     /// Where the xl config is written.
     #[arg(long, default_value = "/etc/xen")]
     pub xen_dir: PathBuf,
+    /// How the copy is exposed (default: machine.json's option, else disk).
     #[arg(long, value_enum)]
     pub layout: Option<Layout>,
+    /// Guest type (default: pv when the guest kernel supports Xen, else hvm).
     #[arg(long = "type", value_enum)]
     pub xen_type: Option<XenType>,
+    /// Boot loader for layout disk (default: pvgrub).
     #[arg(long, value_enum)]
     pub bootloader: Option<Bootloader>,
     /// Bridge for the guest's NICs (default xenbr0).
     #[arg(long)]
     pub bridge: Option<String>,
+    /// Guest memory in MiB (default: the source server's).
     #[arg(long)]
     pub memory: Option<u64>,
+    /// Guest CPUs (default: the source server's).
     #[arg(long)]
     pub vcpus: Option<u32>,
     /// Print what would change, as diffs; touch nothing.
