@@ -14,6 +14,7 @@ use super::guestfs::{GuestFs, GuestFsError};
 pub const GRUB2_CFGS: [&str; 2] = ["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
 pub const LEGACY_CFGS: [&str; 2] = ["/boot/grub/menu.lst", "/boot/grub/grub.conf"];
 pub const LILO_CONF: &str = "/etc/lilo.conf";
+const BLS_DIR: &str = "/boot/loader/entries";
 
 /// `tty` is the console device: `hvc0` (PV/PVH) or `ttyS0` (HVM).
 pub fn plan(gfs: &GuestFs, map: &DevMap, tty: &str) -> Result<Vec<Planned>, GuestFsError> {
@@ -29,6 +30,24 @@ pub fn plan(gfs: &GuestFs, map: &DevMap, tty: &str) -> Result<Vec<Planned>, Gues
                 &old,
                 new,
                 format!("root= mapped, {con} added to the kernel lines"),
+            ));
+        }
+    }
+    // Boot Loader Specification entries (RHEL/Fedora grub2 with blscfg):
+    // the kernel command line is in their `options` lines.
+    for name in gfs.list(BLS_DIR)? {
+        if !name.ends_with(".conf") {
+            continue;
+        }
+        let path = super::guestfs::gjoin(BLS_DIR, &name);
+        if let Some(old) = gfs.read(&path)? {
+            let new = map_lines(&old, |l| bls_line(l, map, con));
+            out.extend(edit(
+                FixupKind::Bootloader,
+                &path,
+                &old,
+                new,
+                format!("root= mapped, {con} added to the entry's options"),
             ));
         }
     }
@@ -107,6 +126,13 @@ fn default_grub_line(line: &str, map: &DevMap, con: &str) -> String {
         };
     }
     mapped
+}
+
+fn bls_line(line: &str, map: &DevMap, con: &str) -> String {
+    if first_word(line) == "options" {
+        return with_console(&map_cmdline_devices(line, map), con);
+    }
+    line.to_string()
 }
 
 fn legacy_line(line: &str, map: &DevMap, con: &str) -> String {
@@ -388,6 +414,23 @@ mod tests {
                 "console=hvc0"
             ),
             "GRUB_CMDLINE_LINUX=\"resume=/dev/xvda2 console=hvc0\""
+        );
+    }
+
+    #[test]
+    fn bls_options() {
+        let m = DevMap::new(1, true);
+        assert_eq!(
+            bls_line(
+                "options root=/dev/sda2 ro crashkernel=auto",
+                &m,
+                "console=hvc0"
+            ),
+            "options root=/dev/xvda2 ro crashkernel=auto console=hvc0"
+        );
+        assert_eq!(
+            bls_line("linux /vmlinuz", &m, "console=hvc0"),
+            "linux /vmlinuz"
         );
     }
 
