@@ -453,7 +453,11 @@ mod tests {
         b[32..36].copy_from_slice(&256u32.to_le_bytes());
         b[36..40].copy_from_slice(&256u32.to_le_bytes());
         let e = Superblock::parse(&b, u64::MAX).unwrap_err();
-        assert!(e.to_string().contains("16777216 block groups, more than p2xen maps"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("16777216 block groups, more than p2xen maps"),
+            "{e}"
+        );
         b[32..36].copy_from_slice(&8u32.to_le_bytes());
         b[36..40].copy_from_slice(&8u32.to_le_bytes());
         let e = Superblock::parse(&b, u64::MAX).unwrap_err();
