@@ -1,0 +1,1 @@
+//! Network bring-up for the live image.
