@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use console::{Console, Parity};
-pub use ip::{IpParam, StaticIp, netmask_prefix};
+pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
 pub use tokens::{Param, split};
 pub use values::{
     DEFAULT_PORT, FailAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_VCPUS, Mode, PostAction,

@@ -94,7 +94,7 @@ pub fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
 }
 
 /// The netmask the kernel derives when none is given (classful addressing).
-fn classful_prefix(a: Ipv4Addr) -> Option<u8> {
+pub fn classful_prefix(a: Ipv4Addr) -> Option<u8> {
     match a.octets()[0] {
         0..=127 => Some(8),
         128..=191 => Some(16),
