@@ -129,20 +129,22 @@ impl Rtnl {
     /// Adds a route to `dest/prefix_len` through `gateway` (or directly on the
     /// link when `None`) on link `index`, with `metric`.
     pub fn add_route(&mut self, route: &RouteSpec, name: &str) -> Result<(), NetlinkError> {
-        let mut header = RouteHeader::default();
-        header.address_family = AddressFamily::Inet;
-        header.destination_prefix_length = route.prefix_len;
-        header.table = RouteHeader::RT_TABLE_MAIN;
-        header.protocol = match route.origin {
-            Origin::Dhcp => RouteProtocol::Dhcp,
-            Origin::Static => RouteProtocol::Boot,
+        let header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            destination_prefix_length: route.prefix_len,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: match route.origin {
+                Origin::Dhcp => RouteProtocol::Dhcp,
+                Origin::Static => RouteProtocol::Boot,
+            },
+            scope: if route.gateway.is_some() {
+                RouteScope::Universe
+            } else {
+                RouteScope::Link
+            },
+            kind: RouteType::Unicast,
+            ..RouteHeader::default()
         };
-        header.scope = if route.gateway.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        };
-        header.kind = RouteType::Unicast;
         let mut msg = RouteMessage::default();
         msg.header = header;
         if route.prefix_len > 0 {
