@@ -241,7 +241,10 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
         dns: Vec::new(),
         search: Vec::new(),
         resolv_conf: None,
-        hostname: req.hostname.clone(),
+        hostname: req.hostname.clone().or_else(|| match &req.method {
+            NetMethod::Static(s) => s.hostname.clone(),
+            _ => None,
+        }),
     };
     if req.method == NetMethod::Off {
         log::info!("network: ip=off, leaving the interfaces down");

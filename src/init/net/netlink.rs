@@ -207,7 +207,8 @@ impl Rtnl {
         };
         self.socket.send(&buf, 0).map_err(io_err)?;
 
-        let dump = flags & NLM_F_DUMP != 0;
+        // Compare the whole mask: NLM_F_EXCL shares a bit with NLM_F_DUMP.
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
             let (data, _) = self.socket.recv_from_full().map_err(io_err)?;
