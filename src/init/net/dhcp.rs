@@ -94,6 +94,8 @@ pub enum DhcpError {
     },
     #[error("DHCP: cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
+    #[error("{iface}: DHCP: the server refused to extend the lease of {address} (NAK)")]
+    Refused { iface: String, address: Ipv4Addr },
     #[error("DHCP reply: {0}")]
     Malformed(String),
     #[error("DHCP reply not for us: {0}")]
@@ -153,6 +155,7 @@ pub fn discover(
         requested: None,
         server: None,
         hostname,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
     };
     encode(&msg, "DHCPDISCOVER")
 }
@@ -174,8 +177,31 @@ pub fn request(
         requested: Some(address),
         server: Some(server),
         hostname,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
     };
     encode(&msg, "DHCPREQUEST")
+}
+
+/// A DHCPREQUEST extending a bound lease: `ciaddr` set, no options 50/54
+/// (RFC 2131 §4.3.2, RENEWING/REBINDING). It is broadcast, which every server
+/// that owns the lease answers (REBINDING); the ACK comes to `ciaddr`.
+pub fn renewal(
+    xid: u32,
+    mac: &[u8],
+    address: Ipv4Addr,
+    hostname: Option<&str>,
+) -> Result<Vec<u8>, DhcpError> {
+    let msg = ClientMessage {
+        kind: MessageType::Request,
+        xid,
+        mac: mac6(mac),
+        secs: 0,
+        requested: None,
+        server: None,
+        hostname,
+        ciaddr: address,
+    };
+    encode(&msg, "DHCPREQUEST (renewal)")
 }
 
 /// Decodes a datagram and checks it answers transaction `xid` of `mac`.
@@ -413,6 +439,101 @@ pub fn acquire(t: &mut impl Transport, cfg: &DhcpConfig) -> Result<Lease, DhcpEr
                     break;
                 }
                 None => attempt += 1,
+            }
+        }
+    }
+}
+
+/// Asks to extend `lease`, retransmitting with backoff for `cfg.timeout`.
+/// Returns the extended lease; a NAK means the address must no longer be used.
+pub fn renew(t: &mut impl Transport, cfg: &DhcpConfig, lease: &Lease) -> Result<Lease, DhcpError> {
+    let start = t.now();
+    let deadline = start + cfg.timeout;
+    let xid = random() as u32;
+    let mut stats = Stats::default();
+    let mut attempt = 0;
+    while t.now() < deadline {
+        let now = t.now();
+        t.send(&renewal(
+            xid,
+            &cfg.mac,
+            lease.address,
+            cfg.hostname.as_deref(),
+        )?)
+        .map_err(|source| DhcpError::Io {
+            iface: cfg.iface.clone(),
+            what: "send DHCPREQUEST",
+            source,
+        })?;
+        let until = (now + backoff(cfg, attempt)).min(deadline);
+        let answer = wait_for(t, cfg, xid, until, &mut stats, |r| {
+            matches!(r.kind, MessageType::Ack | MessageType::Nak)
+        })?;
+        match answer {
+            Some(r) if r.kind == MessageType::Ack => return Ok(r.into_lease(lease.server)),
+            Some(_) => {
+                return Err(DhcpError::Refused {
+                    iface: cfg.iface.clone(),
+                    address: lease.address,
+                });
+            }
+            None => attempt += 1,
+        }
+    }
+    Err(DhcpError::Timeout {
+        iface: cfg.iface.clone(),
+        secs: cfg.timeout.as_secs(),
+        discovers: 0,
+        offers: 0,
+        naks: 0,
+        ignored: stats.ignored,
+    })
+}
+
+/// Keeps `lease` alive for as long as the live system runs: renews at half
+/// the lease time, retries until it expires. A migration can take hours;
+/// without this the server could hand our address to another machine.
+/// The address is never changed under a running copy: a different address or
+/// a NAK is logged as an error for the operator.
+pub fn maintain(mut t: impl Transport, cfg: DhcpConfig, mut lease: Lease) {
+    loop {
+        let Some(secs) = lease.lease_secs.filter(|s| *s != u32::MAX) else {
+            return; // infinite lease
+        };
+        let granted = t.now();
+        let expiry = granted + Duration::from_secs(u64::from(secs));
+        std::thread::sleep(Duration::from_secs(u64::from(secs / 2).max(10)));
+        loop {
+            let left = expiry.saturating_duration_since(t.now());
+            if left.is_zero() {
+                log::error!(
+                    "{}: DHCP lease of {} expired; the address may be given to another host",
+                    cfg.iface,
+                    lease.address
+                );
+                return;
+            }
+            let mut try_cfg = cfg.clone();
+            try_cfg.timeout = left.min(Duration::from_secs(60));
+            match renew(&mut t, &try_cfg, &lease) {
+                Ok(new) => {
+                    if new.address != lease.address {
+                        log::error!(
+                            "{}: DHCP server now offers {} instead of {}; keeping the old address",
+                            cfg.iface,
+                            new.address,
+                            lease.address
+                        );
+                    }
+                    log::info!("{}: DHCP lease of {} extended", cfg.iface, lease.address);
+                    lease.lease_secs = new.lease_secs;
+                    break;
+                }
+                Err(e @ DhcpError::Refused { .. }) => {
+                    log::error!("{e}");
+                    return;
+                }
+                Err(e) => log::warn!("{e}; retrying"),
             }
         }
     }

@@ -47,6 +47,8 @@ pub struct NetRequest {
     pub resolv_conf: PathBuf,
     /// Sent to the DHCP server (option 12), from `ip=`'s host field.
     pub hostname: Option<String>,
+    /// Renew DHCP leases in the background for as long as the process runs.
+    pub keep_leases: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,7 @@ impl Default for NetRequest {
             dhcp_max_retry: d.max_retry,
             resolv_conf: PathBuf::from(RESOLV_CONF),
             hostname: None,
+            keep_leases: true,
         }
     }
 }
@@ -289,7 +292,8 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
         NetMethod::Dhcp { .. } => {
             let leases = run_dhcp(req, &status.interfaces, &candidates);
             let mut metric = METRIC_BASE;
-            for (iface, lease) in status.interfaces.iter_mut().zip(leases) {
+            for ((iface, lease), link) in status.interfaces.iter_mut().zip(leases).zip(&candidates)
+            {
                 match lease {
                     None => {}
                     Some(Err(e)) => {
@@ -301,6 +305,9 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
                     Some(Ok(lease)) => {
                         apply_lease(&mut rtnl, iface, &lease, metric);
                         metric += 1;
+                        if req.keep_leases && iface.address.is_some() {
+                            keep_lease(req, iface, &link.mac, &lease);
+                        }
                         status.dns.extend(iface.dns.iter().copied());
                         if let Some(d) = &lease.domain
                             && !status.search.contains(d)
@@ -425,6 +432,28 @@ fn run_dhcp(
             })
             .collect()
     })
+}
+
+/// Starts the background renewal of one lease. The thread inherits the
+/// caller's network namespace.
+fn keep_lease(req: &NetRequest, iface: &InterfaceStatus, mac: &[u8], lease: &Lease) {
+    let mut cfg = DhcpConfig::new(&iface.name, mac);
+    cfg.hostname = req.hostname.clone();
+    cfg.first_retry = req.dhcp_first_retry;
+    cfg.max_retry = req.dhcp_max_retry;
+    let lease = lease.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("dhcp-{}", iface.name))
+        .spawn(move || match socket::UdpTransport::open(&cfg.iface) {
+            Ok(t) => dhcp::maintain(t, cfg, lease),
+            Err(e) => log::error!(
+                "{}: cannot open UDP port 68 to renew the lease: {e}",
+                cfg.iface
+            ),
+        });
+    if let Err(e) = spawned {
+        log::error!("{}: cannot start the lease renewal: {e}", iface.name);
+    }
 }
 
 /// Address, then routes: a gateway outside the subnet (a /32 lease, say) first

@@ -88,6 +88,8 @@ pub struct ClientMessage<'a> {
     pub server: Option<Ipv4Addr>,
     /// Option 12.
     pub hostname: Option<&'a str>,
+    /// Our bound address when renewing a lease, else unspecified.
+    pub ciaddr: Ipv4Addr,
 }
 
 /// Options asked for in every request (option 55).
@@ -119,7 +121,8 @@ impl ClientMessage<'_> {
         // Without an address the kernel drops unicast replies to the offered
         // address, so ask the server to broadcast (RFC 2131 §4.1).
         out.extend_from_slice(&FLAG_BROADCAST.to_be_bytes());
-        out.extend_from_slice(&[0u8; 16]); // ciaddr, yiaddr, siaddr, giaddr
+        out.extend_from_slice(&self.ciaddr.octets());
+        out.extend_from_slice(&[0u8; 12]); // yiaddr, siaddr, giaddr
         out.extend_from_slice(&self.mac);
         out.resize(HEADER_LEN, 0); // rest of chaddr, sname, file
         out.extend_from_slice(&MAGIC);
@@ -322,6 +325,7 @@ mod tests {
             requested: Some(Ipv4Addr::new(10, 0, 0, 9)),
             server: Some(Ipv4Addr::new(10, 0, 0, 1)),
             hostname: Some("src1"),
+            ciaddr: Ipv4Addr::UNSPECIFIED,
         }
     }
 

@@ -395,3 +395,50 @@ proptest! {
         let _ = parse_reply(&p, 5, &MAC);
     }
 }
+
+fn bound_lease() -> Lease {
+    Lease {
+        address: OFFERED,
+        prefix_len: 24,
+        routers: vec![],
+        dns: vec![],
+        domain: None,
+        hostname: None,
+        lease_secs: Some(600),
+        server: SERVER,
+    }
+}
+
+#[test]
+fn renewal_sends_ciaddr_and_returns_the_extended_lease() {
+    let mut t = Fake::new(|m: &Message| {
+        let mut opts = full_opts();
+        opts.push(DhcpOption::AddressLeaseTime(7200));
+        vec![reply(DpType::Ack, m.xid(), m.chaddr(), opts)]
+    });
+    let lease = renew(&mut t, &cfg(), &bound_lease()).unwrap();
+    assert_eq!(lease.lease_secs, Some(7200));
+    let r = &t.sent[0];
+    assert_eq!(r.opts().msg_type(), Some(DpType::Request));
+    assert_eq!(r.ciaddr(), OFFERED);
+    assert!(r.opts().get(OptionCode::RequestedIpAddress).is_none());
+    assert!(r.opts().get(OptionCode::ServerIdentifier).is_none());
+}
+
+#[test]
+fn renewal_nak_is_refused_and_silence_times_out() {
+    let mut t = Fake::new(|m: &Message| vec![reply(DpType::Nak, m.xid(), m.chaddr(), vec![])]);
+    let e = renew(&mut t, &cfg(), &bound_lease()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "eth0: DHCP: the server refused to extend the lease of 10.9.0.50 (NAK)"
+    );
+    let mut t = Fake::new(|_: &Message| vec![]);
+    let mut c = cfg();
+    c.timeout = Duration::from_secs(10);
+    assert!(matches!(
+        renew(&mut t, &c, &bound_lease()),
+        Err(DhcpError::Timeout { .. })
+    ));
+    assert_eq!(t.sent.len(), 3, "2 s, 4 s, then the 10 s are up");
+}
