@@ -225,6 +225,12 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
         .filter(|l| !l.loopback && l.ethernet)
         .filter(|l| req.interfaces.as_ref().is_none_or(|w| w.contains(&l.name)))
         .collect();
+    if candidates.is_empty() {
+        log::warn!(
+            "network: no Ethernet interface (links: {}); is the NIC's driver in the initramfs?",
+            names(&all)
+        );
+    }
     let mut status = NetStatus {
         interfaces: candidates
             .iter()
