@@ -5,4 +5,5 @@
 
 pub mod guest;
 pub mod image;
+pub mod init;
 pub mod source;
