@@ -68,20 +68,43 @@ fn assert_matches_sfdisk(disk: &Value, sf: &Value) {
     for (p, s) in parts.iter().zip(sparts) {
         let n = node_number(s["node"].as_str().unwrap());
         assert_eq!(p["number"].as_u64().unwrap(), n);
-        assert_eq!(p["start_bytes"].as_u64().unwrap(), s["start"].as_u64().unwrap() * ss, "start of {n}");
-        assert_eq!(p["size_bytes"].as_u64().unwrap(), s["size"].as_u64().unwrap() * ss, "size of {n}");
+        assert_eq!(
+            p["start_bytes"].as_u64().unwrap(),
+            s["start"].as_u64().unwrap() * ss,
+            "start of {n}"
+        );
+        assert_eq!(
+            p["size_bytes"].as_u64().unwrap(),
+            s["size"].as_u64().unwrap() * ss,
+            "size of {n}"
+        );
         assert_eq!(p["type_id"], s["type"], "type of {n}");
         if table == "gpt" {
-            let legacy_boot = s["attrs"].as_str().unwrap_or("").contains("LegacyBIOSBootable");
-            assert_eq!(p["bootable"].as_bool().unwrap(), legacy_boot, "boot flag of {n}");
+            let legacy_boot = s["attrs"]
+                .as_str()
+                .unwrap_or("")
+                .contains("LegacyBIOSBootable");
+            assert_eq!(
+                p["bootable"].as_bool().unwrap(),
+                legacy_boot,
+                "boot flag of {n}"
+            );
             assert_eq!(p["name"], s["name"], "name of {n}");
             assert_eq!(p["uuid"], s["uuid"], "uuid of {n}");
             let want = sfdisk_attrs(s["attrs"].as_str().unwrap_or(""));
             let got: Vec<String> = serde_json::from_value(p["flags"].clone()).unwrap();
             assert_eq!(got, want, "flags of {n}");
         } else {
-            assert_eq!(p["bootable"].as_bool().unwrap(), s["bootable"].as_bool().unwrap_or(false), "boot flag of {n}");
-            assert_eq!(p["logical"].as_bool().unwrap(), n >= 5, "logical flag of {n}");
+            assert_eq!(
+                p["bootable"].as_bool().unwrap(),
+                s["bootable"].as_bool().unwrap_or(false),
+                "boot flag of {n}"
+            );
+            assert_eq!(
+                p["logical"].as_bool().unwrap(),
+                n >= 5,
+                "logical flag of {n}"
+            );
         }
     }
 }
@@ -167,12 +190,19 @@ fn mbr_with_logical_partitions_matches_sfdisk_and_debugfs() {
         serde_json::json!(["initrd.img-6.1.0-17-amd64", "initrd.img-6.1.0-18-amd64"])
     );
     assert_eq!(os["bootloaders"], serde_json::json!(["grub2"]));
-    assert_eq!(os["bootloader_configs"], serde_json::json!(["/boot/grub/grub.cfg"]));
+    assert_eq!(
+        os["bootloader_configs"],
+        serde_json::json!(["/boot/grub/grub.cfg"])
+    );
     // The /boot and /srv filesystems are no OS roots.
     assert_eq!(partition(disk, 1)["os"], Value::Null);
     assert_eq!(partition(disk, 6)["os"], Value::Null);
     assert_eq!(disk["errors"], serde_json::json!([]));
-    assert_eq!(hash_file(&f.image), before, "inspect changed the source image");
+    assert_eq!(
+        hash_file(&f.image),
+        before,
+        "inspect changed the source image"
+    );
 }
 
 #[test]
@@ -193,7 +223,13 @@ fn gpt_matches_sfdisk_and_debugfs() {
         .collect();
     assert_eq!(
         names,
-        ["BIOS boot", "EFI System", "Linux filesystem", "Linux swap", "Linux home"]
+        [
+            "BIOS boot",
+            "EFI System",
+            "Linux filesystem",
+            "Linux swap",
+            "Linux home"
+        ]
     );
     let os = &partition(disk, 3)["os"];
     assert_os_matches_debugfs(os, &f.image, f.root_offset);
@@ -202,7 +238,11 @@ fn gpt_matches_sfdisk_and_debugfs() {
         serde_json::json!(["vmlinuz-6.1.0-17-amd64", "vmlinuz-6.1.0-18-amd64"])
     );
     assert_eq!(disk["warnings"], serde_json::json!([]));
-    assert_eq!(hash_file(&f.image), before, "inspect changed the source image");
+    assert_eq!(
+        hash_file(&f.image),
+        before,
+        "inspect changed the source image"
+    );
 }
 
 #[test]
@@ -310,7 +350,10 @@ fn text_output_is_a_table_per_disk() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("table mbr"), "{text}");
-    assert!(text.contains("    5        14680064    20.0 MiB  83 Linux"), "{text}");
+    assert!(
+        text.contains("    5        14680064    20.0 MiB  83 Linux"),
+        "{text}"
+    );
     assert!(
         text.contains("OS: Debian GNU/Linux 12 (bookworm)  hostname: oldserver  init: systemd"),
         "{text}"

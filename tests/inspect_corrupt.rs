@@ -12,7 +12,12 @@ use std::path::Path;
 fn inspect_unchanged(image: &Path) -> (Value, i32, String) {
     let before = hash_file(image);
     let r = inspect_json(&[image]);
-    assert_eq!(hash_file(image), before, "inspect changed {}", image.display());
+    assert_eq!(
+        hash_file(image),
+        before,
+        "inspect changed {}",
+        image.display()
+    );
     r
 }
 
@@ -66,11 +71,17 @@ fn truncated_mbr_image_reports_partitions_past_the_end_and_goes_on() {
             "{path}: partition 6 (bytes 36700160..47185920) extends past the end of the disk (41943040 bytes); is the image truncated?"
         )]
     );
-    assert!(strings(&partition(disk, 3)["errors"])[0].contains("partition 3 (bytes 13631488..67108864) extends past the end"));
+    assert!(
+        strings(&partition(disk, 3)["errors"])[0]
+            .contains("partition 3 (bytes 13631488..67108864) extends past the end")
+    );
     // The root filesystem before the cut is still fully inspected.
     assert_eq!(partition(disk, 5)["os"]["hostname"], "oldserver");
     assert_eq!(partition(disk, 5)["errors"], serde_json::json!([]));
-    assert!(stderr.contains("partition 6 (bytes"), "errors are logged: {stderr}");
+    assert!(
+        stderr.contains("partition 6 (bytes"),
+        "errors are logged: {stderr}"
+    );
 }
 
 #[test]
@@ -95,7 +106,9 @@ fn truncated_gpt_image_warns_about_the_missing_backup() {
             48 * MIB - 512
         )]
     );
-    assert!(strings(&partition(disk, 5)["errors"])[0].contains("partition 5 (bytes 46137344..56623104) extends past the end of the disk (50331648 bytes)"));
+    assert!(strings(&partition(disk, 5)["errors"])[0].contains(
+        "partition 5 (bytes 46137344..56623104) extends past the end of the disk (50331648 bytes)"
+    ));
     assert_eq!(partition(disk, 3)["os"]["hostname"], "gpthost");
 }
 
@@ -135,7 +148,10 @@ fn overlapping_partitions_are_reported_on_both() {
         "{}: partitions 1 and 2 overlap (bytes 5120000..9314304 belong to both)",
         f.image.display()
     );
-    assert_eq!(strings(&partition(disk, 1)["errors"]), [msg.clone()]);
+    assert_eq!(
+        strings(&partition(disk, 1)["errors"]),
+        std::slice::from_ref(&msg)
+    );
     assert_eq!(strings(&partition(disk, 2)["errors"]), [msg]);
     assert_eq!(partition(disk, 5)["errors"], serde_json::json!([]));
 }
@@ -148,7 +164,10 @@ fn gpt_with_bad_primary_crc_is_read_from_the_backup_with_a_warning() {
     let byte = peek(&f.image, 512 + 56, 1)[0];
     patch(&f.image, 512 + 56, &[byte ^ 0xff]);
     let (v, code, stderr) = inspect_unchanged(&f.image);
-    assert_eq!(code, 0, "a usable backup is a warning, not an error: {stderr}");
+    assert_eq!(
+        code, 0,
+        "a usable backup is a warning, not an error: {stderr}"
+    );
     let disk = &v["disks"][0];
     let w = strings(&disk["warnings"]);
     assert_eq!(w.len(), 1, "{w:?}");
@@ -160,7 +179,10 @@ fn gpt_with_bad_primary_crc_is_read_from_the_backup_with_a_warning() {
         "{}",
         w[0]
     );
-    assert!(w[0].ends_with(&format!("using the backup header at offset {}", 64 * MIB - 512)));
+    assert!(w[0].ends_with(&format!(
+        "using the backup header at offset {}",
+        64 * MIB - 512
+    )));
     assert_eq!(partition_layout(disk), partition_layout(&good["disks"][0]));
     assert_eq!(disk["disk_id"], good["disks"][0]["disk_id"]);
 }
@@ -208,7 +230,10 @@ fn gpt_with_both_headers_bad_is_an_error() {
         "{}",
         e[0]
     );
-    assert!(e[0].contains(&format!("backup header at offset {}: header CRC32 mismatch", 64 * MIB - 512)));
+    assert!(e[0].contains(&format!(
+        "backup header at offset {}: header CRC32 mismatch",
+        64 * MIB - 512
+    )));
 }
 
 #[test]
@@ -228,7 +253,7 @@ fn ebr_loop_is_cut_and_reported() {
     assert_eq!(
         strings(&disk["errors"]),
         [format!(
-            "{}: extended boot record 2 at offset {} links back to an earlier one (EBR loop); the chain is cut there",
+            "{}: the EBR chain loops: link 2 points back to the extended boot record at offset {}, already read; the chain is cut there",
             f.image.display(),
             69632 * SECTOR
         )]

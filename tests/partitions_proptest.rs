@@ -46,7 +46,15 @@ fn gpt_strategy() -> impl Strategy<Value = Gpt> {
         prop_oneof![Just(92u32), any::<u32>()],
     )
         .prop_map(
-            |(lba_is_last, num_parts, part_size, part_start, first_usable, last_usable, header_size)| Gpt {
+            |(
+                lba_is_last,
+                num_parts,
+                part_size,
+                part_start,
+                first_usable,
+                last_usable,
+                header_size,
+            )| Gpt {
                 lba_is_last,
                 num_parts,
                 part_size,
@@ -79,7 +87,11 @@ fn stamp_gpt(d: &mut [u8], g: &Gpt) {
     // parser is reached too.
     let start = (g.part_start as usize).saturating_mul(SS);
     let alen = (g.num_parts as usize).saturating_mul(128);
-    if let Some(arr) = start.checked_add(alen).filter(|&e| e <= d.len()).map(|e| d[start..e].to_vec()) {
+    if let Some(arr) = start
+        .checked_add(alen)
+        .filter(|&e| e <= d.len())
+        .map(|e| d[start..e].to_vec())
+    {
         let c = crc32(&arr);
         d[o + 88..o + 92].copy_from_slice(&c.to_le_bytes());
         let h = &mut d[o..o + SS];

@@ -139,8 +139,8 @@ pub fn inspect_disk(path: &Path) -> Result<DiskReport, InspectError> {
             let rdev = m.rdev();
             sysfs::attrs_for_devnum(
                 Path::new(SYSFS),
-                u64::from(nix::sys::stat::major(rdev) as u32),
-                u64::from(nix::sys::stat::minor(rdev) as u32),
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev),
             )
         })
     } else {
@@ -156,7 +156,9 @@ pub fn inspect_source(disk: Arc<dyn ReadAt>, attrs: Option<&DiskAttrs>) -> DiskR
         path: disk.name().to_string_lossy().into_owned(),
         size_bytes: disk.size(),
         logical_sector_size: logical,
-        physical_sector_size: attrs.and_then(|a| a.physical_sector_size).unwrap_or(logical),
+        physical_sector_size: attrs
+            .and_then(|a| a.physical_sector_size)
+            .unwrap_or(logical),
         model: attrs.and_then(|a| a.model.clone()),
         serial: attrs.and_then(|a| a.serial.clone()),
         rotational: attrs.and_then(|a| a.rotational),
@@ -314,7 +316,11 @@ pub fn run(args: &InspectArgs) -> Result<bool, InspectError> {
     let mut out = std::io::stdout().lock();
     if args.json {
         for d in &inspection.disks {
-            for e in d.errors.iter().chain(d.partitions.iter().flat_map(|p| &p.errors)) {
+            for e in d
+                .errors
+                .iter()
+                .chain(d.partitions.iter().flat_map(|p| &p.errors))
+            {
                 log::error!("{e}");
             }
         }
@@ -382,7 +388,11 @@ fn write_os(out: &mut dyn Write, os: &OsInfo, indent: &str) -> std::io::Result<(
         writeln!(out, "{indent}  initrds: {}", os.initrds.join(", "))?;
     }
     if !os.bootloader_configs.is_empty() {
-        writeln!(out, "{indent}  bootloader: {}", os.bootloader_configs.join(", "))?;
+        writeln!(
+            out,
+            "{indent}  bootloader: {}",
+            os.bootloader_configs.join(", ")
+        )?;
     }
     for e in &os.fstab {
         writeln!(

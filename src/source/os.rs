@@ -95,7 +95,7 @@ impl Ext4Read for PartReader {
         start_byte: u64,
         dst: &mut [u8],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        let end = start_byte
+        start_byte
             .checked_add(dst.len() as u64)
             .filter(|&e| e <= self.len)
             .ok_or_else(|| {
@@ -105,7 +105,6 @@ impl Ext4Read for PartReader {
                     self.len
                 )
             })?;
-        let _ = end;
         let abs = self
             .start
             .checked_add(start_byte)
@@ -173,8 +172,7 @@ impl Reader<'_> {
             Ok(m) => m,
             Err(Ext4Error::NotFound) | Err(Ext4Error::NotADirectory) => return None,
             Err(e) => {
-                self.warnings
-                    .push(format!("{}: {path}: {e}", self.label));
+                self.warnings.push(format!("{}: {path}: {e}", self.label));
                 return None;
             }
         };
@@ -192,8 +190,7 @@ impl Reader<'_> {
         match self.fs.read(path) {
             Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) => {
-                self.warnings
-                    .push(format!("{}: {path}: {e}", self.label));
+                self.warnings.push(format!("{}: {path}: {e}", self.label));
                 None
             }
         }
@@ -244,7 +241,10 @@ fn read_os(r: &mut Reader<'_>) -> Option<OsInfo> {
         return None;
     }
     let mut os = OsInfo::default();
-    if let Some(text) = r.text("/etc/os-release").or_else(|| r.text("/usr/lib/os-release")) {
+    if let Some(text) = r
+        .text("/etc/os-release")
+        .or_else(|| r.text("/usr/lib/os-release"))
+    {
         let kv = parse_os_release(&text);
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         os.pretty_name = get("PRETTY_NAME").or_else(|| get("NAME"));
@@ -272,7 +272,14 @@ fn read_os(r: &mut Reader<'_>) -> Option<OsInfo> {
         os.pretty_name = Some(line);
     } else if let Some(t) = r.text("/etc/SuSE-release") {
         let line = first_line(&t);
-        os.id = Some(if line.contains("Enterprise") { "sles" } else { "opensuse" }.to_string());
+        os.id = Some(
+            if line.contains("Enterprise") {
+                "sles"
+            } else {
+                "opensuse"
+            }
+            .to_string(),
+        );
         os.version_id = t.lines().find_map(|l| {
             let (k, v) = l.split_once('=')?;
             (k.trim() == "VERSION").then(|| v.trim().to_string())
@@ -291,7 +298,9 @@ fn read_os(r: &mut Reader<'_>) -> Option<OsInfo> {
         .or_else(|| {
             let t = r.text("/etc/sysconfig/network")?;
             let kv = parse_os_release(&t);
-            kv.into_iter().find(|(k, _)| k == "HOSTNAME").map(|(_, v)| v)
+            kv.into_iter()
+                .find(|(k, _)| k == "HOSTNAME")
+                .map(|(_, v)| v)
         });
     if let Some(t) = r.text("/etc/fstab") {
         os.fstab = parse_fstab(&t);
@@ -449,9 +458,9 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let esc = b.get(i + 1..i + 4).filter(|d| {
-            b.get(i) == Some(&b'\\') && d.iter().all(|c| (b'0'..=b'7').contains(c))
-        });
+        let esc = b
+            .get(i + 1..i + 4)
+            .filter(|d| b.get(i) == Some(&b'\\') && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match esc {
             Some(d) => {
                 let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
@@ -476,7 +485,13 @@ mod tests {
         let kv = parse_os_release(
             "# c\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nNAME='My \"OS\"'\nX=\"a\\\"b\"\nY=plain # comment\n",
         );
-        assert_eq!(kv[0], ("PRETTY_NAME".into(), "Debian GNU/Linux 12 (bookworm)".into()));
+        assert_eq!(
+            kv[0],
+            (
+                "PRETTY_NAME".into(),
+                "Debian GNU/Linux 12 (bookworm)".into()
+            )
+        );
         assert_eq!(kv[1], ("ID".into(), "debian".into()));
         assert_eq!(kv[2], ("NAME".into(), "My \"OS\"".into()));
         assert_eq!(kv[3], ("X".into(), "a\"b".into()));

@@ -34,9 +34,7 @@ pub struct DiskAttrs {
 }
 
 /// Names in /sys/block that are never a server's fixed disks.
-const SKIP_PREFIXES: &[&str] = &[
-    "loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd",
-];
+const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"];
 
 /// Sysfs attributes are tiny; a bigger one is not what we expect.
 const ATTR_MAX: u64 = 4096;
@@ -85,7 +83,11 @@ pub fn disk_attrs(root: &Path, name: &str) -> DiskAttrs {
 /// `root/dev/block/MAJ:MIN` (which links to `.../block/NAME`).
 pub fn attrs_for_devnum(root: &Path, major: u64, minor: u64) -> Option<DiskAttrs> {
     let dir = root.join("dev/block").join(format!("{major}:{minor}"));
-    let name = fs::read_link(&dir).ok()?.file_name()?.to_string_lossy().into_owned();
+    let name = fs::read_link(&dir)
+        .ok()?
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
     Some(attrs_in(&dir, &name))
 }
 
@@ -166,16 +168,33 @@ mod tests {
         write(&sda.join("removable"), "0\n");
         write(&sda.join("device/model"), "WDC WD10EZEX-00B \n");
         write(&sda.join("device/wwid"), "t10.ATA     WDC WD10EZEX\n");
-        let nvme = fake_disk(root, "nvme0n1", "pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0", "1000\n");
+        let nvme = fake_disk(
+            root,
+            "nvme0n1",
+            "pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0",
+            "1000\n",
+        );
         write(&nvme.join("device/serial"), "S4EWNX0N123456\n");
         write(&nvme.join("queue/rotational"), "0\n");
-        fake_disk(root, "sdb", "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0", "64\n");
+        fake_disk(
+            root,
+            "sdb",
+            "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0",
+            "64\n",
+        );
         fake_disk(root, "vda", "pci0000:00/0000:00:04.0/virtio1", "64\n");
         fake_disk(root, "sdc", "platform/host7/target7:0:0/7:0:0:0", "64\n");
-        for skipped in ["loop0", "ram0", "zram0", "sr0", "fd0", "dm-0", "md0", "nbd0"] {
+        for skipped in [
+            "loop0", "ram0", "zram0", "sr0", "fd0", "dm-0", "md0", "nbd0",
+        ] {
             fake_disk(root, skipped, "virtual", "100\n");
         }
-        fake_disk(root, "sdz", "pci0000:00/ata9/host9/target9:0:0/9:0:0:0", "0\n");
+        fake_disk(
+            root,
+            "sdz",
+            "pci0000:00/ata9/host9/target9:0:0/9:0:0:0",
+            "0\n",
+        );
 
         let disks = list_disks(root).unwrap();
         let names: Vec<_> = disks.iter().map(|d| d.name.as_str()).collect();
@@ -191,7 +210,13 @@ mod tests {
         let transports: Vec<_> = disks.iter().map(|d| d.transport.as_deref()).collect();
         assert_eq!(
             transports,
-            [Some("nvme"), Some("sata"), Some("usb"), Some("scsi"), Some("virtio")]
+            [
+                Some("nvme"),
+                Some("sata"),
+                Some("usb"),
+                Some("scsi"),
+                Some("virtio")
+            ]
         );
         assert_eq!(disks[0].serial.as_deref(), Some("S4EWNX0N123456"));
         assert_eq!(disks[0].rotational, Some(false));
@@ -202,7 +227,12 @@ mod tests {
     fn devnum_resolves_to_the_device_attributes() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let sda = fake_disk(root, "sda", "pci0000:00/ata1/host0/target0:0:0/0:0:0:0", "8\n");
+        let sda = fake_disk(
+            root,
+            "sda",
+            "pci0000:00/ata1/host0/target0:0:0/0:0:0:0",
+            "8\n",
+        );
         write(&sda.join("device/model"), "QEMU HARDDISK\n");
         fs::create_dir_all(root.join("dev/block")).unwrap();
         symlink(&sda, root.join("dev/block/8:0")).unwrap();

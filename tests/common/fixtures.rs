@@ -16,8 +16,13 @@ pub fn need(tool: &str, package: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(tool).is_file());
-    assert!(found, "{tool} not found: install the Debian package {package}");
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file());
+    assert!(
+        found,
+        "{tool} not found: install the Debian package {package}"
+    );
 }
 
 /// Runs a command, panics with its stderr when it fails, returns stdout.
@@ -150,7 +155,14 @@ impl BootTree {
 
 /// Makes an ext2/3/4 filesystem of `size` bytes at byte `offset` of `image`
 /// (in place, with `mke2fs -E offset=`), populated from `dir` if given.
-pub fn mke2fs_at(image: &Path, fstype: &str, offset: u64, size: u64, dir: Option<&Path>, label: &str) {
+pub fn mke2fs_at(
+    image: &Path,
+    fstype: &str,
+    offset: u64,
+    size: u64,
+    dir: Option<&Path>,
+    label: &str,
+) {
     need("mke2fs", "e2fsprogs");
     let mut cmd = Command::new("mke2fs");
     cmd.args(["-q", "-F", "-t", fstype, "-L", label, "-b", "1024"])
@@ -219,7 +231,12 @@ pub fn dd_into(image: &Path, offset: u64, src: &Path) {
     run(Command::new("dd")
         .arg(format!("if={}", src.display()))
         .arg(format!("of={}", image.display()))
-        .args(["bs=512", "conv=notrunc,sparse", "status=none", "oflag=seek_bytes"])
+        .args([
+            "bs=512",
+            "conv=notrunc,sparse",
+            "status=none",
+            "oflag=seek_bytes",
+        ])
         .arg(format!("seek={offset}")));
 }
 
@@ -296,8 +313,22 @@ pub fn mbr_server(dir: &Path) -> MbrServer {
     let boot_offset = 2048 * SECTOR;
     let root_offset = 28672 * SECTOR;
     let srv_offset = 71680 * SECTOR;
-    mke2fs_at(&image, "ext2", boot_offset, 16384 * SECTOR, Some(&boot_dir), "boot");
-    mke2fs_at(&image, "ext4", root_offset, 40960 * SECTOR, Some(&root_dir), "root");
+    mke2fs_at(
+        &image,
+        "ext2",
+        boot_offset,
+        16384 * SECTOR,
+        Some(&boot_dir),
+        "boot",
+    );
+    mke2fs_at(
+        &image,
+        "ext4",
+        root_offset,
+        40960 * SECTOR,
+        Some(&root_dir),
+        "root",
+    );
     mke2fs_at(&image, "ext3", srv_offset, 20480 * SECTOR, None, "srv");
     MbrServer {
         image,
@@ -330,6 +361,53 @@ pub fn gpt_server(dir: &Path) -> GptServer {
     let root_dir = dir.join("gpt-root-tree");
     RootTree::debian("gpthost").write(&root_dir);
     let root_offset = 20480 * SECTOR;
-    mke2fs_at(&image, "ext4", root_offset, 61440 * SECTOR, Some(&root_dir), "gptroot");
+    mke2fs_at(
+        &image,
+        "ext4",
+        root_offset,
+        61440 * SECTOR,
+        Some(&root_dir),
+        "gptroot",
+    );
     GptServer { image, root_offset }
+}
+
+/// Makes swap of `size` bytes at `offset` of `image` (mkswap on a separate
+/// file, then copied into place sparsely).
+pub fn mkswap_at(image: &Path, offset: u64, size: u64, label: &str) {
+    need("mkswap", "util-linux");
+    let tmp = image.with_extension(format!("swap{offset}.tmp"));
+    sparse_image(&tmp, size);
+    run(Command::new("mkswap")
+        .arg("-q")
+        .arg("-L")
+        .arg(label)
+        .arg(&tmp));
+    dd_into(image, offset, &tmp);
+    fs::remove_file(&tmp).unwrap();
+}
+
+/// `blkid -p -o export --offset N image` as key/value pairs.
+pub fn blkid_probe(image: &Path, offset: u64) -> std::collections::BTreeMap<String, String> {
+    need("blkid", "util-linux");
+    let out = run(Command::new("blkid")
+        .args(["-p", "-o", "export", "--offset"])
+        .arg(offset.to_string())
+        .arg(image));
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `dumpe2fs -h` of the ext filesystem at `offset`, as key/value pairs.
+pub fn dumpe2fs_header(image: &Path, offset: u64) -> std::collections::BTreeMap<String, String> {
+    need("dumpe2fs", "e2fsprogs");
+    let out = run(Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(at_offset(image, offset)));
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }

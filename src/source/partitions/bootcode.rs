@@ -99,10 +99,9 @@ pub fn detect(disk: &dyn ReadAt, sector0: &[u8], table: &Table) -> Option<BootCo
         });
     }
     // A BIOS boot partition with core.img but foreign (or no) MBR code.
-    let bios_boot = table
-        .partitions
-        .iter()
-        .find(|p| p.type_id == BIOS_BOOT_GUID && sector_contains(disk, p.start_lba, ss, CORE_MARKER))?;
+    let bios_boot = table.partitions.iter().find(|p| {
+        p.type_id == BIOS_BOOT_GUID && sector_contains(disk, p.start_lba, ss, CORE_MARKER)
+    })?;
     Some(BootCode {
         loader: "grub2-core".to_string(),
         description: format!(

@@ -18,11 +18,15 @@ impl<'a> Cursor<'a> {
 impl Read for Cursor<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let remaining = self.src.size().saturating_sub(self.pos);
-        let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+        let n = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         if n == 0 {
             return Ok(0);
         }
-        let dst = buf.get_mut(..n).ok_or_else(|| io::Error::other("short buffer"))?;
+        let dst = buf
+            .get_mut(..n)
+            .ok_or_else(|| io::Error::other("short buffer"))?;
         self.src
             .read_exact_at(self.pos, dst)
             .map_err(io::Error::other)?;

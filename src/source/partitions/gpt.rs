@@ -95,7 +95,9 @@ pub fn read_header(disk: &dyn ReadAt, lba: u64, sector_size: u32) -> Result<Head
     let num_parts = le32(&buf, 80);
     let part_size = le32(&buf, 84);
     if part_size != ENTRY_SIZE {
-        return Err(format!("partition entry size {part_size} is not {ENTRY_SIZE}"));
+        return Err(format!(
+            "partition entry size {part_size} is not {ENTRY_SIZE}"
+        ));
     }
     let array_len = u64::from(num_parts) * u64::from(ENTRY_SIZE);
     if array_len > MAX_ENTRY_ARRAY {
@@ -199,7 +201,9 @@ pub fn read_into(disk: &dyn ReadAt, sector_size: u32, table: &mut Table) {
         Ok(e) => e,
         Err(first) => {
             let first_off = header.part_start.saturating_mul(ss);
-            let fallback = other.as_ref().map(|o| (o, read_entries(disk, o, sector_size)));
+            let fallback = other
+                .as_ref()
+                .map(|o| (o, read_entries(disk, o, sector_size)));
             match fallback {
                 Some((o, Ok(e))) => {
                     table.warnings.push(format!(
@@ -253,7 +257,12 @@ pub fn read_into(disk: &dyn ReadAt, sector_size: u32, table: &mut Table) {
         ) else {
             continue;
         };
-        let type_id = e.part_type_guid.guid.hyphenated().to_string().to_uppercase();
+        let type_id = e
+            .part_type_guid
+            .guid
+            .hyphenated()
+            .to_string()
+            .to_uppercase();
         table.partitions.push(Partition {
             number,
             start_lba: e.first_lba,

@@ -117,22 +117,24 @@ pub enum PartitionError {
     SectorSize { path: PathBuf, sector_size: u32 },
     #[error("{path}: the MBR at offset 0 is not a valid partition table: {reason}")]
     MbrInvalid { path: PathBuf, reason: String },
-    #[error(
-        "{path}: partition {number}: the MBR entry is invalid: {reason}"
-    )]
+    #[error("{path}: partition {number}: the MBR entry is invalid: {reason}")]
     MbrEntry {
         path: PathBuf,
         number: u32,
         reason: String,
     },
-    #[error("{path}: extended boot record {index} at offset {offset} is invalid: {reason}; logical partitions after it are not read")]
+    #[error(
+        "{path}: extended boot record {index} at offset {offset} is invalid: {reason}; logical partitions after it are not read"
+    )]
     EbrInvalid {
         path: PathBuf,
         index: usize,
         offset: u64,
         reason: String,
     },
-    #[error("{path}: extended boot record {index} at offset {offset} links back to an earlier one (EBR loop); the chain is cut there")]
+    #[error(
+        "{path}: the EBR chain loops: link {index} points back to the extended boot record at offset {offset}, already read; the chain is cut there"
+    )]
     EbrLoop {
         path: PathBuf,
         index: usize,
@@ -140,7 +142,9 @@ pub enum PartitionError {
     },
     #[error("{path}: more than {max} logical partitions in the EBR chain; the rest is ignored")]
     EbrChainTooLong { path: PathBuf, max: usize },
-    #[error("{path}: partition {number} (bytes {start}..{end}) extends past the end of the disk ({disk_size} bytes); is the image truncated?")]
+    #[error(
+        "{path}: partition {number} (bytes {start}..{end}) extends past the end of the disk ({disk_size} bytes); is the image truncated?"
+    )]
     PastEnd {
         path: PathBuf,
         number: u32,
@@ -148,7 +152,9 @@ pub enum PartitionError {
         end: u64,
         disk_size: u64,
     },
-    #[error("{path}: logical partition {number} (bytes {start}..{end}) lies outside its extended partition (bytes {ext_start}..{ext_end})")]
+    #[error(
+        "{path}: logical partition {number} (bytes {start}..{end}) lies outside its extended partition (bytes {ext_start}..{ext_end})"
+    )]
     OutsideExtended {
         path: PathBuf,
         number: u32,
@@ -157,7 +163,9 @@ pub enum PartitionError {
         ext_start: u64,
         ext_end: u64,
     },
-    #[error("{path}: partitions {a} and {b} overlap (bytes {overlap_start}..{overlap_end} belong to both)")]
+    #[error(
+        "{path}: partitions {a} and {b} overlap (bytes {overlap_start}..{overlap_end} belong to both)"
+    )]
     Overlap {
         path: PathBuf,
         a: u32,
@@ -165,14 +173,18 @@ pub enum PartitionError {
         overlap_start: u64,
         overlap_end: u64,
     },
-    #[error("{path}: GPT partition {number} is outside the usable area (LBA {first_usable}..={last_usable}) or ends before it starts")]
+    #[error(
+        "{path}: GPT partition {number} is outside the usable area (LBA {first_usable}..={last_usable}) or ends before it starts"
+    )]
     GptEntryRange {
         path: PathBuf,
         number: u32,
         first_usable: u64,
         last_usable: u64,
     },
-    #[error("{path}: no readable GPT: primary header at offset {primary_offset}: {primary}; backup header at offset {backup_offset}: {backup}")]
+    #[error(
+        "{path}: no readable GPT: primary header at offset {primary_offset}: {primary}; backup header at offset {backup_offset}: {backup}"
+    )]
     GptUnreadable {
         path: PathBuf,
         primary_offset: u64,
@@ -180,7 +192,9 @@ pub enum PartitionError {
         backup_offset: u64,
         backup: String,
     },
-    #[error("{path}: GPT partition entries unreadable: primary array at offset {primary_offset}: {primary}; backup array at offset {backup_offset}: {backup}")]
+    #[error(
+        "{path}: GPT partition entries unreadable: primary array at offset {primary_offset}: {primary}; backup array at offset {backup_offset}: {backup}"
+    )]
     GptEntries {
         path: PathBuf,
         primary_offset: u64,
@@ -382,7 +396,10 @@ mod tests {
         let t = read_table(&MemDisk::new(d), 512).unwrap();
         assert_eq!(t.kind, TableKind::Gpt);
         let msg = t.errors[0].to_string();
-        assert!(msg.contains("primary header at offset 512: partition entry size 256 is not 128"), "{msg}");
+        assert!(
+            msg.contains("primary header at offset 512: partition entry size 256 is not 128"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -392,7 +409,10 @@ mod tests {
         gpt_header(&mut d, 1, u32::MAX, 128);
         let t = read_table(&MemDisk::new(d), 512).unwrap();
         let msg = t.errors[0].to_string();
-        assert!(msg.contains("4294967295 partition entries are more than p2xen accepts (8192)"), "{msg}");
+        assert!(
+            msg.contains("4294967295 partition entries are more than p2xen accepts (8192)"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -402,7 +422,11 @@ mod tests {
         protective(&mut d);
         gpt_header(&mut d, 1, 128, 128);
         let t = read_table(&MemDisk::new(d), 512).unwrap();
-        assert!(t.errors[0].to_string().contains("runs past the end of the disk"));
+        assert!(
+            t.errors[0]
+                .to_string()
+                .contains("runs past the end of the disk")
+        );
     }
 
     #[test]
@@ -418,7 +442,10 @@ mod tests {
         signature(&mut d, 0);
         let t = read_table(&MemDisk::new(d), 512).unwrap();
         assert_eq!(t.partitions[0].start_lba, u64::from(u32::MAX));
-        assert!(matches!(t.errors[0], PartitionError::PastEnd { number: 1, .. }));
+        assert!(matches!(
+            t.errors[0],
+            PartitionError::PastEnd { number: 1, .. }
+        ));
     }
 
     #[test]
@@ -436,11 +463,17 @@ mod tests {
             signature(&mut d, o);
         }
         let t = read_table(&MemDisk::new(d), 512).unwrap();
-        assert!(t
-            .errors
-            .iter()
-            .any(|e| matches!(e, PartitionError::EbrChainTooLong { max: ebr::MAX_LOGICAL, .. })));
-        assert_eq!(t.partitions.iter().filter(|p| p.logical).count(), ebr::MAX_LOGICAL);
+        assert!(t.errors.iter().any(|e| matches!(
+            e,
+            PartitionError::EbrChainTooLong {
+                max: ebr::MAX_LOGICAL,
+                ..
+            }
+        )));
+        assert_eq!(
+            t.partitions.iter().filter(|p| p.logical).count(),
+            ebr::MAX_LOGICAL
+        );
     }
 
     #[test]
@@ -467,7 +500,10 @@ mod tests {
         assert_eq!((t.kind, t.errors.len()), (TableKind::None, 0));
         assert!(matches!(
             read_table(&MemDisk::new(vec![0; 8 * SS]), 1024),
-            Err(PartitionError::SectorSize { sector_size: 1024, .. })
+            Err(PartitionError::SectorSize {
+                sector_size: 1024,
+                ..
+            })
         ));
     }
 }
