@@ -359,3 +359,48 @@ fn text_output_is_a_table_per_disk() {
         "{text}"
     );
 }
+
+/// A loop device over an image, detached on drop (even when a test fails).
+struct Loop(String);
+
+impl Loop {
+    fn attach(image: &Path, sector_size: u32) -> Loop {
+        need("losetup", "mount");
+        let dev = run(std::process::Command::new("losetup")
+            .args(["--sector-size", &sector_size.to_string(), "-f", "--show"])
+            .arg(image));
+        Loop(dev.trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn gpt_image_of_a_4k_sector_disk_is_found() {
+    // This sfdisk has no --sector-size: partition a 4096-byte-sector loop
+    // device over the image instead (tests run as root).
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("4kn.img");
+    sparse_image(&image, 32 * MIB);
+    let sf = {
+        let lo = Loop::attach(&image, 4096);
+        sfdisk(
+            Path::new(&lo.0),
+            "label: gpt\nstart=256, size=2048, name=\"data\"\nstart=2304, size=1024\n",
+        );
+        sfdisk_json(Path::new(&lo.0))
+    };
+    let (v, code, stderr) = inspect_json(&[&image]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let disk = &v["disks"][0];
+    assert_eq!(disk["logical_sector_size"], 4096);
+    assert_eq!(sf["partitiontable"]["sectorsize"], 4096);
+    assert_matches_sfdisk(disk, &sf);
+}

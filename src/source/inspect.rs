@@ -124,7 +124,8 @@ const SYSFS: &str = "/sys";
 pub fn list_fixed_disks() -> Result<Vec<PathBuf>, InspectError> {
     Ok(sysfs::list_disks(Path::new(SYSFS))?
         .into_iter()
-        .map(|d| PathBuf::from("/dev").join(d.name))
+        // sysfs spells '/' in device names as '!' (cciss!c0d0).
+        .map(|d| PathBuf::from("/dev").join(d.name.replace('!', "/")))
         .collect())
 }
 
@@ -167,13 +168,26 @@ pub fn inspect_source(disk: Arc<dyn ReadAt>, attrs: Option<&DiskAttrs>) -> DiskR
         table: TableKind::None.as_str().to_string(),
         ..DiskReport::default()
     };
-    let table = match partitions::read_table(disk.as_ref(), logical) {
+    let mut table = match partitions::read_table(disk.as_ref(), logical) {
         Ok(t) => t,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
+    // An image file has no sysfs sector size; one taken from a 4Kn disk
+    // carries its GPT at byte 4096, not 512.
+    // Its protective MBR looks the same at either size, so retry whenever
+    // 512 found no partitions.
+    if attrs.is_none() && table.kind != TableKind::Mbr && table.partitions.is_empty() {
+        if let Ok(t) = partitions::read_table(disk.as_ref(), 4096) {
+            if t.kind == TableKind::Gpt && !t.partitions.is_empty() {
+                report.logical_sector_size = 4096;
+                report.physical_sector_size = 4096;
+                table = t;
+            }
+        }
+    }
     report.table = table.kind.as_str().to_string();
     report.disk_id = table.disk_id.clone();
     report.pmbr = table.pmbr.map(|k| k.as_str().to_string());
@@ -363,7 +377,7 @@ fn yes_no(v: Option<bool>) -> &'static str {
 fn fs_cells(fs: Option<&Filesystem>) -> (String, String) {
     match fs {
         Some(f) => (
-            serde_json::to_value(f.kind)
+            serde_json::to_value(&f.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
