@@ -419,6 +419,13 @@ fn write_os(out: &mut dyn Write, os: &OsInfo, indent: &str) -> std::io::Result<(
 }
 
 fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
+    if d.size_bytes == 0 && !d.errors.is_empty() {
+        writeln!(out, "{}:", d.path)?;
+        for e in &d.errors {
+            writeln!(out, "  ERROR: {e}")?;
+        }
+        return writeln!(out);
+    }
     writeln!(
         out,
         "{}: {} ({} bytes), sectors {}/{} bytes, table {}{}",
@@ -483,8 +490,13 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
         }
     }
     if d.table == "none" {
-        let (fs, label) = fs_cells(d.filesystem.as_ref());
-        writeln!(out, "  whole-disk filesystem: {fs} {label}")?;
+        match d.filesystem.as_ref() {
+            Some(f) => {
+                let (fs, label) = fs_cells(Some(f));
+                writeln!(out, "  whole-disk filesystem: {fs} {label}")?;
+            }
+            None => writeln!(out, "  no partition table and no filesystem found")?,
+        }
     }
     if let Some(os) = &d.os {
         write_os(out, os, "  ")?;
