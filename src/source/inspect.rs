@@ -377,9 +377,10 @@ fn yes_no(v: Option<bool>) -> &'static str {
 fn fs_cells(fs: Option<&Filesystem>) -> (String, String) {
     match fs {
         Some(f) => (
-            serde_json::to_value(&f.kind)
+            // The serialised name is the contract ("ext4", "lvm2_pv").
+            serde_json::to_value(f)
                 .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
+                .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
                 .unwrap_or_default(),
             f.label.clone().unwrap_or_default(),
         ),
