@@ -497,3 +497,31 @@ fn old_debian_and_centos_roots_are_identified() {
     );
     assert_eq!(c5["fstab"][0]["passno"], 1);
 }
+
+/// A block device: size and sector sizes from sysfs agree with blockdev.
+#[test]
+fn block_device_attributes_match_blockdev() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = gpt_server(tmp.path());
+    let lo = Loop::attach(&f.image, 512);
+    let dev = Path::new(&lo.0);
+    need("blockdev", "util-linux");
+    let bd = |flag: &str| -> u64 {
+        run(std::process::Command::new("blockdev").arg(flag).arg(dev))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (v, code, stderr) = inspect_json(&[dev]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let disk = &v["disks"][0];
+    assert_eq!(disk["path"], lo.0.as_str());
+    assert_eq!(disk["size_bytes"], bd("--getsize64"));
+    assert_eq!(disk["logical_sector_size"], bd("--getss"));
+    assert_eq!(disk["physical_sector_size"], bd("--getpbsz"));
+    let name = dev.file_name().unwrap().to_str().unwrap();
+    let rot = std::fs::read_to_string(format!("/sys/block/{name}/queue/rotational")).unwrap();
+    assert_eq!(disk["rotational"], rot.trim() == "1");
+    assert_eq!(disk["removable"], false);
+    assert_matches_sfdisk(disk, &sfdisk_json(&f.image));
+}
