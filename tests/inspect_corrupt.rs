@@ -64,12 +64,13 @@ fn truncated_mbr_image_reports_partitions_past_the_end_and_goes_on() {
     assert_eq!(code, 1, "{v:#}");
     let disk = &v["disks"][0];
     let path = f.image.display().to_string();
+    // The table's verdict comes first; a filesystem probe may add its own.
     let e6 = strings(&partition(disk, 6)["errors"]);
     assert_eq!(
-        e6,
-        [format!(
+        e6[0],
+        format!(
             "{path}: partition 6 (bytes 36700160..47185920) extends past the end of the disk (41943040 bytes); is the image truncated?"
-        )]
+        )
     );
     assert!(
         strings(&partition(disk, 3)["errors"])[0]

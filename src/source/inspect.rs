@@ -194,31 +194,34 @@ pub fn inspect_source(disk: Arc<dyn ReadAt>, attrs: Option<&DiskAttrs>) -> DiskR
     report.boot_code = table.boot_code.as_ref().map(|b| b.description.clone());
     report.warnings.extend(table.warnings.iter().cloned());
 
+    // Table problems come first on the partition they concern (they are
+    // usually the cause of whatever the filesystem probe says next); a
+    // problem that concerns both partitions of an overlap goes on both.
+    let targeted: Vec<(Vec<u32>, &PartitionError)> = table
+        .errors
+        .iter()
+        .map(|e| match e {
+            PartitionError::Overlap { a, b, .. } => (vec![*a, *b], e),
+            other => (other.partition().into_iter().collect(), e),
+        })
+        .collect();
     let mut boot_parts: Vec<(u32, BootFiles)> = Vec::new();
     for p in &table.partitions {
-        report
-            .partitions
-            .push(inspect_partition(&disk, p, &mut boot_parts));
+        let first: Vec<String> = targeted
+            .iter()
+            .filter(|(t, _)| t.contains(&p.number))
+            .map(|(_, e)| e.to_string())
+            .collect();
+        let mut pr = inspect_partition(&disk, p, &mut boot_parts);
+        pr.errors.splice(0..0, first);
+        report.partitions.push(pr);
     }
-    let mut disk_errors: Vec<&PartitionError> = Vec::new();
-    for e in &table.errors {
-        let targets: Vec<u32> = match e {
-            PartitionError::Overlap { a, b, .. } => vec![*a, *b],
-            other => other.partition().into_iter().collect(),
-        };
-        let mut placed = false;
-        for pr in report
-            .partitions
-            .iter_mut()
-            .filter(|pr| targets.contains(&pr.number))
-        {
-            pr.errors.push(e.to_string());
-            placed = true;
-        }
-        if !placed {
-            disk_errors.push(e);
-        }
-    }
+    let numbers: Vec<u32> = table.partitions.iter().map(|p| p.number).collect();
+    let mut disk_errors: Vec<&PartitionError> = targeted
+        .iter()
+        .filter(|(t, _)| !t.iter().any(|n| numbers.contains(n)))
+        .map(|(_, e)| *e)
+        .collect();
 
     if table.kind == TableKind::None {
         let whole = Window::new(disk.as_ref(), 0, disk.size());
