@@ -21,3 +21,7 @@ vm_kill() {
 
 # Prints the first line of FILE that contains STRING.
 first_match() { console_text "$1" | grep -a -m1 -F -- "$2" || true; }
+
+# "PKG VERSION" lines for cache keys: one apt-cache call (fetch-debs does
+# several per package, too slow for a cache hit).
+pkg_versions() { apt-cache policy "$@" | awk '/^[^ ]/ { p = $1 } /Candidate:/ { print p, $2 }'; }
