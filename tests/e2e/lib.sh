@@ -3,6 +3,9 @@
 # Reads a file with QEMU's serial output as text: no CRs, no NULs.
 console_text() { tr -d '\r\000' <"$1" 2>/dev/null || true; }
 
+# Drops terminal control sequences (pvgrub2 draws a menu) for display.
+strip_ansi() { sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+
 # Starts QEMU in the background under a hard timeout (SIGTERM, then SIGKILL
 # 5 s later); sets VM_PID. The caller's EXIT trap calls vm_kill.
 vm_start() { # TIMEOUT_SECS QEMU-ARGS...
