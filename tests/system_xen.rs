@@ -184,3 +184,39 @@ fn hand_converted_modern_boots_under_xen() {
     assert_eq!(m.swap, "/dev/xvda4");
     assert_eq!(m.fstab_errors, 0);
 }
+
+/// The harness must tell a broken migration from a good one: the seed copied
+/// as it is (fstab and root= still /dev/hda1) cannot find its root under
+/// Xen, so run-xen-guest fails and the guest's console says why.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn unconverted_seed_fails_under_xen() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (seed, _) = demo_servers(tmp.path());
+    let out_dir = tmp.path().join("seed-unconverted");
+    let cfg = run(Command::new(e2e("hand-convert"))
+        .args(["--no-fixup", "--name", "seed", "--disk"])
+        .arg(&seed)
+        .arg("--out")
+        .arg(&out_dir));
+    let logs = log_dir("xen-seed-unconverted");
+    let status = Command::new(e2e("run-xen-guest"))
+        .arg("--cfg")
+        .arg(cfg.trim())
+        .arg("--disk")
+        .arg(out_dir.join("disk0.img"))
+        .args(["--expect", "P2XEN-MARKER", "--timeout", "400", "--log"])
+        .arg(&logs)
+        .status()
+        .expect("start run-xen-guest");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "run-xen-guest must fail without a marker"
+    );
+    let console = std::fs::read_to_string(logs.join("guest-seed.log")).expect("guest console log");
+    assert!(
+        console.contains("P2XEN-INITRD-ERROR cannot mount root=/dev/hda1"),
+        "guest console: {console}"
+    );
+}
