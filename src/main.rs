@@ -18,7 +18,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Write the live initramfs (zstd cpio) from initramfs/spec (used by build/live).
+    #[command(hide = true)]
+    Mkinitramfs {
+        /// The spec listing dirs, files, links, nodes, busybox and modules.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// `lib/modules/VERSION` of the unpacked kernel (with modules.dep).
+        #[arg(long)]
+        modules_dir: Option<std::path::PathBuf>,
+        /// NAME=VALUE for `${NAME}` in the spec.
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// zstd level.
+        #[arg(long, default_value_t = 19)]
+        level: i32,
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
+}
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -41,7 +60,49 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    if p2xen::init::is_init() {
+        p2xen::init::run();
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Mkinitramfs {
+            spec,
+            modules_dir,
+            vars,
+            level,
+            output,
+        } => {
+            let vars = vars
+                .iter()
+                .filter_map(|v| v.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let opts = p2xen::init::mkinitramfs::Options {
+                spec,
+                modules_dir,
+                output,
+                vars,
+                level,
+            };
+            match p2xen::init::mkinitramfs::build(&opts) {
+                Ok(s) => {
+                    println!(
+                        "{}: {} entries, {} modules, cpio {} bytes, compressed {} bytes ({:.1} MiB)",
+                        opts.output.display(),
+                        s.entries,
+                        s.modules,
+                        s.cpio_bytes,
+                        s.compressed_bytes,
+                        s.compressed_bytes as f64 / 1048576.0
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("p2xen mkinitramfs: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,187 @@
+//! The live environment: `p2xen` running as PID 1 in the initramfs.
+//!
+//! [`run`] never returns (PID 1 exiting panics the kernel): it sets up the
+//! mounts and consoles, loads drivers (coldplug), sets every disk read-only,
+//! prints the ready marker and then starts the unattended run or the rescue
+//! shell; on any failure it says what went wrong and offers the shell again.
+
+pub mod coldplug;
+pub mod console;
+pub mod mkinitramfs;
+pub mod power;
+pub mod process;
+pub mod protect;
+pub mod shell;
+pub mod signals;
+pub mod steps;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Printed on every console once disks and drivers are ready; tests wait for it.
+pub const READY_MARKER: &str = "p2xen-live: ready";
+
+/// True when this process should act as init: PID 1, or started as `init`.
+pub fn is_init() -> bool {
+    std::process::id() == 1
+        || std::env::args_os()
+            .next()
+            .is_some_and(|a| Path::new(&a).file_name().is_some_and(|n| n == "init"))
+}
+
+/// Value of `key=` (or presence of a bare `key`) on the kernel command line.
+///
+/// Minimal on purpose: the full parser with quoting and validation is
+/// `init::cmdline` (branch `net`); PID 1 needs only these keys before it merges.
+fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().rev().find_map(|w| {
+        if w == key {
+            Some("")
+        } else {
+            w.strip_prefix(key)?.strip_prefix('=').map(|v| v.trim_matches('"'))
+        }
+    })
+}
+
+fn disk_size(name: &str) -> u64 {
+    std::fs::read_to_string(Path::new("/sys/block").join(name).join("size"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .and_then(|s| s.checked_mul(512))
+        .unwrap_or(0)
+}
+
+/// PID 1's main loop. Never returns.
+pub fn run() -> ! {
+    let started = Instant::now();
+    let logger = console::InitLogger::install(log::LevelFilter::Debug);
+    // Before any other thread exists, so every thread inherits the mask.
+    signals::start();
+    let failed_steps = steps::run_all(&steps::base_steps());
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let consoles = console::consoles_from_cmdline(&cmdline);
+    let opened = logger.attach(&consoles);
+    if param(&cmdline, "p2xen.debug").is_none() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    let primary = opened
+        .last()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/dev/console"));
+    log::info!(
+        "p2xen {} live environment; consoles: {}; {failed_steps} set-up step(s) failed",
+        env!("CARGO_PKG_VERSION"),
+        opened
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = nix::unistd::sethostname("p2xen");
+
+    coldplug_all(&cmdline);
+
+    let sys_block = Path::new("/sys/block");
+    let all = protect::disks(sys_block);
+    // Read-only first: nothing below (boot medium detection, inspection, the
+    // copy) may read a disk that is still writable.
+    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
+    let boot = protect::boot_medium(
+        sys_block,
+        Path::new("/dev"),
+        &all,
+        param(&cmdline, "p2xen.bootdev"),
+    );
+    let sources: Vec<&String> = all.iter().filter(|d| Some(*d) != boot.as_ref()).collect();
+    for d in &sources {
+        log::info!("disk /dev/{d}: {} bytes", disk_size(d));
+    }
+    if !unprotected.is_empty() {
+        log::error!(
+            "{} disk(s) could not be set read-only; they will not be copied",
+            unprotected.len()
+        );
+    }
+    log::info!(
+        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
+        started.elapsed().as_secs_f64(),
+        sources.len(),
+        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
+            .unwrap_or_default()
+    );
+
+    if let Some(server) = param(&cmdline, "p2xen.server") {
+        // The copy engine (branch `copy`) and the network set-up (branch
+        // `net`) are not part of this build yet: say so instead of pretending.
+        log::error!(
+            "p2xen.server={server} given, but this build has no unattended migration \
+             (network and copy not wired in); starting the rescue shell (p2xen.fail default)"
+        );
+    } else {
+        logger.console_write(
+            "\nNo p2xen.server= on the kernel command line and no menu in this build.\n\
+             Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
+        );
+    }
+    loop {
+        match shell::rescue_shell(&primary) {
+            Ok(code) => log::info!("rescue shell exited ({code}); starting it again"),
+            Err(e) => log::error!(
+                "cannot start the rescue shell on {}: {e}; retrying in 5 s",
+                primary.display()
+            ),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn coldplug_all(cmdline: &str) {
+    let moddir = coldplug::running_moddir();
+    let events = match coldplug::uevent::UeventSocket::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("uevent socket: {}; late devices will not load drivers", e.desc());
+            None
+        }
+    };
+    let mut cp = match coldplug::Coldplug::open(&moddir) {
+        Ok(cp) => cp,
+        Err(e) => {
+            log::error!("coldplug impossible: {e}; only built-in drivers are available");
+            return;
+        }
+    };
+    let timeout = param(cmdline, "p2xen.settle")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(30);
+    let t0 = Instant::now();
+    let loaded = cp.settle(
+        events.as_ref(),
+        Duration::from_millis(1000),
+        Duration::from_secs(timeout),
+    );
+    log::info!(
+        "coldplug: {} module(s) loaded in {:.1} s: {}",
+        loaded.len(),
+        t0.elapsed().as_secs_f64(),
+        loaded.join(" ")
+    );
+    if let Some(events) = events {
+        cp.spawn_hotplug(events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param;
+
+    #[test]
+    fn params() {
+        let c = "console=ttyS0 p2xen.debug p2xen.bootdev=sdb p2xen.bootdev=\"sdc\" p2xen.settle=5";
+        assert_eq!(param(c, "p2xen.debug"), Some(""));
+        assert_eq!(param(c, "p2xen.bootdev"), Some("sdc"));
+        assert_eq!(param(c, "p2xen.server"), None);
+        assert_eq!(param(c, "p2xen.settl"), None);
+    }
+}
