@@ -51,10 +51,40 @@ fn disk_size(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// PID 1's main loop. Never returns.
+/// PID 1's main loop. Never returns: after the set-up (or a panic in it,
+/// which would otherwise end PID 1 and panic the kernel) the rescue shell
+/// runs on the primary console, again and again.
 pub fn run() -> ! {
+    let primary = match std::panic::catch_unwind(setup) {
+        Ok(primary) => primary,
+        Err(_) => {
+            log::error!("the live environment's set-up failed with a panic (a bug; message above)");
+            PathBuf::from("/dev/console")
+        }
+    };
+    loop {
+        match shell::rescue_shell(&primary) {
+            Ok(code) => {
+                log::info!("rescue shell exited ({code}); starting it again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot start the rescue shell on {}: {e}; retrying in 5 s",
+                    primary.display()
+                );
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Everything up to the ready marker and the unattended run; returns the
+/// console the rescue shell should use.
+fn setup() -> PathBuf {
     let started = Instant::now();
     let logger = console::InitLogger::install(log::LevelFilter::Debug);
+    log::set_max_level(log::LevelFilter::Info);
     // Before any other thread exists, so every thread inherits the mask.
     signals::start();
     let failed_steps = steps::run_all(&steps::base_steps());
@@ -62,8 +92,8 @@ pub fn run() -> ! {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let consoles = console::consoles_from_cmdline(&cmdline);
     let opened = logger.attach(&consoles);
-    if param(&cmdline, "p2xen.debug").is_none() {
-        log::set_max_level(log::LevelFilter::Info);
+    if param(&cmdline, "p2xen.debug").is_some() {
+        log::set_max_level(log::LevelFilter::Debug);
     }
     let primary = opened
         .last()
@@ -124,16 +154,7 @@ pub fn run() -> ! {
              Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
         );
     }
-    loop {
-        match shell::rescue_shell(&primary) {
-            Ok(code) => log::info!("rescue shell exited ({code}); starting it again"),
-            Err(e) => log::error!(
-                "cannot start the rescue shell on {}: {e}; retrying in 5 s",
-                primary.display()
-            ),
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    primary
 }
 
 fn coldplug_all(cmdline: &str) {

@@ -134,7 +134,9 @@ pub fn protect_all(sys_block: &Path, dev: &Path, disks: &[String]) -> Vec<(Strin
 /// Volume label of a FAT12/16/32 or ISO 9660 filesystem at `offset`, if any.
 pub fn volume_label(dev: &dyn ReadAt, offset: u64) -> Option<String> {
     let clean = |b: &[u8]| {
-        let s = String::from_utf8_lossy(b).trim().to_string();
+        let s = String::from_utf8_lossy(b)
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string();
         (!s.is_empty()).then_some(s)
     };
     if let Ok(boot) = read_vec(dev, offset, 512) {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 /// Runs the rescue shell on `console` until it exits; returns its exit code.
 pub fn rescue_shell(console: &Path) -> std::io::Result<i32> {
     let tty = OpenOptions::new().read(true).write(true).open(console)?;
-    let mut cmd = Command::new("/bin/setsid");
+    let mut cmd = Command::new("/usr/bin/setsid");
     // `setsid -c` makes the console our controlling tty, which an init
     // cannot give a child without unsafe pre_exec code.
     cmd.args(["-c", "/bin/sh", "-l"])
