@@ -23,6 +23,8 @@ enum Command {
     /// (read-only). Exit status: 0 when everything was readable, 1 when
     /// something was not (each problem is reported), 2 on usage errors.
     Inspect(p2xen::source::inspect::InspectArgs),
+    /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
+    Convert(p2xen::guest::cli::ConvertArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -55,6 +57,16 @@ fn main() -> ExitCode {
             Err(e) => {
                 log::error!("inspect: {e}");
                 ExitCode::from(1)
+            }
+        },
+        Command::Convert(args) => match p2xen::guest::cli::run(&args) {
+            Ok(report) => {
+                print!("{}", p2xen::guest::cli::summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("convert {}: {e}", args.name);
+                ExitCode::FAILURE
             }
         },
     }
