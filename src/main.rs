@@ -37,6 +37,12 @@ enum Command {
         #[arg(short, long)]
         output: std::path::PathBuf,
     },
+    /// Show disks, partition tables, filesystems and the installed OS
+    /// (read-only). Exit status: 0 when everything was readable, 1 when
+    /// something was not (each problem is reported), 2 on usage errors.
+    Inspect(p2xen::source::inspect::InspectArgs),
+    /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
+    Convert(p2xen::guest::cli::ConvertArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -104,5 +110,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("inspect: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Convert(args) => match p2xen::guest::cli::run(&args) {
+            Ok(report) => {
+                print!("{}", p2xen::guest::cli::summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("convert {}: {e}", args.name);
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::fixtures;
 use common::qemu::{DiskBus, Vm};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const READY: &str = p2xen::init::READY_MARKER;
@@ -16,43 +16,16 @@ fn out(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
 }
 
-fn run(cmd: &mut Command) {
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install fdisk, e2fsprogs)"));
-    assert!(status.success(), "{cmd:?} failed: {status}");
-}
-
-/// A 64 MiB disk with an MBR and one ext4 partition holding a file.
+/// A 64 MiB disk with an MBR and one ext4 partition holding a small root.
 fn fixture_disk(dir: &Path) -> PathBuf {
     let img = dir.join("source.img");
-    let f = std::fs::File::create(&img).unwrap();
-    f.set_len(64 << 20).unwrap();
-    drop(f);
-    let mut sfdisk = Command::new("sfdisk");
-    sfdisk.arg("--quiet").arg(&img).stdin(std::process::Stdio::piped());
-    let mut child = sfdisk.spawn().expect("sfdisk missing: apt-get install fdisk");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, type=83\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk failed");
+    fixtures::sparse_image(&img, 64 << 20);
+    fixtures::sfdisk(&img, "label: dos\nstart=2048, type=83\n");
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::write(tree.join("etc/hostname"), "seed\n").unwrap();
-    run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-L", "seedroot", "-E", "offset=1048576", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("62M"));
+    fixtures::mke2fs_at(&img, "ext4", 1 << 20, 62 << 20, Some(&tree), "seedroot");
     img
-}
-
-fn hash(path: &Path) -> blake3::Hash {
-    blake3::hash(&std::fs::read(path).unwrap())
 }
 
 /// Boots with the source disk on `bus`, checks coldplug loaded `module`, the
@@ -60,7 +33,7 @@ fn hash(path: &Path) -> blake3::Hash {
 fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option<(&str, &str)>) {
     let tmp = tempfile::tempdir().unwrap();
     let img = fixture_disk(tmp.path());
-    let before = hash(&img);
+    let before = fixtures::hash_file(&img);
     let mut builder = Vm::builder(out("vmlinuz"), out("initramfs.img"))
         .append("quiet")
         .disk(&img, bus, false);
@@ -112,7 +85,7 @@ fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option
     assert!(status.success(), "qemu exit {status}; log:\n{log}");
     assert!(log.contains("poweroff: now"), "no clean poweroff; log:\n{log}");
     assert!(log.contains("reboot: Power down"), "kernel did not power down; log:\n{log}");
-    assert_eq!(hash(&img), before, "source image changed");
+    assert_eq!(fixtures::hash_file(&img), before, "source image changed");
 }
 
 #[test]

@@ -43,14 +43,6 @@ fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-fn disk_size(name: &str) -> u64 {
-    std::fs::read_to_string(Path::new("/sys/block").join(name).join("size"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .and_then(|s| s.checked_mul(512))
-        .unwrap_or(0)
-}
-
 /// PID 1's main loop. Never returns: after the set-up (or a panic in it,
 /// which would otherwise end PID 1 and panic the kernel) the rescue shell
 /// runs on the primary console, again and again.
@@ -113,7 +105,11 @@ fn setup() -> PathBuf {
     coldplug_all(&cmdline);
 
     let sys_block = Path::new("/sys/block");
-    let all = protect::disks(sys_block);
+    let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
+        log::error!("{e}; no disks found");
+        Vec::new()
+    });
+    let all: Vec<String> = listed.iter().map(|d| d.name.clone()).collect();
     // Read-only first: nothing below (boot medium detection, inspection, the
     // copy) may read a disk that is still writable.
     let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
@@ -123,9 +119,18 @@ fn setup() -> PathBuf {
         &all,
         param(&cmdline, "p2xen.bootdev"),
     );
-    let sources: Vec<&String> = all.iter().filter(|d| Some(*d) != boot.as_ref()).collect();
+    let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
+        .iter()
+        .filter(|d| Some(&d.name) != boot.as_ref())
+        .collect();
     for d in &sources {
-        log::info!("disk /dev/{d}: {} bytes", disk_size(d));
+        log::info!(
+            "disk /dev/{}: {} bytes, {} {}",
+            d.name,
+            d.size_bytes.unwrap_or(0),
+            d.transport.as_deref().unwrap_or("unknown transport"),
+            d.model.as_deref().unwrap_or("")
+        );
     }
     if !unprotected.is_empty() {
         log::error!(

@@ -28,29 +28,6 @@ pub enum ProtectError {
 nix::ioctl_write_ptr_bad!(blkroset, 0x125d, nix::libc::c_int);
 nix::ioctl_read_bad!(blkroget, 0x125e, nix::libc::c_int);
 
-/// Fixed disks as the kernel lists them in /sys/block, minus what is never a
-/// source: loop, ram, zram, optical, floppy, device-mapper, md, nbd.
-pub fn disks(sys_block: &Path) -> Vec<String> {
-    const SKIP: [&str; 9] = ["loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd", "mtdblock"];
-    let mut out: Vec<String> = std::fs::read_dir(sys_block)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !SKIP.iter().any(|s| n.starts_with(s)))
-                .filter(|n| !(n.starts_with("mmcblk") && n.contains("boot")))
-                .filter(|n| {
-                    std::fs::read_to_string(sys_block.join(n).join("size"))
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                        .is_some_and(|s| s > 0)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
 /// Partitions of `disk` (names like sda1, nvme0n1p2) with their start sector (512 B).
 pub fn partitions(sys_block: &Path, disk: &str) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = std::fs::read_dir(sys_block.join(disk))
@@ -224,19 +201,21 @@ mod tests {
     }
 
     #[test]
-    fn disk_listing_filters() {
+    fn partitions_and_bootdev() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, size) in [("sda", "100"), ("loop0", "100"), ("vdb", "0"), ("nvme0n1", "8"), ("sr0", "5")] {
-            std::fs::create_dir(dir.path().join(name)).unwrap();
-            std::fs::write(dir.path().join(name).join("size"), size).unwrap();
-        }
-        std::fs::create_dir(dir.path().join("sda/sda1")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sda/sda1")).unwrap();
         std::fs::write(dir.path().join("sda/sda1/start"), "2048\n").unwrap();
-        assert_eq!(disks(dir.path()), vec!["nvme0n1", "sda"]);
+        std::fs::create_dir_all(dir.path().join("sda/queue")).unwrap();
         assert_eq!(partitions(dir.path(), "sda"), vec![("sda1".to_string(), 2048)]);
+        let disks = vec!["sda".to_string(), "sdb".to_string()];
         assert_eq!(
-            boot_medium(dir.path(), Path::new("/nonexistent"), &disks(dir.path()), Some("/dev/sda")),
-            Some("sda".to_string())
+            boot_medium(dir.path(), Path::new("/nonexistent"), &disks, Some("/dev/sdb")),
+            Some("sdb".to_string())
         );
+        assert_eq!(
+            boot_medium(dir.path(), Path::new("/nonexistent"), &disks, Some("sdc")),
+            None
+        );
+        assert_eq!(boot_medium(dir.path(), Path::new("/nonexistent"), &disks, None), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests; one file per concern.
+//! Helpers shared by the integration tests. Each file is one kind of helper.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod qemu;
