@@ -160,3 +160,32 @@ fn live_ctrl_alt_del_reboots_cleanly() {
     assert!(log.contains("Ctrl-Alt-Del pressed"), "{log}");
     assert!(log.contains("reboot: now"), "{log}");
 }
+
+/// An unattended run that cannot reach its server ends in `p2xen.fail=`
+/// (here poweroff) with a message naming the server, not a kernel panic.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_bad_server_ends_in_fail_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixture_disk(tmp.path());
+    let before = fixtures::hash_file(&img);
+    let vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+        .append("quiet p2xen.server=10.0.2.2:9 p2xen.fail=poweroff")
+        .disk(&img, DiskBus::Virtio, false)
+        .nic("virtio-net-pci")
+        .start()
+        .unwrap();
+    vm.wait_for(READY, Duration::from_secs(240));
+    let status = vm.wait_exit(Duration::from_secs(180));
+    let log = vm.log();
+    assert!(status.success(), "qemu exit {status}; log:\n{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("p2xen: error:") && l.contains("10.0.2.2:9")),
+        "no error naming the server; log:\n{log}"
+    );
+    assert!(log.contains("/dev/vda 64 MiB, table mbr, 1 partition(s)"), "no summary; log:\n{log}");
+    assert!(log.contains("#1 63 MiB ext4 \"seedroot\""), "no partition line; log:\n{log}");
+    assert!(log.contains("poweroff: now"), "no clean poweroff; log:\n{log}");
+    assert!(!log.contains("Kernel panic"), "{log}");
+    assert_eq!(fixtures::hash_file(&img), before, "source image changed");
+}

@@ -14,6 +14,7 @@ pub mod protect;
 pub mod shell;
 pub mod signals;
 pub mod steps;
+pub mod unattended;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -146,20 +147,49 @@ fn setup() -> PathBuf {
             .unwrap_or_default()
     );
 
-    if let Some(server) = param(&cmdline, "p2xen.server") {
-        // The copy engine (branch `copy`) and the network set-up (branch
-        // `net`) are not part of this build yet: say so instead of pretending.
-        log::error!(
-            "p2xen.server={server} given, but this build has no unattended migration \
-             (network and copy not wired in); starting the rescue shell (p2xen.fail default)"
-        );
-    } else {
-        logger.console_write(
+    let plan = unattended::plan(|k| param(&cmdline, k).map(str::to_string));
+    match plan {
+        Some(plan) => {
+            let paths: Vec<PathBuf> = sources
+                .iter()
+                .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
+                .map(|d| Path::new("/dev").join(&d.name))
+                .collect();
+            let reports = unattended::inspect(&paths);
+            let end = match unattended::migrate(&plan, &reports) {
+                Ok(()) => {
+                    log::info!("migration to {} finished", plan.server);
+                    plan.post
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    plan.fail
+                }
+            };
+            finish(end, logger);
+        }
+        None => logger.console_write(
             "\nNo p2xen.server= on the kernel command line and no menu in this build.\n\
              Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
-        );
+        ),
     }
     primary
+}
+
+/// Carries out an end action; returns only for [`unattended::EndAction::Shell`].
+fn finish(end: unattended::EndAction, logger: &console::InitLogger) {
+    use unattended::EndAction;
+    match end {
+        EndAction::PowerOff => power::shutdown(power::PowerAction::PowerOff),
+        EndAction::Reboot => power::shutdown(power::PowerAction::Reboot),
+        EndAction::Shell => logger.console_write("\nRescue shell follows.\n\n"),
+        EndAction::Wait => {
+            logger.console_write("\nWaiting (p2xen.post/fail=wait); Ctrl-Alt-Del reboots.\n");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
 }
 
 fn coldplug_all(cmdline: &str) {

@@ -137,6 +137,7 @@ impl VmBuilder {
             .spawn()
             .map_err(|e| format!("qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
         let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -145,7 +146,7 @@ impl VmBuilder {
         .flatten()
         {
             let log = Arc::clone(&log);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut stream = stream;
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
@@ -156,7 +157,7 @@ impl VmBuilder {
                         l.extend_from_slice(&buf[..n]);
                     }
                 }
-            });
+            }));
         }
         let stdin = child.stdin.take();
         let child = Arc::new(Mutex::new(child));
@@ -186,6 +187,7 @@ impl VmBuilder {
             child,
             stdin,
             log,
+            readers: Mutex::new(readers),
             started: Instant::now(),
         })
     }
@@ -195,6 +197,8 @@ pub struct Vm {
     child: Arc<Mutex<Child>>,
     stdin: Option<ChildStdin>,
     log: Arc<Mutex<Vec<u8>>>,
+    /// Copy QEMU's output into `log`; joined once QEMU exits so the log is complete.
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: Instant,
 }
 
@@ -263,6 +267,12 @@ impl Vm {
         let t0 = Instant::now();
         loop {
             if let Some(s) = self.exited() {
+                // The pipes are closed now; the readers end after the last byte.
+                if let Ok(mut readers) = self.readers.lock() {
+                    for r in readers.drain(..) {
+                        let _ = r.join();
+                    }
+                }
                 return s;
             }
             if t0.elapsed() > timeout {
