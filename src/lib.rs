@@ -4,5 +4,5 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod guest;
-pub mod source;
 pub mod init;
+pub mod source;

@@ -35,21 +35,51 @@ fn real_alias_table_matches_qemu_devices() {
     let cases = [
         ("virtio:d00000002v00001AF4", "virtio_blk"),
         ("virtio:d00000001v00001AF4", "virtio_net"),
-        ("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", "virtio_pci"),
-        ("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", "ahci"),
-        ("pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", "ata_piix"),
-        ("pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "e1000"),
-        ("pci:v00008086d000010D3sv00001AF4sd00001100bc02sc00i00", "e1000e"),
-        ("pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00", "8139cp"),
-        ("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", "nvme"),
-        ("pci:v00001000d00000060sv00001AF4sd00001100bc01sc04i00", "megaraid_sas"),
+        (
+            "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+            "virtio_pci",
+        ),
+        (
+            "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+            "ahci",
+        ),
+        (
+            "pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80",
+            "ata_piix",
+        ),
+        (
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
+            "e1000",
+        ),
+        (
+            "pci:v00008086d000010D3sv00001AF4sd00001100bc02sc00i00",
+            "e1000e",
+        ),
+        (
+            "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00",
+            "8139cp",
+        ),
+        (
+            "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
+            "nvme",
+        ),
+        (
+            "pci:v00001000d00000060sv00001AF4sd00001100bc01sc04i00",
+            "megaraid_sas",
+        ),
         ("scsi:t-0x00", "sd_mod"),
     ];
     for (modalias, module) in cases {
         let found = t.lookup(modalias);
-        assert!(found.contains(&module), "{modalias}: {found:?}, expected {module}");
+        assert!(
+            found.contains(&module),
+            "{modalias}: {found:?}, expected {module}"
+        );
     }
-    assert!(t.lookup("pci:v0000FFFFd0000FFFFsv0000FFFFsd0000FFFFbcFFscFFiFF").is_empty());
+    assert!(
+        t.lookup("pci:v0000FFFFd0000FFFFsv0000FFFFsd0000FFFFbcFFscFFiFF")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -59,10 +89,20 @@ fn real_dep_table_orders_dependencies() {
     assert!(d.len() > 3000, "only {} modules", d.len());
     let order = d.load_order("virtio_blk").unwrap();
     assert_eq!(order.last().map(String::as_str), Some("virtio_blk"));
-    let pos = |m: &str| order.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m} not in {order:?}"));
+    let pos = |m: &str| {
+        order
+            .iter()
+            .position(|x| x == m)
+            .unwrap_or_else(|| panic!("{m} not in {order:?}"))
+    };
     assert!(pos("virtio_ring") < pos("virtio_blk"));
     let order = d.load_order("megaraid_sas").unwrap();
-    let pos = |m: &str| order.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m} not in {order:?}"));
+    let pos = |m: &str| {
+        order
+            .iter()
+            .position(|x| x == m)
+            .unwrap_or_else(|| panic!("{m} not in {order:?}"))
+    };
     assert!(pos("scsi_mod") < pos("megaraid_sas"));
     assert!(pos("scsi_common") < pos("scsi_mod"));
     // Every module's whole closure resolves: modules.dep is consistent.

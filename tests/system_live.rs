@@ -42,7 +42,10 @@ fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option
     }
     let mut vm = builder.start().unwrap();
     let ready = vm.wait_for(READY, Duration::from_secs(240));
-    eprintln!("{bus:?}: ready marker after {:.1} s (TCG)", ready.as_secs_f64());
+    eprintln!(
+        "{bus:?}: ready marker after {:.1} s (TCG)",
+        ready.as_secs_f64()
+    );
     let log = vm.log();
     let coldplug = log
         .lines()
@@ -71,7 +74,10 @@ fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option
     vm.wait_for("GETRO=11", Duration::from_secs(60));
     if nic.is_some() {
         let log = vm.log();
-        let nets = log.lines().find(|l| l.contains("NETS") && !l.contains("echo")).unwrap_or("");
+        let nets = log
+            .lines()
+            .find(|l| l.contains("NETS") && !l.contains("echo"))
+            .unwrap_or("");
         assert!(nets.contains("eth0"), "no eth0: {nets:?}\n{log}");
     }
     // A write attempt must fail: the kernel refuses writes to a read-only disk.
@@ -83,8 +89,14 @@ fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option
     let status = vm.wait_exit(Duration::from_secs(120));
     let log = vm.log();
     assert!(status.success(), "qemu exit {status}; log:\n{log}");
-    assert!(log.contains("poweroff: now"), "no clean poweroff; log:\n{log}");
-    assert!(log.contains("reboot: Power down"), "kernel did not power down; log:\n{log}");
+    assert!(
+        log.contains("poweroff: now"),
+        "no clean poweroff; log:\n{log}"
+    );
+    assert!(
+        log.contains("reboot: Power down"),
+        "kernel did not power down; log:\n{log}"
+    );
     assert_eq!(fixtures::hash_file(&img), before, "source image changed");
 }
 
@@ -121,25 +133,49 @@ fn live_megasas() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_nic_e1000() {
-    boot_and_check(DiskBus::Virtio, "virtio_blk", "vda", "vda1", Some(("e1000", "e1000")));
+    boot_and_check(
+        DiskBus::Virtio,
+        "virtio_blk",
+        "vda",
+        "vda1",
+        Some(("e1000", "e1000")),
+    );
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_nic_e1000e() {
-    boot_and_check(DiskBus::Virtio, "virtio_blk", "vda", "vda1", Some(("e1000e", "e1000e")));
+    boot_and_check(
+        DiskBus::Virtio,
+        "virtio_blk",
+        "vda",
+        "vda1",
+        Some(("e1000e", "e1000e")),
+    );
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_nic_rtl8139() {
-    boot_and_check(DiskBus::Virtio, "virtio_blk", "vda", "vda1", Some(("rtl8139", "8139cp")));
+    boot_and_check(
+        DiskBus::Virtio,
+        "virtio_blk",
+        "vda",
+        "vda1",
+        Some(("rtl8139", "8139cp")),
+    );
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_nic_virtio_net() {
-    boot_and_check(DiskBus::Virtio, "virtio_blk", "vda", "vda1", Some(("virtio-net-pci", "virtio_net")));
+    boot_and_check(
+        DiskBus::Virtio,
+        "virtio_blk",
+        "vda",
+        "vda1",
+        Some(("virtio-net-pci", "virtio_net")),
+    );
 }
 
 /// Ctrl-Alt-Del is not a hard reset: it reaches PID 1 as SIGINT and ends in
@@ -180,12 +216,22 @@ fn live_bad_server_ends_in_fail_action() {
     let log = vm.log();
     assert!(status.success(), "qemu exit {status}; log:\n{log}");
     assert!(
-        log.lines().any(|l| l.starts_with("p2xen: error:") && l.contains("10.0.2.2:9")),
+        log.lines()
+            .any(|l| l.starts_with("p2xen: error:") && l.contains("10.0.2.2:9")),
         "no error naming the server; log:\n{log}"
     );
-    assert!(log.contains("/dev/vda 64 MiB, table mbr, 1 partition(s)"), "no summary; log:\n{log}");
-    assert!(log.contains("#1 63 MiB ext4 \"seedroot\""), "no partition line; log:\n{log}");
-    assert!(log.contains("poweroff: now"), "no clean poweroff; log:\n{log}");
+    assert!(
+        log.contains("/dev/vda 64 MiB, table mbr, 1 partition(s)"),
+        "no summary; log:\n{log}"
+    );
+    assert!(
+        log.contains("#1 63 MiB ext4 \"seedroot\""),
+        "no partition line; log:\n{log}"
+    );
+    assert!(
+        log.contains("poweroff: now"),
+        "no clean poweroff; log:\n{log}"
+    );
     assert!(!log.contains("Kernel panic"), "{log}");
     assert_eq!(fixtures::hash_file(&img), before, "source image changed");
 }

@@ -122,7 +122,11 @@ impl log::Log for InitLogger {
         }
         let line = match record.level() {
             log::Level::Info => format!("p2xen: {}\n", record.args()),
-            level => format!("p2xen: {}: {}\n", level.as_str().to_lowercase(), record.args()),
+            level => format!(
+                "p2xen: {}: {}\n",
+                level.as_str().to_lowercase(),
+                record.args()
+            ),
         };
         let mut sinks = match self.sinks.lock() {
             Ok(s) => s,

@@ -39,7 +39,9 @@ fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         if w == key {
             Some("")
         } else {
-            w.strip_prefix(key)?.strip_prefix('=').map(|v| v.trim_matches('"'))
+            w.strip_prefix(key)?
+                .strip_prefix('=')
+                .map(|v| v.trim_matches('"'))
         }
     })
 }
@@ -197,7 +199,10 @@ fn coldplug_all(cmdline: &str) {
     let events = match coldplug::uevent::UeventSocket::open() {
         Ok(s) => Some(s),
         Err(e) => {
-            log::warn!("uevent socket: {}; late devices will not load drivers", e.desc());
+            log::warn!(
+                "uevent socket: {}; late devices will not load drivers",
+                e.desc()
+            );
             None
         }
     };

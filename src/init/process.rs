@@ -47,7 +47,9 @@ pub fn start(cmd: &mut Command) -> std::io::Result<(u32, Receiver<WaitStatus>)> 
     let mut guard = waiters();
     let child = cmd.spawn()?;
     let (tx, rx) = channel();
-    guard.get_or_insert_with(HashMap::new).insert(child.id() as i32, tx);
+    guard
+        .get_or_insert_with(HashMap::new)
+        .insert(child.id() as i32, tx);
     Ok((child.id(), rx))
 }
 

@@ -179,14 +179,20 @@ mod tests {
         fat32[511] = 0xAA;
         fat32[0x52..0x5A].copy_from_slice(b"FAT32   ");
         fat32[0x47..0x52].copy_from_slice(b"P2XEN      ");
-        assert_eq!(volume_label(&MemDisk::new(fat32), 0).as_deref(), Some("P2XEN"));
+        assert_eq!(
+            volume_label(&MemDisk::new(fat32), 0).as_deref(),
+            Some("P2XEN")
+        );
 
         let mut fat16 = vec![0u8; 1024 + 512];
         fat16[1024 + 510] = 0x55;
         fat16[1024 + 511] = 0xAA;
         fat16[1024 + 0x36..1024 + 0x39].copy_from_slice(b"FAT");
         fat16[1024 + 0x2B..1024 + 0x36].copy_from_slice(b"BOOT       ");
-        assert_eq!(volume_label(&MemDisk::new(fat16.clone()), 1024).as_deref(), Some("BOOT"));
+        assert_eq!(
+            volume_label(&MemDisk::new(fat16.clone()), 1024).as_deref(),
+            Some("BOOT")
+        );
         assert_eq!(volume_label(&MemDisk::new(fat16), 0), None);
     }
 
@@ -195,7 +201,10 @@ mod tests {
         let mut iso = vec![0u8; 32768 + 2048];
         iso[32768..32774].copy_from_slice(b"\x01CD001");
         iso[32768 + 40..32768 + 45].copy_from_slice(b"P2XEN");
-        assert_eq!(volume_label(&MemDisk::new(iso), 0).as_deref(), Some("P2XEN"));
+        assert_eq!(
+            volume_label(&MemDisk::new(iso), 0).as_deref(),
+            Some("P2XEN")
+        );
         assert_eq!(volume_label(&MemDisk::new(vec![0u8; 100]), 0), None);
         assert_eq!(volume_label(&MemDisk::new(vec![]), u64::MAX), None);
     }
@@ -206,16 +215,27 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sda/sda1")).unwrap();
         std::fs::write(dir.path().join("sda/sda1/start"), "2048\n").unwrap();
         std::fs::create_dir_all(dir.path().join("sda/queue")).unwrap();
-        assert_eq!(partitions(dir.path(), "sda"), vec![("sda1".to_string(), 2048)]);
+        assert_eq!(
+            partitions(dir.path(), "sda"),
+            vec![("sda1".to_string(), 2048)]
+        );
         let disks = vec!["sda".to_string(), "sdb".to_string()];
         assert_eq!(
-            boot_medium(dir.path(), Path::new("/nonexistent"), &disks, Some("/dev/sdb")),
+            boot_medium(
+                dir.path(),
+                Path::new("/nonexistent"),
+                &disks,
+                Some("/dev/sdb")
+            ),
             Some("sdb".to_string())
         );
         assert_eq!(
             boot_medium(dir.path(), Path::new("/nonexistent"), &disks, Some("sdc")),
             None
         );
-        assert_eq!(boot_medium(dir.path(), Path::new("/nonexistent"), &disks, None), None);
+        assert_eq!(
+            boot_medium(dir.path(), Path::new("/nonexistent"), &disks, None),
+            None
+        );
     }
 }

@@ -60,7 +60,11 @@ impl fmt::Display for Step {
                 if opts.is_empty() {
                     write!(f, "mount -t {fstype} {source} {target}")
                 } else {
-                    write!(f, "mount -t {fstype} -o {} {source} {target}", opts.join(","))
+                    write!(
+                        f,
+                        "mount -t {fstype} -o {} {source} {target}",
+                        opts.join(",")
+                    )
                 }
             }
             Step::Symlink { target, link } => write!(f, "ln -s {target} {link}"),
@@ -124,31 +128,121 @@ const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
 pub fn base_steps() -> Vec<Step> {
     use Step::*;
     vec![
-        Mkdir { path: "/proc", mode: 0o555 },
-        Mkdir { path: "/sys", mode: 0o555 },
-        Mkdir { path: "/dev", mode: 0o755 },
-        Mkdir { path: "/run", mode: 0o755 },
-        Mkdir { path: "/tmp", mode: 0o1777 },
-        Mount { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
-        Mount { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
-        Mount { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: MsFlags::MS_NOSUID, data: "mode=0755" },
-        Mount { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), data: "mode=0755" },
+        Mkdir {
+            path: "/proc",
+            mode: 0o555,
+        },
+        Mkdir {
+            path: "/sys",
+            mode: 0o555,
+        },
+        Mkdir {
+            path: "/dev",
+            mode: 0o755,
+        },
+        Mkdir {
+            path: "/run",
+            mode: 0o755,
+        },
+        Mkdir {
+            path: "/tmp",
+            mode: 0o1777,
+        },
+        Mount {
+            source: "proc",
+            target: "/proc",
+            fstype: "proc",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: "",
+        },
+        Mount {
+            source: "sysfs",
+            target: "/sys",
+            fstype: "sysfs",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: "",
+        },
+        Mount {
+            source: "devtmpfs",
+            target: "/dev",
+            fstype: "devtmpfs",
+            flags: MsFlags::MS_NOSUID,
+            data: "mode=0755",
+        },
+        Mount {
+            source: "tmpfs",
+            target: "/run",
+            fstype: "tmpfs",
+            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+            data: "mode=0755",
+        },
         // Fallbacks in case devtmpfs failed: the console and the log need these.
-        Mknod { path: "/dev/console", mode: 0o600, major: 5, minor: 1 },
-        Mknod { path: "/dev/null", mode: 0o666, major: 1, minor: 3 },
-        Mknod { path: "/dev/kmsg", mode: 0o644, major: 1, minor: 11 },
-        Mkdir { path: "/dev/pts", mode: 0o755 },
-        Mount { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC), data: "gid=5,mode=620,ptmxmode=666" },
-        Mkdir { path: "/dev/shm", mode: 0o1777 },
-        Mount { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), data: "mode=1777" },
+        Mknod {
+            path: "/dev/console",
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+        Mknod {
+            path: "/dev/null",
+            mode: 0o666,
+            major: 1,
+            minor: 3,
+        },
+        Mknod {
+            path: "/dev/kmsg",
+            mode: 0o644,
+            major: 1,
+            minor: 11,
+        },
+        Mkdir {
+            path: "/dev/pts",
+            mode: 0o755,
+        },
+        Mount {
+            source: "devpts",
+            target: "/dev/pts",
+            fstype: "devpts",
+            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+            data: "gid=5,mode=620,ptmxmode=666",
+        },
+        Mkdir {
+            path: "/dev/shm",
+            mode: 0o1777,
+        },
+        Mount {
+            source: "tmpfs",
+            target: "/dev/shm",
+            fstype: "tmpfs",
+            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+            data: "mode=1777",
+        },
         // Scripts (and the rescue shell's tools) stat these; without them
         // e.g. `stat -L /dev/stdin` loops (seen with Xen's hotplug scripts).
-        Symlink { target: "/proc/self/fd", link: "/dev/fd" },
-        Symlink { target: "/proc/self/fd/0", link: "/dev/stdin" },
-        Symlink { target: "/proc/self/fd/1", link: "/dev/stdout" },
-        Symlink { target: "/proc/self/fd/2", link: "/dev/stderr" },
-        Mkdir { path: "/etc", mode: 0o755 },
-        Symlink { target: "/proc/self/mounts", link: "/etc/mtab" },
+        Symlink {
+            target: "/proc/self/fd",
+            link: "/dev/fd",
+        },
+        Symlink {
+            target: "/proc/self/fd/0",
+            link: "/dev/stdin",
+        },
+        Symlink {
+            target: "/proc/self/fd/1",
+            link: "/dev/stdout",
+        },
+        Symlink {
+            target: "/proc/self/fd/2",
+            link: "/dev/stderr",
+        },
+        Mkdir {
+            path: "/etc",
+            mode: 0o755,
+        },
+        Symlink {
+            target: "/proc/self/mounts",
+            link: "/etc/mtab",
+        },
     ]
 }
 
@@ -186,14 +280,39 @@ mod tests {
     #[test]
     fn rerun_is_success() {
         let dir = tempfile::tempdir().unwrap();
-        let path: &'static str = Box::leak(dir.path().join("d").to_string_lossy().into_owned().into_boxed_str());
-        let link: &'static str = Box::leak(dir.path().join("l").to_string_lossy().into_owned().into_boxed_str());
+        let path: &'static str = Box::leak(
+            dir.path()
+                .join("d")
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        );
+        let link: &'static str = Box::leak(
+            dir.path()
+                .join("l")
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        );
         for _ in 0..2 {
             assert_eq!(Step::Mkdir { path, mode: 0o755 }.run(), Ok(()));
-            assert_eq!(Step::Symlink { target: "/proc/self/fd", link }.run(), Ok(()));
+            assert_eq!(
+                Step::Symlink {
+                    target: "/proc/self/fd",
+                    link
+                }
+                .run(),
+                Ok(())
+            );
         }
-        assert_eq!(std::fs::read_link(link).unwrap(), std::path::Path::new("/proc/self/fd"));
-        let bad = Step::Mkdir { path: "/nonexistent-p2xen/x/y", mode: 0o755 };
+        assert_eq!(
+            std::fs::read_link(link).unwrap(),
+            std::path::Path::new("/proc/self/fd")
+        );
+        let bad = Step::Mkdir {
+            path: "/nonexistent-p2xen/x/y",
+            mode: 0o755,
+        };
         assert_eq!(bad.run(), Err(Errno::ENOENT));
         assert_eq!(run_all(&[bad]), 1);
     }

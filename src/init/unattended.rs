@@ -80,7 +80,10 @@ pub fn summary(reports: &[DiskReport]) -> String {
             mib(d.size_bytes),
             d.table,
             d.partitions.len(),
-            d.model.as_deref().map(|m| format!(", {m}")).unwrap_or_default()
+            d.model
+                .as_deref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
         ));
         for p in &d.partitions {
             let fs = p.filesystem.as_ref();
@@ -99,7 +102,11 @@ pub fn summary(reports: &[DiskReport]) -> String {
                     .unwrap_or_default()
             ));
         }
-        for e in d.errors.iter().chain(d.partitions.iter().flat_map(|p| &p.errors)) {
+        for e in d
+            .errors
+            .iter()
+            .chain(d.partitions.iter().flat_map(|p| &p.errors))
+        {
             s.push_str(&format!("    error: {e}\n"));
         }
     }

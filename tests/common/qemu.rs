@@ -70,10 +70,7 @@ impl VmBuilder {
         self.disks += 1;
         let ro = if readonly { ",readonly=on" } else { "" };
         let id = format!("disk{n}");
-        let drive = format!(
-            "file={},format=raw,if=none,id={id}{ro}",
-            image.display()
-        );
+        let drive = format!("file={},format=raw,if=none,id={id}{ro}", image.display());
         self.args.extend(["-drive".into(), drive]);
         let dev: Vec<String> = match bus {
             DiskBus::Virtio => vec![format!("virtio-blk-pci,drive={id}")],
@@ -101,7 +98,11 @@ impl VmBuilder {
 
     /// A NIC model (`e1000`, `e1000e`, `rtl8139`, `virtio-net-pci`) on user networking.
     pub fn nic(mut self, model: &str) -> Self {
-        let n = self.args.iter().filter(|a| a.starts_with("user,id=net")).count();
+        let n = self
+            .args
+            .iter()
+            .filter(|a| a.starts_with("user,id=net"))
+            .count();
         self.args.extend([
             "-netdev".into(),
             format!("user,id=net{n}"),
@@ -120,27 +121,35 @@ impl VmBuilder {
         let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
         append.extend(self.append.iter().cloned());
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-smp", "1"])
-            .args(["-m", &self.memory_mib.to_string()])
-            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-            .args(["-no-reboot", "-nodefaults"])
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .args(["-append", &append.join(" ")])
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-smp", "1",
+        ])
+        .args(["-m", &self.memory_mib.to_string()])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-no-reboot", "-nodefaults"])
+        .arg("-kernel")
+        .arg(&self.kernel)
+        .arg("-initrd")
+        .arg(&self.initrd)
+        .args(["-append", &append.join(" ")])
+        .args(&self.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -228,7 +237,10 @@ impl Vm {
     }
 
     fn exited(&self) -> Option<std::process::ExitStatus> {
-        self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten())
+        self.child
+            .lock()
+            .ok()
+            .and_then(|mut c| c.try_wait().ok().flatten())
     }
 
     /// Waits until `marker` is in the log; panics (the log is printed on drop) on timeout or

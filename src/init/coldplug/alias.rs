@@ -34,9 +34,7 @@ impl AliasTable {
                 continue;
             };
             let idx = table.entries.len();
-            table
-                .entries
-                .push((pattern.to_string(), normalize(module)));
+            table.entries.push((pattern.to_string(), normalize(module)));
             match bus_of(pattern) {
                 Some(bus) if !bus.contains(['*', '?', '[']) => {
                     table.by_bus.entry(bus.to_string()).or_default().push(idx)

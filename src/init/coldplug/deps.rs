@@ -85,7 +85,11 @@ impl ModuleDeps {
         let dir = format!("{}/", dir.trim_end_matches('/'));
         self.order
             .iter()
-            .filter(|n| self.by_name.get(*n).is_some_and(|e| e.path.starts_with(&dir)))
+            .filter(|n| {
+                self.by_name
+                    .get(*n)
+                    .is_some_and(|e| e.path.starts_with(&dir))
+            })
             .cloned()
             .collect()
     }

@@ -109,12 +109,11 @@ impl Coldplug {
     pub fn open(moddir: &Path) -> Result<Self, ColdplugError> {
         let aliases = AliasTable::parse(&read_text(&moddir.join("modules.alias"))?);
         let dep_path = moddir.join("modules.dep");
-        let deps = ModuleDeps::parse(&read_text(&dep_path)?).map_err(|source| {
-            ColdplugError::Deps {
+        let deps =
+            ModuleDeps::parse(&read_text(&dep_path)?).map_err(|source| ColdplugError::Deps {
                 path: dep_path.clone(),
                 source,
-            }
-        })?;
+            })?;
         // Builtins are present from the start; a missing file means none.
         let builtin = std::fs::read_to_string(moddir.join("modules.builtin"))
             .unwrap_or_default()
@@ -135,7 +134,10 @@ impl Coldplug {
     fn present(&self, name: &str) -> bool {
         self.loaded.contains(name)
             || self.builtin.contains(name)
-            || Path::new("/sys/module").join(name).join("initstate").exists()
+            || Path::new("/sys/module")
+                .join(name)
+                .join("initstate")
+                .exists()
     }
 
     /// Loads `name` and its dependencies; returns the modules actually inserted.
@@ -152,7 +154,9 @@ impl Coldplug {
             if self.present(&m) || self.failed.contains(&m) {
                 continue;
             }
-            let Some(rel) = self.deps.path(&m) else { continue };
+            let Some(rel) = self.deps.path(&m) else {
+                continue;
+            };
             let path = self.moddir.join(rel);
             let file = File::open(&path).map_err(|source| ColdplugError::Read {
                 path: path.clone(),

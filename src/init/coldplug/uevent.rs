@@ -3,8 +3,8 @@
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
-    AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, setsockopt, socket,
-    sockopt, MsgFlags,
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, setsockopt,
+    socket, sockopt,
 };
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -69,12 +69,14 @@ impl UeventSocket {
         }
         let mut buf = vec![0u8; 16384];
         match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => parse(buf.get(..n)?).or_else(|| Some(Uevent {
-                action: "unknown".into(),
-                devpath: String::new(),
-                modalias: None,
-                subsystem: None,
-            })),
+            Ok(n) => parse(buf.get(..n)?).or_else(|| {
+                Some(Uevent {
+                    action: "unknown".into(),
+                    devpath: String::new(),
+                    modalias: None,
+                    subsystem: None,
+                })
+            }),
             Err(_) => None,
         }
     }

@@ -224,7 +224,8 @@ mod tests {
     fn gnu_cpio_lists_our_archive() {
         let mut w = CpioWriter::new(Vec::new());
         w.dir("/bin", 0o755).unwrap();
-        w.file("/bin/hello", 0o755, b"#!/bin/sh\necho hi\n").unwrap();
+        w.file("/bin/hello", 0o755, b"#!/bin/sh\necho hi\n")
+            .unwrap();
         w.symlink("/bin/sh", "busybox").unwrap();
         w.node("/dev/console", 0o600, NodeKind::Char, 5, 1).unwrap();
         let (buf, _) = w.finish().unwrap();

@@ -128,7 +128,14 @@ impl<W: Write> Tree<W> {
         self.cpio.symlink(name, target)
     }
 
-    fn node(&mut self, name: &str, perm: u32, kind: NodeKind, ma: u32, mi: u32) -> Result<(), CpioError> {
+    fn node(
+        &mut self,
+        name: &str,
+        perm: u32,
+        kind: NodeKind,
+        ma: u32,
+        mi: u32,
+    ) -> Result<(), CpioError> {
         self.parents(name)?;
         self.entries += 1;
         self.cpio.node(name, perm, kind, ma, mi)
@@ -167,7 +174,11 @@ pub fn build(opts: &Options) -> Result<Summary, MkError> {
                 major,
                 minor,
             } => {
-                let kind = if *block { NodeKind::Block } else { NodeKind::Char };
+                let kind = if *block {
+                    NodeKind::Block
+                } else {
+                    NodeKind::Char
+                };
                 tree.node(name, *perm, kind, *major, *minor)?
             }
             SpecEntry::Busybox { name, source } => add_busybox(&mut tree, name, source)?,

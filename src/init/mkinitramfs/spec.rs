@@ -200,8 +200,13 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let vars = HashMap::new();
-        let e = parse("dir /a 0755\nfile /init ${P2XEN} 0755\n", Path::new("s"), Path::new("/"), &vars)
-            .unwrap_err();
+        let e = parse(
+            "dir /a 0755\nfile /init ${P2XEN} 0755\n",
+            Path::new("s"),
+            Path::new("/"),
+            &vars,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "s:2: variable P2XEN is not set (pass --var P2XEN=VALUE)"
