@@ -171,6 +171,15 @@ pub fn boot_medium(
 mod tests {
     use super::*;
     use crate::source::device::MemDisk;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn label_reader_never_panics(data in proptest::collection::vec(any::<u8>(), 0..40_000),
+                                     offset in prop_oneof![Just(0u64), 0u64..40_000, Just(u64::MAX)]) {
+            let _ = volume_label(&MemDisk::new(data), offset);
+        }
+    }
 
     #[test]
     fn fat_labels() {
