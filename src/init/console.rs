@@ -34,7 +34,18 @@ pub fn consoles_from_cmdline(cmdline: &str) -> Vec<PathBuf> {
     out
 }
 
+static LOGGER: std::sync::OnceLock<&'static InitLogger> = std::sync::OnceLock::new();
+
+/// Reopens the consoles of the installed init logger, if there is one.
+pub fn reopen() {
+    if let Some(l) = LOGGER.get() {
+        l.reopen();
+    }
+}
+
 struct Sinks {
+    /// Consoles asked for, so they can be reopened after a hangup.
+    wanted: Vec<PathBuf>,
     consoles: Vec<(PathBuf, File)>,
     kmsg: Option<File>,
     file: Option<File>,
@@ -60,6 +71,7 @@ impl InitLogger {
     pub fn install(level: log::LevelFilter) -> &'static InitLogger {
         let logger: &'static InitLogger = Box::leak(Box::new(InitLogger {
             sinks: Mutex::new(Sinks {
+                wanted: Vec::new(),
                 consoles: Vec::new(),
                 kmsg: None,
                 file: None,
@@ -68,8 +80,20 @@ impl InitLogger {
         }));
         if log::set_logger(logger).is_ok() {
             log::set_max_level(level);
+            let _ = LOGGER.set(logger);
         }
         logger
+    }
+
+    /// Opens the consoles again. Needed after a session leader that had a
+    /// console as its controlling tty (the rescue shell) exits: the kernel
+    /// hangs that tty up, and every descriptor opened before fails with EIO.
+    pub fn reopen(&self) {
+        let wanted = match self.sinks.lock() {
+            Ok(s) => s.wanted.clone(),
+            Err(poisoned) => poisoned.into_inner().wanted.clone(),
+        };
+        self.attach(&wanted);
     }
 
     /// Opens the consoles, /dev/kmsg and the log file; call again after /run
@@ -79,6 +103,7 @@ impl InitLogger {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
+        sinks.wanted = consoles.to_vec();
         sinks.consoles = consoles
             .iter()
             .filter_map(|p| open_write(p).map(|f| (p.clone(), f)))

@@ -60,6 +60,7 @@ pub fn run() -> ! {
     loop {
         match shell::rescue_shell(&primary) {
             Ok(code) => {
+                console::reopen();
                 log::info!("rescue shell exited ({code}); starting it again");
                 std::thread::sleep(Duration::from_secs(1));
             }

@@ -52,6 +52,9 @@ pub fn shutdown(action: PowerAction) -> ! {
     let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    // The shell's exit hung up its console; reopen before /dev goes away.
+    std::thread::sleep(Duration::from_millis(200));
+    super::console::reopen();
     nix::unistd::sync();
     for point in mount_points() {
         if let Err(e) = nix::mount::umount(point.as_str()) {
