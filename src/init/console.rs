@@ -7,33 +7,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// Devices named by `console=` on the kernel command line, in order; the
-/// last one is the kernel's primary console (`/dev/console`). When none is
-/// named, `/dev/console` alone.
-///
-/// Minimal on purpose: the full parser is `init::cmdline` (branch `net`);
-/// this reads only the one key the logger needs before anything else runs.
-pub fn consoles_from_cmdline(cmdline: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for word in cmdline.split_whitespace() {
-        let Some(value) = word.strip_prefix("console=") else {
-            continue;
-        };
-        // `console=ttyS0,115200n8`: the device is before the options.
-        let name = value.split(',').next().unwrap_or("").trim_matches('"');
-        if name.is_empty() || name.contains('/') || name.contains("..") {
-            continue;
-        }
-        let path = PathBuf::from(format!("/dev/{name}"));
-        out.retain(|p| p != &path);
-        out.push(path);
-    }
-    if out.is_empty() {
-        out.push(PathBuf::from("/dev/console"));
-    }
-    out
-}
-
 static LOGGER: std::sync::OnceLock<&'static InitLogger> = std::sync::OnceLock::new();
 
 /// Reopens the consoles of the installed init logger, if there is one.
@@ -174,30 +147,4 @@ impl log::Log for InitLogger {
     }
 
     fn flush(&self) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn console_names() {
-        assert_eq!(
-            consoles_from_cmdline("quiet console=tty0 console=ttyS0,115200n8 p2xen.debug"),
-            vec![PathBuf::from("/dev/tty0"), PathBuf::from("/dev/ttyS0")]
-        );
-        assert_eq!(
-            consoles_from_cmdline("root=/dev/sda1"),
-            vec![PathBuf::from("/dev/console")]
-        );
-        // Repeated: the last mention wins the primary position.
-        assert_eq!(
-            consoles_from_cmdline("console=ttyS0 console=tty0 console=ttyS0"),
-            vec![PathBuf::from("/dev/tty0"), PathBuf::from("/dev/ttyS0")]
-        );
-        assert_eq!(
-            consoles_from_cmdline("console=../sda console="),
-            vec![PathBuf::from("/dev/console")]
-        );
-    }
 }

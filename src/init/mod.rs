@@ -5,9 +5,11 @@
 //! prints the ready marker and then starts the unattended run or the rescue
 //! shell; on any failure it says what went wrong and offers the shell again.
 
+pub mod cmdline;
 pub mod coldplug;
 pub mod console;
 pub mod mkinitramfs;
+pub mod net;
 pub mod power;
 pub mod process;
 pub mod protect;
@@ -86,10 +88,34 @@ fn setup() -> PathBuf {
     let failed_steps = steps::run_all(&steps::base_steps());
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let consoles = console::consoles_from_cmdline(&cmdline);
+    let parsed = cmdline::Cmdline::parse(&cmdline);
+    let mut consoles: Vec<PathBuf> = match &parsed {
+        Ok(c) => c
+            .consoles
+            .iter()
+            .map(|c| Path::new("/dev").join(&c.device))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if consoles.is_empty() {
+        consoles.push(PathBuf::from("/dev/console"));
+    }
     let opened = logger.attach(&consoles);
-    if param(&cmdline, "p2xen.debug").is_some() {
-        log::set_max_level(log::LevelFilter::Debug);
+    match &parsed {
+        Ok(c) => {
+            if c.debug {
+                log::set_max_level(log::LevelFilter::Debug);
+            }
+            for w in &c.warnings {
+                // Keys of the init itself, not (yet) in init::cmdline's table.
+                let own = matches!(w, cmdline::CmdlineWarning::UnknownKey { key }
+                    if key == "p2xen.bootdev" || key == "p2xen.settle");
+                if !own {
+                    log::warn!("kernel command line: {w}");
+                }
+            }
+        }
+        Err(e) => log::error!("{e}; no unattended run"),
     }
     let primary = opened
         .last()
@@ -150,16 +176,21 @@ fn setup() -> PathBuf {
             .unwrap_or_default()
     );
 
-    let plan = unattended::plan(|k| param(&cmdline, k).map(str::to_string));
+    let plan = parsed
+        .as_ref()
+        .ok()
+        .and_then(|c| unattended::plan(c).map(|p| (c, p)));
     match plan {
-        Some(plan) => {
+        Some((cmd, plan)) => {
             let paths: Vec<PathBuf> = sources
                 .iter()
                 .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
                 .map(|d| Path::new("/dev").join(&d.name))
                 .collect();
             let reports = unattended::inspect(&paths);
-            let end = match unattended::migrate(&plan, &reports) {
+            let end = match unattended::network(cmd, &plan.server)
+                .and_then(|()| unattended::migrate(&plan, &reports))
+            {
                 Ok(()) => {
                     log::info!("migration to {} finished", plan.server);
                     plan.post

@@ -3,10 +3,12 @@
 //! finish with `p2xen.post=` (default poweroff) or, on failure, `p2xen.fail=`
 //! (default shell).
 //!
-//! The network (`init::net`, branch `net`) and the copy (`send::run`, branch
-//! `copy`) are not in this build yet: [`migrate`] says so and the run ends in
-//! the failure action. Wiring them is the body of [`migrate`] only.
+//! The copy (`send::run`, branch `copy`) is not in this build yet: [`migrate`]
+//! says so and the run ends in the failure action. Wiring it is the body of
+//! [`migrate`] only.
 
+use crate::init::cmdline::{Cmdline, FailAction, PostAction};
+use crate::init::net;
 use crate::source::inspect::{DiskReport, inspect_disk};
 use std::path::PathBuf;
 
@@ -41,29 +43,53 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnattendedError {
+    #[error("cannot reach {server}: network set-up failed: {reason}")]
+    Network { server: String, reason: String },
     #[error(
-        "migration to {server} impossible: this build has no network set-up and copy engine \
-         (branches net and copy not merged)"
+        "migration to {server} impossible: this build has no copy engine (branch copy not merged)"
     )]
     NotWired { server: String },
 }
 
-/// The plan from the kernel command line, None without `p2xen.server=`.
-/// Bad `p2xen.post`/`p2xen.fail` values are reported and the defaults used.
-pub fn plan(param: impl Fn(&str) -> Option<String>) -> Option<Plan> {
-    let server = param("p2xen.server").filter(|s| !s.is_empty())?;
-    let action = |key: &str, default: EndAction| match param(key) {
-        None => default,
-        Some(word) => EndAction::parse(&word).unwrap_or_else(|| {
-            log::error!("{key}={word}: not poweroff|reboot|shell|wait; using {default:?}");
-            default
-        }),
-    };
+/// The plan from the parsed command line; None without `p2xen.server=`.
+pub fn plan(cmd: &Cmdline) -> Option<Plan> {
+    let server = cmd.server.as_ref()?.to_string();
     Some(Plan {
         server,
-        post: action("p2xen.post", EndAction::PowerOff),
-        fail: action("p2xen.fail", EndAction::Shell),
+        post: match cmd.post {
+            PostAction::Poweroff => EndAction::PowerOff,
+            PostAction::Reboot => EndAction::Reboot,
+            PostAction::Shell => EndAction::Shell,
+            PostAction::Wait => EndAction::Wait,
+        },
+        fail: match cmd.fail {
+            FailAction::Poweroff => EndAction::PowerOff,
+            FailAction::Shell => EndAction::Shell,
+            FailAction::Wait => EndAction::Wait,
+        },
     })
+}
+
+/// Brings the network up as `ip=` says (DHCP on every interface with
+/// carrier by default); an error when no interface got an address.
+pub fn network(cmd: &Cmdline, server: &str) -> Result<(), UnattendedError> {
+    let status = net::configure(&net::NetRequest::from_cmdline(cmd)).map_err(|e| {
+        UnattendedError::Network {
+            server: server.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    for line in status.summary() {
+        log::info!("network: {line}");
+    }
+    if status.is_up() {
+        Ok(())
+    } else {
+        Err(UnattendedError::Network {
+            server: server.to_string(),
+            reason: "no interface got an address".into(),
+        })
+    }
 }
 
 fn mib(bytes: u64) -> u64 {
@@ -126,7 +152,7 @@ pub fn inspect(sources: &[PathBuf]) -> Vec<DiskReport> {
     reports
 }
 
-/// Network up, then the copy to `plan.server`.
+/// The copy to `plan.server` (network already up).
 pub fn migrate(plan: &Plan, _disks: &[DiskReport]) -> Result<(), UnattendedError> {
     Err(UnattendedError::NotWired {
         server: plan.server.clone(),
@@ -136,33 +162,21 @@ pub fn migrate(plan: &Plan, _disks: &[DiskReport]) -> Result<(), UnattendedError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
 
     #[test]
     fn plan_defaults_and_overrides() {
-        assert_eq!(plan(lookup(&[])), None);
-        assert_eq!(plan(lookup(&[("p2xen.server", "")])), None);
-        let p = plan(lookup(&[("p2xen.server", "dom0:7007")])).unwrap();
+        let cmd = |line: &str| Cmdline::parse(line).unwrap();
+        assert_eq!(plan(&cmd("console=ttyS0")), None);
+        let p = plan(&cmd("p2xen.server=dom0:7007")).unwrap();
+        assert_eq!(p.server, "dom0:7007");
         assert_eq!((p.post, p.fail), (EndAction::PowerOff, EndAction::Shell));
-        let p = plan(lookup(&[
-            ("p2xen.server", "dom0"),
-            ("p2xen.post", "reboot"),
-            ("p2xen.fail", "bogus"),
-        ]))
-        .unwrap();
-        assert_eq!((p.post, p.fail), (EndAction::Reboot, EndAction::Shell));
-        assert_eq!(
-            migrate(&p, &[]).unwrap_err().to_string(),
-            "migration to dom0 impossible: this build has no network set-up and copy engine \
-             (branches net and copy not merged)"
+        let p = plan(&cmd("p2xen.server=dom0 p2xen.post=reboot p2xen.fail=wait")).unwrap();
+        assert_eq!((p.post, p.fail), (EndAction::Reboot, EndAction::Wait));
+        assert!(
+            migrate(&p, &[])
+                .unwrap_err()
+                .to_string()
+                .starts_with("migration to dom0:")
         );
     }
 
