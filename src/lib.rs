@@ -4,3 +4,4 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod source;
+pub mod wire;
