@@ -3,5 +3,6 @@
 //! Data flows one way: `source` (what is on the disks) → `wire` (the protocol)
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
+pub mod receive;
 pub mod source;
 pub mod wire;

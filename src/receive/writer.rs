@@ -1,0 +1,162 @@
+//! The writer thread of a session: verifies each chunk, writes it, and
+//! commits (fdatasync, then journal) in batches.
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use super::journal::{Journal, JournalError};
+use super::store::{StoreError, Target};
+use crate::wire::digest::ChunkRecord;
+use crate::wire::frame::{Chunk, ChunkData, FrameError};
+use crate::wire::message::DiskAnnounce;
+
+/// Commit at least this often, so a crash loses little work.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+const COMMIT_BYTES: u64 = 256 << 20;
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("chunk for disk {0}, but only {1} disks were announced")]
+    NoSuchDisk(u16, usize),
+    #[error("chunk at disk {disk} offset {offset} (+{len}) lies past the disk end ({size})")]
+    PastEnd { disk: u16, offset: u64, len: u32, size: u64 },
+}
+
+impl WriteError {
+    /// Errors that reconnecting cannot fix.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            WriteError::Store(e) => e.is_full() || !matches!(e, StoreError::Io { .. }),
+            WriteError::Journal(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One disk as the writer holds it.
+pub struct DiskSink {
+    pub announce: DiskAnnounce,
+    pub target: Box<dyn Target>,
+    pub journal: Journal,
+    pending: Vec<ChunkRecord>,
+    pub received_bytes: u64,
+    pub zero_chunks: u64,
+}
+
+impl DiskSink {
+    pub fn new(announce: DiskAnnounce, target: Box<dyn Target>, journal: Journal) -> Self {
+        DiskSink {
+            announce,
+            target,
+            journal,
+            pending: Vec::new(),
+            received_bytes: 0,
+            zero_chunks: 0,
+        }
+    }
+}
+
+/// Progress reporter called every couple of seconds with the disks.
+pub type ProgressFn = Box<dyn FnMut(&[DiskSink], f64) + Send>;
+
+pub struct Writer {
+    pub disks: Vec<DiskSink>,
+    pending_bytes: u64,
+    last_commit: Instant,
+}
+
+impl Writer {
+    pub fn new(disks: Vec<DiskSink>) -> Self {
+        Writer {
+            disks,
+            pending_bytes: 0,
+            last_commit: Instant::now(),
+        }
+    }
+
+    /// Takes chunks until the channel closes, then commits what was written.
+    /// On error, what was written before is still committed.
+    pub fn run(mut self, rx: Receiver<Chunk>, mut progress: ProgressFn) -> (Self, Result<(), WriteError>) {
+        let start = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut result = Ok(());
+        for chunk in rx.iter() {
+            if let Err(e) = self.write_chunk(&chunk) {
+                result = Err(e);
+                break;
+            }
+            if self.pending_bytes >= COMMIT_BYTES || self.last_commit.elapsed() >= COMMIT_INTERVAL {
+                if let Err(e) = self.commit() {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                progress(&self.disks, start.elapsed().as_secs_f64());
+                last_progress = Instant::now();
+            }
+        }
+        let commit = self.commit();
+        if result.is_ok() {
+            result = commit;
+        }
+        progress(&self.disks, start.elapsed().as_secs_f64());
+        (self, result)
+    }
+
+    fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), WriteError> {
+        let h = chunk.header;
+        let n = self.disks.len();
+        let d = self
+            .disks
+            .get_mut(usize::from(h.disk))
+            .ok_or(WriteError::NoSuchDisk(h.disk, n))?;
+        let size = d.announce.size_bytes;
+        if h.offset.checked_add(u64::from(h.len)).is_none_or(|e| e > size) {
+            return Err(WriteError::PastEnd {
+                disk: h.disk,
+                offset: h.offset,
+                len: h.len,
+                size,
+            });
+        }
+        // decode_verified is the only source of bytes: nothing unverified is written.
+        match chunk.decode_verified()? {
+            ChunkData::Bytes(b) => d.target.write_at(h.offset, &b)?,
+            ChunkData::Zero => {
+                d.target.zero(h.offset, u64::from(h.len))?;
+                d.zero_chunks += 1;
+            }
+        }
+        d.received_bytes += u64::from(h.len);
+        d.pending.push(ChunkRecord {
+            offset: h.offset,
+            len: h.len,
+            hash: h.hash,
+        });
+        self.pending_bytes += u64::from(h.len);
+        Ok(())
+    }
+
+    /// fdatasync every target with pending chunks, then journal them.
+    pub fn commit(&mut self) -> Result<(), WriteError> {
+        for d in &mut self.disks {
+            if d.pending.is_empty() {
+                continue;
+            }
+            d.target.sync()?;
+            d.journal.append(&d.pending)?;
+            d.pending.clear();
+        }
+        self.pending_bytes = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
