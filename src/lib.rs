@@ -4,5 +4,6 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod receive;
+pub mod send;
 pub mod source;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::journal::{Journal, JournalError};
 use super::store::{StoreError, Target};
 use crate::wire::digest::ChunkRecord;
-use crate::wire::frame::{Chunk, ChunkData, FrameError};
+use crate::wire::frame::{Chunk, ChunkData, FrameError, is_zero};
 use crate::wire::message::DiskAnnounce;
 
 /// Commit at least this often, so a crash loses little work.
@@ -129,7 +129,7 @@ impl Writer {
         }
         // decode_verified is the only source of bytes: nothing unverified is written.
         match chunk.decode_verified()? {
-            ChunkData::Bytes(b) => d.target.write_at(h.offset, &b)?,
+            ChunkData::Bytes(b) => write_sparse(&mut *d.target, h.offset, &b)?,
             ChunkData::Zero => {
                 d.target.zero(h.offset, u64::from(h.len))?;
                 d.zero_chunks += 1;
@@ -159,4 +159,27 @@ impl Writer {
         self.last_commit = Instant::now();
         Ok(())
     }
+}
+
+/// Writes `data`, turning its all-zero 64 KiB blocks into holes, so a chunk
+/// that is mostly zero does not allocate its zeros on the target.
+fn write_sparse(t: &mut dyn Target, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+    const BLOCK: usize = 64 * 1024;
+    let block_end = |i: usize| (i + BLOCK).min(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        let zero = is_zero(&data[i..block_end(i)]);
+        let mut j = block_end(i);
+        while j < data.len() && is_zero(&data[j..block_end(j)]) == zero {
+            j = block_end(j);
+        }
+        // i and j are <= data.len() <= CHUNK_SIZE, so the sums cannot overflow.
+        if zero {
+            t.zero(offset + i as u64, (j - i) as u64)?;
+        } else {
+            t.write_at(offset + i as u64, &data[i..j])?;
+        }
+        i = j;
+    }
+    Ok(())
 }

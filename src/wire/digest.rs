@@ -14,7 +14,7 @@ pub struct ChunkRecord {
 }
 
 /// Digest over the chunk ranges only. `records` must be sorted by offset.
-pub fn plan_digest<'a>(ranges: impl IntoIterator<Item = (u64, u32)>) -> String {
+pub fn plan_digest(ranges: impl IntoIterator<Item = (u64, u32)>) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"p2xen-plan-v1");
     for (offset, len) in ranges {
@@ -26,14 +26,40 @@ pub fn plan_digest<'a>(ranges: impl IntoIterator<Item = (u64, u32)>) -> String {
 
 /// Digest over ranges and chunk hashes. `records` must be sorted by offset.
 pub fn content_digest<'a>(records: impl IntoIterator<Item = &'a ChunkRecord>) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(b"p2xen-content-v1");
+    let mut h = ContentHasher::new();
     for r in records {
-        h.update(&r.offset.to_le_bytes());
-        h.update(&r.len.to_le_bytes());
-        h.update(&r.hash);
+        h.add(r);
     }
-    format!("blake3:{}", h.finalize().to_hex())
+    h.finish()
+}
+
+/// Streaming form of [`content_digest`], fed in offset order; the sender
+/// keeps one per disk across reconnects so nothing is hashed twice.
+#[derive(Debug, Clone)]
+pub struct ContentHasher(blake3::Hasher);
+
+impl Default for ContentHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ContentHasher {
+    pub fn new() -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"p2xen-content-v1");
+        ContentHasher(h)
+    }
+
+    pub fn add(&mut self, r: &ChunkRecord) {
+        self.0.update(&r.offset.to_le_bytes());
+        self.0.update(&r.len.to_le_bytes());
+        self.0.update(&r.hash);
+    }
+
+    pub fn finish(&self) -> String {
+        format!("blake3:{}", self.0.finalize().to_hex())
+    }
 }
 
 /// BLAKE3 of `len` zero bytes; the common full-chunk case is computed once.

@@ -40,6 +40,14 @@ pub enum FrameError {
     Json(#[from] serde_json::Error),
 }
 
+/// True when every byte is zero (compared in blocks the compiler vectorises).
+pub fn is_zero(data: &[u8]) -> bool {
+    const Z: [u8; 256] = [0u8; 256];
+    let mut it = data.chunks_exact(256);
+    let full = it.by_ref().all(|c| c == Z);
+    full && it.remainder().iter().all(|b| *b == 0)
+}
+
 /// How a chunk's bytes are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
