@@ -251,6 +251,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         rep.error = Some(msg.clone());
         save_report(&dir, &rep);
         send(&mut s, &Message::Refused { reason: msg.clone(), fatal: e.is_fatal() });
+        linger(&mut s);
         return if e.is_fatal() { Outcome::Failed(msg) } else { Outcome::Interrupted(msg) };
     }
     if let Err(msg) = read_result {
@@ -302,6 +303,27 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     let _ = std::io::Write::flush(&mut s);
     log::info!("{name}: complete and verified ({} disk(s)) in {}", rep.disks.len(), dir.display());
     Outcome::Completed(Box::new(rep))
+}
+
+/// Closes after a refusal mid-copy without resetting the connection: the
+/// sender is still streaming, and closing with unread input would send a RST
+/// that can destroy the refusal before the sender reads it.
+fn linger(s: &mut Tls) {
+    use std::io::Read;
+    s.conn.send_close_notify();
+    let _ = std::io::Write::flush(s);
+    let _ = s.sock.shutdown(std::net::Shutdown::Write);
+    let _ = s.sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match s.sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
 }
 
 pub fn software() -> String {

@@ -1,7 +1,7 @@
 //! The writer thread of a session: verifies each chunk, writes it, and
 //! commits (fdatasync, then journal) in batches.
 
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::journal::{Journal, JournalError};
@@ -87,10 +87,19 @@ impl Writer {
         let start = Instant::now();
         let mut last_progress = Instant::now();
         let mut result = Ok(());
-        for chunk in rx.iter() {
-            if let Err(e) = self.write_chunk(&chunk) {
-                result = Err(e);
-                break;
+        loop {
+            // A timeout still commits: a stalled sender must not leave
+            // written chunks out of the journal.
+            let chunk = match rx.recv_timeout(COMMIT_INTERVAL) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(chunk) = chunk {
+                if let Err(e) = self.write_chunk(&chunk) {
+                    result = Err(e);
+                    break;
+                }
             }
             if self.pending_bytes >= COMMIT_BYTES || self.last_commit.elapsed() >= COMMIT_INTERVAL {
                 if let Err(e) = self.commit() {
