@@ -99,7 +99,10 @@ fn cmd_send(a: SendArgs) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"event": "error", "error": e.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "error", "error": e.to_string()})
+                );
             }
             log::error!("send failed: {e}");
             ExitCode::FAILURE

@@ -6,7 +6,8 @@ use copy_harness::*;
 use std::time::Duration;
 
 fn read_json(p: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 #[test]
@@ -19,7 +20,12 @@ fn migrates_mbr_ext4_swap_and_every_file_is_identical() {
     let (ok, last, err) = send(&r.addr(), &r.token, &r.fingerprint, "seed", &[&src], &[]);
     assert!(ok, "{err}");
     assert_eq!(last["event"], "finished", "{last}");
-    assert_eq!(r.wait(Duration::from_secs(30)), Some(0), "{}", r.stderr.lock().unwrap());
+    assert_eq!(
+        r.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        r.stderr.lock().unwrap()
+    );
     let img = store.join("seed/disk0.img");
     e2fsck_ok(&img, PART1_START);
     dump_fs(&src, PART1_START, &d.path().join("a"));
@@ -30,7 +36,10 @@ fn migrates_mbr_ext4_swap_and_every_file_is_identical() {
     let report = read_json(&store.join("seed/report.json"));
     assert_eq!(report["state"], "complete");
     assert_eq!(report["disks"][0]["verified"], true);
-    assert_eq!(report["disks"][0]["content_digest"], last["report"]["disks"][0]["content_digest"]);
+    assert_eq!(
+        report["disks"][0]["content_digest"],
+        last["report"]["disks"][0]["content_digest"]
+    );
     assert!(!store.join("seed/disk0.img.incomplete").exists());
     let machine = read_json(&store.join("seed/machine.json"));
     assert_eq!(machine["name"], "seed");
@@ -53,7 +62,14 @@ fn all_blocks_copy_is_byte_identical_and_sparse() {
     let before = blake3_file(&src);
     let store = d.path().join("store");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
-    let (ok, last, err) = send(&r.addr(), &r.token, &r.fingerprint, "forensic", &[&src], &["--all-blocks"]);
+    let (ok, last, err) = send(
+        &r.addr(),
+        &r.token,
+        &r.fingerprint,
+        "forensic",
+        &[&src],
+        &["--all-blocks"],
+    );
     assert!(ok, "{err}");
     assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
     let img = store.join("forensic/disk0.img");
@@ -61,7 +77,10 @@ fn all_blocks_copy_is_byte_identical_and_sparse() {
     assert_eq!(std::fs::metadata(&img).unwrap().len(), data.len() as u64);
     use std::os::unix::fs::MetadataExt;
     let allocated = std::fs::metadata(&img).unwrap().blocks() * 512;
-    assert!(allocated < 6 << 20, "zeros were written, not left as holes: {allocated}");
+    assert!(
+        allocated < 6 << 20,
+        "zeros were written, not left as holes: {allocated}"
+    );
     let zero = last["report"]["disks"][0]["zero_bytes"].as_u64().unwrap();
     assert!(zero >= 16 << 20, "{last}");
     assert_eq!(blake3_file(&src), before);
@@ -75,14 +94,31 @@ fn wrong_credentials_and_strangers_are_refused_before_anything_is_created() {
     let store = d.path().join("store");
     let r = Receiver::start(&store, &d.path().join("state"), &[]);
 
-    let (ok, _, err) = send(&r.addr(), "0123456789abcdef0123456789abcdef", &r.fingerprint, "x", &[&src], &["--retry-for", "1"]);
+    let (ok, _, err) = send(
+        &r.addr(),
+        "0123456789abcdef0123456789abcdef",
+        &r.fingerprint,
+        "x",
+        &[&src],
+        &["--retry-for", "1"],
+    );
     assert!(!ok);
     assert!(err.contains("wrong token"), "{err}");
 
     let other = format!("sha256:{}", "ab".repeat(32));
-    let (ok, _, err) = send(&r.addr(), &r.token, &other, "x", &[&src], &["--retry-for", "1"]);
+    let (ok, _, err) = send(
+        &r.addr(),
+        &r.token,
+        &other,
+        "x",
+        &[&src],
+        &["--retry-for", "1"],
+    );
     assert!(!ok);
-    assert!(err.contains("not the pinned one") && err.contains("fingerprint"), "{err}");
+    assert!(
+        err.contains("not the pinned one") && err.contains("fingerprint"),
+        "{err}"
+    );
 
     // A plain TCP client talking garbage.
     use std::io::Write;
@@ -93,9 +129,16 @@ fn wrong_credentials_and_strangers_are_refused_before_anything_is_created() {
     let _ = std::io::Read::read(&mut tcp, &mut buf);
 
     // A TLS client with the right token but another protocol version.
-    let reply = raw_session(&r, br#"{"type":"hello","protocol":99,"software":"future","token":"TOKEN"}"#, None);
+    let reply = raw_session(
+        &r,
+        br#"{"type":"hello","protocol":99,"software":"future","token":"TOKEN"}"#,
+        None,
+    );
     assert_eq!(reply["type"], "refused", "{reply}");
-    assert!(reply["reason"].as_str().unwrap().contains("version 99"), "{reply}");
+    assert!(
+        reply["reason"].as_str().unwrap().contains("version 99"),
+        "{reply}"
+    );
 
     assert!(dir_is_empty(&store), "something was created in the store");
     assert!(!d.path().join("state/journal").exists());
@@ -113,9 +156,11 @@ fn raw_session(r: &Receiver, hello: &[u8], second: Option<&[u8]>) -> serde_json:
     let mut s = rustls::StreamOwned::new(conn, tcp);
     let hello = String::from_utf8_lossy(hello).replace("TOKEN", &r.token);
     frame::write_control(&mut s, hello.as_bytes()).unwrap();
-    let read = |s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>| match frame::read_frame(s).unwrap() {
-        frame::Frame::Control(j) => serde_json::from_slice::<serde_json::Value>(&j).unwrap(),
-        frame::Frame::Chunk(_) => panic!("chunk from receiver"),
+    let read = |s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>| {
+        match frame::read_frame(s).unwrap() {
+            frame::Frame::Control(j) => serde_json::from_slice::<serde_json::Value>(&j).unwrap(),
+            frame::Frame::Chunk(_) => panic!("chunk from receiver"),
+        }
     };
     let first = read(&mut s);
     let Some(second) = second else { return first };
@@ -137,7 +182,13 @@ fn bad_and_existing_names_are_refused() {
         let hello = br#"{"type":"hello","protocol":1,"software":"t","token":"TOKEN"}"#;
         let reply = raw_session(&r, hello, Some(start.to_string().as_bytes()));
         assert_eq!(reply["type"], "refused", "{reply}");
-        assert!(reply["reason"].as_str().unwrap().contains("invalid migration name"), "{reply}");
+        assert!(
+            reply["reason"]
+                .as_str()
+                .unwrap()
+                .contains("invalid migration name"),
+            "{reply}"
+        );
     }
     assert!(dir_is_empty(&store));
     // The sender checks names too.
@@ -149,8 +200,18 @@ fn bad_and_existing_names_are_refused() {
     // An existing migration is not overwritten without --force.
     let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &[]);
     assert!(ok, "{err}");
-    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &["--retry-for", "1"]);
-    assert!(!ok && err.contains("already exists") && err.contains("--force"), "{err}");
+    let (ok, _, err) = send(
+        &r.addr(),
+        &r.token,
+        &r.fingerprint,
+        "dup",
+        &[&src],
+        &["--retry-for", "1"],
+    );
+    assert!(
+        !ok && err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     drop(r);
     let r = Receiver::start(&store, &d.path().join("state"), &["--force"]);
     let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &[]);

@@ -176,7 +176,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("disk0.journal");
         let mut j = Journal::open(&p).unwrap();
-        let rec = |offset, len| ChunkRecord { offset, len, hash: [offset as u8; 32] };
+        let rec = |offset, len| ChunkRecord {
+            offset,
+            len,
+            hash: [offset as u8; 32],
+        };
         j.append(&[rec(0, 10), rec(10, 6), rec(100, 4)]).unwrap();
         drop(j);
         // A crash in the middle of an append leaves a partial record.

@@ -57,14 +57,20 @@ pub struct Credentials {
 
 /// Creates or loads the certificate, key and token in the state directory,
 /// and writes `STATE/fingerprint`.
-pub fn credentials(state_dir: &Path, token_file: Option<&Path>) -> Result<Credentials, ReceiveError> {
+pub fn credentials(
+    state_dir: &Path,
+    token_file: Option<&Path>,
+) -> Result<Credentials, ReceiveError> {
     session::create_private_dir(state_dir).map_err(|source| ReceiveError::State {
         path: state_dir.to_path_buf(),
         source,
     })?;
     let identity = tls::Identity::load_or_create(state_dir)?;
     let fingerprint = identity.fingerprint();
-    tls::write_private(&state_dir.join("fingerprint"), format!("{fingerprint}\n").as_bytes())?;
+    tls::write_private(
+        &state_dir.join("fingerprint"),
+        format!("{fingerprint}\n").as_bytes(),
+    )?;
     let token_path = token_file.map_or_else(|| state_dir.join("token"), Path::to_path_buf);
     let token = match std::fs::read_to_string(&token_path) {
         Ok(t) => t.trim().to_string(),
@@ -126,10 +132,12 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
         addr: opts.listen.clone(),
         source,
     })?;
-    let local = listener.local_addr().map_err(|source| ReceiveError::Listen {
-        addr: opts.listen.clone(),
-        source,
-    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ReceiveError::Listen {
+            addr: opts.listen.clone(),
+            source,
+        })?;
     let server = advertised(local);
     let params = format!(
         "p2xen.server={server} p2xen.token={} p2xen.fingerprint={}",
@@ -183,7 +191,10 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
             Outcome::Interrupted(r) => log::warn!("interrupted (resumable): {r}"),
             Outcome::Completed(rep) => {
                 if opts.json {
-                    println!("{}", serde_json::json!({"event": "complete", "report": rep}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"event": "complete", "report": rep})
+                    );
                 }
                 if opts.once {
                     return Ok(());
@@ -222,7 +233,9 @@ pub fn list_interrupted(state_dir: &Path) -> Vec<Interrupted> {
             let meta: session::Meta =
                 serde_json::from_slice(&std::fs::read(e.path().join("meta.json")).ok()?).ok()?;
             let committed_bytes = (0..meta.disks.len())
-                .filter_map(|i| journal::Journal::open(&e.path().join(format!("disk{i}.journal"))).ok())
+                .filter_map(|i| {
+                    journal::Journal::open(&e.path().join(format!("disk{i}.journal"))).ok()
+                })
                 .map(|j| j.committed_bytes())
                 .sum();
             Some(Interrupted {

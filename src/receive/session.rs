@@ -42,7 +42,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(tls: Arc<ServerConfig>, token: String, store: Store, state_dir: PathBuf, force: bool, json: bool) -> Ctx {
+    pub fn new(
+        tls: Arc<ServerConfig>,
+        token: String,
+        store: Store,
+        state_dir: PathBuf,
+        force: bool,
+        json: bool,
+    ) -> Ctx {
         Ctx {
             tls,
             token,
@@ -69,7 +76,10 @@ impl Ctx {
                 .0;
         }
         set.insert(name.to_string());
-        Some(NameGuard { ctx: self, name: name.to_string() })
+        Some(NameGuard {
+            ctx: self,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -116,13 +126,22 @@ pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
 type Tls = StreamOwned<ServerConnection, TcpStream>;
 
 fn send(s: &mut Tls, m: &Message) {
-    if let Err(e) = m.write(s).and_then(|_| std::io::Write::flush(s).map_err(Into::into)) {
+    if let Err(e) = m
+        .write(s)
+        .and_then(|_| std::io::Write::flush(s).map_err(Into::into))
+    {
         log::debug!("could not send {m:?}: {e}");
     }
 }
 
 fn refuse(s: &mut Tls, reason: String, fatal: bool) -> String {
-    send(s, &Message::Refused { reason: reason.clone(), fatal });
+    send(
+        s,
+        &Message::Refused {
+            reason: reason.clone(),
+            fatal,
+        },
+    );
     reason
 }
 
@@ -142,15 +161,23 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     // 1. Hello: version, then token, before anything else happens.
     let hello = match read_frame(&mut s) {
         Ok(Frame::Control(j)) => j,
-        Ok(Frame::Chunk(_)) => return Outcome::Refused(refuse(&mut s, "data before hello".into(), true)),
+        Ok(Frame::Chunk(_)) => {
+            return Outcome::Refused(refuse(&mut s, "data before hello".into(), true));
+        }
         Err(e) => return Outcome::Refused(format!("{peer}: no valid hello: {e}")),
     };
     let token = match parse_hello(&hello) {
         Ok((_, token)) => token,
-        Err(e) => return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e.to_string(), true))),
+        Err(e) => {
+            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e.to_string(), true)));
+        }
     };
     if !token_matches(&ctx.token, &token) {
-        let r = refuse(&mut s, "wrong token: use the token printed by p2xen receive".into(), true);
+        let r = refuse(
+            &mut s,
+            "wrong token: use the token printed by p2xen receive".into(),
+            true,
+        );
         return Outcome::Refused(format!("{peer}: {r}"));
     }
     send(
@@ -164,11 +191,25 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     // 2. Start: name, machine, disks.
     let (name, machine, disks) = match read_frame(&mut s) {
         Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
-            Ok(Message::Start { name, machine, disks }) => (name, machine, disks),
-            Ok(other) => return Outcome::Refused(refuse(&mut s, format!("expected start, got {other:?}"), true)),
-            Err(e) => return Outcome::Refused(refuse(&mut s, format!("bad start message: {e}"), true)),
+            Ok(Message::Start {
+                name,
+                machine,
+                disks,
+            }) => (name, machine, disks),
+            Ok(other) => {
+                return Outcome::Refused(refuse(
+                    &mut s,
+                    format!("expected start, got {other:?}"),
+                    true,
+                ));
+            }
+            Err(e) => {
+                return Outcome::Refused(refuse(&mut s, format!("bad start message: {e}"), true));
+            }
         },
-        Ok(Frame::Chunk(_)) => return Outcome::Refused(refuse(&mut s, "data before start".into(), true)),
+        Ok(Frame::Chunk(_)) => {
+            return Outcome::Refused(refuse(&mut s, "data before start".into(), true));
+        }
         Err(e) => return Outcome::Refused(format!("{peer}: {e}")),
     };
     if let Err(e) = check_start(&name, &disks) {
@@ -180,7 +221,9 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     };
     let prepared = match prepare(ctx, &name, &machine, &disks) {
         Ok(p) => p,
-        Err((reason, fatal)) => return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, reason, fatal))),
+        Err((reason, fatal)) => {
+            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, reason, fatal)));
+        }
     };
     let Prepared { sinks, meta, dir } = prepared;
     if meta.sessions > 1 {
@@ -205,7 +248,9 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     let json = ctx.json;
     let pname = name.clone();
     let writer = Writer::new(sinks);
-    let handle = std::thread::spawn(move || writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json))));
+    let handle = std::thread::spawn(move || {
+        writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
+    });
     let mut digests: Vec<Option<String>> = vec![None; disks.len()];
     let read_result: Result<(), String> = loop {
         match read_frame(&mut s) {
@@ -215,7 +260,10 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
                 }
             }
             Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
-                Ok(Message::DiskEnd { disk, content_digest }) => {
+                Ok(Message::DiskEnd {
+                    disk,
+                    content_digest,
+                }) => {
                     if let Some(slot) = digests.get_mut(usize::from(disk)) {
                         *slot = Some(content_digest);
                     }
@@ -250,9 +298,19 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &[]);
         rep.error = Some(msg.clone());
         save_report(&dir, &rep);
-        send(&mut s, &Message::Refused { reason: msg.clone(), fatal: e.is_fatal() });
+        send(
+            &mut s,
+            &Message::Refused {
+                reason: msg.clone(),
+                fatal: e.is_fatal(),
+            },
+        );
         linger(&mut s);
-        return if e.is_fatal() { Outcome::Failed(msg) } else { Outcome::Interrupted(msg) };
+        return if e.is_fatal() {
+            Outcome::Failed(msg)
+        } else {
+            Outcome::Interrupted(msg)
+        };
     }
     if let Err(msg) = read_result {
         log::warn!("{name}: {msg}; committed data is kept for resume");
@@ -277,7 +335,13 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         log::error!("{name}: verification failed: {msg}");
         rep.error = Some(msg.clone());
         save_report(&dir, &rep);
-        send(&mut s, &Message::Refused { reason: msg.clone(), fatal: false });
+        send(
+            &mut s,
+            &Message::Refused {
+                reason: msg.clone(),
+                fatal: false,
+            },
+        );
         return Outcome::Interrupted(msg);
     }
     match super::conversion::after_verified_copy(&dir, &name, &machine) {
@@ -285,7 +349,13 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         Err(msg) => {
             rep.error = Some(format!("guest conversion failed: {msg}"));
             save_report(&dir, &rep);
-            send(&mut s, &Message::Refused { reason: msg.clone(), fatal: true });
+            send(
+                &mut s,
+                &Message::Refused {
+                    reason: msg.clone(),
+                    fatal: true,
+                },
+            );
             return Outcome::Failed(msg);
         }
     }
@@ -301,7 +371,11 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     send(&mut s, &Message::Done { report: value });
     s.conn.send_close_notify();
     let _ = std::io::Write::flush(&mut s);
-    log::info!("{name}: complete and verified ({} disk(s)) in {}", rep.disks.len(), dir.display());
+    log::info!(
+        "{name}: complete and verified ({} disk(s)) in {}",
+        rep.disks.len(),
+        dir.display()
+    );
     Outcome::Completed(Box::new(rep))
 }
 
@@ -320,7 +394,11 @@ fn linger(s: &mut Tls) {
         match s.sock.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => break,
         }
     }
@@ -333,10 +411,14 @@ pub fn software() -> String {
 fn check_start(name: &str, disks: &[DiskAnnounce]) -> Result<(), String> {
     store::validate_name(name).map_err(|e| e.to_string())?;
     if disks.is_empty() || disks.len() > MAX_DISKS {
-        return Err(format!("{} disks announced (1..={MAX_DISKS} allowed)", disks.len()));
+        return Err(format!(
+            "{} disks announced (1..={MAX_DISKS} allowed)",
+            disks.len()
+        ));
     }
     for (i, d) in disks.iter().enumerate() {
-        if usize::from(d.disk) != i || d.size_bytes > MAX_DISK_BYTES || d.plan_bytes > d.size_bytes {
+        if usize::from(d.disk) != i || d.size_bytes > MAX_DISK_BYTES || d.plan_bytes > d.size_bytes
+        {
             return Err(format!("disk {i}: inconsistent announcement {d:?}"));
         }
     }
@@ -357,7 +439,12 @@ fn same_plan(a: &[DiskAnnounce], b: &[DiskAnnounce]) -> bool {
 }
 
 /// Creates (or reopens, to resume) the targets. Errors: (reason, fatal).
-fn prepare(ctx: &Ctx, name: &str, machine: &MachineDescription, disks: &[DiskAnnounce]) -> Result<Prepared, (String, bool)> {
+fn prepare(
+    ctx: &Ctx,
+    name: &str,
+    machine: &MachineDescription,
+    disks: &[DiskAnnounce],
+) -> Result<Prepared, (String, bool)> {
     let jdir = journal_dir(&ctx.state_dir, name);
     let meta_path = jdir.join("meta.json");
     let old: Option<Meta> = fs::read(&meta_path)
@@ -396,14 +483,19 @@ fn prepare(ctx: &Ctx, name: &str, machine: &MachineDescription, disks: &[DiskAnn
     tls::write_private(&meta_path, &meta_json).map_err(|e| fatal(&e))?;
     let dir = ctx.store.create_dir(name).map_err(|e| fatal(&e))?;
     let machine_json = serde_json::to_vec_pretty(machine).unwrap_or_default();
-    fs::write(dir.join("machine.json"), machine_json).map_err(|e| (format!("{}/machine.json: {e}", dir.display()), true))?;
+    fs::write(dir.join("machine.json"), machine_json)
+        .map_err(|e| (format!("{}/machine.json: {e}", dir.display()), true))?;
     let mut sinks = Vec::new();
     for (i, d) in disks.iter().enumerate() {
         let marker = dir.join(format!("disk{i}.img.incomplete"));
         fs::write(&marker, b"partial image: the copy has not been verified\n")
             .map_err(|e| (format!("{}: {e}", marker.display()), true))?;
-        let target = ctx.store.open_disk(name, i, d.size_bytes).map_err(|e| fatal(&e))?;
-        let journal = Journal::open(&jdir.join(format!("disk{i}.journal"))).map_err(|e| fatal(&e))?;
+        let target = ctx
+            .store
+            .open_disk(name, i, d.size_bytes)
+            .map_err(|e| fatal(&e))?;
+        let journal =
+            Journal::open(&jdir.join(format!("disk{i}.journal"))).map_err(|e| fatal(&e))?;
         sinks.push(DiskSink::new(d.clone(), target, journal));
     }
     Ok(Prepared { sinks, meta, dir })
@@ -414,7 +506,13 @@ pub fn create_private_dir(p: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
 }
 
-fn disk_reports(ctx: &Ctx, name: &str, disks: &[DiskSink], digests: &[Option<String>], verified: &[Option<String>]) -> Vec<DiskCopyReport> {
+fn disk_reports(
+    ctx: &Ctx,
+    name: &str,
+    disks: &[DiskSink],
+    digests: &[Option<String>],
+    verified: &[Option<String>],
+) -> Vec<DiskCopyReport> {
     disks
         .iter()
         .enumerate()

@@ -13,8 +13,14 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("target full: {path}: no space left writing {len} bytes at offset {offset}; free space on the store and run the sender again (it resumes)")]
-    Full { path: PathBuf, offset: u64, len: usize },
+    #[error(
+        "target full: {path}: no space left writing {len} bytes at offset {offset}; free space on the store and run the sender again (it resumes)"
+    )]
+    Full {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+    },
     #[error("{path}: {op} at offset {offset}: {source}")]
     Io {
         path: PathBuf,
@@ -24,9 +30,13 @@ pub enum StoreError {
     },
     #[error("{path}: {source}")]
     File { path: PathBuf, source: io::Error },
-    #[error("invalid migration name {0:?}: use letters, digits, '.', '-', '_' (no '/', '..' or control characters, at most 64)")]
+    #[error(
+        "invalid migration name {0:?}: use letters, digits, '.', '-', '_' (no '/', '..' or control characters, at most 64)"
+    )]
     BadName(String),
-    #[error("{0} already exists: pick another --name on the sender, or start the receiver with --force to replace it")]
+    #[error(
+        "{0} already exists: pick another --name on the sender, or start the receiver with --force to replace it"
+    )]
     Exists(PathBuf),
     #[error("{cmd}: {msg}")]
     Lvm { cmd: String, msg: String },
@@ -67,7 +77,11 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok { Ok(()) } else { Err(StoreError::BadName(name.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName(name.to_string()))
+    }
 }
 
 /// One disk being received.
@@ -155,7 +169,12 @@ impl Store {
     }
 
     /// Opens disk `index` of `name`, creating it with `size` bytes if absent.
-    pub fn open_disk(&self, name: &str, index: usize, size: u64) -> Result<Box<dyn Target>, StoreError> {
+    pub fn open_disk(
+        &self,
+        name: &str,
+        index: usize,
+        size: u64,
+    ) -> Result<Box<dyn Target>, StoreError> {
         match &self.spec {
             StoreSpec::Dir(_) => {
                 let path = self.dir(name).join(format!("disk{index}.img"));
@@ -253,14 +272,26 @@ impl Target for SparseFile {
         // A fresh image is a hole already; punching is for a chunk rewritten
         // on resume. Punching never needs space, so it cannot hit ENOSPC.
         let (Ok(o), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return Err(StoreError::io(&self.path, "punch hole", offset, 0, io::ErrorKind::InvalidInput.into()));
+            return Err(StoreError::io(
+                &self.path,
+                "punch hole",
+                offset,
+                0,
+                io::ErrorKind::InvalidInput.into(),
+            ));
         };
         let mode = nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
             | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
         match nix::fcntl::fallocate(std::os::fd::AsRawFd::as_raw_fd(&self.file), mode, o, l) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::EOPNOTSUPP) => write_zeros(self, offset, len),
-            Err(e) => Err(StoreError::io(&self.path, "punch hole", offset, 0, e.into())),
+            Err(e) => Err(StoreError::io(
+                &self.path,
+                "punch hole",
+                offset,
+                0,
+                e.into(),
+            )),
         }
     }
 
@@ -349,7 +380,18 @@ mod tests {
         for good in ["seed", "web-01", "db_2.example"] {
             validate_name(good).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a..b", "a\nb", "tab\t", "-rf", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a..b",
+            "a\nb",
+            "tab\t",
+            "-rf",
+            &"x".repeat(65),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -369,7 +411,10 @@ mod tests {
         t.read_at(8 << 20, &mut b).unwrap();
         assert!(b.iter().all(|x| *x == 0));
         assert_eq!(fs::metadata(&p).unwrap().len(), 64 << 20);
-        assert_eq!(StoreSpec::parse("lvm:vg0").unwrap(), StoreSpec::Lvm("vg0".into()));
+        assert_eq!(
+            StoreSpec::parse("lvm:vg0").unwrap(),
+            StoreSpec::Lvm("vg0".into())
+        );
         assert!(StoreSpec::parse("lvm:../x").is_err());
     }
 }

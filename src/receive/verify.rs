@@ -7,9 +7,13 @@ use crate::wire::digest::{content_digest, plan_digest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("disk {disk}: {have} of {want} chunks committed (plan digest differs): the copy is not finished")]
+    #[error(
+        "disk {disk}: {have} of {want} chunks committed (plan digest differs): the copy is not finished"
+    )]
     Missing { disk: u16, have: usize, want: u64 },
-    #[error("disk {disk}: {bad} chunk(s) read back with the wrong BLAKE3, first at offset {first}: they will be re-sent")]
+    #[error(
+        "disk {disk}: {bad} chunk(s) read back with the wrong BLAKE3, first at offset {first}: they will be re-sent"
+    )]
     ReadBack { disk: u16, bad: usize, first: u64 },
     #[error("disk {disk}: {source}")]
     Store {
@@ -17,7 +21,11 @@ pub enum VerifyError {
         source: super::store::StoreError,
     },
     #[error("disk {disk}: content digest {ours} differs from the sender's {theirs}")]
-    Digest { disk: u16, ours: String, theirs: String },
+    Digest {
+        disk: u16,
+        ours: String,
+        theirs: String,
+    },
     #[error("disk {disk}: the sender did not send its content digest")]
     NoDigest { disk: u16 },
     #[error(transparent)]
@@ -25,7 +33,10 @@ pub enum VerifyError {
 }
 
 /// Verifies one disk; returns its content digest.
-pub fn verify_disk(sink: &mut DiskSink, sender_digest: Option<&str>) -> Result<String, VerifyError> {
+pub fn verify_disk(
+    sink: &mut DiskSink,
+    sender_digest: Option<&str>,
+) -> Result<String, VerifyError> {
     let disk = sink.announce.disk;
     let records: Vec<_> = sink.journal.committed.values().copied().collect();
     let plan = plan_digest(records.iter().map(|r| (r.offset, r.len)));
@@ -51,7 +62,11 @@ pub fn verify_disk(sink: &mut DiskSink, sender_digest: Option<&str>) -> Result<S
     if let Some(first) = bad.first().copied() {
         let n = bad.len();
         sink.journal.drop_records(&bad)?;
-        return Err(VerifyError::ReadBack { disk, bad: n, first });
+        return Err(VerifyError::ReadBack {
+            disk,
+            bad: n,
+            first,
+        });
     }
     let ours = content_digest(records.iter());
     match sender_digest {

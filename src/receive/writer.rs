@@ -26,7 +26,12 @@ pub enum WriteError {
     #[error("chunk for disk {0}, but only {1} disks were announced")]
     NoSuchDisk(u16, usize),
     #[error("chunk at disk {disk} offset {offset} (+{len}) lies past the disk end ({size})")]
-    PastEnd { disk: u16, offset: u64, len: u32, size: u64 },
+    PastEnd {
+        disk: u16,
+        offset: u64,
+        len: u32,
+        size: u64,
+    },
 }
 
 impl WriteError {
@@ -83,7 +88,11 @@ impl Writer {
 
     /// Takes chunks until the channel closes, then commits what was written.
     /// On error, what was written before is still committed.
-    pub fn run(mut self, rx: Receiver<Chunk>, mut progress: ProgressFn) -> (Self, Result<(), WriteError>) {
+    pub fn run(
+        mut self,
+        rx: Receiver<Chunk>,
+        mut progress: ProgressFn,
+    ) -> (Self, Result<(), WriteError>) {
         let start = Instant::now();
         let mut last_progress = Instant::now();
         let mut result = Ok(());
@@ -128,7 +137,10 @@ impl Writer {
             .get_mut(usize::from(h.disk))
             .ok_or(WriteError::NoSuchDisk(h.disk, n))?;
         let size = d.announce.size_bytes;
-        if h.offset.checked_add(u64::from(h.len)).is_none_or(|e| e > size) {
+        if h.offset
+            .checked_add(u64::from(h.len))
+            .is_none_or(|e| e > size)
+        {
             return Err(WriteError::PastEnd {
                 disk: h.disk,
                 offset: h.offset,

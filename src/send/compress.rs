@@ -58,7 +58,11 @@ impl Encoder {
                 payload: Vec::new(),
             };
         }
-        let needed = if link == LinkState::Idle { IDLE_LINK_SHRINK } else { MUST_SHRINK };
+        let needed = if link == LinkState::Idle {
+            IDLE_LINK_SHRINK
+        } else {
+            MUST_SHRINK
+        };
         let sample = &data[..data.len().min(SAMPLE)];
         let predicted = match self.level1.compress(sample) {
             Ok(c) => c.len() as f64 / sample.len() as f64,
@@ -67,9 +71,14 @@ impl Encoder {
         if predicted > needed {
             return raw(hash, data);
         }
-        let enc = if link == LinkState::Saturated { &mut self.level3 } else { &mut self.level1 };
+        let enc = if link == LinkState::Saturated {
+            &mut self.level3
+        } else {
+            &mut self.level1
+        };
         self.out.clear();
-        self.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        self.out
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
         match enc.compress_to_buffer(&data, &mut self.out) {
             Ok(n) if (n as f64) <= MUST_SHRINK * data.len() as f64 => Encoded {
                 hash,
@@ -101,10 +110,18 @@ mod tests {
         let mut almost = vec![0u8; 300_001];
         almost[300_000] = 1;
         assert!(!is_zero(&almost));
-        let text: Vec<u8> = b"the quick brown fox ".iter().cycle().take(1 << 20).copied().collect();
+        let text: Vec<u8> = b"the quick brown fox "
+            .iter()
+            .cycle()
+            .take(1 << 20)
+            .copied()
+            .collect();
         let t = e.encode(text.clone(), LinkState::Idle);
         assert_eq!(t.encoding, Encoding::Zstd);
-        assert_eq!(zstd::bulk::decompress(&t.payload, text.len()).unwrap(), text);
+        assert_eq!(
+            zstd::bulk::decompress(&t.payload, text.len()).unwrap(),
+            text
+        );
         assert_eq!(t.hash, *blake3::hash(&text).as_bytes());
         // Pseudo-random bytes do not shrink: sent raw, no wasted full compression.
         let mut x = 0x9E3779B97F4A7C15u64;

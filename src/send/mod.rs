@@ -84,7 +84,9 @@ pub enum SendError {
     NoDisks,
     #[error("too many disks ({0}); at most 64")]
     TooManyDisks(usize),
-    #[error("invalid name {0:?}: use letters, digits, '.', '-', '_' (at most 64), e.g. --name web01")]
+    #[error(
+        "invalid name {0:?}: use letters, digits, '.', '-', '_' (at most 64), e.g. --name web01"
+    )]
     BadName(String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -93,7 +95,11 @@ pub enum SendError {
     #[error("receiver at {server} is not the pinned one: {reason}")]
     WrongReceiver { server: String, reason: String },
     #[error("gave up after {secs} s of failed reconnects to {server}: {last}")]
-    GaveUp { server: String, secs: u64, last: String },
+    GaveUp {
+        server: String,
+        secs: u64,
+        last: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -286,7 +292,11 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
                     seconds: started.elapsed().as_secs_f64(),
                     disks: disks.into_iter().map(|d| d.report).collect(),
                     wire_bytes: wire,
-                    compression_ratio: if wire == 0 { 1.0 } else { data as f64 / wire as f64 },
+                    compression_ratio: if wire == 0 {
+                        1.0
+                    } else {
+                        data as f64 / wire as f64
+                    },
                     receiver_report,
                 };
                 emit(ProgressEvent::Finished {
@@ -336,7 +346,9 @@ fn classify(server: &str, e: FrameError) -> Attempt {
     if let FrameError::Io(io) = &e {
         if let Some(tls_err) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
             let msg = tls_err.to_string();
-            if msg.contains("fingerprint") || matches!(tls_err, rustls::Error::InvalidCertificate(_)) {
+            if msg.contains("fingerprint")
+                || matches!(tls_err, rustls::Error::InvalidCertificate(_))
+            {
                 return Attempt::Fatal(SendError::WrongReceiver {
                     server: server.to_string(),
                     reason: msg,
@@ -349,7 +361,8 @@ fn classify(server: &str, e: FrameError) -> Attempt {
 
 fn read_message(server: &str, tls: &mut Tls) -> Result<Message, Attempt> {
     match frame::read_frame(tls) {
-        Ok(Frame::Control(j)) => serde_json::from_slice(&j).map_err(|e| Attempt::Retry(format!("bad message from receiver: {e}"))),
+        Ok(Frame::Control(j)) => serde_json::from_slice(&j)
+            .map_err(|e| Attempt::Retry(format!("bad message from receiver: {e}"))),
         Ok(Frame::Chunk(_)) => Err(Attempt::Retry("unexpected data from receiver".into())),
         Err(e) => Err(classify(server, e)),
     }
@@ -367,7 +380,11 @@ fn refused(server: &str, reason: String, fatal: bool) -> Attempt {
 }
 
 /// TCP + TLS + hello + start; returns what the receiver already has.
-fn connect(opts: &SendOptions, cfg: &Arc<ClientConfig>, start: &Message) -> Result<(Tls, Vec<DiskResume>, bool), Attempt> {
+fn connect(
+    opts: &SendOptions,
+    cfg: &Arc<ClientConfig>,
+    start: &Message,
+) -> Result<(Tls, Vec<DiskResume>, bool), Attempt> {
     let server = opts.server.as_str();
     let addrs: Vec<_> = server
         .to_socket_addrs()
@@ -388,7 +405,8 @@ fn connect(opts: &SendOptions, cfg: &Arc<ClientConfig>, start: &Message) -> Resu
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
-    let conn = ClientConnection::new(cfg.clone(), tls::server_name()).map_err(|e| Attempt::Fatal(SendError::Tls(e.into())))?;
+    let conn = ClientConnection::new(cfg.clone(), tls::server_name())
+        .map_err(|e| Attempt::Fatal(SendError::Tls(e.into())))?;
     let mut tls = StreamOwned::new(conn, tcp);
     let hello = Message::Hello {
         protocol: PROTOCOL_VERSION,
@@ -460,7 +478,9 @@ fn transfer(
         d.done_now = 0;
         d.report.resumed_bytes = d.report.resumed_bytes.max(if resumed { before } else { 0 });
         committed_total += before;
-        let pending: HashSet<u64> = (d.digest.folded()..d.announce.chunks).filter(|s| d.digest.knows(*s)).collect();
+        let pending: HashSet<u64> = (d.digest.folded()..d.announce.chunks)
+            .filter(|s| d.digest.knows(*s))
+            .collect();
         work.push(DiskWork {
             known_pending: pending,
             ..probe
@@ -488,10 +508,14 @@ fn transfer(
                 continue;
             }
         };
-        let Some(d) = disks.get_mut(usize::from(out.disk)) else { continue };
+        let Some(d) = disks.get_mut(usize::from(out.disk)) else {
+            continue;
+        };
         d.digest.fold(out.seq, out.record);
         let len = u64::from(out.record.len);
-        let Some((encoding, payload)) = out.payload else { continue };
+        let Some((encoding, payload)) = out.payload else {
+            continue;
+        };
         if failure.is_some() {
             continue;
         }
@@ -536,7 +560,10 @@ fn transfer(
     emit(progress_event(disks, total, sent_now, started));
     for d in disks.iter() {
         if d.digest.folded() != d.announce.chunks {
-            return Err(Attempt::Retry(format!("disk{}: not every chunk was processed", d.announce.disk)));
+            return Err(Attempt::Retry(format!(
+                "disk{}: not every chunk was processed",
+                d.announce.disk
+            )));
         }
         Message::DiskEnd {
             disk: d.announce.disk,
@@ -572,7 +599,12 @@ fn refusal_or(server: &str, tls: &mut Tls, fallback: Attempt) -> Attempt {
     }
 }
 
-fn progress_event(disks: &[SourceDisk], total: u64, sent_now: u64, started: Instant) -> ProgressEvent {
+fn progress_event(
+    disks: &[SourceDisk],
+    total: u64,
+    sent_now: u64,
+    started: Instant,
+) -> ProgressEvent {
     let done: u64 = disks.iter().map(|d| d.done_before + d.done_now).sum();
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let rate = sent_now as f64 / secs;

@@ -147,7 +147,12 @@ impl Pipeline {
     }
 }
 
-fn read_disk(w: DiskWork, tx: SyncSender<Job>, err_tx: SyncSender<OutResult>, abort: Arc<AtomicBool>) {
+fn read_disk(
+    w: DiskWork,
+    tx: SyncSender<Job>,
+    err_tx: SyncSender<OutResult>,
+    abort: Arc<AtomicBool>,
+) {
     let mut cursor = 0usize;
     for (seq, piece) in w.plan.pieces().enumerate() {
         if abort.load(Ordering::Relaxed) {
@@ -237,7 +242,11 @@ mod tests {
 
     #[test]
     fn digest_folds_in_plan_order_whatever_the_arrival_order() {
-        let rec = |o: u64| ChunkRecord { offset: o, len: 1, hash: [o as u8; 32] };
+        let rec = |o: u64| ChunkRecord {
+            offset: o,
+            len: 1,
+            hash: [o as u8; 32],
+        };
         let mut a = DigestState::default();
         for s in [2u64, 0, 1, 3] {
             a.fold(s, rec(s));

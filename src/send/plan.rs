@@ -136,9 +136,17 @@ mod tests {
             size: 100 * M,
             regions: vec![
                 // swap: header page only
-                Region { start: 60 * M, len: 40 * M, used: Some(list(&[(0, 4096)])) },
+                Region {
+                    start: 60 * M,
+                    len: 40 * M,
+                    used: Some(list(&[(0, 4096)])),
+                },
                 // ext4: two used runs, one claiming past its end
-                Region { start: M, len: 50 * M, used: Some(list(&[(0, 2 * M), (49 * M, 5 * M)])) },
+                Region {
+                    start: M,
+                    len: 50 * M,
+                    used: Some(list(&[(0, 2 * M), (49 * M, 5 * M)])),
+                },
             ],
             notes: vec![],
         };
@@ -156,7 +164,13 @@ mod tests {
         let p = whole_disk(CHUNK_SIZE * 2 + 5, "t");
         let v: Vec<Piece> = p.pieces().collect();
         assert_eq!(v.len(), 3);
-        assert_eq!(v[2], Piece { offset: CHUNK_SIZE * 2, len: 5 });
+        assert_eq!(
+            v[2],
+            Piece {
+                offset: CHUNK_SIZE * 2,
+                len: 5
+            }
+        );
         let layout = DiskLayout {
             size: CHUNK_SIZE * 4,
             regions: vec![Region {
@@ -170,8 +184,14 @@ mod tests {
         assert_eq!(
             v,
             vec![
-                Piece { offset: CHUNK_SIZE - 10, len: 10 },
-                Piece { offset: CHUNK_SIZE, len: 10 }
+                Piece {
+                    offset: CHUNK_SIZE - 10,
+                    len: 10
+                },
+                Piece {
+                    offset: CHUNK_SIZE,
+                    len: 10
+                }
             ]
         );
     }

@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn content_digest_depends_on_every_field() {
-        let a = ChunkRecord { offset: 0, len: 10, hash: [1; 32] };
+        let a = ChunkRecord {
+            offset: 0,
+            len: 10,
+            hash: [1; 32],
+        };
         let mut b = a;
         let d = content_digest([&a]);
         b.offset = 1;

@@ -29,11 +29,24 @@ pub enum FrameError {
     #[error("chunk frame too short for its header ({0} bytes)")]
     ShortChunk(usize),
     #[error("chunk at disk {disk} offset {offset}: unknown encoding {encoding}")]
-    UnknownEncoding { disk: u16, offset: u64, encoding: u8 },
-    #[error("chunk at disk {disk} offset {offset}: length {len} is not inside one {CHUNK_SIZE}-byte cell")]
+    UnknownEncoding {
+        disk: u16,
+        offset: u64,
+        encoding: u8,
+    },
+    #[error(
+        "chunk at disk {disk} offset {offset}: length {len} is not inside one {CHUNK_SIZE}-byte cell"
+    )]
     BadChunkLength { disk: u16, offset: u64, len: u32 },
-    #[error("chunk at disk {disk} offset {offset}: payload does not decode to {len} bytes: {reason}")]
-    Decode { disk: u16, offset: u64, len: u32, reason: String },
+    #[error(
+        "chunk at disk {disk} offset {offset}: payload does not decode to {len} bytes: {reason}"
+    )]
+    Decode {
+        disk: u16,
+        offset: u64,
+        len: u32,
+        reason: String,
+    },
     #[error("chunk at disk {disk} offset {offset}: BLAKE3 mismatch (corrupted in transit)")]
     HashMismatch { disk: u16, offset: u64 },
     #[error("control message is not valid JSON: {0}")]
@@ -237,7 +250,11 @@ pub fn write_control(w: &mut impl Write, json: &[u8]) -> Result<(), FrameError> 
     Ok(())
 }
 
-pub fn write_chunk(w: &mut impl Write, header: &ChunkHeader, payload: &[u8]) -> Result<(), FrameError> {
+pub fn write_chunk(
+    w: &mut impl Write,
+    header: &ChunkHeader,
+    payload: &[u8],
+) -> Result<(), FrameError> {
     let total = payload.len() + CHUNK_HEADER_LEN;
     let len = u32::try_from(total)
         .ok()
@@ -283,7 +300,10 @@ mod tests {
     fn chunks_roundtrip_in_every_encoding() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 7) as u8).collect();
         let raw = roundtrip(&header_for(&data, Encoding::Raw), &data);
-        assert_eq!(raw.decode_verified().unwrap(), ChunkData::Bytes(data.clone()));
+        assert_eq!(
+            raw.decode_verified().unwrap(),
+            ChunkData::Bytes(data.clone())
+        );
         let z = zstd::bulk::compress(&data, 1).unwrap();
         let c = roundtrip(&header_for(&data, Encoding::Zstd), &z);
         assert_eq!(c.decode_verified().unwrap(), ChunkData::Bytes(data.clone()));
@@ -312,7 +332,10 @@ mod tests {
         ));
         // A "zero" record claiming the hash of non-zero data.
         let zr = roundtrip(&header_for(&data, Encoding::Zero), &[]);
-        assert!(matches!(zr.decode_verified(), Err(FrameError::HashMismatch { .. })));
+        assert!(matches!(
+            zr.decode_verified(),
+            Err(FrameError::HashMismatch { .. })
+        ));
     }
 
     #[test]

@@ -104,13 +104,15 @@ mod tests {
     #[test]
     fn nics_are_read_from_sysfs_layout() {
         let d = tempfile::tempdir().unwrap();
-        let eth = d.path().join("eth0");
+        let net = d.path().join("class/net");
+        let eth = net.join("eth0");
         std::fs::create_dir_all(eth.join("device")).unwrap();
         std::fs::create_dir_all(d.path().join("drivers/e1000")).unwrap();
-        std::os::unix::fs::symlink(d.path().join("drivers/e1000"), eth.join("device/driver")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("drivers/e1000"), eth.join("device/driver"))
+            .unwrap();
         std::fs::write(eth.join("address"), "52:54:00:12:34:56\n").unwrap();
-        std::fs::create_dir_all(d.path().join("lo")).unwrap();
-        let nics = list_nics(d.path());
+        std::fs::create_dir_all(net.join("lo")).unwrap();
+        let nics = list_nics(&net);
         assert_eq!(
             nics,
             vec![Nic {
@@ -126,7 +128,15 @@ mod tests {
     fn json_field_names_match_the_interface() {
         let m = collect("seed");
         let v = serde_json::to_value(&m).unwrap();
-        for k in ["name", "hostname", "cpus", "memory_bytes", "nics", "disks", "options"] {
+        for k in [
+            "name",
+            "hostname",
+            "cpus",
+            "memory_bytes",
+            "nics",
+            "disks",
+            "options",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
         assert!(v["options"].get("type").is_some());

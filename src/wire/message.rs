@@ -51,7 +51,10 @@ pub enum Message {
         disks: Vec<DiskAnnounce>,
     },
     /// Receiver → sender: targets ready; skip what is already committed.
-    Ready { resumed: bool, disks: Vec<DiskResume> },
+    Ready {
+        resumed: bool,
+        disks: Vec<DiskResume>,
+    },
     /// Sender → receiver: every chunk of `disk` has been sent.
     DiskEnd { disk: u16, content_digest: String },
     /// Sender → receiver: all disks sent; verify and report.
@@ -73,7 +76,9 @@ impl Message {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelloError {
-    #[error("peer speaks p2xen protocol version {0}, this build speaks version {PROTOCOL_VERSION}: use matching p2xen versions on both ends")]
+    #[error(
+        "peer speaks p2xen protocol version {0}, this build speaks version {PROTOCOL_VERSION}: use matching p2xen versions on both ends"
+    )]
     Version(u64),
     #[error("first message is not a p2xen hello: {0}")]
     NotHello(String),
@@ -115,6 +120,9 @@ mod tests {
         let other = br#"{"type":"hello","protocol":2,"whatever":true}"#;
         let e = parse_hello(other).unwrap_err();
         assert!(e.to_string().contains("version 2"), "{e}");
-        assert!(matches!(parse_hello(b"GET / HTTP/1.0"), Err(HelloError::NotHello(_))));
+        assert!(matches!(
+            parse_hello(b"GET / HTTP/1.0"),
+            Err(HelloError::NotHello(_))
+        ));
     }
 }

@@ -143,7 +143,9 @@ pub fn client_config(pinned: [u8; 32]) -> Result<Arc<ClientConfig>, TlsError> {
 }
 
 pub fn server_name() -> ServerName<'static> {
-    ServerName::DnsName(rustls::pki_types::DnsName::try_from(CERT_NAME).expect("static name is valid"))
+    ServerName::DnsName(
+        rustls::pki_types::DnsName::try_from(CERT_NAME).expect("static name is valid"),
+    )
 }
 
 /// Accepts exactly the certificate whose SHA-256 is pinned; the handshake
@@ -210,7 +212,10 @@ mod tests {
         let raw = parse_fingerprint(&fp).unwrap();
         assert_eq!(raw.as_slice(), Sha256::digest(b"abc").as_slice());
         let colons: Vec<String> = raw.iter().map(|b| format!("{b:02X}")).collect();
-        assert_eq!(parse_fingerprint(&format!("SHA256:{}", colons.join(":"))).unwrap(), raw);
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{}", colons.join(":"))).unwrap(),
+            raw
+        );
         assert!(parse_fingerprint("sha256:abcd").is_err());
         assert!(parse_fingerprint(&fp.replace("sha256:", "md5:")).is_err());
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 pub const BIN: &str = env!("CARGO_BIN_EXE_p2xen");
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (install the package that provides it)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install the package that provides it)"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",
@@ -63,7 +65,9 @@ pub fn mbr_ext4_swap(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::copy("/bin/ls", tree.join("bin/ls")).unwrap();
     std::fs::write(tree.join("etc/hostname"), "seed\n").unwrap();
-    let log: String = (0..60_000).map(|i| format!("Nov 26 10:00:{:02} seed app[{i}]: event {i}\n", i % 60)).collect();
+    let log: String = (0..60_000)
+        .map(|i| format!("Nov 26 10:00:{:02} seed app[{i}]: event {i}\n", i % 60))
+        .collect();
     std::fs::write(tree.join("var/log/syslog"), log).unwrap();
     std::fs::write(tree.join("random.bin"), noise(6 << 20, 99)).unwrap();
     std::fs::write(tree.join("empty"), b"").unwrap();
@@ -77,7 +81,9 @@ pub fn mbr_ext4_swap(dir: &Path) -> PathBuf {
     sf.stdin
         .take()
         .unwrap()
-        .write_all(b"label: dos\nstart=2048, size=81920, type=83\nstart=83968, size=32768, type=82\n")
+        .write_all(
+            b"label: dos\nstart=2048, size=81920, type=83\nstart=83968, size=32768, type=82\n",
+        )
         .unwrap();
     assert!(sf.wait().unwrap().success());
     run(Command::new("mke2fs")
@@ -107,7 +113,9 @@ pub fn dump_fs(img: &Path, offset: u64, out: &Path) {
 }
 
 pub fn e2fsck_ok(img: &Path, offset: u64) {
-    run(Command::new("e2fsck").arg("-fn").arg(format!("{}?offset={offset}", img.display())));
+    run(Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={offset}", img.display())));
 }
 
 /// Every regular file under `dir` with its BLAKE3, sorted.
@@ -119,7 +127,10 @@ pub fn tree_hashes(dir: &Path) -> Vec<(String, String)> {
             if ft.is_dir() {
                 walk(base, &p, out);
             } else if ft.is_file() {
-                out.push((p.strip_prefix(base).unwrap().display().to_string(), blake3_file(&p)));
+                out.push((
+                    p.strip_prefix(base).unwrap().display().to_string(),
+                    blake3_file(&p),
+                ));
             }
         }
     }
@@ -153,7 +164,9 @@ impl Receiver {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut get = |prefix: &str| {
             let l = lines.next().expect("receiver printed nothing").unwrap();
-            l.strip_prefix(prefix).unwrap_or_else(|| panic!("{l:?} lacks {prefix:?}")).to_string()
+            l.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{l:?} lacks {prefix:?}"))
+                .to_string()
         };
         let addr: SocketAddr = get("p2xen receiver listening on ").parse().unwrap();
         let fingerprint = get("fingerprint: ");
@@ -196,7 +209,10 @@ impl Receiver {
     }
 
     pub fn kill9(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.child.wait();
     }
 }
@@ -209,9 +225,27 @@ impl Drop for Receiver {
 }
 
 /// Runs `p2xen send --json`; returns (exit success, final JSON event, stderr).
-pub fn send(server: &str, token: &str, fp: &str, name: &str, sources: &[&Path], extra: &[&str]) -> (bool, serde_json::Value, String) {
+pub fn send(
+    server: &str,
+    token: &str,
+    fp: &str,
+    name: &str,
+    sources: &[&Path],
+    extra: &[&str],
+) -> (bool, serde_json::Value, String) {
     let out = Command::new(BIN)
-        .args(["send", "--json", "--server", server, "--token", token, "--fingerprint", fp, "--name", name])
+        .args([
+            "send",
+            "--json",
+            "--server",
+            server,
+            "--token",
+            token,
+            "--fingerprint",
+            fp,
+            "--name",
+            name,
+        ])
         .args(extra)
         .args(sources)
         .output()
@@ -219,14 +253,20 @@ pub fn send(server: &str, token: &str, fp: &str, name: &str, sources: &[&Path], 
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let last = stdout
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .unwrap_or(serde_json::Value::Null);
-    (out.status.success(), last, String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        last,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 pub fn dir_is_empty(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }
 
 /// What the proxy does to one connection's client→server bytes.
@@ -250,7 +290,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(target: SocketAddr, plan: impl Fn(usize) -> Fault + Send + Sync + 'static) -> Proxy {
+    pub fn start(
+        target: SocketAddr,
+        plan: impl Fn(usize) -> Fault + Send + Sync + 'static,
+    ) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let target = Arc::new(Mutex::new(target));
@@ -264,11 +307,15 @@ impl Proxy {
                 let n = c.fetch_add(1, Ordering::SeqCst);
                 let fault = plan(n);
                 let dst = *t.lock().unwrap();
-                let Ok(server) = TcpStream::connect(dst) else { continue };
+                let Ok(server) = TcpStream::connect(dst) else {
+                    continue;
+                };
                 let r = r.clone();
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || pump(client, server, fault, r));
-                std::thread::spawn(move || pump(s2, c2, Fault::Pass, Arc::new(AtomicBool::new(false))));
+                std::thread::spawn(move || {
+                    pump(s2, c2, Fault::Pass, Arc::new(AtomicBool::new(false)))
+                });
             }
         });
         Proxy {
@@ -326,7 +373,9 @@ pub struct Tmpfs(pub PathBuf);
 impl Tmpfs {
     pub fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir));
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir));
         Tmpfs(dir.to_path_buf())
     }
 }
