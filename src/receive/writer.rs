@@ -204,3 +204,59 @@ fn write_sparse(t: &mut dyn Target, offset: u64, data: &[u8]) -> Result<(), Stor
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receive::store::SparseFile;
+    use crate::wire::frame::{ChunkHeader, Encoding};
+
+    #[test]
+    fn a_chunk_corrupted_after_decoding_is_never_written() {
+        let d = tempfile::tempdir().unwrap();
+        let target = SparseFile::open(&d.path().join("disk0.img"), 8 << 20).unwrap();
+        let journal = Journal::open(&d.path().join("disk0.journal")).unwrap();
+        let announce = DiskAnnounce {
+            disk: 0,
+            source: "t".into(),
+            size_bytes: 8 << 20,
+            chunks: 2,
+            plan_bytes: 8 << 20,
+            plan_digest: String::new(),
+            notes: vec![],
+        };
+        let w = Writer::new(vec![DiskSink::new(announce, Box::new(target), journal)]);
+        let good: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        let header = |data: &[u8], offset| ChunkHeader {
+            disk: 0,
+            encoding: Encoding::Raw,
+            len: data.len() as u32,
+            offset,
+            hash: *blake3::hash(data).as_bytes(),
+        };
+        let mut bad = Chunk {
+            header: header(&good, 4 << 20),
+            payload: good.clone(),
+        };
+        bad.payload[1000] ^= 4; // the fault a broken NIC or buggy proxy could inject
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        tx.send(Chunk {
+            header: header(&good, 0),
+            payload: good.clone(),
+        })
+        .unwrap();
+        tx.send(bad).unwrap();
+        drop(tx);
+        let (w, res) = w.run(rx, Box::new(|_, _| {}));
+        assert!(matches!(
+            res,
+            Err(WriteError::Frame(FrameError::HashMismatch { offset, .. })) if offset == 4 << 20
+        ));
+        // The good chunk is committed, the bad one neither written nor journalled.
+        let j = &w.disks[0].journal;
+        assert_eq!(j.ranges(), vec![(0, 65536)]);
+        let mut back = vec![1u8; 65536];
+        w.disks[0].target.read_at(4 << 20, &mut back).unwrap();
+        assert!(back.iter().all(|b| *b == 0));
+    }
+}
