@@ -105,7 +105,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Some(chunk) = chunk {
-                if let Err(e) = self.write_chunk(&chunk) {
+                if let Err(e) = self.write_chunk(chunk) {
                     result = Err(e);
                     break;
                 }
@@ -129,7 +129,7 @@ impl Writer {
         (self, result)
     }
 
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), WriteError> {
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<(), WriteError> {
         let h = chunk.header;
         let n = self.disks.len();
         let d = self

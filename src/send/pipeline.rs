@@ -63,6 +63,11 @@ impl DigestState {
         seq < self.next_seq || self.pending.contains_key(&seq)
     }
 
+    /// Chunks hashed out of order, waiting for their predecessors.
+    pub fn pending_seqs(&self) -> HashSet<u64> {
+        self.pending.keys().copied().collect()
+    }
+
     pub fn folded(&self) -> u64 {
         self.next_seq
     }

@@ -160,8 +160,8 @@ impl Chunk {
     /// Decodes the payload and checks it against the header's BLAKE3. This is
     /// the only way the receiver gets at chunk bytes, so an unverified chunk
     /// can never be written.
-    pub fn decode_verified(&self) -> Result<ChunkData, FrameError> {
-        let h = &self.header;
+    pub fn decode_verified(self) -> Result<ChunkData, FrameError> {
+        let h = self.header;
         let decode_err = |reason: String| FrameError::Decode {
             disk: h.disk,
             offset: h.offset,
@@ -180,7 +180,7 @@ impl Chunk {
                     return Err(decode_err(format!("{} raw bytes", self.payload.len())));
                 }
                 let hash = *blake3::hash(&self.payload).as_bytes();
-                (ChunkData::Bytes(self.payload.clone()), hash)
+                (ChunkData::Bytes(self.payload), hash)
             }
             Encoding::Zstd => {
                 // Capacity is the header's length, bounded by CHUNK_SIZE in
@@ -224,13 +224,19 @@ pub fn read_frame(r: &mut impl Read) -> Result<Frame, FrameError> {
     if len > max {
         return Err(FrameError::TooLong { kind, len, max });
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload)?;
     if kind == KIND_CONTROL {
+        let mut payload = vec![0u8; len as usize];
+        r.read_exact(&mut payload)?;
         return Ok(Frame::Control(payload));
     }
-    let header = ChunkHeader::parse(&payload)?;
-    payload.drain(..CHUNK_HEADER_LEN);
+    let data_len = (len as usize)
+        .checked_sub(CHUNK_HEADER_LEN)
+        .ok_or(FrameError::ShortChunk(len as usize))?;
+    let mut head = [0u8; CHUNK_HEADER_LEN];
+    r.read_exact(&mut head)?;
+    let header = ChunkHeader::parse(&head)?;
+    let mut payload = vec![0u8; data_len];
+    r.read_exact(&mut payload)?;
     Ok(Frame::Chunk(Chunk { header, payload }))
 }
 
