@@ -3,6 +3,7 @@
 //! Data flows one way: `source` (what is on the disks) → `wire` (the protocol)
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
+pub mod guest;
 pub mod receive;
 pub mod send;
 pub mod source;

@@ -19,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show disks, partition tables, filesystems and the installed OS
+    /// (read-only). Exit status: 0 when everything was readable, 1 when
+    /// something was not (each problem is reported), 2 on usage errors.
+    Inspect(p2xen::source::inspect::InspectArgs),
+    /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
+    Convert(p2xen::guest::cli::ConvertArgs),
     /// Send disks to a `p2xen receive` (run in the live image or a rescue system).
     Send(SendArgs),
     /// Receive migrations on the Xen host (dom0).
@@ -48,8 +54,8 @@ struct SendArgs {
     /// Keep reconnecting for this many seconds after a connection loss.
     #[arg(long, default_value_t = 600)]
     retry_for: u64,
-    /// Disks or images to send (disk0, disk1, ... in this order).
-    #[arg(required = true)]
+    /// Disks or images to send (disk0, disk1, ... in this order); default:
+    /// all fixed disks of this machine.
     sources: Vec<std::path::PathBuf>,
 }
 
@@ -79,6 +85,12 @@ struct ReceiveArgs {
     /// List interrupted migrations and exit.
     #[arg(long)]
     list: bool,
+    /// Directory for the guests' xl configs written by the conversion.
+    #[arg(long, default_value = "/etc/xen")]
+    xen_dir: std::path::PathBuf,
+    /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
+    #[arg(long)]
+    no_convert: bool,
 }
 
 fn cmd_send(a: SendArgs) -> ExitCode {
@@ -145,6 +157,7 @@ fn cmd_receive(a: ReceiveArgs) -> ExitCode {
         once: a.once,
         force: a.force,
         json: a.json,
+        xen_dir: (!a.no_convert).then_some(a.xen_dir),
     };
     match receive::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +192,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
+        Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("inspect: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Convert(args) => match p2xen::guest::cli::run(&args) {
+            Ok(report) => {
+                print!("{}", p2xen::guest::cli::summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("convert {}: {e}", args.name);
+                ExitCode::FAILURE
+            }
+        },
         Command::Send(a) => cmd_send(a),
         Command::Receive(a) => cmd_receive(a),
     }

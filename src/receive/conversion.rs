@@ -1,23 +1,20 @@
 //! The hook where the guest conversion runs after a verified copy.
-//!
-//! `guest::convert` (branch `guest`) is wired in here when it is merged; until
-//! then a verified copy is reported without conversion.
 
 use std::path::Path;
 
-use crate::wire::machine::MachineDescription;
+use crate::guest;
 
-/// Runs the guest conversion on the verified copy in `store_dir`.
-/// Returns the conversion report to embed in report.json under `conversion`,
-/// or `None` when this build has no conversion.
+/// Runs `guest::convert` on the verified copy in `store_dir` (STORE/NAME),
+/// writing the xl config into `xen_dir`. The conversion adds its report to
+/// `report.json` itself; the same report is returned for the sender.
 pub fn after_verified_copy(
     store_dir: &Path,
     name: &str,
-    _machine: &MachineDescription,
-) -> Result<Option<serde_json::Value>, String> {
-    log::info!(
-        "{name}: copy verified in {}; guest conversion is not part of this build",
-        store_dir.display()
-    );
-    Ok(None)
+    xen_dir: &Path,
+) -> Result<serde_json::Value, String> {
+    let req =
+        guest::ConvertRequest::from_store(store_dir.to_path_buf(), name, xen_dir.to_path_buf())
+            .map_err(|e| e.to_string())?;
+    let report = guest::convert(&req).map_err(|e| e.to_string())?;
+    serde_json::to_value(&report).map_err(|e| e.to_string())
 }

@@ -30,6 +30,9 @@ pub struct ReceiveOptions {
     pub once: bool,
     pub force: bool,
     pub json: bool,
+    /// Run the guest conversion after a verified copy, writing xl configs
+    /// here (`--xen-dir`, default /etc/xen); `None` with `--no-convert`.
+    pub xen_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +165,7 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
         creds.token,
         store,
         opts.state_dir.clone(),
-        opts.force,
-        opts.json,
+        opts,
     ));
     let (done_tx, done_rx) = mpsc::channel::<Outcome>();
     let accept_ctx = ctx.clone();

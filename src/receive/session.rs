@@ -37,6 +37,8 @@ pub struct Ctx {
     pub state_dir: PathBuf,
     pub force: bool,
     pub json: bool,
+    /// Where the conversion writes xl configs; `None`: no conversion.
+    pub xen_dir: Option<PathBuf>,
     active: Mutex<HashSet<String>>,
     released: Condvar,
 }
@@ -47,16 +49,16 @@ impl Ctx {
         token: String,
         store: Store,
         state_dir: PathBuf,
-        force: bool,
-        json: bool,
+        opts: &super::ReceiveOptions,
     ) -> Ctx {
         Ctx {
             tls,
             token,
             store,
             state_dir,
-            force,
-            json,
+            force: opts.force,
+            json: opts.json,
+            xen_dir: opts.xen_dir.clone(),
             active: Mutex::new(HashSet::new()),
             released: Condvar::new(),
         }
@@ -344,21 +346,6 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         );
         return Outcome::Interrupted(msg);
     }
-    match super::conversion::after_verified_copy(&dir, &name, &machine) {
-        Ok(conv) => rep.conversion = conv,
-        Err(msg) => {
-            rep.error = Some(format!("guest conversion failed: {msg}"));
-            save_report(&dir, &rep);
-            send(
-                &mut s,
-                &Message::Refused {
-                    reason: msg.clone(),
-                    fatal: true,
-                },
-            );
-            return Outcome::Failed(msg);
-        }
-    }
     rep.state = CopyState::Complete;
     rep.error = None;
     for i in 0..writer.disks.len() {
@@ -367,16 +354,36 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
     save_report(&dir, &rep);
     drop(writer);
     let _ = fs::remove_dir_all(journal_dir(&ctx.state_dir, &name));
+    log::info!(
+        "{name}: copy complete and verified ({} disk(s)) in {}",
+        rep.disks.len(),
+        dir.display()
+    );
+    // The copy is verified and recorded before the conversion touches it.
+    let mut converted = true;
+    if let Some(xen_dir) = &ctx.xen_dir {
+        match super::conversion::after_verified_copy(&dir, &name, xen_dir) {
+            Ok(conv) => rep.conversion = Some(conv),
+            Err(msg) => {
+                let msg = format!(
+                    "copy verified, but the guest conversion failed: {msg}; fix it and run p2xen convert --name {name} --store {}",
+                    ctx.store.meta_root.display()
+                );
+                log::error!("{name}: {msg}");
+                rep.error = Some(msg);
+                save_report(&dir, &rep);
+                converted = false;
+            }
+        }
+    }
     let value = serde_json::to_value(&rep).unwrap_or_default();
     send(&mut s, &Message::Done { report: value });
     s.conn.send_close_notify();
     let _ = std::io::Write::flush(&mut s);
-    log::info!(
-        "{name}: complete and verified ({} disk(s)) in {}",
-        rep.disks.len(),
-        dir.display()
-    );
-    Outcome::Completed(Box::new(rep))
+    match rep.error.clone() {
+        Some(msg) if !converted => Outcome::Failed(msg),
+        _ => Outcome::Completed(Box::new(rep)),
+    }
 }
 
 /// Closes after a refusal mid-copy without resetting the connection: the

@@ -46,7 +46,7 @@ pub struct SendOptions {
     pub fingerprint: String,
     /// Migration name on the receiver; default: the hostname.
     pub name: Option<String>,
-    /// Disks or images to send, in order (disk0, disk1, ...). Must not be empty.
+    /// Disks or images to send, in order (disk0, disk1, ...); empty: all fixed disks.
     pub sources: Vec<PathBuf>,
     /// Send every block (zero chunks still as zero records).
     pub all_blocks: bool,
@@ -80,7 +80,7 @@ impl SendOptions {
 pub enum SendError {
     #[error(transparent)]
     Source(#[from] DeviceError),
-    #[error("no disks to send: name the disks or images on the command line")]
+    #[error("no disks to send: none found and none named on the command line")]
     NoDisks,
     #[error("too many disks ({0}); at most 64")]
     TooManyDisks(usize),
@@ -94,6 +94,10 @@ pub enum SendError {
     Refused { server: String, reason: String },
     #[error("receiver at {server} is not the pinned one: {reason}")]
     WrongReceiver { server: String, reason: String },
+    #[error("{0}")]
+    Inspect(#[from] crate::source::inspect::InspectError),
+    #[error("receiver at {server}: {reason}")]
+    ReceiverFailed { server: String, reason: String },
     #[error("gave up after {secs} s of failed reconnects to {server}: {last}")]
     GaveUp {
         server: String,
@@ -188,11 +192,16 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             p(&ev);
         }
     };
-    if opts.sources.is_empty() {
+    let sources = if opts.sources.is_empty() {
+        crate::source::inspect::list_fixed_disks()?
+    } else {
+        opts.sources.clone()
+    };
+    if sources.is_empty() {
         return Err(SendError::NoDisks);
     }
-    if opts.sources.len() > 64 {
-        return Err(SendError::TooManyDisks(opts.sources.len()));
+    if sources.len() > 64 {
+        return Err(SendError::TooManyDisks(sources.len()));
     }
     let pinned = tls::parse_fingerprint(&opts.fingerprint)?;
     let cfg = tls::client_config(pinned)?;
@@ -209,7 +218,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
     machine.options = opts.guest.clone();
 
     let mut disks = Vec::new();
-    for (i, path) in opts.sources.iter().enumerate() {
+    for (i, path) in sources.iter().enumerate() {
         let dev = Device::open(path)?;
         let (layout, desc) = layout::describe(&dev);
         machine.disks.push(desc);
@@ -283,6 +292,12 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         };
         match result {
             Ok(receiver_report) => {
+                if let Some(reason) = receiver_report.get("error").and_then(|e| e.as_str()) {
+                    return Err(SendError::ReceiverFailed {
+                        server: opts.server.clone(),
+                        reason: reason.to_string(),
+                    });
+                }
                 let wire: u64 = disks.iter().map(|d| d.report.wire_bytes).sum();
                 let data: u64 = disks.iter().map(|d| d.report.data_bytes).sum();
                 let report = SendReport {

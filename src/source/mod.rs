@@ -2,3 +2,8 @@
 
 pub mod device;
 pub mod extent;
+pub mod filesystems;
+pub mod inspect;
+pub mod os;
+pub mod partitions;
+pub mod sysfs;

@@ -156,6 +156,8 @@ impl Receiver {
             .arg(store)
             .arg("--state-dir")
             .arg(state)
+            // Fixture images hold no OS to convert; the guest tests cover that.
+            .arg("--no-convert")
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,98 @@
+//! `p2xen convert`: re-runs the conversion on stored images.
+
+use std::path::PathBuf;
+
+use super::{Bootloader, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout, XenType};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConvertArgs {
+    /// Guest name: images are in STORE/NAME, the config is XEN_DIR/NAME.cfg.
+    #[arg(long)]
+    pub name: String,
+    /// The receiver's store directory.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Where the xl config is written.
+    #[arg(long, default_value = "/etc/xen")]
+    pub xen_dir: PathBuf,
+    /// How the copy is exposed (default: machine.json's option, else disk).
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
+    /// Guest type (default: pv when the guest kernel supports Xen, else hvm).
+    #[arg(long = "type", value_enum)]
+    pub xen_type: Option<XenType>,
+    /// Boot loader for layout disk (default: pvgrub).
+    #[arg(long, value_enum)]
+    pub bootloader: Option<Bootloader>,
+    /// Bridge for the guest's NICs (default xenbr0).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Guest memory in MiB (default: the source server's).
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Guest CPUs (default: the source server's).
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// Print what would change, as diffs; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip one kind of fix-up (repeatable).
+    #[arg(long = "no-fixup", value_enum)]
+    pub no_fixup: Vec<FixupKind>,
+    /// Overwrite an existing config and partition images.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
+    let dir = args.store.join(&args.name);
+    let mut req = ConvertRequest::from_store(dir, &args.name, args.xen_dir.clone())?;
+    req.layout = args.layout;
+    req.xen_type = args.xen_type;
+    req.bootloader = args.bootloader;
+    req.bridge = args.bridge.clone();
+    req.memory_mib = args.memory;
+    req.vcpus = args.vcpus;
+    req.dry_run = args.dry_run;
+    req.skip = args.no_fixup.clone();
+    req.force = args.force;
+    super::convert(&req)
+}
+
+/// The human-readable summary the binary prints on stdout.
+pub fn summary(r: &ConversionReport) -> String {
+    let mut s = String::new();
+    for f in &r.fixups {
+        s.push_str(&format!(
+            "== {} {} ({}): {}\n",
+            f.kind.as_str(),
+            f.file,
+            f.action,
+            f.note
+        ));
+        s.push_str(&f.diff);
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    s.push_str(&format!(
+        "boot route: {} ({}): {}\n",
+        r.boot_route,
+        r.xen_type.as_str(),
+        r.boot_reason
+    ));
+    if r.dry_run {
+        s.push_str(&format!(
+            "dry run: nothing changed; {} would be:\n{}",
+            r.config_path.display(),
+            r.config
+        ));
+    } else {
+        s.push_str(&format!(
+            "wrote {}\nnext: {}\n",
+            r.config_path.display(),
+            r.next_command
+        ));
+    }
+    s
+}

@@ -1,0 +1,331 @@
+//! Mapping of the source server's device names (`/dev/hda1`, `/dev/sdb2`,
+//! `/dev/cciss/c0d0p1`, `/dev/nvme0n1p2`, `/dev/md0`) to the names the guest
+//! sees under Xen (`/dev/xvda1`, ...).
+//!
+//! The disk index comes from the name (hda/sda = first disk, cciss c0d1 and
+//! nvme1 = second disk), matching the sender's disk order; a name whose
+//! disk was not migrated, and CD-ROM/floppy names, map to `NotMigrated`.
+
+/// What becomes of one device name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapped {
+    /// Leave as it is (not a device name we know, UUID=/LABEL=, HVM layout).
+    Same,
+    /// Replace with this `/dev/...` name.
+    To(String),
+    /// The device has no counterpart in the guest: a CD-ROM, floppy, or a
+    /// disk that was not copied.
+    NotMigrated(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct DevMap {
+    /// Number of migrated disks.
+    disks: usize,
+    /// False for HVM: emulated disks keep the names the guest knew.
+    rename: bool,
+    /// Flattened md arrays: `/dev/mdN` (and `/dev/md/N`) → the member's new name.
+    md: Vec<(String, String)>,
+    /// Partition numbers copied, per disk; `None` = not known (map all).
+    parts: Option<Vec<Vec<u32>>>,
+}
+
+/// A parsed block-device name: disk index and optional partition number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPart {
+    pub disk: usize,
+    pub part: Option<u32>,
+}
+
+impl DevMap {
+    pub fn new(disks: usize, rename: bool) -> Self {
+        DevMap {
+            disks,
+            rename,
+            md: Vec::new(),
+            parts: None,
+        }
+    }
+
+    /// Names the partitions each disk has in the copy: a name of a partition
+    /// not in this list maps to `NotMigrated`.
+    pub fn with_partitions(mut self, parts: Vec<Vec<u32>>) -> Self {
+        self.parts = Some(parts);
+        self
+    }
+
+    /// Record that the md array `md_name` (e.g. "md0") was flattened into
+    /// `target` (a device name, or `UUID=...` where the name is not known).
+    pub fn add_md(&mut self, md_name: &str, target: &str) {
+        self.md.push((md_name.to_string(), target.to_string()));
+    }
+
+    pub fn map(&self, dev: &str) -> Mapped {
+        let Some(name) = dev.strip_prefix("/dev/") else {
+            return Mapped::Same;
+        };
+        if is_removable_name(name) {
+            return Mapped::NotMigrated("CD-ROM/floppy device");
+        }
+        if let Some(md) = md_name(name) {
+            return match self.md.iter().find(|(m, _)| *m == md) {
+                Some((_, t)) => Mapped::To(t.clone()),
+                _ => Mapped::Same,
+            };
+        }
+        let Some(dp) = parse_disk_name(name) else {
+            return Mapped::Same;
+        };
+        if dp.disk >= self.disks {
+            return Mapped::NotMigrated("disk not migrated");
+        }
+        if let (Some(p), Some(parts)) = (dp.part, &self.parts) {
+            if parts.get(dp.disk).is_some_and(|list| !list.contains(&p)) {
+                return Mapped::NotMigrated("no such partition in the copy");
+            }
+        }
+        if !self.rename {
+            return Mapped::Same;
+        }
+        Mapped::To(xvd_name(dp))
+    }
+}
+
+/// `/dev/xvdXN` for a disk index and partition number.
+pub fn xvd_name(dp: DiskPart) -> String {
+    let mut s = format!("/dev/{}", vdev_disk(dp.disk));
+    if let Some(p) = dp.part {
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+/// The xl vdev of a whole disk: xvda .. xvdz, xvdaa ...
+pub fn vdev_disk(index: usize) -> String {
+    format!("xvd{}", disk_letters(index))
+}
+
+fn disk_letters(index: usize) -> String {
+    let letter = |i: usize| char::from(b'a' + (i % 26) as u8);
+    if index < 26 {
+        letter(index).to_string()
+    } else {
+        let hi = index / 26 - 1;
+        format!("{}{}", letter(hi), letter(index % 26))
+    }
+}
+
+fn letters_index(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let idx = |c: u8| -> Option<usize> { c.is_ascii_lowercase().then(|| usize::from(c - b'a')) };
+    match b {
+        [a] => idx(*a),
+        [a, c] => Some((idx(*a)? + 1) * 26 + idx(*c)?),
+        _ => None,
+    }
+}
+
+fn split_digits_suffix(s: &str) -> (&str, &str) {
+    let cut = s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    s.split_at(cut)
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 6 {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn is_removable_name(name: &str) -> bool {
+    let (stem, digits) = split_digits_suffix(name);
+    matches!(name, "cdrom" | "dvd" | "cdrw" | "dvdrw" | "floppy")
+        || (matches!(stem, "sr" | "scd" | "fd" | "cdrom" | "dvd") && !digits.is_empty())
+}
+
+fn md_name(name: &str) -> Option<String> {
+    if let Some(n) = name.strip_prefix("md/") {
+        return parse_num(n).map(|n| format!("md{n}"));
+    }
+    let n = name.strip_prefix("md")?;
+    parse_num(n).map(|n| format!("md{n}"))
+}
+
+/// Parses `hda1`, `sdb`, `xvdc2`, `vda1`, `cciss/c0d1p2`, `ida/c0d0p1`,
+/// `nvme0n1p3`, `mmcblk0p1`.
+pub fn parse_disk_name(name: &str) -> Option<DiskPart> {
+    for prefix in ["cciss/", "ida/", "rd/"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let rest = rest.strip_prefix('c')?;
+            let (_ctrl, rest) = rest.split_once('d')?;
+            let (disk, part) = match rest.split_once('p') {
+                Some((d, p)) => (d, Some(parse_num(p)?)),
+                None => (rest, None),
+            };
+            let disk = parse_num(disk)? as usize;
+            return Some(DiskPart { disk, part });
+        }
+    }
+    if let Some(rest) = name.strip_prefix("nvme") {
+        let (ctrl, rest) = rest.split_once('n')?;
+        let (_ns, part) = match rest.split_once('p') {
+            Some((n, p)) => (n, Some(parse_num(p)?)),
+            None => (rest, None),
+        };
+        return Some(DiskPart {
+            disk: parse_num(ctrl)? as usize,
+            part,
+        });
+    }
+    if let Some(rest) = name.strip_prefix("mmcblk") {
+        let (disk, part) = match rest.split_once('p') {
+            Some((d, p)) => (d, Some(parse_num(p)?)),
+            None => (rest, None),
+        };
+        return Some(DiskPart {
+            disk: parse_num(disk)? as usize,
+            part,
+        });
+    }
+    for prefix in ["xvd", "hd", "sd", "vd"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let (letters, digits) = split_digits_suffix(rest);
+            let disk = letters_index(letters)?;
+            let part = if digits.is_empty() {
+                None
+            } else {
+                Some(parse_num(digits)?)
+            };
+            return Some(DiskPart { disk, part });
+        }
+    }
+    None
+}
+
+/// Rewrites every `key=/dev/...` token (root=, resume=) of a kernel command
+/// line through `map`; other tokens are kept byte for byte.
+pub fn map_cmdline_devices(line: &str, map: &DevMap) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while !rest.is_empty() {
+        let ws = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..ws]);
+        rest = &rest[ws..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (tok, tail) = rest.split_at(end);
+        out.push_str(&map_token(tok, map));
+        rest = tail;
+    }
+    out
+}
+
+fn map_token(tok: &str, map: &DevMap) -> String {
+    for key in ["root=", "resume="] {
+        let Some(i) = tok.find(key) else { continue };
+        let at_start = tok[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| matches!(c, '"' | '\'' | '='));
+        if !at_start {
+            continue;
+        }
+        let val_start = i + key.len();
+        let val_len = tok[val_start..]
+            .find(['"', '\''])
+            .unwrap_or(tok.len() - val_start);
+        let dev = &tok[val_start..val_start + val_len];
+        if let Mapped::To(new) = map.map(dev) {
+            return format!("{}{new}{}", &tok[..val_start], &tok[val_start + val_len..]);
+        }
+    }
+    tok.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_xvd() {
+        let m = DevMap::new(2, true);
+        let to = |s: &str| match m.map(s) {
+            Mapped::To(t) => t,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(to("/dev/hda1"), "/dev/xvda1");
+        assert_eq!(to("/dev/sdb2"), "/dev/xvdb2");
+        assert_eq!(to("/dev/cciss/c0d0p3"), "/dev/xvda3");
+        assert_eq!(to("/dev/nvme1n1p2"), "/dev/xvdb2");
+        assert_eq!(to("/dev/nvme0n1"), "/dev/xvda");
+        assert_eq!(to("/dev/xvda1"), "/dev/xvda1");
+        assert_eq!(m.map("/dev/hdc"), Mapped::NotMigrated("disk not migrated"));
+        assert_eq!(
+            m.map("/dev/cdrom"),
+            Mapped::NotMigrated("CD-ROM/floppy device")
+        );
+        assert_eq!(
+            m.map("/dev/fd0"),
+            Mapped::NotMigrated("CD-ROM/floppy device")
+        );
+        assert_eq!(m.map("/dev/mapper/vg-root"), Mapped::Same);
+        assert_eq!(m.map("UUID=abc"), Mapped::Same);
+        assert_eq!(m.map("/dev/md0"), Mapped::Same);
+        assert_eq!(DevMap::new(2, false).map("/dev/hda1"), Mapped::Same);
+    }
+
+    #[test]
+    fn partitions_not_in_the_copy() {
+        let m = DevMap::new(2, true).with_partitions(vec![vec![1, 5], vec![]]);
+        assert_eq!(m.map("/dev/sda5"), Mapped::To("/dev/xvda5".into()));
+        assert_eq!(
+            m.map("/dev/sda2"),
+            Mapped::NotMigrated("no such partition in the copy")
+        );
+        assert_eq!(m.map("/dev/sda"), Mapped::To("/dev/xvda".into()));
+        assert_eq!(
+            m.map("/dev/sdb1"),
+            Mapped::NotMigrated("no such partition in the copy")
+        );
+    }
+
+    #[test]
+    fn flattened_md_maps_to_member() {
+        let mut m = DevMap::new(1, true);
+        m.add_md("md0", "/dev/xvda1");
+        assert_eq!(m.map("/dev/md0"), Mapped::To("/dev/xvda1".into()));
+        assert_eq!(m.map("/dev/md/0"), Mapped::To("/dev/xvda1".into()));
+        assert_eq!(m.map("/dev/md1"), Mapped::Same);
+    }
+
+    #[test]
+    fn cmdline_tokens_keep_spacing() {
+        let m = DevMap::new(1, true);
+        assert_eq!(
+            map_cmdline_devices("\tkernel /vmlinuz root=/dev/sda1  ro resume=/dev/sda2", &m),
+            "\tkernel /vmlinuz root=/dev/xvda1  ro resume=/dev/xvda2"
+        );
+        assert_eq!(
+            map_cmdline_devices("GRUB_CMDLINE_LINUX=\"root=/dev/hda1\"", &m),
+            "GRUB_CMDLINE_LINUX=\"root=/dev/xvda1\""
+        );
+    }
+
+    #[test]
+    fn disk_letters_roundtrip() {
+        for i in [0usize, 1, 25, 26, 27, 51, 52] {
+            let l = disk_letters(i);
+            assert_eq!(letters_index(&l), Some(i), "{l}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_guest_text(line in "\\PC{0,80}", dev in "/dev/[a-z0-9/]{0,12}") {
+            let mut m = DevMap::new(3, true);
+            m.add_md("md0", "/dev/xvda1");
+            let _ = m.map(&dev);
+            let _ = map_cmdline_devices(&line, &m);
+            let _ = map_cmdline_devices(&format!("root={dev} {line}"), &m);
+        }
+    }
+}

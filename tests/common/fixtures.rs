@@ -1,0 +1,373 @@
+//! Disk-image fixtures built with the real tools (sfdisk, mke2fs -d,
+//! debugfs), plus helpers to hash images and run the p2xen binary.
+//!
+//! A missing tool is a loud failure naming the Debian package to install.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const MIB: u64 = 1 << 20;
+pub const SECTOR: u64 = 512;
+
+/// Panics with the package to install when `tool` is not on PATH.
+pub fn need(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file());
+    assert!(
+        found,
+        "{tool} not found: install the Debian package {package}"
+    );
+}
+
+/// Runs a command, panics with its stderr when it fails, returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A sparse file of `size` bytes.
+pub fn sparse_image(path: &Path, size: u64) {
+    let f = fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+}
+
+/// Writes a partition table with an `sfdisk` script.
+pub fn sfdisk(image: &Path, script: &str) {
+    need("sfdisk", "fdisk");
+    let mut child = Command::new("sfdisk")
+        .arg("--quiet")
+        .arg("--no-reread")
+        .arg("--no-tell-kernel")
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfdisk (package fdisk)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sfdisk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sfdisk -J` of an image, parsed.
+pub fn sfdisk_json(image: &Path) -> serde_json::Value {
+    need("sfdisk", "fdisk");
+    let out = run(Command::new("sfdisk").arg("-J").arg(image));
+    serde_json::from_str(&out).expect("sfdisk -J prints JSON")
+}
+
+/// Files of a small Linux root: /etc/os-release, hostname, fstab, a kernel
+/// and initrd in /boot (unless `boot_in_root` is false), grub.cfg, systemd.
+pub struct RootTree {
+    pub hostname: String,
+    pub pretty_name: String,
+    pub fstab: String,
+    pub kernels: Vec<String>,
+    pub boot_in_root: bool,
+}
+
+impl RootTree {
+    pub fn debian(hostname: &str) -> Self {
+        RootTree {
+            hostname: hostname.to_string(),
+            pretty_name: "Debian GNU/Linux 12 (bookworm)".to_string(),
+            fstab: "# /etc/fstab: static file system information.\n\
+                    UUID=0b5e4e2a-6c1b-4f59-9c43-2f9d3c7e0a11 / ext4 errors=remount-ro 0 1\n\
+                    /dev/sda1 /boot ext2 defaults 0 2\n\
+                    /dev/sda5 none swap sw 0 0\n\
+                    proc /proc proc defaults 0 0\n"
+                .to_string(),
+            kernels: vec!["6.1.0-18-amd64".to_string(), "6.1.0-17-amd64".to_string()],
+            boot_in_root: true,
+        }
+    }
+
+    /// Writes the tree under `dir`.
+    pub fn write(&self, dir: &Path) {
+        let w = |rel: &str, text: &str| {
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        };
+        w(
+            "usr/lib/os-release",
+            &format!(
+                "PRETTY_NAME=\"{}\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+                self.pretty_name
+            ),
+        );
+        // Like Debian: /etc/os-release is a relative symlink into /usr/lib.
+        fs::create_dir_all(dir.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../usr/lib/os-release", dir.join("etc/os-release")).unwrap();
+        w("etc/hostname", &format!("{}\n", self.hostname));
+        w("etc/fstab", &self.fstab);
+        w("usr/lib/systemd/systemd", "\x7fELF");
+        if self.boot_in_root {
+            BootTree {
+                kernels: self.kernels.clone(),
+            }
+            .write(&dir.join("boot"));
+        } else {
+            fs::create_dir_all(dir.join("boot")).unwrap();
+        }
+    }
+}
+
+/// Contents of a /boot: kernels, initrds, grub/grub.cfg.
+pub struct BootTree {
+    pub kernels: Vec<String>,
+}
+
+impl BootTree {
+    pub fn write(&self, dir: &Path) {
+        fs::create_dir_all(dir.join("grub")).unwrap();
+        fs::write(dir.join("grub/grub.cfg"), "set default=0\n").unwrap();
+        for k in &self.kernels {
+            fs::write(dir.join(format!("vmlinuz-{k}")), "kernel").unwrap();
+            fs::write(dir.join(format!("initrd.img-{k}")), "initrd").unwrap();
+            fs::write(dir.join(format!("config-{k}")), "CONFIG_EXT4_FS=m\n").unwrap();
+        }
+    }
+}
+
+/// Makes an ext2/3/4 filesystem of `size` bytes at byte `offset` of `image`
+/// (in place, with `mke2fs -E offset=`), populated from `dir` if given.
+pub fn mke2fs_at(
+    image: &Path,
+    fstype: &str,
+    offset: u64,
+    size: u64,
+    dir: Option<&Path>,
+    label: &str,
+) {
+    need("mke2fs", "e2fsprogs");
+    let mut cmd = Command::new("mke2fs");
+    cmd.args(["-q", "-F", "-t", fstype, "-L", label, "-b", "1024"])
+        .arg("-E")
+        .arg(format!("offset={offset}"));
+    if let Some(d) = dir {
+        cmd.arg("-d").arg(d);
+    }
+    cmd.arg(image).arg(format!("{}k", size / 1024));
+    run(&mut cmd);
+}
+
+/// `image?offset=N` as e2fsprogs tools accept it.
+pub fn at_offset(image: &Path, offset: u64) -> String {
+    format!("{}?offset={offset}", image.display())
+}
+
+/// A file's content read by `debugfs` (independent of p2xen's reader).
+pub fn debugfs_cat(image: &Path, offset: u64, path: &str) -> String {
+    need("debugfs", "e2fsprogs");
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(at_offset(image, offset)))
+}
+
+/// File names in a directory, by `debugfs ls -l` (regular files only).
+pub fn debugfs_ls_files(image: &Path, offset: u64, dir: &str) -> Vec<String> {
+    need("debugfs", "e2fsprogs");
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("ls -l {dir}"))
+        .arg(at_offset(image, offset)));
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let _inode = f.next()?;
+            let mode = f.next()?;
+            let name = l.split_whitespace().last()?;
+            mode.starts_with("100").then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Overwrites bytes of an image in place.
+pub fn patch(image: &Path, offset: u64, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).open(image).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Reads bytes of an image.
+pub fn peek(image: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = fs::File::open(image).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact(&mut b).unwrap();
+    b
+}
+
+/// Copies `src` into `image` at `offset` like `dd conv=notrunc,sparse`.
+pub fn dd_into(image: &Path, offset: u64, src: &Path) {
+    run(Command::new("dd")
+        .arg(format!("if={}", src.display()))
+        .arg(format!("of={}", image.display()))
+        .args([
+            "bs=512",
+            "conv=notrunc,sparse",
+            "status=none",
+            "oflag=seek_bytes",
+        ])
+        .arg(format!("seek={offset}")));
+}
+
+/// blake3 of a whole file, hex.
+pub fn hash_file(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut f = fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Runs the p2xen binary.
+pub fn p2xen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_p2xen"))
+        .args(args)
+        .output()
+        .expect("run p2xen")
+}
+
+/// `p2xen inspect --json IMAGES...`: (report, exit code, stderr).
+pub fn inspect_json(images: &[&Path]) -> (serde_json::Value, i32, String) {
+    let mut args = vec!["inspect", "--json"];
+    let paths: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = p2xen(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("inspect --json printed no JSON ({e}); stderr: {stderr}"));
+    (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+/// An MBR disk like an old server's: /boot (ext2, primary 1, bootable),
+/// swap (primary 2), an extended partition 3 holding logical 5 (ext4 root
+/// with a Debian tree) and logical 6 (ext3 /srv), all built by the tools.
+pub struct MbrServer {
+    pub image: PathBuf,
+    pub boot_offset: u64,
+    pub root_offset: u64,
+    pub srv_offset: u64,
+    pub kernels: Vec<String>,
+}
+
+pub fn mbr_server(dir: &Path) -> MbrServer {
+    let image = dir.join("mbr.img");
+    sparse_image(&image, 64 * MIB);
+    sfdisk(
+        &image,
+        "label: dos\nlabel-id: 0x2ab1c0de\n\
+         start=2048, size=16384, type=83, bootable\n\
+         start=18432, size=8192, type=82\n\
+         start=26624, size=104448, type=5\n\
+         start=28672, size=40960, type=83\n\
+         start=71680, size=20480, type=83\n",
+    );
+    let kernels = vec!["6.1.0-18-amd64".to_string(), "6.1.0-17-amd64".to_string()];
+    let boot_dir = dir.join("boot-tree");
+    BootTree {
+        kernels: kernels.clone(),
+    }
+    .write(&boot_dir);
+    let root_dir = dir.join("root-tree");
+    RootTree {
+        boot_in_root: false,
+        ..RootTree::debian("oldserver")
+    }
+    .write(&root_dir);
+    let boot_offset = 2048 * SECTOR;
+    let root_offset = 28672 * SECTOR;
+    let srv_offset = 71680 * SECTOR;
+    mke2fs_at(
+        &image,
+        "ext2",
+        boot_offset,
+        16384 * SECTOR,
+        Some(&boot_dir),
+        "boot",
+    );
+    mke2fs_at(
+        &image,
+        "ext4",
+        root_offset,
+        40960 * SECTOR,
+        Some(&root_dir),
+        "root",
+    );
+    mke2fs_at(&image, "ext3", srv_offset, 20480 * SECTOR, None, "srv");
+    MbrServer {
+        image,
+        boot_offset,
+        root_offset,
+        srv_offset,
+        kernels,
+    }
+}
+
+/// A GPT disk: BIOS boot (1), ESP (2), ext4 root named "root" with the
+/// legacy-BIOS-bootable attribute (3), swap (4), /home (5).
+pub struct GptServer {
+    pub image: PathBuf,
+    pub root_offset: u64,
+}
+
+pub fn gpt_server(dir: &Path) -> GptServer {
+    let image = dir.join("gpt.img");
+    sparse_image(&image, 64 * MIB);
+    sfdisk(
+        &image,
+        "label: gpt\nlabel-id: 5D9A37C4-1B0E-4B6A-9F3B-3B7E2C1D0A01\n\
+         start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, name=\"bios\"\n\
+         start=4096, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"EFI System\"\n\
+         start=20480, size=61440, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"root\", attrs=\"RequiredPartition LegacyBIOSBootable\"\n\
+         start=81920, size=8192, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=\"swap\"\n\
+         start=90112, size=20480, type=933AC7E1-2EB4-4F13-B844-0E14E2AEF915, name=\"home\"\n",
+    );
+    let root_dir = dir.join("gpt-root-tree");
+    RootTree::debian("gpthost").write(&root_dir);
+    let root_offset = 20480 * SECTOR;
+    mke2fs_at(
+        &image,
+        "ext4",
+        root_offset,
+        61440 * SECTOR,
+        Some(&root_dir),
+        "gptroot",
+    );
+    GptServer { image, root_offset }
+}

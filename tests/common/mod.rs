@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests. Each file is one kind of helper.
+#![allow(dead_code)]
+
+pub mod fixtures;

@@ -1,0 +1,1407 @@
+//! Guest conversion on fixture copies built here with the real tools:
+//! (a) the seed's 2006 server (MBR, ext3 on hda1, sysvinit, grub legacy),
+//! (b) a modern Debian (GPT, ext4 by UUID, systemd, grub2),
+//! (c) one half of an md RAID1 (metadata 1.0, ext4 inside).
+//! Every test keeps the "source" image apart and checks it is unchanged.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1024 * 1024;
+
+fn tool(cmd: &str, package: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}: install Debian package {package}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sha(path: &Path) -> String {
+    let data = std::fs::read(path).unwrap();
+    format!("{:x}", Sha256::digest(&data))
+}
+
+fn sha_range(path: &Path, off: u64, len: u64) -> String {
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, off).unwrap();
+    format!("{:x}", Sha256::digest(&buf))
+}
+
+/// Writes a tree of files: (guest path, content); content "->TARGET" makes a symlink.
+fn tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        let dst = root.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        match content.strip_prefix("->") {
+            Some(target) => std::os::unix::fs::symlink(target, &dst).unwrap(),
+            None => std::fs::write(&dst, content).unwrap(),
+        }
+    }
+}
+
+/// An initrd: an uncompressed early (microcode) cpio, then the main cpio
+/// compressed with `compressor`, as Debian builds them.
+fn initrd(dir: &Path, files: &[&str], compressor: &str) -> Vec<u8> {
+    let cpio = |root: &Path, names: &[&str]| -> Vec<u8> {
+        for n in names {
+            let p = root.join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"module").unwrap();
+        }
+        let mut child = Command::new("cpio")
+            .args(["-o", "-H", "newc", "--quiet"])
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("cpio: install Debian package cpio");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(names.join("\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let early = dir.join("early");
+    let main = dir.join("main");
+    let mut img = cpio(&early, &["kernel/x86/microcode/GenuineIntel.bin"]);
+    let body = cpio(&main, files);
+    let mut child = Command::new(compressor)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{compressor}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&body).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    img.extend(out.stdout);
+    img
+}
+
+/// A filesystem image from a directory (mke2fs -d), its UUID.
+fn mkfs(kind: &str, dir: &Path, img: &Path, size: u64, uuid: &str) {
+    tool(
+        "mke2fs",
+        "e2fsprogs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            kind,
+            "-U",
+            uuid,
+            "-d",
+            &dir.to_string_lossy(),
+            &img.to_string_lossy(),
+            &format!("{}k", size / 1024),
+        ],
+    );
+}
+
+fn put(disk: &Path, off: u64, part_img: &Path) {
+    let data = std::fs::read(part_img).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    f.write_all_at(&data, off).unwrap();
+}
+
+fn sfdisk(disk: &Path, script: &str) {
+    let mut child = Command::new("sfdisk")
+        .args(["-q", &disk.to_string_lossy()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sfdisk: install Debian package fdisk");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk {script}");
+}
+
+/// A file inside an ext filesystem of an image, read with debugfs (no mount).
+fn guest_file(img: &Path, off: u64, path: &str) -> Option<String> {
+    let spec = format!("{}?offset={off}", img.display());
+    let out = tool(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", &format!("cat {path}"), &spec],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("not found") {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn guest_stat(img: &Path, off: u64, path: &str) -> String {
+    let spec = format!("{}?offset={off}", img.display());
+    let out = tool(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", &format!("stat {path}"), &spec],
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// xl.cfg keys: `key = "string"`, `key = 123`, `key = [ 'a', 'b' ]`.
+fn parse_xl(text: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut map = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (k, v) = l
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not key = value: {l}"));
+        let (k, v) = (k.trim().to_string(), v.trim());
+        if v.starts_with('[') {
+            let mut body = v.trim_start_matches('[').to_string();
+            while !body.contains(']') {
+                body.push_str(lines.next().expect("unterminated list"));
+            }
+            let items = body
+                .trim_end()
+                .trim_end_matches(']')
+                .split('\'')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, s)| s.to_string())
+                .collect();
+            map.insert(k, items);
+        } else if let Some(s) = v.strip_prefix('"') {
+            map.insert(
+                k,
+                vec![s.strip_suffix('"').expect("closing quote").to_string()],
+            );
+        } else {
+            assert!(v.parse::<u64>().is_ok(), "{k}: {v}");
+            map.insert(k, vec![v.to_string()]);
+        }
+    }
+    map
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    source: PathBuf,
+    source_sha: String,
+    store: PathBuf,
+    xen_dir: PathBuf,
+}
+
+impl Fixture {
+    /// Copies the source image into STORE/NAME/disk0.img with machine.json.
+    fn new(tmp: tempfile::TempDir, source: PathBuf, name: &str, machine: &str) -> Self {
+        let store = tmp.path().join("store").join(name);
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::copy(&source, store.join("disk0.img")).unwrap();
+        std::fs::write(store.join("machine.json"), machine).unwrap();
+        std::fs::write(store.join("report.json"), r#"{"copy":{"verified":true}}"#).unwrap();
+        let xen_dir = tmp.path().join("xen");
+        Fixture {
+            source_sha: sha(&source),
+            source,
+            store,
+            xen_dir,
+            _tmp: tmp,
+        }
+    }
+
+    fn request(&self, name: &str) -> ConvertRequest {
+        ConvertRequest::from_store(self.store.clone(), name, self.xen_dir.clone()).unwrap()
+    }
+
+    fn disk(&self) -> PathBuf {
+        self.store.join("disk0.img")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        assert_eq!(sha(&self.source), self.source_sha, "source image changed");
+    }
+}
+
+fn diff_of<'a>(r: &'a ConversionReport, file: &str) -> &'a str {
+    &r.fixups
+        .iter()
+        .find(|f| f.file == file)
+        .unwrap_or_else(|| panic!("no fix-up of {file}: {:#?}", r.fixups))
+        .diff
+}
+
+// ---------------------------------------------------------------- (a) seed
+
+const SEED_FSTAB: &str = "# /etc/fstab: static file system information.
+proc            /proc           proc    defaults        0       0
+/dev/hda1       /               ext3    defaults,errors=remount-ro 0       1
+/dev/hda2       none            swap    sw              0       0
+/dev/hdc        /media/cdrom0   udf,iso9660 user,noauto     0       0
+/dev/fd0        /media/floppy0  auto    rw,user,noauto  0       0
+";
+const SEED_MENU: &str = "default 0
+timeout 5
+# kopt=root=/dev/hda1 ro
+title Debian GNU/Linux, kernel 2.6.18-6-xen-686
+root (hd0,0)
+kernel /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/hda1 ro
+initrd /boot/initrd.img-2.6.18-6-xen-686
+";
+const SEED_INITTAB: &str = "id:2:initdefault:
+si::sysinit:/etc/init.d/rcS
+1:2345:respawn:/sbin/getty 38400 tty1
+2:23:respawn:/sbin/getty 38400 tty2
+";
+const SEED_ROOT_UUID: &str = "5eed0000-0000-4000-8000-000000000001";
+const P1: u64 = MIB;
+const P1_SIZE: u64 = 40 * MIB;
+const P2: u64 = 41 * MIB;
+const P2_SIZE: u64 = 16 * MIB;
+
+fn seed() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let initrd_img = initrd(
+        &tmp.path().join("ird"),
+        &["lib/modules/2.6.18-6-xen-686/kernel/fs/ext3/ext3.ko"],
+        "gzip",
+    );
+    tree(
+        &root,
+        &[
+            ("/etc/fstab", SEED_FSTAB),
+            (
+                "/etc/modules.conf",
+                "alias eth0 8139too\nalias scsi_hostadapter aha1740\nalias char-major-10-135 rtc\n",
+            ),
+            ("/etc/inittab", SEED_INITTAB),
+            ("/etc/securetty", "console\ntty1\ntty2\n"),
+            (
+                "/etc/udev/rules.d/z25_persistent-net.rules",
+                "SUBSYSTEM==\"net\", ATTRS{address}==\"00:0c:29:ab:cd:ef\", NAME=\"eth0\"\n",
+            ),
+            ("/etc/init.d/smartmontools", "#!/bin/sh\n"),
+            ("/etc/rc2.d/S20smartmontools", "->../init.d/smartmontools"),
+            ("/etc/rc2.d/S10sysklogd", "->../init.d/sysklogd"),
+            ("/boot/grub/menu.lst", SEED_MENU),
+            ("/boot/vmlinuz-2.6.18-6-xen-686", "kernel-image"),
+            (
+                "/boot/config-2.6.18-6-xen-686",
+                "CONFIG_X86_32=y\nCONFIG_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n",
+            ),
+            ("/sbin/init", "sysvinit"),
+        ],
+    );
+    std::fs::write(root.join("boot/initrd.img-2.6.18-6-xen-686"), initrd_img).unwrap();
+    let src = tmp.path().join("source.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: dos\nstart=2048, size=81920, type=83, bootable\nstart=83968, size=32768, type=82\n",
+    );
+    let p1 = tmp.path().join("p1.img");
+    mkfs("ext3", &root, &p1, P1_SIZE, SEED_ROOT_UUID);
+    put(&src, P1, &p1);
+    let p2 = tmp.path().join("p2.img");
+    std::fs::File::create(&p2)
+        .unwrap()
+        .set_len(P2_SIZE)
+        .unwrap();
+    tool("mkswap", "util-linux", &["-q", &p2.to_string_lossy()]);
+    put(&src, P2, &p2);
+    let machine = format!(
+        r#"{{"name":"seed","hostname":"seed","cpus":1,"memory_bytes":268435456,
+  "nics":[{{"name":"eth0","mac":"00:0C:29:AB:CD:EF","driver":"8139too"}}],
+  "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr","model":"ST380011A",
+    "partitions":[
+      {{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0x83","type_name":"Linux","bootable":true,
+        "filesystem":{{"type":"ext3","uuid":"{SEED_ROOT_UUID}","label":null}},
+        "os":{{"pretty_name":"Debian GNU/Linux 4.0","id":"debian","init_system":"sysvinit","fstab":[],"kernels":["vmlinuz-2.6.18-6-xen-686"]}}}},
+      {{"number":2,"start_bytes":{P2},"size_bytes":{P2_SIZE},"type_id":"0x82","filesystem":{{"type":"swap"}}}}]}}],
+  "options":{{"layout":"disk","type":null,"bridge":null,"memory_mib":null,"vcpus":null}}}}"#,
+        64 * MIB
+    );
+    Fixture::new(tmp, src, "seed", &machine)
+}
+
+#[test]
+fn seed_server_disk_layout() {
+    let fx = seed();
+    let before = sha(&fx.disk());
+
+    let mut req = fx.request("seed");
+    req.dry_run = true;
+    let dry = guest::convert(&req).unwrap();
+    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert!(
+        !fx.xen_dir.join("seed.cfg").exists(),
+        "dry run wrote a config"
+    );
+    assert!(diff_of(&dry, "/etc/fstab").contains("+/dev/xvda1       /"));
+
+    let rep = guest::convert(&fx.request("seed")).unwrap();
+    assert_ne!(sha(&fx.disk()), before);
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(&img, P1, "/etc/fstab").unwrap(),
+        "# /etc/fstab: static file system information.
+proc            /proc           proc    defaults        0       0
+/dev/xvda1       /               ext3    defaults,errors=remount-ro 0       1
+/dev/xvda2       none            swap    sw              0       0
+# p2xen: not migrated (disk not migrated): /dev/hdc        /media/cdrom0   udf,iso9660 user,noauto     0       0
+# p2xen: not migrated (CD-ROM/floppy device): /dev/fd0        /media/floppy0  auto    rw,user,noauto  0       0
+"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/modules.conf").unwrap(),
+        "# p2xen: hardware not present under Xen: alias eth0 8139too
+# p2xen: hardware not present under Xen: alias scsi_hostadapter aha1740
+alias char-major-10-135 rtc
+"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/inittab").unwrap(),
+        format!("{SEED_INITTAB}hvc0:2345:respawn:/sbin/getty 38400 hvc0\n")
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/securetty").unwrap(),
+        "console\ntty1\ntty2\nhvc0\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/boot/grub/menu.lst").unwrap(),
+        "default 0
+timeout 5
+# kopt=root=/dev/xvda1 ro console=hvc0
+title Debian GNU/Linux, kernel 2.6.18-6-xen-686
+root (hd0,0)
+kernel /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0
+initrd /boot/initrd.img-2.6.18-6-xen-686
+"
+    );
+    let cfg = guest_file(&img, P1, "/boot/grub/grub.cfg").expect("generated grub.cfg");
+    assert!(
+        cfg.starts_with("# Generated by p2xen from /boot/grub/menu.lst"),
+        "{cfg}"
+    );
+    assert!(cfg.contains(
+        "menuentry 'Debian GNU/Linux, kernel 2.6.18-6-xen-686' {\n\tinsmod part_msdos\n\tinsmod part_gpt\n\tinsmod ext2\n\tsearch --no-floppy --set=root --file /boot/vmlinuz-2.6.18-6-xen-686\n\tlinux /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0\n\tinitrd /boot/initrd.img-2.6.18-6-xen-686\n}\n"
+    ), "{cfg}");
+    assert_eq!(
+        guest_file(&img, P1, "/etc/udev/rules.d/z25_persistent-net.rules"),
+        None
+    );
+    assert!(
+        guest_stat(&img, P1, "/etc/rc2.d/K80smartmontools").contains("../init.d/smartmontools")
+    );
+    assert!(guest_stat(&img, P1, "/etc/rc2.d/S20smartmontools").contains("not found"));
+    assert!(guest_stat(&img, P1, "/etc/rc2.d/S10sysklogd").contains("../init.d/sysklogd"));
+    // Everything the dry run promised was done, nothing more.
+    assert_eq!(dry.fixups, rep.fixups);
+
+    assert_eq!(rep.boot_route, "pvgrub2");
+    assert_eq!(rep.xen_type, XenType::Pv);
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    let text = std::fs::read_to_string(fx.xen_dir.join("seed.cfg")).unwrap();
+    assert_eq!(text, rep.config);
+    assert!(text.starts_with("# Xen domain config for seed, written by p2xen convert.\n# Migrated from physical server seed"));
+    let xl = parse_xl(&text);
+    let abs = std::path::absolute(fx.disk()).unwrap();
+    let one = |k: &str| xl.get(k).unwrap_or_else(|| panic!("no {k} in {text}"))[0].clone();
+    assert_eq!(one("name"), "seed");
+    assert_eq!(one("type"), "pv");
+    assert_eq!(one("kernel"), "/usr/lib/grub-xen/grub-x86_64-xen.bin");
+    assert_eq!(one("memory"), "256");
+    assert_eq!(one("vcpus"), "1");
+    assert_eq!(
+        xl["disk"],
+        vec![format!(
+            "format=raw, vdev=xvda, access=rw, target={}",
+            abs.display()
+        )]
+    );
+    assert_eq!(
+        xl["vif"],
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=xenbr0".to_string()]
+    );
+    assert_eq!(one("on_poweroff"), "destroy");
+    assert_eq!(one("on_reboot"), "restart");
+    assert_eq!(one("on_crash"), "restart");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.store.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["copy"]["verified"], true, "copy report kept");
+    assert_eq!(report["conversion"]["boot_route"], "pvgrub2");
+    assert_eq!(report["conversion"]["layout"], "disk");
+    assert_eq!(
+        report["conversion"]["next_command"],
+        format!("xl create {}", fx.xen_dir.join("seed.cfg").display())
+    );
+
+    // A second conversion at the same time is refused.
+    {
+        let lock = std::fs::File::open(fx.store.join(".p2xen-convert.lock")).unwrap();
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        let mut req = fx.request("seed");
+        req.force = true;
+        let err = guest::convert(&req).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("another conversion of seed is running"),
+            "{err}"
+        );
+    }
+    // Never overwrite without --force; converting again changes nothing more.
+    let err = guest::convert(&fx.request("seed")).unwrap_err();
+    assert!(err.to_string().contains("exists; pass --force"), "{err}");
+    let mut again = fx.request("seed");
+    again.force = true;
+    let rep2 = guest::convert(&again).unwrap();
+    assert!(rep2.fixups.is_empty(), "not idempotent: {:#?}", rep2.fixups);
+}
+
+#[test]
+fn seed_server_partitions_layout() {
+    let fx = seed();
+    let disk_before = sha(&fx.disk());
+    let swap_sha = sha_range(&fx.source, P2, P2_SIZE);
+    let mut req = fx.request("seed");
+    req.layout = Some(Layout::Partitions);
+    req.memory_mib = Some(512);
+    req.bridge = Some("br0".to_string());
+    req.skip = vec![FixupKind::Monitoring];
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(
+        sha(&fx.disk()),
+        disk_before,
+        "layout partitions must not change disk0.img"
+    );
+    let p1 = fx.store.join("disk0-part1.img");
+    let p2 = fx.store.join("disk0-part2.img");
+    assert_eq!(std::fs::metadata(&p1).unwrap().len(), P1_SIZE);
+    assert_eq!(
+        sha(&p2),
+        swap_sha,
+        "swap partition image differs from the partition's bytes"
+    );
+    assert_eq!(
+        guest_file(&p1, 0, "/etc/fstab").unwrap().lines().nth(2),
+        Some("/dev/xvda1       /               ext3    defaults,errors=remount-ro 0       1")
+    );
+    // Monitoring skipped: the S link stays.
+    assert!(guest_stat(&p1, 0, "/etc/rc2.d/S20smartmontools").contains("../init.d/smartmontools"));
+    assert!(!rep.fixups.iter().any(|f| f.kind == FixupKind::Monitoring));
+    assert_eq!(rep.boot_route, "dom0-kernel");
+
+    let boot = std::path::absolute(fx.store.join("boot")).unwrap();
+    assert_eq!(
+        std::fs::read(boot.join("vmlinuz-2.6.18-6-xen-686")).unwrap(),
+        b"kernel-image"
+    );
+    let xl = parse_xl(&rep.config);
+    let one = |k: &str| xl[k][0].clone();
+    assert_eq!(one("type"), "pv");
+    assert_eq!(
+        one("kernel"),
+        boot.join("vmlinuz-2.6.18-6-xen-686").display().to_string()
+    );
+    assert_eq!(
+        one("ramdisk"),
+        boot.join("initrd.img-2.6.18-6-xen-686")
+            .display()
+            .to_string()
+    );
+    assert_eq!(one("root"), "/dev/xvda1 ro");
+    assert_eq!(one("extra"), "console=hvc0");
+    assert_eq!(one("memory"), "512");
+    let abs = std::path::absolute(&fx.store).unwrap();
+    assert_eq!(
+        xl["disk"],
+        vec![
+            format!(
+                "format=raw, vdev=xvda1, access=rw, target={}/disk0-part1.img",
+                abs.display()
+            ),
+            format!(
+                "format=raw, vdev=xvda2, access=rw, target={}/disk0-part2.img",
+                abs.display()
+            ),
+        ]
+    );
+    assert_eq!(
+        xl["vif"],
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=br0".to_string()]
+    );
+    assert!(!xl.contains_key("bootloader"));
+
+    // Existing partition images are not overwritten without --force.
+    let err = guest::convert(&req).unwrap_err();
+    assert!(err.to_string().contains("exists; pass --force"), "{err}");
+}
+
+#[test]
+fn sparse_partition_copy_keeps_bytes_and_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk.img");
+    let f = std::fs::File::create(&disk).unwrap();
+    f.set_len(64 * MIB).unwrap();
+    f.write_all_at(b"start of partition", 4 * MIB).unwrap();
+    f.write_all_at(&[0xa5; 8192], 20 * MIB + 4096).unwrap();
+    f.write_all_at(b"end", 36 * MIB - 3).unwrap();
+    f.write_all_at(b"after", 36 * MIB).unwrap();
+    drop(f);
+    let out = tmp.path().join("part.img");
+    let data = p2xen::guest::split::copy_partition(&disk, 4 * MIB, 32 * MIB, &out).unwrap();
+    assert!(data > 0 && data < 4 * MIB, "copied {data} bytes");
+    assert_eq!(sha(&out), sha_range(&disk, 4 * MIB, 32 * MIB));
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&out).unwrap().blocks() * 512;
+    assert!(
+        allocated < 4 * MIB,
+        "holes not kept: {allocated} bytes allocated"
+    );
+    let err =
+        p2xen::guest::split::copy_partition(&disk, 60 * MIB, 8 * MIB, &tmp.path().join("x.img"))
+            .unwrap_err();
+    assert!(err.to_string().contains("beyond the image end"), "{err}");
+}
+
+// ------------------------------------------------------- (b) modern Debian
+
+const DEB_ROOT_UUID: &str = "d2b1e5a0-4c1e-4d6a-9a41-3c1f5b2e7a10";
+const DEB_SWAP_UUID: &str = "0f3e6d1c-8b2a-4e59-a7c4-9d1e2f3a4b5c";
+const DEB_GRUB_CFG: &str = "set default=0
+menuentry 'Debian GNU/Linux' --class debian {
+\tinsmod ext2
+\tsearch --no-floppy --fs-uuid --set=root d2b1e5a0-4c1e-4d6a-9a41-3c1f5b2e7a10
+\tlinux\t/boot/vmlinuz-6.1.0-13-amd64 root=UUID=d2b1e5a0-4c1e-4d6a-9a41-3c1f5b2e7a10 ro quiet
+\tinitrd\t/boot/initrd.img-6.1.0-13-amd64
+}
+";
+
+fn debian() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ird = initrd(
+        &tmp.path().join("ird"),
+        &[
+            "usr/lib/modules/6.1.0-13-amd64/kernel/drivers/block/xen-blkfront.ko",
+            "usr/lib/modules/6.1.0-13-amd64/kernel/drivers/net/xen-netfront.ko",
+            "usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko",
+        ],
+        "gzip",
+    );
+    let fstab = format!(
+        "UUID={DEB_ROOT_UUID} /               ext4    errors=remount-ro 0       1\n\
+         UUID={DEB_SWAP_UUID} none            swap    sw              0       0\n\
+         /dev/sr0        /media/cdrom0   udf,iso9660 user,noauto     0       0\n"
+    );
+    tree(
+        &root,
+        &[
+            ("/etc/fstab", &fstab),
+            (
+                "/etc/default/grub",
+                "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+            ),
+            ("/boot/grub/grub.cfg", DEB_GRUB_CFG),
+            ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n",
+            ),
+            (
+                "/etc/udev/rules.d/70-persistent-net.rules",
+                "SUBSYSTEM==\"net\", ATTR{address}==\"52:54:00:12:34:56\", NAME=\"eth0\"\n",
+            ),
+            ("/etc/modprobe.d/blacklist.conf", "blacklist pcspkr\n"),
+            ("/lib/systemd/systemd", "systemd"),
+            ("/lib/systemd/system/serial-getty@.service", "[Unit]\n"),
+            ("/lib/systemd/system/smartmontools.service", "[Unit]\n"),
+            (
+                "/etc/systemd/system/multi-user.target.wants/smartd.service",
+                "->/lib/systemd/system/smartmontools.service",
+            ),
+            (
+                "/etc/systemd/system/multi-user.target.wants/cron.service",
+                "->/lib/systemd/system/cron.service",
+            ),
+            ("/sbin/init", "->/lib/systemd/systemd"),
+        ],
+    );
+    std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
+    let src = tmp.path().join("source.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: gpt\nstart=2048, size=81920, type=L\nstart=83968, size=32768, type=S\n",
+    );
+    let p1 = tmp.path().join("p1.img");
+    mkfs("ext4", &root, &p1, P1_SIZE, DEB_ROOT_UUID);
+    put(&src, P1, &p1);
+    let machine = format!(
+        r#"{{"name":"web1","hostname":"web1","cpus":2,"memory_bytes":2147483648,
+  "nics":[{{"name":"eno1","mac":"52:54:00:12:34:56","driver":"e1000e"}},{{"name":"eno2","mac":"52:54:00:12:34:57","driver":"e1000e"}}],
+  "disks":[{{"path":"/dev/nvme0n1","size_bytes":{},"table":"gpt",
+    "partitions":[
+      {{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4",
+        "filesystem":{{"type":"ext4","uuid":"{DEB_ROOT_UUID}"}},"os":{{"id":"debian","init_system":"systemd"}}}},
+      {{"number":2,"start_bytes":{P2},"size_bytes":{P2_SIZE},"type_id":"0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",
+        "filesystem":{{"type":"swap","uuid":"{DEB_SWAP_UUID}"}}}}]}}]}}"#,
+        64 * MIB
+    );
+    Fixture::new(tmp, src, "web1", &machine)
+}
+
+#[test]
+fn modern_debian() {
+    let fx = debian();
+    let rep = guest::convert(&fx.request("web1")).unwrap();
+    let img = fx.disk();
+    let fstab = guest_file(&img, P1, "/etc/fstab").unwrap();
+    assert_eq!(
+        fstab,
+        format!(
+            "UUID={DEB_ROOT_UUID} /               ext4    errors=remount-ro 0       1\n\
+             UUID={DEB_SWAP_UUID} none            swap    sw              0       0\n\
+             # p2xen: not migrated (CD-ROM/floppy device): /dev/sr0        /media/cdrom0   udf,iso9660 user,noauto     0       0\n"
+        )
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/boot/grub/grub.cfg").unwrap(),
+        DEB_GRUB_CFG.replace(" ro quiet\n", " ro quiet console=hvc0\n")
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/default/grub").unwrap(),
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"console=hvc0\"\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/modprobe.d/blacklist.conf").unwrap(),
+        "blacklist pcspkr\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/udev/rules.d/70-persistent-net.rules"),
+        None
+    );
+    let getty = guest_stat(
+        &img,
+        P1,
+        "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
+    );
+    assert!(
+        getty.contains("/lib/systemd/system/serial-getty@.service"),
+        "{getty}"
+    );
+    assert!(
+        guest_stat(
+            &img,
+            P1,
+            "/etc/systemd/system/multi-user.target.wants/smartd.service"
+        )
+        .contains("not found")
+    );
+    assert!(
+        guest_stat(
+            &img,
+            P1,
+            "/etc/systemd/system/multi-user.target.wants/cron.service"
+        )
+        .contains("cron.service")
+    );
+    assert!(
+        diff_of(
+            &rep,
+            "/etc/systemd/system/multi-user.target.wants/smartd.service"
+        )
+        .contains("removed symlink")
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/securetty"),
+        None,
+        "securetty created where none was"
+    );
+    assert!(guest_file(&img, P1, "/boot/grub/menu.lst").is_none());
+
+    assert_eq!(rep.boot_route, "pvgrub2");
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    assert_eq!(rep.kernels.len(), 1);
+    assert_eq!(rep.kernels[0].version, "6.1.0-13-amd64");
+    assert_eq!(
+        rep.kernels[0].blkfront,
+        p2xen::guest::xencheck::Driver::Module
+    );
+    assert!(rep.kernels[0].pv && rep.kernels[0].pvh);
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
+    assert_eq!(xl["type"], ["pv"]);
+    assert_eq!(xl["kernel"], ["/usr/lib/grub-xen/grub-x86_64-xen.bin"]);
+    assert_eq!(xl["memory"], ["2048"]);
+    assert_eq!(xl["vcpus"], ["2"]);
+    assert_eq!(
+        xl["vif"],
+        [
+            "mac=52:54:00:12:34:56, bridge=xenbr0",
+            "mac=52:54:00:12:34:57, bridge=xenbr0"
+        ]
+    );
+}
+
+#[test]
+fn modern_debian_pvh_dry_run_via_cli() {
+    let fx = debian();
+    let before = sha(&fx.disk());
+    let out = Command::new(env!("CARGO_BIN_EXE_p2xen"))
+        .args(["convert", "--name", "web1", "--store"])
+        .arg(fx.store.parent().unwrap())
+        .arg("--xen-dir")
+        .arg(&fx.xen_dir)
+        .args([
+            "--type",
+            "pvh",
+            "--vcpus",
+            "4",
+            "--dry-run",
+            "--no-fixup",
+            "net-rules",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert!(!fx.xen_dir.exists());
+    assert_eq!(
+        std::fs::read_to_string(fx.store.join("report.json")).unwrap(),
+        r#"{"copy":{"verified":true}}"#
+    );
+    assert!(
+        stdout.contains("--- a/etc/default/grub\n+++ b/etc/default/grub\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-GRUB_CMDLINE_LINUX=\"\"\n+GRUB_CMDLINE_LINUX=\"console=hvc0\"\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("persistent-net"),
+        "net-rules not skipped: {stdout}"
+    );
+    assert!(
+        stdout.contains("kernel = \"/usr/lib/grub-xen/grub-i386-xen_pvh.bin\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("type = \"pvh\""), "{stdout}");
+    assert!(stdout.contains("vcpus = 4"), "{stdout}");
+
+    // A missing store is one clear line and exit code 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_p2xen"))
+        .args(["convert", "--name", "nosuch", "--store"])
+        .arg(fx.store.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch/machine.json"));
+}
+
+// ------------------------------------------------------------- (c) md RAID1
+
+/// An md v1.0 superblock (struct mdp_superblock_1) for a RAID1 member of
+/// `size` bytes, with a valid checksum. Written by hand because dom0-style
+/// test machines lack the md driver that `mdadm --create` needs.
+fn md10_superblock(size: u64) -> (u64, Vec<u8>) {
+    let sb_off = (size - 8192) & !4095;
+    let max_dev = 2u32;
+    let mut sb = vec![0u8; 256 + 2 * max_dev as usize];
+    let put32 = |sb: &mut Vec<u8>, o: usize, v: u32| sb[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |sb: &mut Vec<u8>, o: usize, v: u64| sb[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut sb, 0, 0xa92b_4efc);
+    put32(&mut sb, 4, 1);
+    sb[16..32].copy_from_slice(&[0x11; 16]);
+    sb[32..40].copy_from_slice(b"srv:0\0\0\0");
+    put32(&mut sb, 72, 1); // level
+    let data_sectors = sb_off / 512 - 16;
+    put64(&mut sb, 80, data_sectors);
+    put32(&mut sb, 92, 2); // raid_disks
+    put64(&mut sb, 128, 0); // data_offset
+    put64(&mut sb, 136, data_sectors);
+    put64(&mut sb, 144, sb_off / 512);
+    sb[168..184].copy_from_slice(&[0x22; 16]);
+    put64(&mut sb, 200, 10); // events
+    put64(&mut sb, 208, u64::MAX); // resync_offset: clean
+    put32(&mut sb, 220, max_dev);
+    sb[256..258].copy_from_slice(&0u16.to_le_bytes());
+    sb[258..260].copy_from_slice(&0xffffu16.to_le_bytes());
+    let mut sum: u64 = 0;
+    for w in sb.chunks_exact(4) {
+        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let csum = (sum & 0xffff_ffff) + (sum >> 32);
+    put32(&mut sb, 216, csum as u32);
+    (sb_off, sb)
+}
+
+const MD_FSTAB: &str = "/dev/md0  /  ext4  errors=remount-ro  0  1\n";
+const MD_CONF: &str = "DEVICE partitions\nARRAY /dev/md0 metadata=1.0 UUID=11111111:11111111:11111111:11111111 name=srv:0\n   devices=/dev/sda1,/dev/sdb1\nMAILADDR root\n";
+
+fn md_member() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ird = initrd(
+        &tmp.path().join("ird"),
+        &["usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko"],
+        "zstd",
+    );
+    tree(
+        &root,
+        &[
+            ("/etc/fstab", MD_FSTAB),
+            ("/etc/mdadm/mdadm.conf", MD_CONF),
+            (
+                "/boot/grub/grub.cfg",
+                "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/md0 ro\n}\n",
+            ),
+            ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n",
+            ),
+            ("/etc/initramfs-tools/modules", "# modules\n"),
+            ("/etc/inittab", "1:2345:respawn:/sbin/getty 38400 tty1\n"),
+        ],
+    );
+    std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
+    let src = tmp.path().join("source.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(&src, "label: dos\nstart=2048, size=81920, type=fd\n");
+    let p1 = tmp.path().join("p1.img");
+    mkfs(
+        "ext4",
+        &root,
+        &p1,
+        P1_SIZE - MIB,
+        "3d3d3d3d-0000-4000-8000-000000000001",
+    );
+    put(&src, P1, &p1);
+    let (sb_off, sb) = md10_superblock(P1_SIZE);
+    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.write_all_at(&sb, P1 + sb_off).unwrap();
+    drop(f);
+    let machine = format!(
+        r#"{{"name":"srv","cpus":4,"memory_bytes":1073741824,"nics":[],
+  "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr",
+    "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0xfd",
+      "filesystem":{{"type":"linux_raid_member","details":{{"md_level":"raid1"}}}}}}]}}]}}"#,
+        64 * MIB
+    );
+    Fixture::new(tmp, src, "srv", &machine)
+}
+
+fn part_file(img: &Path, off: u64, len: u64, out: &Path) -> PathBuf {
+    let f = std::fs::File::open(img).unwrap();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, off).unwrap();
+    std::fs::write(out, buf).unwrap();
+    out.to_path_buf()
+}
+
+fn blkid_type(img: &Path) -> String {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .arg(img)
+        .output()
+        .expect("blkid: install util-linux");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn md_raid1_member_is_flattened() {
+    let fx = md_member();
+    let tmp = tempfile::tempdir().unwrap();
+    let member = part_file(&fx.disk(), P1, P1_SIZE, &tmp.path().join("before.img"));
+    assert_eq!(blkid_type(&member), "linux_raid_member");
+    tool("mdadm", "mdadm", &["--examine", &member.to_string_lossy()]);
+
+    let before = sha(&fx.disk());
+    let mut dry = fx.request("srv");
+    dry.dry_run = true;
+    dry.xen_type = Some(XenType::Pv);
+    let d = guest::convert(&dry).unwrap();
+    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert!(
+        d.fixups
+            .iter()
+            .any(|f| f.kind == FixupKind::MdRaid && f.action == "zero")
+    );
+
+    let mut req = fx.request("srv");
+    req.xen_type = Some(XenType::Pv);
+    let rep = guest::convert(&req).unwrap();
+    let member = part_file(&fx.disk(), P1, P1_SIZE, &tmp.path().join("after.img"));
+    assert_eq!(blkid_type(&member), "ext4");
+    let ex = Command::new("mdadm")
+        .arg("--examine")
+        .arg(&member)
+        .output()
+        .unwrap();
+    assert!(!ex.status.success());
+    assert!(String::from_utf8_lossy(&ex.stderr).contains("No md superblock detected"));
+
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(&img, P1, "/etc/fstab").unwrap(),
+        "/dev/xvda1  /  ext4  errors=remount-ro  0  1\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/mdadm/mdadm.conf").unwrap(),
+        "DEVICE partitions\n\
+         # p2xen: array flattened into a plain disk: ARRAY /dev/md0 metadata=1.0 UUID=11111111:11111111:11111111:11111111 name=srv:0\n\
+         # p2xen: array flattened into a plain disk:    devices=/dev/sda1,/dev/sdb1\n\
+         MAILADDR root\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/boot/grub/grub.cfg").unwrap(),
+        "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/xvda1 ro console=hvc0\n}\n"
+    );
+    assert_eq!(
+        rep.warnings,
+        vec![
+            "initrd of kernel 6.1.0-13-amd64 lacks xen-blkfront; in the guest run: \
+             echo xen-blkfront >> /etc/initramfs-tools/modules && update-initramfs -u -k 6.1.0-13-amd64"
+                .to_string()
+        ]
+    );
+    let xl = parse_xl(&rep.config);
+    assert_eq!(xl["vcpus"], ["4"]);
+    assert_eq!(xl["memory"], ["1024"]);
+    assert_eq!(xl["vif"], ["bridge=xenbr0"]);
+}
+
+#[test]
+fn md_member_without_pv_kernel_boots_hvm() {
+    // The initrd lacks xen-blkfront: no PV route, so hvm with emulated disks.
+    let fx = md_member();
+    let mut req = fx.request("srv");
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(rep.xen_type, XenType::Hvm);
+    assert_eq!(rep.boot_route, "hvm");
+    // Emulated disks: the flattened md0 is named by its filesystem UUID.
+    assert!(
+        diff_of(&rep, "/etc/fstab")
+            .contains("\n+UUID=3d3d3d3d-0000-4000-8000-000000000001  /  ext4"),
+        "{}",
+        diff_of(&rep, "/etc/fstab")
+    );
+    assert!(
+        diff_of(&rep, "/boot/grub/grub.cfg").contains(
+            "+\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=UUID=3d3d3d3d-0000-4000-8000-000000000001 ro console=ttyS0\n"
+        ),
+        "{}",
+        diff_of(&rep, "/boot/grub/grub.cfg")
+    );
+    assert!(diff_of(&rep, "/etc/inittab").contains("+S0:2345:respawn:/sbin/getty 38400 ttyS0\n"));
+    let xl = parse_xl(&rep.config);
+    assert_eq!(xl["type"], ["hvm"]);
+    assert_eq!(xl["serial"], ["pty"]);
+    assert!(xl["disk"][0].contains("vdev=hda,"), "{:?}", xl["disk"]);
+}
+
+#[test]
+fn machine_json_from_the_sender_parses() {
+    let m: Machine = serde_json::from_str(
+        r#"{"name":"seed","hostname":"seed","cpus":2,"memory_bytes":1073741824,
+            "nics":[{"name":"eth0","mac":"52:54:00:12:34:56","driver":"e1000"}],
+            "disks":[],"options":{"layout":"partitions","type":null,"bridge":"xenbr1","memory_mib":null,"vcpus":null}}"#,
+    )
+    .unwrap();
+    assert_eq!(m.options.unwrap().layout.as_deref(), Some("partitions"));
+}
+
+#[test]
+fn failure_leaves_no_loop_device_or_mount() {
+    // machine.json claims the OS is on the swap partition: mounting it fails
+    // after its loop device was attached.
+    let fx = seed();
+    let m = std::fs::read_to_string(fx.store.join("machine.json")).unwrap();
+    let m = m
+        .replacen(r#""os":{"pretty_name""#, r#""os_moved":{"pretty_name""#, 1)
+        .replacen(
+            r#""filesystem":{"type":"swap"}"#,
+            r#""filesystem":{"type":"ext4"},"os":{}"#,
+            1,
+        );
+    std::fs::write(fx.store.join("machine.json"), m).unwrap();
+    let before = sha(&fx.disk());
+    let err = guest::convert(&fx.request("seed")).unwrap_err();
+    assert!(err.to_string().contains("mount -t ext4"), "{err}");
+    let out = tool(
+        "losetup",
+        "util-linux",
+        &["-j", &fx.disk().to_string_lossy()],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "loop device left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("p2xen-guest-"), "mount left behind");
+    assert_eq!(sha(&fx.disk()), before);
+    assert!(!fx.xen_dir.join("seed.cfg").exists());
+}
+
+/// Xen's own config parser (libxlutil from xen-utils-4.17, the library `xl`
+/// parses with) applied to a written config: `xl create -n` needs a running
+/// hypervisor, the library does not.
+mod xlutil {
+    use nix::libc;
+    use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
+    use std::path::Path;
+
+    type CfgInit = unsafe extern "C" fn(*mut libc::FILE, *const c_char) -> *mut c_void;
+    type ReadFile = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+    type GetString =
+        unsafe extern "C" fn(*const c_void, *const c_char, *mut *const c_char, c_int) -> c_int;
+    type GetLong = unsafe extern "C" fn(*const c_void, *const c_char, *mut c_long, c_int) -> c_int;
+    type GetList = unsafe extern "C" fn(
+        *const c_void,
+        *const c_char,
+        *mut *mut c_void,
+        *mut c_int,
+        c_int,
+    ) -> c_int;
+    type ListItem = unsafe extern "C" fn(*const c_void, c_int) -> *const c_char;
+    type DiskInit = unsafe extern "C" fn(*mut c_void);
+    type DiskParse =
+        unsafe extern "C" fn(*mut c_void, c_int, *const *const c_char, *mut c_void) -> c_int;
+
+    fn sym<T: Copy>(lib: *mut c_void, name: &str) -> T {
+        let c = CString::new(name).unwrap();
+        // SAFETY: lib is a live dlopen handle; the symbol's C type is the
+        // one declared above, from libxlutil.h / libxl.h of Xen 4.17.
+        let p = unsafe { libc::dlsym(lib, c.as_ptr()) };
+        assert!(
+            !p.is_null(),
+            "{name} not found in libxlutil/libxenlight 4.17"
+        );
+        // SAFETY: T is a function pointer type of the same size as *mut c_void.
+        unsafe { std::mem::transmute_copy(&p) }
+    }
+
+    fn open(name: &str) -> *mut c_void {
+        let c = CString::new(name).unwrap();
+        // SAFETY: dlopen with a valid C string; the handle is never closed,
+        // which keeps the function pointers valid for the test's life.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW) };
+        assert!(
+            !h.is_null(),
+            "{name}: install Debian package xen-utils-4.17"
+        );
+        h
+    }
+
+    /// A disk spec as libxl understood it.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Disk {
+        pub pdev_path: String,
+        pub vdev: String,
+    }
+
+    pub struct Parsed {
+        pub strings: std::collections::BTreeMap<String, String>,
+        pub longs: std::collections::BTreeMap<String, i64>,
+        pub disks: Vec<Disk>,
+        pub vifs: Vec<String>,
+    }
+
+    pub fn parse(path: &Path) -> Parsed {
+        let xlu = open("libxlutil.so.4.17");
+        let xl = open("libxenlight.so.4.17");
+        let init: CfgInit = sym(xlu, "xlu_cfg_init");
+        let readfile: ReadFile = sym(xlu, "xlu_cfg_readfile");
+        let get_string: GetString = sym(xlu, "xlu_cfg_get_string");
+        let get_long: GetLong = sym(xlu, "xlu_cfg_get_long");
+        let get_list: GetList = sym(xlu, "xlu_cfg_get_list");
+        let listitem: ListItem = sym(xlu, "xlu_cfg_get_listitem");
+        let disk_parse: DiskParse = sym(xlu, "xlu_disk_parse");
+        let disk_init: DiskInit = sym(xl, "libxl_device_disk_init");
+        let fname = CString::new(path.to_string_lossy().as_bytes()).unwrap();
+        let mode = CString::new("w").unwrap();
+        // SAFETY: plain libc calls; the FILE* is xl's error report (stderr).
+        let report = unsafe { libc::fdopen(libc::dup(2), mode.as_ptr()) };
+        // SAFETY: valid FILE* and C string.
+        let cfg = unsafe { init(report, fname.as_ptr()) };
+        assert!(!cfg.is_null());
+        // SAFETY: cfg from xlu_cfg_init, valid file name.
+        let rc = unsafe { readfile(cfg, fname.as_ptr()) };
+        assert_eq!(rc, 0, "libxlutil rejects {}", path.display());
+        let mut strings = std::collections::BTreeMap::new();
+        for k in [
+            "name",
+            "type",
+            "kernel",
+            "ramdisk",
+            "root",
+            "extra",
+            "bootloader",
+            "serial",
+            "on_poweroff",
+            "on_reboot",
+            "on_crash",
+        ] {
+            let key = CString::new(k).unwrap();
+            let mut v: *const c_char = std::ptr::null();
+            // SAFETY: cfg is live; v receives a string owned by cfg.
+            if unsafe { get_string(cfg, key.as_ptr(), &mut v, 1) } == 0 && !v.is_null() {
+                // SAFETY: NUL-terminated string owned by cfg, still alive.
+                strings.insert(
+                    k.to_string(),
+                    unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned(),
+                );
+            }
+        }
+        let mut longs = std::collections::BTreeMap::new();
+        for k in ["memory", "vcpus"] {
+            let key = CString::new(k).unwrap();
+            let mut v: c_long = 0;
+            // SAFETY: cfg is live.
+            if unsafe { get_long(cfg, key.as_ptr(), &mut v, 1) } == 0 {
+                longs.insert(k.to_string(), v);
+            }
+        }
+        let items = |k: &str| -> Vec<String> {
+            let key = CString::new(k).unwrap();
+            let mut list: *mut c_void = std::ptr::null_mut();
+            let mut n: c_int = 0;
+            // SAFETY: cfg is live; list and n are out-parameters.
+            if unsafe { get_list(cfg, key.as_ptr(), &mut list, &mut n, 1) } != 0 {
+                return Vec::new();
+            }
+            (0..n)
+                .map(|i| {
+                    // SAFETY: i < n entries of a list owned by cfg.
+                    let p = unsafe { listitem(list, i) };
+                    // SAFETY: NUL-terminated item owned by cfg.
+                    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                })
+                .collect()
+        };
+        let vifs = items("vif");
+        let mut disks = Vec::new();
+        for spec in items("disk") {
+            // libxl_device_disk is about 100 bytes in 4.17; 4 KiB of room.
+            let mut buf = vec![0u64; 512];
+            let d = buf.as_mut_ptr().cast::<c_void>();
+            let cspec = CString::new(spec.as_str()).unwrap();
+            let specs = [cspec.as_ptr()];
+            // SAFETY: d points to zeroed memory larger than libxl_device_disk.
+            unsafe { disk_init(d) };
+            // SAFETY: cfg live, one valid spec, d initialised above.
+            let rc = unsafe { disk_parse(cfg, 1, specs.as_ptr(), d) };
+            assert_eq!(rc, 0, "libxlutil rejects disk spec {spec:?}");
+            // struct libxl_device_disk { uint32_t backend_domid; char *backend_domname;
+            // char *pdev_path; char *vdev; ... }
+            let field = |i: usize| -> String {
+                let p = buf[i] as *const c_char;
+                assert!(!p.is_null(), "disk field {i} unset for {spec:?}");
+                // SAFETY: a string libxl allocated for this field.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            };
+            disks.push(Disk {
+                pdev_path: field(2),
+                vdev: field(3),
+            });
+        }
+        Parsed {
+            strings,
+            longs,
+            disks,
+            vifs,
+        }
+    }
+}
+
+#[test]
+fn xl_parses_the_written_configs() {
+    let fx = seed();
+    guest::convert(&fx.request("seed")).unwrap();
+    let p = xlutil::parse(&fx.xen_dir.join("seed.cfg"));
+    assert_eq!(p.strings["name"], "seed");
+    assert_eq!(p.strings["type"], "pv");
+    assert_eq!(p.strings["kernel"], "/usr/lib/grub-xen/grub-x86_64-xen.bin");
+    assert_eq!(p.strings["on_crash"], "restart");
+    assert_eq!(p.longs["memory"], 256);
+    assert_eq!(p.longs["vcpus"], 1);
+    let abs = std::path::absolute(fx.disk()).unwrap();
+    assert_eq!(
+        p.disks,
+        vec![xlutil::Disk {
+            pdev_path: abs.display().to_string(),
+            vdev: "xvda".to_string()
+        }]
+    );
+    assert_eq!(
+        p.vifs,
+        vec!["mac=00:0c:29:ab:cd:ef, bridge=xenbr0".to_string()]
+    );
+
+    let mut req = fx.request("seed");
+    req.layout = Some(Layout::Partitions);
+    req.xen_dir = fx.xen_dir.join("partitions");
+    let rep = guest::convert(&req).unwrap();
+    let p = xlutil::parse(&rep.config_path);
+    assert_eq!(p.strings["root"], "/dev/xvda1 ro");
+    assert_eq!(p.strings["extra"], "console=hvc0");
+    assert!(p.strings["ramdisk"].ends_with("/boot/initrd.img-2.6.18-6-xen-686"));
+    let vdevs: Vec<&str> = p.disks.iter().map(|d| d.vdev.as_str()).collect();
+    assert_eq!(vdevs, ["xvda1", "xvda2"]);
+
+    let md = md_member();
+    let mut req = md.request("srv");
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    let hvm_cfg = md.xen_dir.with_file_name("hvm.cfg");
+    std::fs::write(&hvm_cfg, &rep.config).unwrap();
+    let p = xlutil::parse(&hvm_cfg);
+    assert_eq!(p.strings["type"], "hvm");
+    assert_eq!(p.strings["serial"], "pty");
+    assert_eq!(p.disks[0].vdev, "hda");
+}
+
+#[test]
+fn separate_boot_partition_found_by_label() {
+    // /boot on partition 1 (ext2, LABEL=boot; machine.json has no label, so
+    // blkid supplies it), root on partition 2 with sysvinit and grub legacy.
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = tmp.path().join("boot");
+    let root = tmp.path().join("root");
+    tree(
+        &boot,
+        &[
+            (
+                "/grub/menu.lst",
+                "title Linux\nroot (hd0,0)\nkernel /vmlinuz-2.6.32-5-xen-amd64 root=/dev/sda2 ro\ninitrd /initrd.img-2.6.32-5-xen-amd64\n",
+            ),
+            ("/vmlinuz-2.6.32-5-xen-amd64", "kernel"),
+            (
+                "/config-2.6.32-5-xen-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n",
+            ),
+        ],
+    );
+    tree(
+        &root,
+        &[
+            (
+                "/etc/fstab",
+                "/dev/sda2 / ext3 defaults 0 1\nLABEL=boot /boot ext2 defaults 0 2\n",
+            ),
+            ("/etc/inittab", "1:2345:respawn:/sbin/getty 38400 tty1\n"),
+        ],
+    );
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let src = tmp.path().join("source.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    sfdisk(
+        &src,
+        "label: dos\nstart=2048, size=32768, type=83\nstart=34816, size=81920, type=83\n",
+    );
+    let (b_off, b_size, r_off, r_size) = (MIB, 16 * MIB, 17 * MIB, 40 * MIB);
+    let bimg = tmp.path().join("b.img");
+    mkfs(
+        "ext2",
+        &boot,
+        &bimg,
+        b_size,
+        "b0000000-0000-4000-8000-000000000001",
+    );
+    tool("e2label", "e2fsprogs", &[&bimg.to_string_lossy(), "boot"]);
+    put(&src, b_off, &bimg);
+    let rimg = tmp.path().join("r.img");
+    mkfs(
+        "ext3",
+        &root,
+        &rimg,
+        r_size,
+        "b0000000-0000-4000-8000-000000000002",
+    );
+    put(&src, r_off, &rimg);
+    let machine = format!(
+        r#"{{"name":"old","cpus":1,"memory_bytes":536870912,"nics":[],
+  "disks":[{{"table":"mbr","partitions":[
+    {{"number":1,"start_bytes":{b_off},"size_bytes":{b_size},"type_id":"0x83"}},
+    {{"number":2,"start_bytes":{r_off},"size_bytes":{r_size},"type_id":"0x83","filesystem":{{"type":"ext3"}},"os":{{}}}}]}}]}}"#
+    );
+    let fx = Fixture::new(tmp, src, "old", &machine);
+    let rep = guest::convert(&fx.request("old")).unwrap();
+    assert_eq!(rep.boot_route, "pvgrub2", "{:?}", rep.warnings);
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(&img, b_off, "/grub/menu.lst").unwrap(),
+        "title Linux\nroot (hd0,0)\nkernel /vmlinuz-2.6.32-5-xen-amd64 root=/dev/xvda2 ro console=hvc0\ninitrd /initrd.img-2.6.32-5-xen-amd64\n"
+    );
+    let cfg = guest_file(&img, b_off, "/grub/grub.cfg").expect("grub.cfg on the boot partition");
+    assert!(
+        cfg.contains("\tsearch --no-floppy --set=root --file /vmlinuz-2.6.32-5-xen-amd64\n\tlinux /vmlinuz-2.6.32-5-xen-amd64 root=/dev/xvda2 ro console=hvc0\n"),
+        "{cfg}"
+    );
+    assert_eq!(
+        guest_file(&img, r_off, "/etc/fstab").unwrap(),
+        "/dev/xvda2 / ext3 defaults 0 1\nLABEL=boot /boot ext2 defaults 0 2\n"
+    );
+    // Nothing was written into the root filesystem's own /boot directory.
+    let ls = tool(
+        "debugfs",
+        "e2fsprogs",
+        &[
+            "-R",
+            "ls /boot",
+            &format!("{}?offset={r_off}", img.display()),
+        ],
+    );
+    let names = String::from_utf8_lossy(&ls.stdout);
+    assert!(!names.contains("grub"), "{names}");
+    assert_eq!(rep.kernels[0].version, "2.6.32-5-xen-amd64");
+}
