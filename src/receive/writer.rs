@@ -156,6 +156,7 @@ impl Writer {
                 d.zero_chunks += 1;
             }
         }
+        d.target.start_writeback(h.offset, u64::from(h.len));
         d.received_bytes += u64::from(h.len);
         d.pending.push(ChunkRecord {
             offset: h.offset,
