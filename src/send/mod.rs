@@ -227,13 +227,9 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         } else {
             plan::plan(&layout)
         };
-        let (mut chunks, mut ranges) = (0u64, Vec::new());
-        for p in plan.pieces() {
-            chunks += 1;
-            ranges.push((p.offset, p.len));
-        }
-        // Only (offset,len) pairs are kept, and only while digesting.
-        let plan_digest = digest::plan_digest(ranges.drain(..));
+        // Streamed twice rather than collected: memory must not grow with the disk.
+        let chunks = plan.pieces().count() as u64;
+        let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
         let announce = DiskAnnounce {
             disk: i as u16,
             source: path.display().to_string(),
