@@ -239,7 +239,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
             .iter()
             .map(|d| DiskResume {
                 disk: d.announce.disk,
-                committed: d.journal.ranges(),
+                committed: d.journal().ranges(),
             })
             .collect(),
     };
@@ -532,7 +532,7 @@ fn disk_reports(
                 size_bytes: d.announce.size_bytes,
                 plan_bytes: d.announce.plan_bytes,
                 chunks: d.announce.chunks,
-                committed_bytes: d.journal.committed_bytes(),
+                committed_bytes: d.journal().committed_bytes(),
                 zero_chunks: d.zero_chunks,
                 verified: ok.is_some(),
                 content_digest: ok.or_else(|| digests.get(i).cloned().flatten()),
@@ -550,7 +550,7 @@ fn save_report(dir: &Path, rep: &CopyReport) {
 
 fn progress(name: &str, disks: &[DiskSink], secs: f64, json: bool) {
     for d in disks {
-        let done = d.journal.committed_bytes().max(d.received_bytes);
+        let done = d.journal().committed_bytes().max(d.received_bytes);
         let total = d.announce.plan_bytes;
         if json {
             let ev = serde_json::json!({"event": "progress", "name": name, "disk": d.announce.disk,

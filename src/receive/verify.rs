@@ -38,7 +38,7 @@ pub fn verify_disk(
     sender_digest: Option<&str>,
 ) -> Result<String, VerifyError> {
     let disk = sink.announce.disk;
-    let records: Vec<_> = sink.journal.committed.values().copied().collect();
+    let records: Vec<_> = sink.journal().committed.values().copied().collect();
     let plan = plan_digest(records.iter().map(|r| (r.offset, r.len)));
     if records.len() as u64 != sink.announce.chunks || plan != sink.announce.plan_digest {
         return Err(VerifyError::Missing {
@@ -61,7 +61,7 @@ pub fn verify_disk(
     }
     if let Some(first) = bad.first().copied() {
         let n = bad.len();
-        sink.journal.drop_records(&bad)?;
+        sink.journal().drop_records(&bad)?;
         return Err(VerifyError::ReadBack {
             disk,
             bad: n,

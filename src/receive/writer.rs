@@ -1,7 +1,11 @@
 //! The writer thread of a session: verifies each chunk, writes it, and
 //! commits (fdatasync, then journal) in batches.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::journal::{Journal, JournalError};
@@ -49,7 +53,8 @@ impl WriteError {
 pub struct DiskSink {
     pub announce: DiskAnnounce,
     pub target: Box<dyn Target>,
-    pub journal: Journal,
+    /// Shared with the committer thread, which appends after fdatasync.
+    journal: Arc<Mutex<Journal>>,
     pending: Vec<ChunkRecord>,
     pub received_bytes: u64,
     pub zero_chunks: u64,
@@ -60,11 +65,68 @@ impl DiskSink {
         DiskSink {
             announce,
             target,
-            journal,
+            journal: Arc::new(Mutex::new(journal)),
             pending: Vec::new(),
             received_bytes: 0,
             zero_chunks: 0,
         }
+    }
+}
+
+impl DiskSink {
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Chunks written since the last commit, per disk index.
+type Batch = Vec<(usize, Vec<ChunkRecord>)>;
+
+/// The committer thread: fdatasync, then journal, off the writer's path, so
+/// the writer keeps the disk busy while a commit waits for the device.
+struct Committer {
+    tx: SyncSender<Batch>,
+    handle: JoinHandle<Result<(), WriteError>>,
+}
+
+impl Committer {
+    fn start(disks: &[DiskSink]) -> Result<Committer, WriteError> {
+        let mut targets: Vec<(File, PathBuf, Arc<Mutex<Journal>>)> = Vec::new();
+        for d in disks {
+            targets.push((
+                d.target.sync_handle()?,
+                d.target.path().to_path_buf(),
+                d.journal.clone(),
+            ));
+        }
+        // Two batches in flight at most: a slow device slows the writer down.
+        let (tx, rx) = sync_channel::<Batch>(2);
+        let handle = std::thread::spawn(move || {
+            for batch in rx.iter() {
+                for (i, records) in batch {
+                    let Some((file, path, journal)) = targets.get(i) else {
+                        continue;
+                    };
+                    file.sync_data()
+                        .map_err(|e| StoreError::io(path, "fdatasync", 0, 0, e))?;
+                    journal
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .append(&records)?;
+                }
+            }
+            Ok(())
+        });
+        Ok(Committer { tx, handle })
+    }
+
+    fn finish(self) -> Result<(), WriteError> {
+        drop(self.tx);
+        self.handle.join().unwrap_or_else(|_| {
+            Err(WriteError::Store(StoreError::BadSpec(
+                "committer thread panicked".into(),
+            )))
+        })
     }
 }
 
@@ -75,6 +137,7 @@ pub struct Writer {
     pub disks: Vec<DiskSink>,
     pending_bytes: u64,
     last_commit: Instant,
+    committer: Option<Committer>,
 }
 
 impl Writer {
@@ -83,6 +146,7 @@ impl Writer {
             disks,
             pending_bytes: 0,
             last_commit: Instant::now(),
+            committer: None,
         }
     }
 
@@ -96,6 +160,10 @@ impl Writer {
         let start = Instant::now();
         let mut last_progress = Instant::now();
         let mut result = Ok(());
+        match Committer::start(&self.disks) {
+            Ok(c) => self.committer = Some(c),
+            Err(e) => return (self, Err(e)),
+        }
         loop {
             // A timeout still commits: a stalled sender must not leave
             // written chunks out of the journal.
@@ -122,8 +190,9 @@ impl Writer {
             }
         }
         let commit = self.commit();
+        let finished = self.committer.take().map_or(Ok(()), Committer::finish);
         if result.is_ok() {
-            result = commit;
+            result = commit.and(finished);
         }
         progress(&self.disks, start.elapsed().as_secs_f64());
         (self, result)
@@ -167,19 +236,39 @@ impl Writer {
         Ok(())
     }
 
-    /// fdatasync every target with pending chunks, then journal them.
+    /// Hands the chunks written so far to the committer (fdatasync, then
+    /// journal). Without a committer (not running) it commits in place.
     pub fn commit(&mut self) -> Result<(), WriteError> {
-        for d in &mut self.disks {
-            if d.pending.is_empty() {
-                continue;
-            }
-            d.target.sync()?;
-            d.journal.append(&d.pending)?;
-            d.pending.clear();
-        }
+        let batch: Batch = self
+            .disks
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, d)| !d.pending.is_empty())
+            .map(|(i, d)| (i, std::mem::take(&mut d.pending)))
+            .collect();
         self.pending_bytes = 0;
         self.last_commit = Instant::now();
-        Ok(())
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match &self.committer {
+            Some(c) => {
+                if c.tx.send(batch).is_err() {
+                    // The committer stopped on an error; finish() returns it.
+                    return self.committer.take().map_or(Ok(()), Committer::finish);
+                }
+                Ok(())
+            }
+            None => {
+                for (i, records) in batch {
+                    if let Some(d) = self.disks.get_mut(i) {
+                        d.target.sync()?;
+                        d.journal().append(&records)?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -254,7 +343,7 @@ mod tests {
             Err(WriteError::Frame(FrameError::HashMismatch { offset, .. })) if offset == 4 << 20
         ));
         // The good chunk is committed, the bad one neither written nor journalled.
-        let j = &w.disks[0].journal;
+        let j = w.disks[0].journal();
         assert_eq!(j.ranges(), vec![(0, 65536)]);
         let mut back = vec![1u8; 65536];
         w.disks[0].target.read_at(4 << 20, &mut back).unwrap();

@@ -17,7 +17,7 @@ use crate::wire::digest::{ChunkRecord, ContentHasher};
 use crate::wire::frame::Encoding;
 
 /// Chunks waiting for the connection thread.
-pub const OUT_QUEUE: usize = 4;
+pub const OUT_QUEUE: usize = 2;
 
 /// A chunk read from the source.
 struct Job {
