@@ -17,6 +17,7 @@ use super::store::{self, Store};
 use super::verify::verify_disk;
 use super::writer::{DiskSink, Writer};
 use crate::wire::auth::token_matches;
+use crate::wire::bufsock::BufSock;
 use crate::wire::frame::{Frame, read_frame};
 use crate::wire::machine::MachineDescription;
 use crate::wire::message::{DiskAnnounce, DiskResume, Message, parse_hello};
@@ -125,7 +126,7 @@ pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("journal").join(name)
 }
 
-type Tls = StreamOwned<ServerConnection, TcpStream>;
+type Tls = StreamOwned<ServerConnection, BufSock>;
 
 fn send(s: &mut Tls, m: &Message) {
     if let Err(e) = m
@@ -158,7 +159,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::Refused(format!("{peer}: TLS: {e}")),
     };
-    let mut s = StreamOwned::new(conn, tcp);
+    let mut s = StreamOwned::new(conn, BufSock::new(tcp));
 
     // 1. Hello: version, then token, before anything else happens.
     let hello = match read_frame(&mut s) {
@@ -393,8 +394,11 @@ fn linger(s: &mut Tls) {
     use std::io::Read;
     s.conn.send_close_notify();
     let _ = std::io::Write::flush(s);
-    let _ = s.sock.shutdown(std::net::Shutdown::Write);
-    let _ = s.sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = s.sock.tcp().shutdown(std::net::Shutdown::Write);
+    let _ = s
+        .sock
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(200)));
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = vec![0u8; 64 * 1024];
     while Instant::now() < deadline {

@@ -5,6 +5,7 @@
 //! ([`frame::ChunkHeader`]). `docs/protocol.md` is the reference.
 
 pub mod auth;
+pub mod bufsock;
 pub mod digest;
 pub mod frame;
 pub mod machine;
