@@ -217,3 +217,37 @@ fn bad_and_existing_names_are_refused() {
     let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &[]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn the_guest_conversion_runs_after_the_verified_copy_and_its_failure_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    // An ext4 disk without an OS: the copy verifies, the conversion cannot find a root.
+    let src = mbr_ext4_swap(d.path());
+    let store = d.path().join("store");
+    let xen = d.path().join("xen");
+    std::fs::create_dir_all(&xen).unwrap();
+    let xen_arg = xen.display().to_string();
+    let mut r = Receiver::start(
+        &store,
+        &d.path().join("state"),
+        &["--once", "--xen-dir", &xen_arg],
+    );
+    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "noos", &[&src], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("copy verified, but the guest conversion failed"),
+        "{err}"
+    );
+    assert_eq!(r.wait(Duration::from_secs(60)), Some(1));
+    let report = read_json(&store.join("noos/report.json"));
+    assert_eq!(report["state"], "complete", "{report}");
+    assert_eq!(report["disks"][0]["verified"], true);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("p2xen convert --name noos"),
+        "{report}"
+    );
+    assert!(!store.join("noos/disk0.img.incomplete").exists());
+}

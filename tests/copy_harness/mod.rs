@@ -156,8 +156,13 @@ impl Receiver {
             .arg(store)
             .arg("--state-dir")
             .arg(state)
-            // Fixture images hold no OS to convert; the guest tests cover that.
-            .arg("--no-convert")
+            // Fixture images hold no OS to convert (the guest tests cover
+            // conversion); a test that wants it passes --xen-dir.
+            .args(if extra.contains(&"--xen-dir") {
+                &[][..]
+            } else {
+                &["--no-convert"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
