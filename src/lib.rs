@@ -6,4 +6,7 @@
 pub mod guest;
 pub mod image;
 pub mod init;
+pub mod receive;
+pub mod send;
 pub mod source;
+pub mod wire;
