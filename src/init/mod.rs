@@ -187,9 +187,9 @@ fn setup() -> PathBuf {
                 .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
                 .map(|d| Path::new("/dev").join(&d.name))
                 .collect();
-            let reports = unattended::inspect(&paths);
+            unattended::log_summary(&paths);
             let end = match unattended::network(cmd, &plan.server)
-                .and_then(|()| unattended::migrate(&plan, &reports))
+                .and_then(|()| unattended::migrate(cmd, &paths))
             {
                 Ok(()) => {
                     log::info!("migration to {} finished", plan.server);

@@ -3,9 +3,7 @@
 //! finish with `p2xen.post=` (default poweroff) or, on failure, `p2xen.fail=`
 //! (default shell).
 //!
-//! The copy (`send::run`, branch `copy`) is not in this build yet: [`migrate`]
-//! says so and the run ends in the failure action. Wiring it is the body of
-//! [`migrate`] only.
+//! The copy itself is [`crate::send::run`], the same engine as `p2xen send`.
 
 use crate::init::cmdline::{Cmdline, FailAction, PostAction};
 use crate::init::net;
@@ -46,9 +44,22 @@ pub enum UnattendedError {
     #[error("cannot reach {server}: network set-up failed: {reason}")]
     Network { server: String, reason: String },
     #[error(
-        "migration to {server} impossible: this build has no copy engine (branch copy not merged)"
+        "migration to {server} impossible: p2xen.{key}= is missing; boot with the line `p2xen receive` printed"
     )]
-    NotWired { server: String },
+    Missing { server: String, key: &'static str },
+    #[error(
+        "migration to {server}: p2xen.disks= names {disk}, which is not a source disk here (found: {found})"
+    )]
+    UnknownDisk {
+        server: String,
+        disk: String,
+        found: String,
+    },
+    #[error("migration to {server} failed: {source}")]
+    Copy {
+        server: String,
+        source: crate::send::SendError,
+    },
 }
 
 /// The plan from the parsed command line; None without `p2xen.server=`.
@@ -139,8 +150,9 @@ pub fn summary(reports: &[DiskReport]) -> String {
     s
 }
 
-/// Inspects the source disks (already read-only) and logs the summary.
-pub fn inspect(sources: &[PathBuf]) -> Vec<DiskReport> {
+/// Inspects the source disks (already read-only) and logs the summary, so the
+/// console shows what is about to be copied before the connection is made.
+pub fn log_summary(sources: &[PathBuf]) {
     let mut reports = Vec::new();
     for path in sources {
         match inspect_disk(path) {
@@ -149,14 +161,91 @@ pub fn inspect(sources: &[PathBuf]) -> Vec<DiskReport> {
         }
     }
     log::info!("source disks:\n{}", summary(&reports).trim_end());
-    reports
 }
 
-/// The copy to `plan.server` (network already up).
-pub fn migrate(plan: &Plan, _disks: &[DiskReport]) -> Result<(), UnattendedError> {
-    Err(UnattendedError::NotWired {
-        server: plan.server.clone(),
-    })
+/// The disks to copy: all `sources`, or those `p2xen.disks=` names, in its order.
+pub fn select_disks(cmd: &Cmdline, sources: &[PathBuf]) -> Result<Vec<PathBuf>, UnattendedError> {
+    let Some(wanted) = &cmd.disks else {
+        return Ok(sources.to_vec());
+    };
+    wanted
+        .iter()
+        .map(|name| {
+            let name = name.trim_start_matches("/dev/");
+            sources
+                .iter()
+                .find(|p| p.file_name().is_some_and(|f| f == name))
+                .cloned()
+                .ok_or_else(|| UnattendedError::UnknownDisk {
+                    server: server_name(cmd),
+                    disk: name.to_string(),
+                    found: sources
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
+
+fn server_name(cmd: &Cmdline) -> String {
+    cmd.server
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// The send options an unattended run uses: everything from the command line.
+/// Unattended means no one can confirm a certificate, so token and
+/// fingerprint are both required (no trust on first use).
+pub fn send_options(
+    cmd: &Cmdline,
+    sources: &[PathBuf],
+) -> Result<crate::send::SendOptions, UnattendedError> {
+    let server = server_name(cmd);
+    let missing = |key| UnattendedError::Missing {
+        server: server.clone(),
+        key,
+    };
+    let token = cmd.token.as_ref().ok_or_else(|| missing("token"))?;
+    let fingerprint = cmd
+        .fingerprint
+        .as_ref()
+        .ok_or_else(|| missing("fingerprint"))?;
+    let mut opts = crate::send::SendOptions::new(
+        &server,
+        token.as_str(),
+        &fingerprint.to_string(),
+        select_disks(cmd, sources)?,
+    );
+    opts.name = cmd.name.clone();
+    opts.guest.layout = cmd.layout.to_string();
+    opts.guest.xen_type = cmd.xen_type.map(|t| t.to_string());
+    opts.guest.bridge = cmd.bridge.clone();
+    opts.guest.memory_mib = cmd.memory_mib;
+    opts.guest.vcpus = cmd.vcpus;
+    opts.progress = Some(std::sync::Arc::new(|ev: &crate::send::ProgressEvent| {
+        log::info!("{}", crate::send::progress::text(ev));
+    }));
+    Ok(opts)
+}
+
+/// The copy to the receiver (network already up); logs the summary.
+pub fn migrate(cmd: &Cmdline, sources: &[PathBuf]) -> Result<(), UnattendedError> {
+    let opts = send_options(cmd, sources)?;
+    if opts.sources.is_empty() {
+        return Err(UnattendedError::Copy {
+            server: opts.server.clone(),
+            source: crate::send::SendError::NoDisks,
+        });
+    }
+    let report = crate::send::run(&opts).map_err(|source| UnattendedError::Copy {
+        server: opts.server.clone(),
+        source,
+    })?;
+    log::info!("{}", report.summary());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,11 +261,37 @@ mod tests {
         assert_eq!((p.post, p.fail), (EndAction::PowerOff, EndAction::Shell));
         let p = plan(&cmd("p2xen.server=dom0 p2xen.post=reboot p2xen.fail=wait")).unwrap();
         assert_eq!((p.post, p.fail), (EndAction::Reboot, EndAction::Wait));
-        assert!(
-            migrate(&p, &[])
-                .unwrap_err()
-                .to_string()
-                .starts_with("migration to dom0:")
+    }
+
+    #[test]
+    fn send_options_need_token_and_fingerprint_and_known_disks() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let disks = [PathBuf::from("/dev/vda"), PathBuf::from("/dev/sdb")];
+        let c = Cmdline::parse("p2xen.server=dom0:7007 p2xen.token=t").unwrap();
+        assert_eq!(
+            send_options(&c, &disks)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            "migration to dom0:7007 impossible: p2xen.fingerprint= is missing; boot with the line `p2xen receive` printed"
+        );
+        let line = format!(
+            "p2xen.server=dom0:7007 p2xen.token=t p2xen.fingerprint={fp} p2xen.disks=sdb p2xen.name=web1 p2xen.layout=partitions p2xen.memory=2G"
+        );
+        let o = send_options(&Cmdline::parse(&line).unwrap(), &disks).unwrap();
+        assert_eq!(o.sources, [PathBuf::from("/dev/sdb")]);
+        assert_eq!((o.server.as_str(), o.token.as_str()), ("dom0:7007", "t"));
+        assert_eq!(o.fingerprint, fp);
+        assert_eq!(o.name.as_deref(), Some("web1"));
+        assert_eq!(o.guest.layout, "partitions");
+        assert_eq!(o.guest.memory_mib, Some(2048));
+        let bad = Cmdline::parse(&format!("{line} p2xen.disks=nvme0n1")).unwrap();
+        assert_eq!(
+            send_options(&bad, &disks)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            "migration to dom0:7007: p2xen.disks= names nvme0n1, which is not a source disk here (found: /dev/vda, /dev/sdb)"
         );
     }
 
