@@ -90,11 +90,27 @@ impl LoopDevice {
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         if let Some(d) = self.dev.take() {
-            if let Err(e) = run("losetup", &["-d", &d]) {
-                log::error!("{e}");
+            match run("losetup", &["-d", &d]) {
+                Ok(_) => wait_detached(&d),
+                Err(e) => log::error!("{e}"),
             }
         }
     }
+}
+
+/// `losetup -d` only marks a device for removal while something (udev, a
+/// failed mount's probe) still holds it open; wait a little for the kernel to
+/// let go, so the caller's "nothing left behind" holds when we return.
+fn wait_detached(dev: &str) {
+    let name = dev.trim_start_matches("/dev/");
+    let backing = Path::new("/sys/block").join(name).join("loop");
+    for _ in 0..50 {
+        if !backing.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    log::warn!("{dev}: still attached 5 s after losetup -d; something holds it open");
 }
 
 /// A mounted filesystem, unmounted on drop.
