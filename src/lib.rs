@@ -4,4 +4,5 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod guest;
+pub mod menu;
 pub mod source;

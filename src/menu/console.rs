@@ -1,0 +1,286 @@
+//! The menu on several consoles at once: raw mode, polling, who has
+//! control, EOF/EIO handling, the rescue shell.
+
+use super::app::{App, MenuOutcome, Request};
+use super::backend::Backend;
+use super::draw;
+use super::keys::{Key, KeyDecoder};
+use super::prefill::MenuPrefill;
+use super::render::Renderer;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{self, SetArg, Termios};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MenuError {
+    #[error("no console given for the menu")]
+    NoConsole,
+    #[error("cannot open any console for the menu ({path}: {source})")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How long a lone ESC waits for the rest of an arrow key; serial lines
+/// deliver a sequence's bytes within a few ms even at 9600 baud.
+const ESC_WAIT: Duration = Duration::from_millis(60);
+/// Repaint tick for progress.
+const TICK: Duration = Duration::from_millis(250);
+
+struct Console {
+    path: PathBuf,
+    name: String,
+    file: File,
+    saved: Option<Termios>,
+    renderer: Renderer,
+    decoder: KeyDecoder,
+    alive: bool,
+}
+
+impl Console {
+    fn open(path: &Path) -> std::io::Result<Console> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+            .open(path)?;
+        let mut c = Console {
+            path: path.to_path_buf(),
+            name: console_name(path),
+            file,
+            saved: None,
+            renderer: Renderer::new(),
+            decoder: KeyDecoder::new(),
+            alive: true,
+        };
+        c.raw();
+        Ok(c)
+    }
+
+    /// Raw mode: keys arrive one by one, no echo, no CR/LF translation.
+    /// Not a terminal (a file in a test): left as it is.
+    fn raw(&mut self) {
+        if let Ok(t) = termios::tcgetattr(self.file.as_fd()) {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            if termios::tcsetattr(self.file.as_fd(), SetArg::TCSANOW, &raw).is_ok() {
+                self.saved = Some(t);
+            }
+        }
+    }
+
+    fn restore(&mut self) {
+        if let Some(t) = self.saved.take() {
+            let _ = termios::tcsetattr(self.file.as_fd(), SetArg::TCSANOW, &t);
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || !self.alive {
+            return;
+        }
+        if let Err(e) = self.file.write_all(bytes).and_then(|()| self.file.flush()) {
+            log::warn!("menu: console {} closed on write: {e}", self.path.display());
+            self.alive = false;
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if self.alive {
+            // Leave the terminal usable: plain video, cursor at the bottom.
+            let _ = self.file.write_all(b"\x1b[0m\x1b[24;1H\r\n");
+        }
+        self.restore();
+    }
+}
+
+/// "ttyS0" for /dev/ttyS0, "pts/3" for /dev/pts/3.
+fn console_name(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    s.strip_prefix("/dev/").unwrap_or(&s).to_string()
+}
+
+/// Runs the menu on every console in `consoles` until the user chooses
+/// power off, reboot or shell, or until every console is gone.
+pub fn run(
+    consoles: &[PathBuf],
+    prefill: MenuPrefill,
+    backend: &dyn Backend,
+) -> Result<MenuOutcome, MenuError> {
+    if consoles.is_empty() {
+        return Err(MenuError::NoConsole);
+    }
+    let mut terms = Vec::new();
+    let mut first_err = None;
+    for p in consoles {
+        match Console::open(p) {
+            Ok(c) => terms.push(c),
+            Err(e) => {
+                log::warn!("menu: cannot open console {}: {e}", p.display());
+                first_err.get_or_insert((p.clone(), e));
+            }
+        }
+    }
+    if terms.is_empty() {
+        let (path, source) = first_err.ok_or(MenuError::NoConsole)?;
+        return Err(MenuError::Open { path, source });
+    }
+    let mut app = App::new(prefill, backend);
+    let mut controller: Option<usize> = None;
+    loop {
+        app.poll_migration();
+        for (i, t) in terms.iter_mut().enumerate() {
+            let grid = match controller {
+                Some(c) if c != i => {
+                    draw::draw_watcher(&app, &console_name(consoles_path(c, consoles)))
+                }
+                _ => draw::draw(&app, &t.name),
+            };
+            let bytes = t.renderer.frame(&grid);
+            t.write(&bytes);
+        }
+        if controller.is_some_and(|c| terms.get(c).is_none_or(|t| !t.alive)) {
+            controller = None;
+        }
+        if terms.iter().all(|t| !t.alive) {
+            return Ok(closed(&mut app));
+        }
+        let pending = terms.iter().any(|t| t.decoder.pending());
+        let keys = wait_keys(&mut terms, if pending { ESC_WAIT } else { TICK });
+        for (i, key) in keys {
+            if controller.is_none() {
+                controller = Some(i);
+                app.log(format!(
+                    "menu: control taken on {}",
+                    console_name(&terms[i].path)
+                ));
+                for t in terms.iter_mut() {
+                    t.renderer.invalidate();
+                }
+            }
+            if key == Key::Redraw {
+                if let Some(t) = terms.get_mut(i) {
+                    t.renderer.invalidate();
+                }
+                continue;
+            }
+            if controller != Some(i) {
+                if key == Key::Char('t') || key == Key::Char('T') {
+                    controller = Some(i);
+                    app.log(format!(
+                        "menu: control taken on {}",
+                        console_name(&terms[i].path)
+                    ));
+                    for t in terms.iter_mut() {
+                        t.renderer.invalidate();
+                    }
+                }
+                continue;
+            }
+            match app.key(key, backend) {
+                None => {}
+                Some(Request::Exit(o)) => return Ok(o),
+                Some(Request::Shell) => {
+                    if let Some(t) = terms.get_mut(i) {
+                        shell(t, &mut app, backend);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn consoles_path(i: usize, consoles: &[PathBuf]) -> &Path {
+    consoles.get(i).map_or(Path::new("?"), |p| p.as_path())
+}
+
+/// Every console is gone: the migration must not be cut off by the
+/// caller powering off, so wait for it.
+fn closed(app: &mut App) -> MenuOutcome {
+    log::warn!("menu: every console is closed");
+    while app.migration_running() {
+        std::thread::sleep(TICK);
+        app.poll_migration();
+    }
+    MenuOutcome::ConsolesClosed
+}
+
+fn shell(t: &mut Console, app: &mut App, backend: &dyn Backend) {
+    t.write(b"\x1b[0m\x1b[H\x1b[2JRescue shell; exit returns to the menu.\r\n");
+    t.restore();
+    if let Err(e) = backend.shell(&t.path) {
+        app.log(format!("rescue shell on {}: {e}", t.path.display()));
+    }
+    t.raw();
+    t.renderer.invalidate();
+}
+
+/// Waits up to `timeout` for input and decodes it; (console index, key).
+fn wait_keys(terms: &mut [Console], timeout: Duration) -> Vec<(usize, Key)> {
+    let live: Vec<usize> = (0..terms.len())
+        .filter(|&i| terms.get(i).is_some_and(|t| t.alive))
+        .collect();
+    let mut ready = vec![false; terms.len()];
+    {
+        let mut fds: Vec<PollFd> = live
+            .iter()
+            .filter_map(|&i| terms.get(i))
+            .map(|t| PollFd::new(t.file.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => {
+                for (slot, fd) in live.iter().zip(&fds) {
+                    if fd.revents().is_some_and(|r| !r.is_empty()) {
+                        if let Some(r) = ready.get_mut(*slot) {
+                            *r = true;
+                        }
+                    }
+                }
+            }
+            Err(e) => log::warn!("menu: poll: {e}"),
+        }
+    }
+    let mut keys = Vec::new();
+    for (i, t) in terms.iter_mut().enumerate() {
+        if !t.alive {
+            continue;
+        }
+        if !ready.get(i).copied().unwrap_or(false) {
+            if t.decoder.pending() {
+                if let Some(k) = t.decoder.timeout() {
+                    keys.push((i, k));
+                }
+            }
+            continue;
+        }
+        let mut buf = [0u8; 256];
+        match t.file.read(&mut buf) {
+            Ok(0) => {
+                log::info!("menu: console {} closed (EOF)", t.path.display());
+                t.alive = false;
+            }
+            Ok(n) => {
+                for k in t.decoder.feed_all(buf.get(..n).unwrap_or(&[])) {
+                    keys.push((i, k));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // EIO: the other end of a pty or a serial line went away.
+                log::info!("menu: console {} closed: {e}", t.path.display());
+                t.alive = false;
+            }
+        }
+    }
+    keys
+}

@@ -1,0 +1,142 @@
+//! The backend of `p2xen menu` on a workstation: image files (or devices)
+//! as disks, the host's own network, the machine's CPUs and memory.
+
+use super::backend::{
+    Backend, BackendError, DiskEntry, MachineInfo, MigrationEvent, MigrationPlan, NetChoice,
+    NicInfo,
+};
+use crate::source::inspect;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+pub struct LocalBackend {
+    pub disks: Vec<PathBuf>,
+}
+
+fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// NICs from /sys/class/net (without lo and virtual devices).
+pub fn sysfs_nics(root: &Path) -> Vec<NicInfo> {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut nics: Vec<NicInfo> = dir
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("device").exists())
+        .map(|e| {
+            let p = e.path();
+            NicInfo {
+                name: e.file_name().to_string_lossy().into_owned(),
+                mac: read_trim(&p.join("address")).unwrap_or_default(),
+                driver: std::fs::read_link(p.join("device/driver"))
+                    .ok()
+                    .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned())),
+                link: read_trim(&p.join("carrier")).map(|c| c == "1"),
+                addresses: Vec::new(),
+            }
+        })
+        .collect();
+    nics.sort_by(|a, b| a.name.cmp(&b.name));
+    nics
+}
+
+pub fn meminfo_bytes() -> u64 {
+    read_trim(Path::new("/proc/meminfo"))
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib.saturating_mul(1024))
+}
+
+impl Backend for LocalBackend {
+    fn machine(&self) -> MachineInfo {
+        MachineInfo {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            memory_bytes: meminfo_bytes(),
+            nics: sysfs_nics(Path::new("/sys/class/net")),
+        }
+    }
+
+    fn disks(&self) -> Vec<DiskEntry> {
+        self.disks
+            .iter()
+            .map(|p| DiskEntry {
+                path: p.clone(),
+                report: inspect::inspect_disk(p).map_err(|e| e.to_string()),
+            })
+            .collect()
+    }
+
+    fn configure_network(&self, _choice: &NetChoice) -> Result<Vec<String>, BackendError> {
+        Err(BackendError(
+            "not changed: outside the live image the host's own network is used".into(),
+        ))
+    }
+
+    fn test_receiver(&self, server: &str) -> Result<String, BackendError> {
+        let addrs: Vec<_> = server
+            .to_socket_addrs()
+            .map_err(|e| BackendError(format!("cannot resolve: {e}")))?
+            .collect();
+        let start = Instant::now();
+        let mut last = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                Ok(_) => {
+                    return Ok(format!(
+                        "answered on {a} in {} ms",
+                        start.elapsed().as_millis()
+                    ));
+                }
+                Err(e) => last = Some(format!("{a}: {e}")),
+            }
+        }
+        Err(BackendError(format!(
+            "no answer ({}); is `p2xen receive` running there?",
+            last.unwrap_or_else(|| "no address".into())
+        )))
+    }
+
+    fn receiver_fingerprint(&self, _server: &str) -> Result<String, BackendError> {
+        Err(BackendError(
+            "this build cannot ask the receiver yet; type the fingerprint it printed".into(),
+        ))
+    }
+
+    fn start_migration(
+        &self,
+        _plan: &MigrationPlan,
+        _events: Sender<MigrationEvent>,
+    ) -> Result<(), BackendError> {
+        Err(BackendError(
+            "this build has no copy engine yet (branch copy not merged)".into(),
+        ))
+    }
+
+    fn shell(&self, tty: &Path) -> Result<(), BackendError> {
+        let sh = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(tty)
+                .map_err(|e| BackendError(format!("{}: {e}", tty.display())))
+        };
+        let status = std::process::Command::new(&sh)
+            .stdin(open()?)
+            .stdout(open()?)
+            .stderr(open()?)
+            .status()
+            .map_err(|e| BackendError(format!("{}: {e}", sh.to_string_lossy())))?;
+        log::info!("menu: shell exited with {status}");
+        Ok(())
+    }
+}
