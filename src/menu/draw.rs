@@ -101,7 +101,7 @@ fn disk_lines(d: &DiskEntry, v: &mut Vec<String>) {
     let fs_text = |fs: &Option<crate::source::filesystems::Filesystem>| match fs {
         None => "no filesystem".to_string(),
         Some(f) => {
-            let kind = serde_json::to_value(&f.kind)
+            let kind = serde_json::to_value(f.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "?".into());

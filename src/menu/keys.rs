@@ -113,9 +113,7 @@ impl KeyDecoder {
                 arrow(f)
             }
             [0x1b, b'[', rest @ ..] => {
-                let Some(&last) = rest.last() else {
-                    return None;
-                };
+                let &last = rest.last()?;
                 if (0x40..=0x7e).contains(&last) {
                     // A complete CSI sequence; only the bare arrows are keys.
                     let key = if rest.len() == 1 { arrow(last) } else { None };
