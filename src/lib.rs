@@ -4,5 +4,6 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod guest;
+pub mod init;
 pub mod menu;
 pub mod source;

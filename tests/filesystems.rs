@@ -329,6 +329,55 @@ fn ext_used_map_is_exactly_the_complement_of_dumpe2fs_free_ranges() {
     }
 }
 
+/// A mount point unmounted on drop.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Bitmaps and counters written by the kernel's ext4 driver (allocations,
+/// a delete, BLOCK_UNINIT groups initialised on demand) rather than mke2fs.
+#[test]
+fn ext4_written_by_the_kernel_matches_dumpe2fs() {
+    let dir = TempDir::new().unwrap();
+    let img = image(&dir, "kernel.img", 64 << 20);
+    mke2fs(&img, "ext4", &[]);
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    run(
+        "mount",
+        "mount",
+        &["-o", "loop", path_str(&img), path_str(&mnt)],
+    );
+    {
+        let m = Mount(mnt.clone());
+        let chunk: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for i in 0..12 {
+            fs::write(m.0.join(format!("f{i}")), &chunk).unwrap();
+        }
+        fs::create_dir(m.0.join("d")).unwrap();
+        for i in 0..200 {
+            fs::write(m.0.join(format!("d/s{i}")), format!("{i}\n")).unwrap();
+        }
+        for i in (0..12).step_by(3) {
+            fs::remove_file(m.0.join(format!("f{i}"))).unwrap();
+        }
+        run("sync", "coreutils", &[]);
+    }
+    let fs = check_ext(&img, FsKind::Ext4);
+    let dev = Device::open(&img).unwrap();
+    let used = used_extents(&dev, &fs).unwrap().unwrap();
+    let bs = fs.details.block_size.unwrap();
+    let free = complement(&used, fs.size_bytes.unwrap());
+    assert_eq!(free, dumpe2fs_free_extents(&img, bs, 1));
+    assert!(fs.used_bytes.unwrap() > 8 << 20, "{fs:?}");
+}
+
 #[test]
 fn ext_inside_a_window_uses_window_offsets() {
     let dir = TempDir::new().unwrap();

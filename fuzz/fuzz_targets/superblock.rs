@@ -4,6 +4,15 @@
 //! The first input byte picks where the rest lands on a fixed-size disk, so
 //! signatures far from byte 0 (btrfs at 64 KiB, md 0.90/1.0 at the end) are
 //! reachable without huge inputs.
+//!
+//! Run for a bounded time (needs a nightly toolchain), from `fuzz/`:
+//!   cargo +nightly fuzz run superblock -- -max_total_time=300
+//! or without cargo-fuzz, the same instrumentation by hand:
+//!   RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+//!     -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+//!     -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks" \
+//!     cargo +nightly build --release --target x86_64-unknown-linux-gnu --bin superblock
+//!   target/x86_64-unknown-linux-gnu/release/superblock -max_total_time=300 -rss_limit_mb=512 corpus/superblock
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -7,7 +7,8 @@ use super::backend::{
 };
 use super::fields;
 use super::keys::Key;
-use super::prefill::{MenuPrefill, next_time_cmdline};
+use super::prefill::{MenuPrefill, ip_of_choice, next_time_cmdline};
+use crate::init::cmdline::IpParam;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
@@ -180,7 +181,9 @@ pub struct App {
     pub layout: usize,
     pub xen_type: usize,
     pub bridge: String,
-    pub ip: Option<String>,
+    /// `ip=` for the "next time" line: the kernel's, or what was applied
+    /// on the Network screen.
+    pub ip: Option<IpParam>,
     pub migration: Option<Migration>,
     pub log: Vec<String>,
 }
@@ -541,7 +544,7 @@ impl App {
     pub fn next_time(&self) -> Option<String> {
         self.plan()
             .ok()
-            .map(|p| next_time_cmdline(&p, self.ip.as_deref()))
+            .map(|p| next_time_cmdline(&p, self.ip.as_ref()))
     }
 
     fn validate(field: Field, text: &str) -> Result<(), String> {
@@ -784,9 +787,10 @@ impl App {
         let method = if self.net_method == 0 {
             NetMethod::Dhcp
         } else {
-            let parsed = fields::cidr(&self.net_address).and_then(|address| {
+            let parsed = fields::cidr(&self.net_address).and_then(|(address, prefix_len)| {
                 Ok(NetMethod::Static {
                     address,
+                    prefix_len,
                     gateway: fields::gateway(&self.net_gateway)?,
                     dns: fields::dns(&self.net_dns)?,
                 })
@@ -809,6 +813,7 @@ impl App {
                     self.log(format!("network: {l}"));
                 }
                 self.net_result = lines;
+                self.ip = Some(ip_of_choice(&choice));
                 self.message = Some(("network configured".into(), false));
             }
             Err(e) => {

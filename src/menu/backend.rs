@@ -1,7 +1,10 @@
 //! What the menu needs from the rest of p2xen, as one small trait: the live
 //! init wires the real parts (inspect, init::net, send), tests wire fakes.
 
+use crate::init::cmdline::IpParam;
+use crate::init::net;
 use crate::source::inspect::DiskReport;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 
@@ -41,10 +44,10 @@ pub struct DiskEntry {
 pub enum NetMethod {
     Dhcp,
     Static {
-        /// "192.0.2.10/24"
-        address: String,
-        gateway: Option<String>,
-        dns: Vec<String>,
+        address: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+        dns: Vec<Ipv4Addr>,
     },
 }
 
@@ -53,6 +56,22 @@ pub struct NetChoice {
     /// None: every interface with a link.
     pub interface: Option<String>,
     pub method: NetMethod,
+}
+
+impl NetChoice {
+    /// The request for `init::net::configure`.
+    pub fn to_request(&self) -> net::NetRequest {
+        let method = match super::prefill::ip_of_choice(self) {
+            IpParam::Off => net::NetMethod::Off,
+            IpParam::Dhcp { device, .. } => net::NetMethod::Dhcp { device },
+            IpParam::Static(s) => net::NetMethod::Static(s),
+        };
+        net::NetRequest {
+            method,
+            interfaces: self.interface.clone().map(|i| vec![i]),
+            ..net::NetRequest::default()
+        }
+    }
 }
 
 /// Everything the user chose, ready to send.

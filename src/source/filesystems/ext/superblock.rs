@@ -22,7 +22,7 @@ const MAX_LOG_CLUSTER_SIZE: u32 = 20;
 const MIN_BLOCKS_PER_GROUP: u32 = 256;
 /// Groups p2xen will map: 2^22 groups is 512 TiB with 4 KiB blocks. The
 /// descriptors kept in memory cost about 80 bytes a group.
-pub const MAX_GROUPS: u32 = 1 << 22;
+const MAX_GROUPS: u32 = 1 << 22;
 
 /// A block number, in filesystem blocks from the start of the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,8 +176,13 @@ impl Superblock {
         // blocks_count > first_data_block and blocks_per_group > 0 (checked).
         let group_count_u64 =
             (blocks_count - u64::from(first_data_block)).div_ceil(u64::from(blocks_per_group));
-        let group_count =
-            u32::try_from(group_count_u64).map_err(|_| ExtError::BlocksCount { blocks_count })?;
+        let group_count = u32::try_from(group_count_u64)
+            .ok()
+            .filter(|&g| g <= MAX_GROUPS)
+            .ok_or(ExtError::TooManyGroups {
+                groups: group_count_u64,
+                max: MAX_GROUPS,
+            })?;
         if u64::from(inodes_per_group).checked_mul(group_count_u64) != Some(u64::from(inodes_count))
         {
             return Err(ExtError::InodesCount {
@@ -439,6 +444,24 @@ mod tests {
 
         let e = Superblock::parse(&sb(), 1000 * 1024).unwrap_err();
         assert!(e.to_string().contains("1024 blocks of 1024 bytes"), "{e}");
+    }
+
+    #[test]
+    fn group_count_is_bounded() {
+        let mut b = sb();
+        b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[32..36].copy_from_slice(&256u32.to_le_bytes());
+        b[36..40].copy_from_slice(&256u32.to_le_bytes());
+        let e = Superblock::parse(&b, u64::MAX).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("16777216 block groups, more than p2xen maps"),
+            "{e}"
+        );
+        b[32..36].copy_from_slice(&8u32.to_le_bytes());
+        b[36..40].copy_from_slice(&8u32.to_le_bytes());
+        let e = Superblock::parse(&b, u64::MAX).unwrap_err();
+        assert!(e.to_string().contains("absurd group size: 8 blocks"), "{e}");
     }
 
     #[test]
