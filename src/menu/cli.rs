@@ -44,7 +44,8 @@ pub fn run_cli(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
         ..MenuPrefill::default()
     };
     let backend = LocalBackend {
-        disks: args.disks.clone(),
+        disks: Some(args.disks.clone()),
+        manage_network: false,
     };
     run(&ttys, prefill, &backend)
 }

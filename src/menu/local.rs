@@ -1,5 +1,6 @@
-//! The backend of `p2xen menu` on a workstation: image files (or devices)
-//! as disks, the host's own network, the machine's CPUs and memory.
+//! The backend on a real machine: the live image's (every fixed disk,
+//! network through `init::net`) and `p2xen menu` on a workstation's (image
+//! files as disks, the host's network left alone).
 
 use super::backend::{
     Backend, BackendError, DiskEntry, MachineInfo, MigrationEvent, MigrationPlan, NetChoice,
@@ -12,7 +13,11 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 pub struct LocalBackend {
-    pub disks: Vec<PathBuf>,
+    /// None: every fixed disk (`inspect::list_fixed_disks`).
+    pub disks: Option<Vec<PathBuf>>,
+    /// Configure interfaces with `init::net::configure` (the live image);
+    /// false on a workstation, whose network is not ours to change.
+    pub manage_network: bool,
 }
 
 fn read_trim(path: &Path) -> Option<String> {
@@ -66,7 +71,17 @@ impl Backend for LocalBackend {
     }
 
     fn disks(&self) -> Vec<DiskEntry> {
-        self.disks
+        let paths = match &self.disks {
+            Some(d) => d.clone(),
+            None => match inspect::list_fixed_disks() {
+                Ok(d) => d,
+                Err(e) => {
+                    log::error!("menu: cannot list the disks: {e}");
+                    Vec::new()
+                }
+            },
+        };
+        paths
             .iter()
             .map(|p| DiskEntry {
                 path: p.clone(),
@@ -75,10 +90,15 @@ impl Backend for LocalBackend {
             .collect()
     }
 
-    fn configure_network(&self, _choice: &NetChoice) -> Result<Vec<String>, BackendError> {
-        Err(BackendError(
-            "not changed: outside the live image the host's own network is used".into(),
-        ))
+    fn configure_network(&self, choice: &NetChoice) -> Result<Vec<String>, BackendError> {
+        if !self.manage_network {
+            return Err(BackendError(
+                "not changed: outside the live image the host's own network is used".into(),
+            ));
+        }
+        crate::init::net::configure(&choice.to_request())
+            .map(|status| status.summary())
+            .map_err(|e| BackendError(e.to_string()))
     }
 
     fn test_receiver(&self, server: &str) -> Result<String, BackendError> {
