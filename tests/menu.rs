@@ -129,6 +129,9 @@ struct Fake {
     net: Mutex<Vec<NetChoice>>,
     plans: Mutex<Vec<MigrationPlan>>,
     gate: Mutex<Option<Receiver<()>>>,
+    /// The migration fails at once with this error.
+    fail: Option<String>,
+    shells: Mutex<usize>,
 }
 
 impl Fake {
@@ -139,6 +142,8 @@ impl Fake {
                 net: Mutex::new(Vec::new()),
                 plans: Mutex::new(Vec::new()),
                 gate: Mutex::new(Some(rx)),
+                fail: None,
+                shells: Mutex::new(0),
             }),
             tx,
         )
@@ -210,6 +215,10 @@ impl Backend for Fake {
         events: Sender<MigrationEvent>,
     ) -> Result<(), BackendError> {
         self.plans.lock().unwrap().push(plan.clone());
+        if let Some(e) = &self.fail {
+            let _ = events.send(MigrationEvent::Failed(e.clone()));
+            return Ok(());
+        }
         let gate = self.gate.lock().unwrap().take();
         let name = plan.name.clone();
         std::thread::spawn(move || {
@@ -244,6 +253,7 @@ impl Backend for Fake {
         Ok(())
     }
     fn shell(&self, _tty: &Path) -> Result<(), BackendError> {
+        *self.shells.lock().unwrap() += 1;
         Ok(())
     }
 }
@@ -577,4 +587,51 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
     assert!(status.success());
     assert_eq!(out.trim(), "menu: ConsolesClosed");
     assert_eq!(common::fixtures::hash_file(&server.image), before);
+}
+
+#[test]
+fn failed_migration_offers_retry_power_off_and_shell() {
+    let mut t = Pty::open();
+    let fake = Arc::new(Fake {
+        net: Mutex::new(Vec::new()),
+        plans: Mutex::new(Vec::new()),
+        gate: Mutex::new(None),
+        fail: Some("connection refused by 127.0.0.1:7460".into()),
+        shells: Mutex::new(0),
+    });
+    let prefill = MenuPrefill {
+        server: Some("127.0.0.1".into()),
+        token: Some("tok".into()),
+        fingerprint: Some(FP.into()),
+        memory: Some("512M".into()),
+        ..MenuPrefill::default()
+    };
+    let h = start_menu(&[&t], prefill, fake.clone());
+    t.wait_for("1/7 Overview");
+    t.send(b"nnnn");
+    let s = t.wait_for("5/7 Review");
+    assert!(s.contains("Memory 512 MiB  vCPUs 2"), "{s}");
+    t.send(ENTER);
+    let s = t.wait_for("7/7 Result");
+    assert!(
+        s.contains("Migration FAILED: connection refused by 127.0.0.1:7460"),
+        "{s}"
+    );
+    assert!(s.contains(">1) Back to the review (try again)"), "{s}");
+    // The rescue shell is reachable from here and the menu comes back.
+    t.send(b"!");
+    let s = t.wait_for("7/7 Result");
+    assert!(s.contains("4) Rescue shell"), "{s}");
+    assert_eq!(*fake.shells.lock().unwrap(), 1);
+    t.send(b"1");
+    t.wait_for(">1) Start the migration");
+    t.send(b"\x1b");
+    t.wait_for("4/7 Guest");
+    t.send(b"p");
+    t.wait_for("! key 'p' does nothing here; ? shows the keys");
+    t.send(b"nn");
+    t.wait_for("7/7 Result");
+    t.send(b"4");
+    assert_eq!(join(h).unwrap(), MenuOutcome::Shell);
+    assert_eq!(fake.plans.lock().unwrap().len(), 2);
 }
