@@ -635,3 +635,34 @@ fn failed_migration_offers_retry_power_off_and_shell() {
     assert_eq!(join(h).unwrap(), MenuOutcome::Shell);
     assert_eq!(fake.plans.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn a_stalled_console_does_not_block_the_others() {
+    // Nobody reads this terminal's output, as on a serial line held by flow
+    // control; keys still arrive on it and it has control.
+    let stalled = nix::pty::openpty(None, None).expect("openpty");
+    let stalled_path = nix::unistd::ttyname(&stalled.slave).expect("ttyname");
+    let mut keys = File::from(stalled.master);
+    let b = Pty::open();
+    let (fake, _gate) = Fake::new();
+    let paths = vec![stalled_path.clone(), b.path.clone()];
+    let h = std::thread::spawn(move || menu::run(&paths, MenuPrefill::default(), fake.as_ref()));
+    b.wait_for("1/7 Overview");
+    // Each Ctrl-L (the menu reads them one by one, 5 ms apart) is a full
+    // repaint queued on the stalled console: far more than a pty buffer
+    // holds, so a blocking write would hang the menu here.
+    for _ in 0..100 {
+        keys.write_all(b"\x0c").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    keys.write_all(b"nn").unwrap();
+    let name = stalled_path
+        .to_string_lossy()
+        .trim_start_matches("/dev/")
+        .to_string();
+    b.wait_for(&format!("The menu is in use on {name} (Target screen)."));
+    drop(keys);
+    drop(stalled.slave);
+    drop(b);
+    assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}

@@ -7,11 +7,12 @@ use super::draw;
 use super::keys::{Key, KeyDecoder};
 use super::prefill::MenuPrefill;
 use super::render::Renderer;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub enum MenuError {
 const ESC_WAIT: Duration = Duration::from_millis(60);
 /// Repaint tick for progress.
 const TICK: Duration = Duration::from_millis(250);
+/// Output queued for one console at most: a few full screens.
+const MAX_QUEUE: usize = 64 * 1024;
 
 struct Console {
     path: PathBuf,
@@ -41,6 +44,11 @@ struct Console {
     renderer: Renderer,
     decoder: KeyDecoder,
     alive: bool,
+    /// Bytes not yet taken by the terminal. Writes never block: a serial
+    /// line at 9600 baud (or one held by flow control) must not stall the
+    /// other consoles or the keys; a new frame is only computed once the
+    /// previous one is out, so slow consoles skip intermediate frames.
+    out: Vec<u8>,
 }
 
 impl Console {
@@ -58,7 +66,13 @@ impl Console {
             renderer: Renderer::new(),
             decoder: KeyDecoder::new(),
             alive: true,
+            out: Vec::new(),
         };
+        let flags = fcntl(c.file.as_raw_fd(), FcntlArg::F_GETFL)?;
+        fcntl(
+            c.file.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+        )?;
         c.raw();
         Ok(c)
     }
@@ -81,13 +95,46 @@ impl Console {
         }
     }
 
+    /// Queues `bytes` and writes what the terminal takes now.
     fn write(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() || !self.alive {
+        if !self.alive {
             return;
         }
-        if let Err(e) = self.file.write_all(bytes).and_then(|()| self.file.flush()) {
-            log::warn!("menu: console {} closed on write: {e}", self.path.display());
-            self.alive = false;
+        if self.out.len().saturating_add(bytes.len()) > MAX_QUEUE {
+            // Far behind (flow control held): drop the queue and repaint
+            // everything once the line moves again.
+            self.out.clear();
+            self.renderer.invalidate();
+            return;
+        }
+        self.out.extend_from_slice(bytes);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while self.alive && !self.out.is_empty() {
+            match self.file.write(&self.out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.drain(..n.min(self.out.len()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("menu: console {} closed on write: {e}", self.path.display());
+                    self.alive = false;
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) until the queue is out, e.g. before a shell takes
+    /// over the terminal.
+    fn drain(&mut self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self.alive && !self.out.is_empty() && start.elapsed() < limit {
+            self.flush();
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -96,7 +143,8 @@ impl Drop for Console {
     fn drop(&mut self) {
         if self.alive {
             // Leave the terminal usable: plain video, cursor at the bottom.
-            let _ = self.file.write_all(b"\x1b[0m\x1b[24;1H\r\n");
+            self.write(b"\x1b[0m\x1b[24;1H\r\n");
+            self.drain(Duration::from_secs(1));
         }
         self.restore();
     }
@@ -138,6 +186,10 @@ pub fn run(
     loop {
         app.poll_migration();
         for (i, t) in terms.iter_mut().enumerate() {
+            t.flush();
+            if !t.out.is_empty() {
+                continue;
+            }
             let grid = match controller {
                 Some(c) if c != i => {
                     draw::draw_watcher(&app, &console_name(consoles_path(c, consoles)))
@@ -215,6 +267,7 @@ fn closed(app: &mut App) -> MenuOutcome {
 
 fn shell(t: &mut Console, app: &mut App, backend: &dyn Backend) {
     t.write(b"\x1b[0m\x1b[H\x1b[2JRescue shell; exit returns to the menu.\r\n");
+    t.drain(Duration::from_secs(5));
     t.restore();
     if let Err(e) = backend.shell(&t.path) {
         app.log(format!("rescue shell on {}: {e}", t.path.display()));
@@ -233,14 +286,24 @@ fn wait_keys(terms: &mut [Console], timeout: Duration) -> Vec<(usize, Key)> {
         let mut fds: Vec<PollFd> = live
             .iter()
             .filter_map(|&i| terms.get(i))
-            .map(|t| PollFd::new(t.file.as_fd(), PollFlags::POLLIN))
+            .map(|t| {
+                let mut ev = PollFlags::POLLIN;
+                if !t.out.is_empty() {
+                    ev |= PollFlags::POLLOUT;
+                }
+                PollFd::new(t.file.as_fd(), ev)
+            })
             .collect();
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {}
             Ok(_) => {
                 for (slot, fd) in live.iter().zip(&fds) {
-                    if fd.revents().is_some_and(|r| !r.is_empty()) {
+                    let input = PollFlags::POLLIN
+                        | PollFlags::POLLHUP
+                        | PollFlags::POLLERR
+                        | PollFlags::POLLNVAL;
+                    if fd.revents().is_some_and(|r| r.intersects(input)) {
                         if let Some(r) = ready.get_mut(*slot) {
                             *r = true;
                         }
@@ -274,7 +337,11 @@ fn wait_keys(terms: &mut [Console], timeout: Duration) -> Vec<(usize, Key)> {
                     keys.push((i, k));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) => {}
             Err(e) => {
                 // EIO: the other end of a pty or a serial line went away.
                 log::info!("menu: console {} closed: {e}", t.path.display());
