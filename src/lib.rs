@@ -4,6 +4,7 @@
 //! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 pub mod guest;
+pub mod image;
 pub mod init;
 pub mod menu;
 pub mod source;

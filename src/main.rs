@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build step of build/media: write the USB image (GPT + protective MBR with
+    /// BIOS boot code) around a prepared ESP image.
+    Mkimage(MkimageArgs),
     /// Show disks, partition tables, filesystems and the installed OS
     /// (read-only). Exit status: 0 when everything was readable, 1 when
     /// something was not (each problem is reported), 2 on usage errors.
@@ -29,6 +32,43 @@ enum Command {
     /// disks (for tests and trying it out; the live image starts it itself).
     #[command(hide = true)]
     Menu(p2xen::menu::cli::MenuArgs),
+}
+
+#[derive(clap::Args)]
+struct MkimageArgs {
+    /// FAT image of the ESP, made with `mkfs.vfat -h 2048`, loaders installed.
+    #[arg(long)]
+    esp: std::path::PathBuf,
+    /// MBR boot code for legacy BIOS (syslinux's gptmbr.bin).
+    #[arg(long, default_value = "/usr/lib/syslinux/mbr/gptmbr.bin")]
+    boot_code: std::path::PathBuf,
+    /// The USB image to write (replaced atomically).
+    #[arg(long)]
+    out: std::path::PathBuf,
+}
+
+fn mkimage(args: MkimageArgs) -> ExitCode {
+    let spec = p2xen::image::usb_disk::UsbImageSpec {
+        esp: args.esp,
+        boot_code: args.boot_code,
+        out: args.out,
+    };
+    match p2xen::image::usb_disk::write_usb_image(&spec) {
+        Ok(img) => {
+            log::info!(
+                "{}: {} bytes, ESP at sector {} ({} sectors)",
+                spec.out.display(),
+                img.size_bytes,
+                img.esp_first_lba,
+                img.esp_sectors
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("mkimage: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -55,6 +95,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
+        Command::Mkimage(args) => mkimage(args),
         Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

@@ -359,3 +359,169 @@ fn text_output_is_a_table_per_disk() {
         "{text}"
     );
 }
+
+/// A loop device over an image, detached on drop (even when a test fails).
+struct Loop(String);
+
+impl Loop {
+    fn attach(image: &Path, sector_size: u32) -> Loop {
+        need("losetup", "mount");
+        let dev = run(std::process::Command::new("losetup")
+            .args(["--sector-size", &sector_size.to_string(), "-f", "--show"])
+            .arg(image));
+        Loop(dev.trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn gpt_image_of_a_4k_sector_disk_is_found() {
+    // This sfdisk has no --sector-size: partition a 4096-byte-sector loop
+    // device over the image instead (tests run as root).
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("4kn.img");
+    sparse_image(&image, 32 * MIB);
+    let sf = {
+        let lo = Loop::attach(&image, 4096);
+        sfdisk(
+            Path::new(&lo.0),
+            "label: gpt\nstart=256, size=2048, name=\"data\"\nstart=2304, size=1024\n",
+        );
+        sfdisk_json(Path::new(&lo.0))
+    };
+    let (v, code, stderr) = inspect_json(&[&image]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let disk = &v["disks"][0];
+    assert_eq!(disk["logical_sector_size"], 4096);
+    assert_eq!(sf["partitiontable"]["sectorsize"], 4096);
+    assert_matches_sfdisk(disk, &sf);
+}
+
+/// Writes `files` (path, content) under `dir`.
+fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// A 2006-era server: no os-release, sysvinit, GRUB legacy and LILO.
+#[test]
+fn old_debian_and_centos_roots_are_identified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let debian = tmp.path().join("etch");
+    write_tree(
+        &debian,
+        &[
+            ("etc/debian_version", "4.0\n"),
+            ("etc/hostname", "etch\n"),
+            ("etc/inittab", "id:2:initdefault:\n"),
+            (
+                "etc/fstab",
+                "/dev/hda1 / ext3 defaults,errors=remount-ro 0 1\n",
+            ),
+            ("etc/lilo.conf", "boot=/dev/hda\n"),
+            ("boot/grub/menu.lst", "default 0\n"),
+            ("boot/vmlinuz-2.6.18-6-686", "k"),
+            ("boot/initrd.img-2.6.18-6-686", "i"),
+        ],
+    );
+    let centos = tmp.path().join("centos");
+    write_tree(
+        &centos,
+        &[
+            ("etc/redhat-release", "CentOS release 5.11 (Final)\n"),
+            (
+                "etc/sysconfig/network",
+                "NETWORKING=yes\nHOSTNAME=web1.example.com\n",
+            ),
+            ("etc/inittab", "id:3:initdefault:\n"),
+            ("etc/fstab", "LABEL=/ / ext3 defaults 1 1\n"),
+            ("boot/grub/grub.conf", "default=0\n"),
+            ("boot/vmlinuz-2.6.18-398.el5", "k"),
+            ("boot/initrd-2.6.18-398.el5.img", "i"),
+        ],
+    );
+    let mut images = Vec::new();
+    for (name, tree) in [("etch.img", &debian), ("centos.img", &centos)] {
+        let image = tmp.path().join(name);
+        sparse_image(&image, 8 * MIB);
+        mke2fs_at(&image, "ext3", 0, 8 * MIB, Some(tree), "/");
+        images.push(image);
+    }
+    let (v, code, stderr) = inspect_json(&[&images[0], &images[1]]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let etch = &v["disks"][0]["os"];
+    assert_eq!(etch["pretty_name"], "Debian GNU/Linux 4.0");
+    assert_eq!(
+        (&etch["id"], &etch["version_id"]),
+        (&"debian".into(), &"4.0".into())
+    );
+    assert_eq!(
+        etch["hostname"],
+        debugfs_cat(&images[0], 0, "/etc/hostname").trim()
+    );
+    assert_eq!(etch["init_system"], "sysvinit");
+    assert_eq!(
+        etch["bootloaders"],
+        serde_json::json!(["grub-legacy", "lilo"])
+    );
+    assert_eq!(
+        etch["bootloader_configs"],
+        serde_json::json!(["/boot/grub/menu.lst", "/etc/lilo.conf"])
+    );
+    assert_eq!(etch["kernels"], serde_json::json!(["vmlinuz-2.6.18-6-686"]));
+    assert_eq!(etch["fstab"][0]["spec"], "/dev/hda1");
+    assert_eq!(etch["fstab"][0]["options"], "defaults,errors=remount-ro");
+
+    let c5 = &v["disks"][1]["os"];
+    assert_eq!(c5["pretty_name"], "CentOS release 5.11 (Final)");
+    assert_eq!(
+        (&c5["id"], &c5["version_id"]),
+        (&"centos".into(), &"5.11".into())
+    );
+    assert_eq!(c5["hostname"], "web1.example.com");
+    assert_eq!(c5["bootloaders"], serde_json::json!(["grub-legacy"]));
+    assert_eq!(
+        c5["initrds"],
+        serde_json::json!(["initrd-2.6.18-398.el5.img"])
+    );
+    assert_eq!(c5["fstab"][0]["passno"], 1);
+}
+
+/// A block device: size and sector sizes from sysfs agree with blockdev.
+#[test]
+fn block_device_attributes_match_blockdev() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = gpt_server(tmp.path());
+    let lo = Loop::attach(&f.image, 512);
+    let dev = Path::new(&lo.0);
+    need("blockdev", "util-linux");
+    let bd = |flag: &str| -> u64 {
+        run(std::process::Command::new("blockdev").arg(flag).arg(dev))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (v, code, stderr) = inspect_json(&[dev]);
+    assert_eq!(code, 0, "{stderr}\n{v:#}");
+    let disk = &v["disks"][0];
+    assert_eq!(disk["path"], lo.0.as_str());
+    assert_eq!(disk["size_bytes"], bd("--getsize64"));
+    assert_eq!(disk["logical_sector_size"], bd("--getss"));
+    assert_eq!(disk["physical_sector_size"], bd("--getpbsz"));
+    let name = dev.file_name().unwrap().to_str().unwrap();
+    let rot = std::fs::read_to_string(format!("/sys/block/{name}/queue/rotational")).unwrap();
+    assert_eq!(disk["rotational"], rot.trim() == "1");
+    assert_eq!(disk["removable"], false);
+    assert_matches_sfdisk(disk, &sfdisk_json(&f.image));
+}

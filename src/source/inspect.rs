@@ -124,7 +124,8 @@ const SYSFS: &str = "/sys";
 pub fn list_fixed_disks() -> Result<Vec<PathBuf>, InspectError> {
     Ok(sysfs::list_disks(Path::new(SYSFS))?
         .into_iter()
-        .map(|d| PathBuf::from("/dev").join(d.name))
+        // sysfs spells '/' in device names as '!' (cciss!c0d0).
+        .map(|d| PathBuf::from("/dev").join(d.name.replace('!', "/")))
         .collect())
 }
 
@@ -139,8 +140,8 @@ pub fn inspect_disk(path: &Path) -> Result<DiskReport, InspectError> {
             let rdev = m.rdev();
             sysfs::attrs_for_devnum(
                 Path::new(SYSFS),
-                u64::from(nix::sys::stat::major(rdev) as u32),
-                u64::from(nix::sys::stat::minor(rdev) as u32),
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev),
             )
         })
     } else {
@@ -167,44 +168,60 @@ pub fn inspect_source(disk: Arc<dyn ReadAt>, attrs: Option<&DiskAttrs>) -> DiskR
         table: TableKind::None.as_str().to_string(),
         ..DiskReport::default()
     };
-    let table = match partitions::read_table(disk.as_ref(), logical) {
+    let mut table = match partitions::read_table(disk.as_ref(), logical) {
         Ok(t) => t,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
+    // An image file has no sysfs sector size; one taken from a 4Kn disk
+    // carries its GPT at byte 4096, not 512.
+    // Its protective MBR looks the same at either size, so retry whenever
+    // 512 found no partitions.
+    if attrs.is_none() && table.kind != TableKind::Mbr && table.partitions.is_empty() {
+        if let Ok(t) = partitions::read_table(disk.as_ref(), 4096) {
+            if t.kind == TableKind::Gpt && !t.partitions.is_empty() {
+                report.logical_sector_size = 4096;
+                report.physical_sector_size = 4096;
+                table = t;
+            }
+        }
+    }
     report.table = table.kind.as_str().to_string();
     report.disk_id = table.disk_id.clone();
     report.pmbr = table.pmbr.map(|k| k.as_str().to_string());
     report.boot_code = table.boot_code.as_ref().map(|b| b.description.clone());
     report.warnings.extend(table.warnings.iter().cloned());
 
+    // Table problems come first on the partition they concern (they are
+    // usually the cause of whatever the filesystem probe says next); a
+    // problem that concerns both partitions of an overlap goes on both.
+    let targeted: Vec<(Vec<u32>, &PartitionError)> = table
+        .errors
+        .iter()
+        .map(|e| match e {
+            PartitionError::Overlap { a, b, .. } => (vec![*a, *b], e),
+            other => (other.partition().into_iter().collect(), e),
+        })
+        .collect();
     let mut boot_parts: Vec<(u32, BootFiles)> = Vec::new();
     for p in &table.partitions {
-        report
-            .partitions
-            .push(inspect_partition(&disk, p, &mut boot_parts));
+        let first: Vec<String> = targeted
+            .iter()
+            .filter(|(t, _)| t.contains(&p.number))
+            .map(|(_, e)| e.to_string())
+            .collect();
+        let mut pr = inspect_partition(&disk, p, &mut boot_parts);
+        pr.errors.splice(0..0, first);
+        report.partitions.push(pr);
     }
-    let mut disk_errors: Vec<&PartitionError> = Vec::new();
-    for e in &table.errors {
-        let targets: Vec<u32> = match e {
-            PartitionError::Overlap { a, b, .. } => vec![*a, *b],
-            other => other.partition().into_iter().collect(),
-        };
-        let mut placed = false;
-        for pr in report
-            .partitions
-            .iter_mut()
-            .filter(|pr| targets.contains(&pr.number))
-        {
-            pr.errors.push(e.to_string());
-            placed = true;
-        }
-        if !placed {
-            disk_errors.push(e);
-        }
-    }
+    let numbers: Vec<u32> = table.partitions.iter().map(|p| p.number).collect();
+    let mut disk_errors: Vec<&PartitionError> = targeted
+        .iter()
+        .filter(|(t, _)| !t.iter().any(|n| numbers.contains(n)))
+        .map(|(_, e)| *e)
+        .collect();
 
     if table.kind == TableKind::None {
         let whole = Window::new(disk.as_ref(), 0, disk.size());
@@ -363,9 +380,10 @@ fn yes_no(v: Option<bool>) -> &'static str {
 fn fs_cells(fs: Option<&Filesystem>) -> (String, String) {
     match fs {
         Some(f) => (
-            serde_json::to_value(f.kind)
+            // The serialised name is the contract ("ext4", "lvm2_pv").
+            serde_json::to_value(f)
                 .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
+                .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
                 .unwrap_or_default(),
             f.label.clone().unwrap_or_default(),
         ),
@@ -405,6 +423,13 @@ fn write_os(out: &mut dyn Write, os: &OsInfo, indent: &str) -> std::io::Result<(
 }
 
 fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
+    if d.size_bytes == 0 && !d.errors.is_empty() {
+        writeln!(out, "{}:", d.path)?;
+        for e in &d.errors {
+            writeln!(out, "  ERROR: {e}")?;
+        }
+        return writeln!(out);
+    }
     writeln!(
         out,
         "{}: {} ({} bytes), sectors {}/{} bytes, table {}{}",
@@ -469,8 +494,13 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
         }
     }
     if d.table == "none" {
-        let (fs, label) = fs_cells(d.filesystem.as_ref());
-        writeln!(out, "  whole-disk filesystem: {fs} {label}")?;
+        match d.filesystem.as_ref() {
+            Some(f) => {
+                let (fs, label) = fs_cells(Some(f));
+                writeln!(out, "  whole-disk filesystem: {fs} {label}")?;
+            }
+            None => writeln!(out, "  no partition table and no filesystem found")?,
+        }
     }
     if let Some(os) = &d.os {
         write_os(out, os, "  ")?;

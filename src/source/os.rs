@@ -95,7 +95,7 @@ impl Ext4Read for PartReader {
         start_byte: u64,
         dst: &mut [u8],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        let end = start_byte
+        start_byte
             .checked_add(dst.len() as u64)
             .filter(|&e| e <= self.len)
             .ok_or_else(|| {
@@ -105,7 +105,6 @@ impl Ext4Read for PartReader {
                     self.len
                 )
             })?;
-        let _ = end;
         let abs = self
             .start
             .checked_add(start_byte)

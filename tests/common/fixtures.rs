@@ -371,3 +371,43 @@ pub fn gpt_server(dir: &Path) -> GptServer {
     );
     GptServer { image, root_offset }
 }
+
+/// Makes swap of `size` bytes at `offset` of `image` (mkswap on a separate
+/// file, then copied into place sparsely).
+pub fn mkswap_at(image: &Path, offset: u64, size: u64, label: &str) {
+    need("mkswap", "util-linux");
+    let tmp = image.with_extension(format!("swap{offset}.tmp"));
+    sparse_image(&tmp, size);
+    run(Command::new("mkswap")
+        .arg("-q")
+        .arg("-L")
+        .arg(label)
+        .arg(&tmp));
+    dd_into(image, offset, &tmp);
+    fs::remove_file(&tmp).unwrap();
+}
+
+/// `blkid -p -o export --offset N image` as key/value pairs.
+pub fn blkid_probe(image: &Path, offset: u64) -> std::collections::BTreeMap<String, String> {
+    need("blkid", "util-linux");
+    let out = run(Command::new("blkid")
+        .args(["-p", "-o", "export", "--offset"])
+        .arg(offset.to_string())
+        .arg(image));
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `dumpe2fs -h` of the ext filesystem at `offset`, as key/value pairs.
+pub fn dumpe2fs_header(image: &Path, offset: u64) -> std::collections::BTreeMap<String, String> {
+    need("dumpe2fs", "e2fsprogs");
+    let out = run(Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(at_offset(image, offset)));
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}

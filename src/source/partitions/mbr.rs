@@ -14,7 +14,7 @@ pub struct Mbr {
 }
 
 pub enum MbrRead {
-    Valid(Mbr),
+    Valid(Box<Mbr>),
     /// 0x55AA present but the entries are not a partition table.
     Invalid(String),
     /// No 0x55AA boot signature: no MBR at all.
@@ -39,7 +39,7 @@ pub fn read(disk: &dyn ReadAt, sector0: &[u8]) -> MbrRead {
         return MbrRead::NoSignature;
     }
     match decode(disk, 0) {
-        Ok(header) => MbrRead::Valid(Mbr { header }),
+        Ok(header) => MbrRead::Valid(Box::new(Mbr { header })),
         Err(reason) => MbrRead::Invalid(reason),
     }
 }

@@ -133,7 +133,7 @@ pub enum PartitionError {
         reason: String,
     },
     #[error(
-        "{path}: extended boot record {index} at offset {offset} links back to an earlier one (EBR loop); the chain is cut there"
+        "{path}: the EBR chain loops: link {index} points back to the extended boot record at offset {offset}, already read; the chain is cut there"
     )]
     EbrLoop {
         path: PathBuf,
