@@ -666,3 +666,71 @@ fn a_stalled_console_does_not_block_the_others() {
     drop(b);
     assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
 }
+
+/// 26 disks: the Guest screen's items scroll with the selection.
+struct ManyDisks(Arc<Fake>);
+
+impl Backend for ManyDisks {
+    fn machine(&self) -> MachineInfo {
+        self.0.machine()
+    }
+    fn disks(&self) -> Vec<DiskEntry> {
+        (0..26)
+            .map(|i| DiskEntry {
+                path: format!("/dev/vd{}", (b'a' + i as u8) as char).into(),
+                report: Err("no medium".into()),
+            })
+            .collect()
+    }
+    fn configure_network(&self, c: &NetChoice) -> Result<Vec<String>, BackendError> {
+        self.0.configure_network(c)
+    }
+    fn test_receiver(&self, s: &str) -> Result<String, BackendError> {
+        self.0.test_receiver(s)
+    }
+    fn receiver_fingerprint(&self, s: &str) -> Result<String, BackendError> {
+        self.0.receiver_fingerprint(s)
+    }
+    fn start_migration(
+        &self,
+        p: &MigrationPlan,
+        e: Sender<MigrationEvent>,
+    ) -> Result<(), BackendError> {
+        self.0.start_migration(p, e)
+    }
+    fn shell(&self, t: &Path) -> Result<(), BackendError> {
+        self.0.shell(t)
+    }
+}
+
+#[test]
+fn many_disks_scroll_on_the_guest_screen() {
+    let mut t = Pty::open();
+    let (fake, _gate) = Fake::new();
+    let paths = vec![t.path.clone()];
+    let prefill = MenuPrefill {
+        server: Some("dom0".into()),
+        token: Some("tok".into()),
+        fingerprint: Some(FP.into()),
+        ..MenuPrefill::default()
+    };
+    let h = std::thread::spawn(move || menu::run(&paths, prefill, &ManyDisks(fake)));
+    let s = t.wait_for("1/7 Overview");
+    assert!(
+        s.contains("Disk /dev/vda: cannot be read: no medium"),
+        "{s}"
+    );
+    t.send(b"nnn");
+    let s = t.wait_for("4/7 Guest");
+    assert!(s.contains(">1) Name"), "{s}");
+    assert!(!s.contains("Continue to the review"), "{s}");
+    assert!(s.lines().nth(22).unwrap_or("").is_empty(), "{s}");
+    for _ in 0..40 {
+        t.send(b"j");
+    }
+    let s = t.wait_for(">   Continue to the review");
+    assert!(s.contains("    Disk /dev/vdz"), "{s}");
+    assert!(!s.contains("1) Name"), "{s}");
+    drop(t);
+    assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}

@@ -465,15 +465,26 @@ pub fn draw(app: &App, console: &str) -> Grid {
         row = MSG_ROW - 1 - items.len();
     }
     let mut cursor = (KEYS_ROW, 0);
-    for (i, item) in items.iter().enumerate() {
+    // A machine with many disks has more items than rows: show a window
+    // that follows the selection.
+    let max_items = MSG_ROW - 1 - row;
+    let first = if items.len() > max_items {
+        app.sel
+            .saturating_sub(max_items.saturating_sub(1))
+            .min(items.len() - max_items)
+    } else {
+        0
+    };
+    for (i, item) in items.iter().enumerate().skip(first).take(max_items) {
         let selected = i == app.sel;
         let marker = if selected { '>' } else { ' ' };
+        // Only items 1-9 have a digit shortcut.
         let num = if i < 9 {
-            format!("{}", i + 1)
+            format!("{})", i + 1)
         } else {
-            " ".into()
+            "  ".into()
         };
-        let label = format!("{marker}{num}) {:<w$}", item.label, w = LABEL_W - 4);
+        let label = format!("{marker}{num} {:<w$}", item.label, w = LABEL_W - 4);
         g.put(row, 0, &label, selected);
         let value_col = LABEL_W;
         let editing = app
