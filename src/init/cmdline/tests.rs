@@ -134,7 +134,7 @@ fn bad_values_name_the_key_and_accepted_values() {
         "kernel command line: p2xen.post=\"halt\": \"halt\" is not one of them (accepted: poweroff|reboot|shell|wait)"
     );
     assert!(err("p2xen.fail=reboot").contains("(accepted: shell|wait|poweroff)"));
-    assert!(err("p2xen.mode=batch").contains("(accepted: auto|menu)"));
+    assert!(err("p2xen.mode=batch").contains("(accepted: auto|menu|shell)"));
     assert!(err("p2xen.type=kvm").contains("p2xen.type=\"kvm\""));
     assert!(err("p2xen.layout=lvm").contains("accepted: disk|partitions"));
     assert!(err("p2xen.memory=2K").contains("p2xen.memory=\"2K\": unit \"K\""));
@@ -270,4 +270,12 @@ proptest! {
             prop_assert_eq!(again, c);
         }
     }
+}
+
+#[test]
+fn mode_shell_is_the_rescue_entry() {
+    let c = Cmdline::parse("console=ttyS0 p2xen.mode=shell").unwrap();
+    assert_eq!(c.mode, Mode::Shell);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.to_cmdline(), "p2xen.mode=shell");
 }

@@ -316,8 +316,9 @@ keyword_enum!(
     FailAction { Shell = "shell", Wait = "wait", Poweroff = "poweroff" }
 );
 keyword_enum!(
-    /// `p2xen.mode=`: unattended run or the menu.
-    Mode { Auto = "auto", Menu = "menu" }
+    /// `p2xen.mode=`: unattended run, the menu, or straight to the rescue
+    /// shell (the boot media's "Rescue shell" entry).
+    Mode { Auto = "auto", Menu = "menu", Shell = "shell" }
 );
 
 #[cfg(test)]
