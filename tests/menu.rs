@@ -561,7 +561,7 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
     t.send(ENTER);
     t.send(b"2tok\r");
     t.send(b"n");
-    t.wait_for("! receiver 127.0.0.1:1: this build cannot ask the receiver yet");
+    t.wait_for("! receiver 127.0.0.1:1: cannot connect to 127.0.0.1:1");
     t.send(b"3");
     t.send(FP.as_bytes());
     t.send(ENTER);

@@ -125,10 +125,8 @@ impl Backend for LocalBackend {
         )))
     }
 
-    fn receiver_fingerprint(&self, _server: &str) -> Result<String, BackendError> {
-        Err(BackendError(
-            "this build cannot ask the receiver yet; type the fingerprint it printed".into(),
-        ))
+    fn receiver_fingerprint(&self, server: &str) -> Result<String, BackendError> {
+        super::probe::receiver_fingerprint(server).map_err(BackendError)
     }
 
     fn start_migration(

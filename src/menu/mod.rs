@@ -16,6 +16,7 @@ pub mod grid;
 pub mod keys;
 pub mod local;
 pub mod prefill;
+pub mod probe;
 pub mod render;
 
 pub use app::MenuOutcome;
