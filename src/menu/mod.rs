@@ -25,4 +25,4 @@ pub use backend::{
     MigrationResult, NetChoice, NetMethod, NicInfo, ResultDisk,
 };
 pub use console::{MenuError, run};
-pub use prefill::MenuPrefill;
+pub use prefill::{MenuPrefill, console_paths};

@@ -42,6 +42,28 @@ impl MenuPrefill {
     }
 }
 
+/// The terminals the menu runs on: every `console=` (tty0, the current
+/// virtual terminal, is /dev/tty1 at boot), each once; `p2xen.console=`
+/// restricts it to that one. None given: /dev/console.
+pub fn console_paths(c: &Cmdline) -> Vec<std::path::PathBuf> {
+    let names: Vec<String> = match &c.console {
+        Some(one) => vec![one.clone()],
+        None => c.consoles.iter().map(|k| k.device.clone()).collect(),
+    };
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for n in names {
+        let n = if n == "tty0" { "tty1".to_string() } else { n };
+        let p = std::path::PathBuf::from("/dev").join(n);
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    if paths.is_empty() {
+        paths.push("/dev/console".into());
+    }
+    paths
+}
+
 fn opt(a: Option<std::net::Ipv4Addr>) -> String {
     a.map(|a| a.to_string()).unwrap_or_default()
 }
@@ -144,6 +166,43 @@ pub fn next_time_cmdline(plan: &MigrationPlan, ip: Option<&IpParam>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consoles_from_the_kernel_command_line() {
+        let c = Cmdline::parse("console=ttyS0,115200 console=tty0 console=ttyS0").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![
+                std::path::PathBuf::from("/dev/ttyS0"),
+                std::path::PathBuf::from("/dev/tty1")
+            ]
+        );
+        let c = Cmdline::parse("console=ttyS0 console=tty0 p2xen.console=hvc0").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![std::path::PathBuf::from("/dev/hvc0")]
+        );
+        let c = Cmdline::parse("quiet").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![std::path::PathBuf::from("/dev/console")]
+        );
+    }
+
+    #[test]
+    fn prefill_from_the_kernel_command_line() {
+        let c = Cmdline::parse(
+            "p2xen.server=dom0 p2xen.token=t p2xen.name=web p2xen.memory=2G p2xen.disks=sda,sdb p2xen.type=pvh",
+        )
+        .unwrap();
+        let p = MenuPrefill::from_cmdline(&c);
+        assert_eq!(p.server.as_deref(), Some("dom0:7460"));
+        assert_eq!(p.token.as_deref(), Some("t"));
+        assert_eq!(p.name.as_deref(), Some("web"));
+        assert_eq!(p.memory.as_deref(), Some("2048"));
+        assert_eq!(p.disks, Some(vec!["sda".to_string(), "sdb".to_string()]));
+        assert_eq!(p.xen_type.as_deref(), Some("pvh"));
+    }
 
     #[test]
     fn next_time_line_parses_back_to_the_plan() {
