@@ -22,6 +22,24 @@ enum Command {
     /// Build step of build/media: write the USB image (GPT + protective MBR with
     /// BIOS boot code) around a prepared ESP image.
     Mkimage(MkimageArgs),
+    /// Write the live initramfs (zstd cpio) from initramfs/spec (used by build/live).
+    #[command(hide = true)]
+    Mkinitramfs {
+        /// The spec listing dirs, files, links, nodes, busybox and modules.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// `lib/modules/VERSION` of the unpacked kernel (with modules.dep).
+        #[arg(long)]
+        modules_dir: Option<std::path::PathBuf>,
+        /// NAME=VALUE for `${NAME}` in the spec.
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// zstd level.
+        #[arg(long, default_value_t = 19)]
+        level: i32,
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
     /// Show disks, partition tables, filesystems and the installed OS
     /// (read-only). Exit status: 0 when everything was readable, 1 when
     /// something was not (each problem is reported), 2 on usage errors.
@@ -92,10 +110,51 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    if p2xen::init::is_init() {
+        p2xen::init::run();
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
         Command::Mkimage(args) => mkimage(args),
+        Command::Mkinitramfs {
+            spec,
+            modules_dir,
+            vars,
+            level,
+            output,
+        } => {
+            let vars = vars
+                .iter()
+                .filter_map(|v| v.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let opts = p2xen::init::mkinitramfs::Options {
+                spec,
+                modules_dir,
+                output,
+                vars,
+                level,
+            };
+            match p2xen::init::mkinitramfs::build(&opts) {
+                Ok(s) => {
+                    println!(
+                        "{}: {} entries, {} modules, cpio {} bytes, compressed {} bytes ({:.1} MiB)",
+                        opts.output.display(),
+                        s.entries,
+                        s.modules,
+                        s.cpio_bytes,
+                        s.compressed_bytes,
+                        s.compressed_bytes as f64 / 1048576.0
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("p2xen mkinitramfs: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Inspect(args) => match p2xen::source::inspect::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

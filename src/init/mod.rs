@@ -1,4 +1,280 @@
-//! PID-1 side of the live image: kernel command line, network, and (branch `live`) the rest.
+//! The live environment: `p2xen` running as PID 1 in the initramfs.
+//!
+//! [`run`] never returns (PID 1 exiting panics the kernel): it sets up the
+//! mounts and consoles, loads drivers (coldplug), sets every disk read-only,
+//! prints the ready marker and then starts the unattended run or the rescue
+//! shell; on any failure it says what went wrong and offers the shell again.
 
 pub mod cmdline;
+pub mod coldplug;
+pub mod console;
+pub mod mkinitramfs;
 pub mod net;
+pub mod power;
+pub mod process;
+pub mod protect;
+pub mod shell;
+pub mod signals;
+pub mod steps;
+pub mod unattended;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Printed on every console once disks and drivers are ready; tests wait for it.
+pub const READY_MARKER: &str = "p2xen-live: ready";
+
+/// True when this process should act as init: PID 1, or started as `init`.
+pub fn is_init() -> bool {
+    std::process::id() == 1
+        || std::env::args_os()
+            .next()
+            .is_some_and(|a| Path::new(&a).file_name().is_some_and(|n| n == "init"))
+}
+
+/// Value of `key=` (or presence of a bare `key`) on the kernel command line.
+///
+/// Minimal on purpose: the full parser with quoting and validation is
+/// `init::cmdline` (branch `net`); PID 1 needs only these keys before it merges.
+fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().rev().find_map(|w| {
+        if w == key {
+            Some("")
+        } else {
+            w.strip_prefix(key)?
+                .strip_prefix('=')
+                .map(|v| v.trim_matches('"'))
+        }
+    })
+}
+
+/// PID 1's main loop. Never returns: after the set-up (or a panic in it,
+/// which would otherwise end PID 1 and panic the kernel) the rescue shell
+/// runs on the primary console, again and again.
+pub fn run() -> ! {
+    let primary = match std::panic::catch_unwind(setup) {
+        Ok(primary) => primary,
+        Err(_) => {
+            log::error!("the live environment's set-up failed with a panic (a bug; message above)");
+            PathBuf::from("/dev/console")
+        }
+    };
+    loop {
+        match shell::rescue_shell(&primary) {
+            Ok(code) => {
+                console::reopen();
+                log::info!("rescue shell exited ({code}); starting it again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot start the rescue shell on {}: {e}; retrying in 5 s",
+                    primary.display()
+                );
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Everything up to the ready marker and the unattended run; returns the
+/// console the rescue shell should use.
+fn setup() -> PathBuf {
+    let started = Instant::now();
+    let logger = console::InitLogger::install(log::LevelFilter::Debug);
+    log::set_max_level(log::LevelFilter::Info);
+    // Before any other thread exists, so every thread inherits the mask.
+    signals::start();
+    let failed_steps = steps::run_all(&steps::base_steps());
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let parsed = cmdline::Cmdline::parse(&cmdline);
+    let mut consoles: Vec<PathBuf> = match &parsed {
+        Ok(c) => c
+            .consoles
+            .iter()
+            .map(|c| Path::new("/dev").join(&c.device))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if consoles.is_empty() {
+        consoles.push(PathBuf::from("/dev/console"));
+    }
+    let opened = logger.attach(&consoles);
+    match &parsed {
+        Ok(c) => {
+            if c.debug {
+                log::set_max_level(log::LevelFilter::Debug);
+            }
+            for w in &c.warnings {
+                // Keys of the init itself, not (yet) in init::cmdline's table.
+                let own = matches!(w, cmdline::CmdlineWarning::UnknownKey { key }
+                    if key == "p2xen.bootdev" || key == "p2xen.settle");
+                if !own {
+                    log::warn!("kernel command line: {w}");
+                }
+            }
+        }
+        Err(e) => log::error!("{e}; no unattended run"),
+    }
+    let primary = opened
+        .last()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/dev/console"));
+    log::info!(
+        "p2xen {} live environment; consoles: {}; {failed_steps} set-up step(s) failed",
+        env!("CARGO_PKG_VERSION"),
+        opened
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = nix::unistd::sethostname("p2xen");
+
+    coldplug_all(&cmdline);
+
+    let sys_block = Path::new("/sys/block");
+    let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
+        log::error!("{e}; no disks found");
+        Vec::new()
+    });
+    let all: Vec<String> = listed.iter().map(|d| d.name.clone()).collect();
+    // Read-only first: nothing below (boot medium detection, inspection, the
+    // copy) may read a disk that is still writable.
+    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
+    let boot = protect::boot_medium(
+        sys_block,
+        Path::new("/dev"),
+        &all,
+        param(&cmdline, "p2xen.bootdev"),
+    );
+    let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
+        .iter()
+        .filter(|d| Some(&d.name) != boot.as_ref())
+        .collect();
+    for d in &sources {
+        log::info!(
+            "disk /dev/{}: {} bytes, {} {}",
+            d.name,
+            d.size_bytes.unwrap_or(0),
+            d.transport.as_deref().unwrap_or("unknown transport"),
+            d.model.as_deref().unwrap_or("")
+        );
+    }
+    if !unprotected.is_empty() {
+        log::error!(
+            "{} disk(s) could not be set read-only; they will not be copied",
+            unprotected.len()
+        );
+    }
+    log::info!(
+        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
+        started.elapsed().as_secs_f64(),
+        sources.len(),
+        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
+            .unwrap_or_default()
+    );
+
+    let plan = parsed
+        .as_ref()
+        .ok()
+        .and_then(|c| unattended::plan(c).map(|p| (c, p)));
+    match plan {
+        Some((cmd, plan)) => {
+            let paths: Vec<PathBuf> = sources
+                .iter()
+                .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
+                .map(|d| Path::new("/dev").join(&d.name))
+                .collect();
+            let reports = unattended::inspect(&paths);
+            let end = match unattended::network(cmd, &plan.server)
+                .and_then(|()| unattended::migrate(&plan, &reports))
+            {
+                Ok(()) => {
+                    log::info!("migration to {} finished", plan.server);
+                    plan.post
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    plan.fail
+                }
+            };
+            finish(end, logger);
+        }
+        None => logger.console_write(
+            "\nNo p2xen.server= on the kernel command line and no menu in this build.\n\
+             Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
+        ),
+    }
+    primary
+}
+
+/// Carries out an end action; returns only for [`unattended::EndAction::Shell`].
+fn finish(end: unattended::EndAction, logger: &console::InitLogger) {
+    use unattended::EndAction;
+    match end {
+        EndAction::PowerOff => power::shutdown(power::PowerAction::PowerOff),
+        EndAction::Reboot => power::shutdown(power::PowerAction::Reboot),
+        EndAction::Shell => logger.console_write("\nRescue shell follows.\n\n"),
+        EndAction::Wait => {
+            logger.console_write("\nWaiting (p2xen.post/fail=wait); Ctrl-Alt-Del reboots.\n");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
+fn coldplug_all(cmdline: &str) {
+    let moddir = coldplug::running_moddir();
+    let events = match coldplug::uevent::UeventSocket::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!(
+                "uevent socket: {}; late devices will not load drivers",
+                e.desc()
+            );
+            None
+        }
+    };
+    let mut cp = match coldplug::Coldplug::open(&moddir) {
+        Ok(cp) => cp,
+        Err(e) => {
+            log::error!("coldplug impossible: {e}; only built-in drivers are available");
+            return;
+        }
+    };
+    let timeout = param(cmdline, "p2xen.settle")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(30);
+    let t0 = Instant::now();
+    let loaded = cp.settle(
+        events.as_ref(),
+        Duration::from_millis(1000),
+        Duration::from_secs(timeout),
+    );
+    log::info!(
+        "coldplug: {} module(s) loaded in {:.1} s: {}",
+        loaded.len(),
+        t0.elapsed().as_secs_f64(),
+        loaded.join(" ")
+    );
+    if let Some(events) = events {
+        cp.spawn_hotplug(events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param;
+
+    #[test]
+    fn params() {
+        let c = "console=ttyS0 p2xen.debug p2xen.bootdev=sdb p2xen.bootdev=\"sdc\" p2xen.settle=5";
+        assert_eq!(param(c, "p2xen.debug"), Some(""));
+        assert_eq!(param(c, "p2xen.bootdev"), Some("sdc"));
+        assert_eq!(param(c, "p2xen.server"), None);
+        assert_eq!(param(c, "p2xen.settl"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! Clean poweroff and reboot: stop processes, sync, unmount, reboot(2).
+
+use nix::sys::reboot::RebootMode;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    PowerOff,
+    Reboot,
+    Halt,
+}
+
+impl PowerAction {
+    fn mode(self) -> RebootMode {
+        match self {
+            PowerAction::PowerOff => RebootMode::RB_POWER_OFF,
+            PowerAction::Reboot => RebootMode::RB_AUTOBOOT,
+            PowerAction::Halt => RebootMode::RB_HALT_SYSTEM,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            PowerAction::PowerOff => "poweroff",
+            PowerAction::Reboot => "reboot",
+            PowerAction::Halt => "halt",
+        }
+    }
+}
+
+/// Mount points from /proc/mounts, deepest (last mounted) first, without "/".
+fn mount_points() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| *p != "/")
+        // /proc/mounts escapes spaces as \040; unmounting needs the real name.
+        .map(|p| p.replace("\\040", " "))
+        .collect();
+    points.reverse();
+    points
+}
+
+/// Never returns: terminates all other processes, syncs, unmounts, and
+/// asks the kernel to power off / reboot; if that fails, waits forever.
+pub fn shutdown(action: PowerAction) -> ! {
+    log::info!("{}: stopping processes, syncing, unmounting", action.word());
+    // Pid -1 from PID 1: every process but ourselves.
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    // The shell's exit hung up its console; reopen before /dev goes away.
+    std::thread::sleep(Duration::from_millis(200));
+    super::console::reopen();
+    nix::unistd::sync();
+    for point in mount_points() {
+        if let Err(e) = nix::mount::umount(point.as_str()) {
+            // Busy: detach it, and at least make it read-only for the sync.
+            log::debug!("umount {point}: {}; detaching", e.desc());
+            let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    nix::unistd::sync();
+    log::info!("{}: now", action.word());
+    let err = nix::sys::reboot::reboot(action.mode());
+    log::error!("reboot({}) failed: {err:?}; halting here", action.word());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,310 @@
+//! A QEMU VM for system tests: TCG only (`/dev/kvm` hangs on these machines),
+//! serial console on a pipe, a hard timeout, killed on drop, and the serial
+//! log printed when a wait fails.
+//!
+//! ```ignore
+//! let mut vm = Vm::builder("out/vmlinuz", "out/initramfs.img")
+//!     .append("p2xen.debug")
+//!     .drive("disk.img", "virtio")
+//!     .start()?;
+//! vm.wait_for("p2xen-live: ready", Duration::from_secs(120));
+//! vm.send("poweroff\n");
+//! vm.wait_exit(Duration::from_secs(60));
+//! ```
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a disk is attached; each maps to the QEMU devices that model it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    Virtio,
+    Ahci,
+    Ide,
+    Nvme,
+    Megasas,
+    VirtioScsi,
+}
+
+pub struct VmBuilder {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    append: Vec<String>,
+    memory_mib: u32,
+    args: Vec<String>,
+    disks: usize,
+    hard_timeout: Duration,
+}
+
+impl VmBuilder {
+    /// Extra words for the kernel command line (after `console=ttyS0`).
+    pub fn append(mut self, words: &str) -> Self {
+        self.append.push(words.to_string());
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Kills the VM after this long no matter what (default 300 s).
+    pub fn hard_timeout(mut self, t: Duration) -> Self {
+        self.hard_timeout = t;
+        self
+    }
+
+    /// Any extra QEMU arguments.
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Attaches a raw image on `bus`. `readonly` makes QEMU refuse writes too.
+    pub fn disk(mut self, image: &Path, bus: DiskBus, readonly: bool) -> Self {
+        let n = self.disks;
+        self.disks += 1;
+        let ro = if readonly { ",readonly=on" } else { "" };
+        let id = format!("disk{n}");
+        let drive = format!("file={},format=raw,if=none,id={id}{ro}", image.display());
+        self.args.extend(["-drive".into(), drive]);
+        let dev: Vec<String> = match bus {
+            DiskBus::Virtio => vec![format!("virtio-blk-pci,drive={id}")],
+            DiskBus::Ahci => vec![
+                format!("ahci,id=ahci{n}"),
+                format!("ide-hd,drive={id},bus=ahci{n}.0"),
+            ],
+            // The i440fx machine's built-in PIIX IDE controller.
+            DiskBus::Ide => vec![format!("ide-hd,drive={id},bus=ide.0")],
+            DiskBus::Nvme => vec![format!("nvme,drive={id},serial=p2xen{n}")],
+            DiskBus::Megasas => vec![
+                format!("megasas,id=scsi{n}"),
+                format!("scsi-hd,drive={id},bus=scsi{n}.0"),
+            ],
+            DiskBus::VirtioScsi => vec![
+                format!("virtio-scsi-pci,id=scsi{n}"),
+                format!("scsi-hd,drive={id},bus=scsi{n}.0"),
+            ],
+        };
+        for d in dev {
+            self.args.extend(["-device".into(), d]);
+        }
+        self
+    }
+
+    /// A NIC model (`e1000`, `e1000e`, `rtl8139`, `virtio-net-pci`) on user networking.
+    pub fn nic(mut self, model: &str) -> Self {
+        let n = self
+            .args
+            .iter()
+            .filter(|a| a.starts_with("user,id=net"))
+            .count();
+        self.args.extend([
+            "-netdev".into(),
+            format!("user,id=net{n}"),
+            "-device".into(),
+            format!("{model},netdev=net{n}"),
+        ]);
+        self
+    }
+
+    pub fn start(self) -> Result<Vm, String> {
+        for f in [&self.kernel, &self.initrd] {
+            if !f.exists() {
+                return Err(format!("{} missing: run build/live first", f.display()));
+            }
+        }
+        let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+        append.extend(self.append.iter().cloned());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-smp", "1",
+        ])
+        .args(["-m", &self.memory_mib.to_string()])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-no-reboot", "-nodefaults"])
+        .arg("-kernel")
+        .arg(&self.kernel)
+        .arg("-initrd")
+        .arg(&self.initrd)
+        .args(["-append", &append.join(" ")])
+        .args(&self.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            readers.push(std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        l.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }));
+        }
+        let stdin = child.stdin.take();
+        let child = Arc::new(Mutex::new(child));
+        // The watchdog kills a VM that outlives its hard timeout even if the
+        // test itself is stuck somewhere else.
+        let watchdog = Arc::clone(&child);
+        let hard = self.hard_timeout;
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while t0.elapsed() < hard {
+                std::thread::sleep(Duration::from_millis(500));
+                match watchdog.lock() {
+                    Ok(mut c) => {
+                        if !matches!(c.try_wait(), Ok(None)) {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            if let Ok(mut c) = watchdog.lock() {
+                eprintln!("qemu: hard timeout of {hard:?} reached; killing the VM");
+                let _ = c.kill();
+            }
+        });
+        Ok(Vm {
+            child,
+            stdin,
+            log,
+            readers: Mutex::new(readers),
+            started: Instant::now(),
+        })
+    }
+}
+
+pub struct Vm {
+    child: Arc<Mutex<Child>>,
+    stdin: Option<ChildStdin>,
+    log: Arc<Mutex<Vec<u8>>>,
+    /// Copy QEMU's output into `log`; joined once QEMU exits so the log is complete.
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    started: Instant,
+}
+
+impl Vm {
+    pub fn builder(kernel: impl AsRef<Path>, initrd: impl AsRef<Path>) -> VmBuilder {
+        VmBuilder {
+            kernel: kernel.as_ref().to_path_buf(),
+            initrd: initrd.as_ref().to_path_buf(),
+            append: Vec::new(),
+            memory_mib: 512,
+            args: Vec::new(),
+            disks: 0,
+            hard_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// The serial output so far (console plus QEMU's own stderr).
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|mut c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits until `marker` is in the log; panics (the log is printed on drop) on timeout or
+    /// if the VM stops first. Returns the time since the VM started.
+    pub fn wait_for(&self, marker: &str, timeout: Duration) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            if self.log().contains(marker) {
+                return self.started.elapsed();
+            }
+            if let Some(status) = self.exited() {
+                std::thread::sleep(Duration::from_millis(200));
+                if self.log().contains(marker) {
+                    return self.started.elapsed();
+                }
+                panic!("VM exited ({status}) before {marker:?} (serial log printed below)");
+            }
+            if t0.elapsed() > timeout {
+                panic!("no {marker:?} within {timeout:?} (serial log printed below)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(text.as_bytes());
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Waits for QEMU to exit (guest poweroff with -no-reboot); panics with
+    /// the log on timeout.
+    pub fn wait_exit(&self, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.exited() {
+                // The pipes are closed now; the readers end after the last byte.
+                if let Ok(mut readers) = self.readers.lock() {
+                    for r in readers.drain(..) {
+                        let _ = r.join();
+                    }
+                }
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                panic!("VM still running after {timeout:?} (serial log printed below)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- serial log at drop ---\n{}", self.log());
+        }
+    }
+}
