@@ -45,7 +45,7 @@ pub fn run_cli(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
     };
     let backend = LocalBackend {
         disks: Some(args.disks.clone()),
-        manage_network: false,
+        live: false,
     };
     run(&ttys, prefill, &backend)
 }

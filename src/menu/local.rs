@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 pub struct LocalBackend {
     /// None: every fixed disk (`inspect::list_fixed_disks`).
     pub disks: Option<Vec<PathBuf>>,
-    /// Configure interfaces with `init::net::configure` (the live image);
-    /// false on a workstation, whose network is not ours to change.
-    pub manage_network: bool,
+    /// Running as the live image: interfaces are configured with
+    /// `init::net::configure` and the rescue shell is `init::shell`'s.
+    /// False on a workstation, whose network is not ours to change.
+    pub live: bool,
 }
 
 fn read_trim(path: &Path) -> Option<String> {
@@ -91,7 +92,7 @@ impl Backend for LocalBackend {
     }
 
     fn configure_network(&self, choice: &NetChoice) -> Result<Vec<String>, BackendError> {
-        if !self.manage_network {
+        if !self.live {
             return Err(BackendError(
                 "not changed: outside the live image the host's own network is used".into(),
             ));
@@ -140,6 +141,11 @@ impl Backend for LocalBackend {
     }
 
     fn shell(&self, tty: &Path) -> Result<(), BackendError> {
+        if self.live {
+            return crate::init::shell::rescue_shell(tty)
+                .map(drop)
+                .map_err(|e| BackendError(format!("rescue shell on {}: {e}", tty.display())));
+        }
         let sh = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
         let open = || {
             std::fs::OpenOptions::new()
