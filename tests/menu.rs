@@ -541,6 +541,7 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
         .arg(&t.path)
         .arg("--disk")
         .arg(&server.image)
+        .env("SHELL", "/bin/sh")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -568,6 +569,13 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
     t.send(b"n");
     let s = t.wait_for("4/7 Guest");
     assert!(s.contains("1) Name                  oldserver"), "{s}");
+    // The rescue shell runs on the same terminal; the menu comes back.
+    t.send(b"!");
+    t.wait_for("Rescue shell; exit returns to the menu.");
+    let marker = dir.path().join("shell-ran");
+    t.send(format!("echo $((6*7)) > {}; exit\r", marker.display()).as_bytes());
+    t.wait_for("4/7 Guest");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "42\n");
     let mut out = String::new();
     drop(t);
     let start = Instant::now();

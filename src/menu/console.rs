@@ -53,28 +53,37 @@ struct Console {
 
 impl Console {
     fn open(path: &Path) -> std::io::Result<Console> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
-            .open(path)?;
         let mut c = Console {
             path: path.to_path_buf(),
             name: console_name(path),
-            file,
+            file: open_tty(path)?,
             saved: None,
             renderer: Renderer::new(),
             decoder: KeyDecoder::new(),
             alive: true,
             out: Vec::new(),
         };
-        let flags = fcntl(c.file.as_raw_fd(), FcntlArg::F_GETFL)?;
-        fcntl(
-            c.file.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
-        )?;
         c.raw();
         Ok(c)
+    }
+
+    /// Opens the terminal again: a rescue shell that made it its
+    /// controlling tty leaves it hung up when it exits, and every earlier
+    /// descriptor then fails with EIO.
+    fn reopen(&mut self) {
+        match open_tty(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                self.alive = true;
+                self.out.clear();
+                self.decoder = KeyDecoder::new();
+                self.raw();
+            }
+            Err(e) => {
+                log::warn!("menu: cannot reopen {}: {e}", self.path.display());
+                self.alive = false;
+            }
+        }
     }
 
     /// Raw mode: keys arrive one by one, no echo, no CR/LF translation.
@@ -148,6 +157,21 @@ impl Drop for Console {
         }
         self.restore();
     }
+}
+
+/// Read-write, not as controlling tty, non-blocking (see `Console::out`).
+fn open_tty(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+        .open(path)?;
+    let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?;
+    fcntl(
+        file.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+    )?;
+    Ok(file)
 }
 
 /// "ttyS0" for /dev/ttyS0, "pts/3" for /dev/pts/3.
@@ -272,7 +296,7 @@ fn shell(t: &mut Console, app: &mut App, backend: &dyn Backend) {
     if let Err(e) = backend.shell(&t.path) {
         app.log(format!("rescue shell on {}: {e}", t.path.display()));
     }
-    t.raw();
+    t.reopen();
     t.renderer.invalidate();
 }
 
