@@ -50,6 +50,147 @@ enum Command {
     /// disks (for tests and trying it out; the live image starts it itself).
     #[command(hide = true)]
     Menu(p2xen::menu::cli::MenuArgs),
+    /// Send disks to a `p2xen receive` (run in the live image or a rescue system).
+    Send(SendArgs),
+    /// Receive migrations on the Xen host (dom0).
+    Receive(ReceiveArgs),
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    /// Receiver address HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// Token printed by `p2xen receive`.
+    #[arg(long)]
+    token: String,
+    /// Receiver certificate fingerprint, sha256:HEX.
+    #[arg(long)]
+    fingerprint: String,
+    /// Migration name on the receiver (default: the hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Send every block (forensic copy), not only used filesystem blocks.
+    #[arg(long)]
+    all_blocks: bool,
+    /// One JSON event per line on stdout instead of text on stderr.
+    #[arg(long)]
+    json: bool,
+    /// Keep reconnecting for this many seconds after a connection loss.
+    #[arg(long, default_value_t = 600)]
+    retry_for: u64,
+    /// Disks or images to send (disk0, disk1, ... in this order); default:
+    /// all fixed disks of this machine.
+    sources: Vec<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReceiveArgs {
+    /// Address to listen on, ADDR:PORT.
+    #[arg(long, required_unless_present = "list")]
+    listen: Option<String>,
+    /// Where images go: a directory (sparse STORE/NAME/diskN.img) or lvm:VG.
+    #[arg(long, required_unless_present = "list")]
+    store: Option<String>,
+    /// Certificate, key, token and resume journals.
+    #[arg(long, default_value = p2xen::receive::DEFAULT_STATE_DIR)]
+    state_dir: std::path::PathBuf,
+    /// Take the token from FILE (created with a new token if missing).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Exit after the first migration finishes (0 = verified, 1 = failed).
+    #[arg(long)]
+    once: bool,
+    /// Replace an existing migration of the same name.
+    #[arg(long)]
+    force: bool,
+    /// JSON events on stdout.
+    #[arg(long)]
+    json: bool,
+    /// List interrupted migrations and exit.
+    #[arg(long)]
+    list: bool,
+    /// Directory for the guests' xl configs written by the conversion.
+    #[arg(long, default_value = "/etc/xen")]
+    xen_dir: std::path::PathBuf,
+    /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
+    #[arg(long)]
+    no_convert: bool,
+}
+
+fn cmd_send(a: SendArgs) -> ExitCode {
+    use p2xen::send::{self, ProgressEvent, SendOptions};
+    let mut opts = SendOptions::new(&a.server, &a.token, &a.fingerprint, a.sources);
+    opts.name = a.name;
+    opts.all_blocks = a.all_blocks;
+    opts.retry_for = std::time::Duration::from_secs(a.retry_for);
+    let json = a.json;
+    opts.progress = Some(std::sync::Arc::new(move |ev: &ProgressEvent| {
+        if json {
+            println!("{}", serde_json::to_string(ev).unwrap_or_default());
+        } else {
+            log::info!("{}", send::progress::text(ev));
+        }
+    }));
+    match send::run(&opts) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "error", "error": e.to_string()})
+                );
+            }
+            log::error!("send failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_receive(a: ReceiveArgs) -> ExitCode {
+    use p2xen::receive;
+    if a.list {
+        let list = receive::list_interrupted(&a.state_dir);
+        if a.json {
+            println!("{}", serde_json::to_string(&list).unwrap_or_default());
+        } else if list.is_empty() {
+            println!("no interrupted migrations in {}", a.state_dir.display());
+        } else {
+            for m in list {
+                println!(
+                    "{}: {} disk(s), {} of {} MiB committed, {} session(s), store {}",
+                    m.name,
+                    m.disks,
+                    m.committed_bytes >> 20,
+                    m.plan_bytes >> 20,
+                    m.sessions,
+                    m.store.display()
+                );
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (Some(listen), Some(store)) = (a.listen, a.store) else {
+        log::error!("--listen and --store are required");
+        return ExitCode::FAILURE;
+    };
+    let opts = receive::ReceiveOptions {
+        listen,
+        store,
+        state_dir: a.state_dir,
+        token_file: a.token_file,
+        once: a.once,
+        force: a.force,
+        json: a.json,
+        xen_dir: (!a.no_convert).then_some(a.xen_dir),
+    };
+    match receive::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("receive: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -183,5 +324,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Send(a) => cmd_send(a),
+        Command::Receive(a) => cmd_receive(a),
     }
 }

@@ -1,0 +1,20 @@
+//! The hook where the guest conversion runs after a verified copy.
+
+use std::path::Path;
+
+use crate::guest;
+
+/// Runs `guest::convert` on the verified copy in `store_dir` (STORE/NAME),
+/// writing the xl config into `xen_dir`. The conversion adds its report to
+/// `report.json` itself; the same report is returned for the sender.
+pub fn after_verified_copy(
+    store_dir: &Path,
+    name: &str,
+    xen_dir: &Path,
+) -> Result<serde_json::Value, String> {
+    let req =
+        guest::ConvertRequest::from_store(store_dir.to_path_buf(), name, xen_dir.to_path_buf())
+            .map_err(|e| e.to_string())?;
+    let report = guest::convert(&req).map_err(|e| e.to_string())?;
+    serde_json::to_value(&report).map_err(|e| e.to_string())
+}

@@ -1,0 +1,574 @@
+//! One sender connection: handshake, token, targets, chunks, verification.
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use serde::{Deserialize, Serialize};
+
+use super::journal::Journal;
+use super::report::{self, CopyReport, CopyState, DiskCopyReport};
+use super::store::{self, Store};
+use super::verify::verify_disk;
+use super::writer::{DiskSink, Writer};
+use crate::wire::auth::token_matches;
+use crate::wire::bufsock::BufSock;
+use crate::wire::frame::{Frame, read_frame};
+use crate::wire::machine::MachineDescription;
+use crate::wire::message::{DiskAnnounce, DiskResume, Message, parse_hello};
+use crate::wire::{PROTOCOL_VERSION, tls};
+
+/// A sender that sends nothing for this long is gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a reconnecting sender waits for its previous session to wind down.
+const NAME_LOCK_WAIT: Duration = Duration::from_secs(30);
+const MAX_DISKS: usize = 64;
+const MAX_DISK_BYTES: u64 = 1 << 50;
+
+/// Shared by all sessions of one receiver.
+pub struct Ctx {
+    pub tls: Arc<ServerConfig>,
+    pub token: String,
+    pub store: Store,
+    pub state_dir: PathBuf,
+    pub force: bool,
+    pub json: bool,
+    /// Where the conversion writes xl configs; `None`: no conversion.
+    pub xen_dir: Option<PathBuf>,
+    active: Mutex<HashSet<String>>,
+    released: Condvar,
+}
+
+impl Ctx {
+    pub fn new(
+        tls: Arc<ServerConfig>,
+        token: String,
+        store: Store,
+        state_dir: PathBuf,
+        opts: &super::ReceiveOptions,
+    ) -> Ctx {
+        Ctx {
+            tls,
+            token,
+            store,
+            state_dir,
+            force: opts.force,
+            json: opts.json,
+            xen_dir: opts.xen_dir.clone(),
+            active: Mutex::new(HashSet::new()),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Serialises sessions of one migration: a reconnect waits until the
+    /// broken session has committed and let go of the files.
+    fn lock_name(&self, name: &str) -> Option<NameGuard<'_>> {
+        let deadline = Instant::now() + NAME_LOCK_WAIT;
+        let mut set = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        while set.contains(name) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            set = self
+                .released
+                .wait_timeout(set, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        set.insert(name.to_string());
+        Some(NameGuard {
+            ctx: self,
+            name: name.to_string(),
+        })
+    }
+}
+
+struct NameGuard<'a> {
+    ctx: &'a Ctx,
+    name: String,
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.ctx.active.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.name);
+        self.ctx.released.notify_all();
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Refused before anything was created or written.
+    Refused(String),
+    /// Connection lost or a retryable error; the journal allows resuming.
+    Interrupted(String),
+    /// Verified and reported.
+    Completed(Box<CopyReport>),
+    /// Stopped by an error reconnecting cannot fix (target full, ...).
+    Failed(String),
+}
+
+/// Kept in `STATE/journal/NAME/meta.json` while a migration is unfinished.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub name: String,
+    pub store: PathBuf,
+    pub started_unix: u64,
+    pub sessions: u32,
+    pub disks: Vec<DiskAnnounce>,
+}
+
+pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("journal").join(name)
+}
+
+type Tls = StreamOwned<ServerConnection, BufSock>;
+
+fn send(s: &mut Tls, m: &Message) {
+    if let Err(e) = m
+        .write(s)
+        .and_then(|_| std::io::Write::flush(s).map_err(Into::into))
+    {
+        log::debug!("could not send {m:?}: {e}");
+    }
+}
+
+fn refuse(s: &mut Tls, reason: String, fatal: bool) -> String {
+    send(
+        s,
+        &Message::Refused {
+            reason: reason.clone(),
+            fatal,
+        },
+    );
+    reason
+}
+
+pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
+    let peer = tcp
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = tcp.set_nodelay(true);
+    let conn = match ServerConnection::new(ctx.tls.clone()) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Refused(format!("{peer}: TLS: {e}")),
+    };
+    let mut s = StreamOwned::new(conn, BufSock::new(tcp));
+
+    // 1. Hello: version, then token, before anything else happens.
+    let hello = match read_frame(&mut s) {
+        Ok(Frame::Control(j)) => j,
+        Ok(Frame::Chunk(_)) => {
+            return Outcome::Refused(refuse(&mut s, "data before hello".into(), true));
+        }
+        Err(e) => return Outcome::Refused(format!("{peer}: no valid hello: {e}")),
+    };
+    let token = match parse_hello(&hello) {
+        Ok((_, token)) => token,
+        Err(e) => {
+            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e.to_string(), true)));
+        }
+    };
+    if !token_matches(&ctx.token, &token) {
+        let r = refuse(
+            &mut s,
+            "wrong token: use the token printed by p2xen receive".into(),
+            true,
+        );
+        return Outcome::Refused(format!("{peer}: {r}"));
+    }
+    send(
+        &mut s,
+        &Message::Welcome {
+            protocol: PROTOCOL_VERSION,
+            software: software(),
+        },
+    );
+
+    // 2. Start: name, machine, disks.
+    let (name, machine, disks) = match read_frame(&mut s) {
+        Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
+            Ok(Message::Start {
+                name,
+                machine,
+                disks,
+            }) => (name, machine, disks),
+            Ok(other) => {
+                return Outcome::Refused(refuse(
+                    &mut s,
+                    format!("expected start, got {other:?}"),
+                    true,
+                ));
+            }
+            Err(e) => {
+                return Outcome::Refused(refuse(&mut s, format!("bad start message: {e}"), true));
+            }
+        },
+        Ok(Frame::Chunk(_)) => {
+            return Outcome::Refused(refuse(&mut s, "data before start".into(), true));
+        }
+        Err(e) => return Outcome::Refused(format!("{peer}: {e}")),
+    };
+    if let Err(e) = check_start(&name, &disks) {
+        return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e, true)));
+    }
+    let Some(_guard) = ctx.lock_name(&name) else {
+        let r = format!("migration {name} is busy in another session; retrying");
+        return Outcome::Refused(refuse(&mut s, r, false));
+    };
+    let prepared = match prepare(ctx, &name, &machine, &disks) {
+        Ok(p) => p,
+        Err((reason, fatal)) => {
+            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, reason, fatal)));
+        }
+    };
+    let Prepared { sinks, meta, dir } = prepared;
+    if meta.sessions > 1 {
+        log::info!("{name}: resuming (session {}) from {peer}", meta.sessions);
+    } else {
+        log::info!("{name}: new migration from {peer}, {} disk(s)", disks.len());
+    }
+    let ready = Message::Ready {
+        resumed: meta.sessions > 1,
+        disks: sinks
+            .iter()
+            .map(|d| DiskResume {
+                disk: d.announce.disk,
+                committed: d.journal().ranges(),
+            })
+            .collect(),
+    };
+    send(&mut s, &ready);
+
+    // 3. Chunks, handed to the writer thread in order.
+    let (tx, rx) = sync_channel(4);
+    let json = ctx.json;
+    let pname = name.clone();
+    let writer = Writer::new(sinks);
+    let handle = std::thread::spawn(move || {
+        writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
+    });
+    let mut digests: Vec<Option<String>> = vec![None; disks.len()];
+    let read_result: Result<(), String> = loop {
+        match read_frame(&mut s) {
+            Ok(Frame::Chunk(c)) => {
+                if tx.send(c).is_err() {
+                    break Ok(()); // the writer stopped; its error says why
+                }
+            }
+            Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
+                Ok(Message::DiskEnd {
+                    disk,
+                    content_digest,
+                }) => {
+                    if let Some(slot) = digests.get_mut(usize::from(disk)) {
+                        *slot = Some(content_digest);
+                    }
+                }
+                Ok(Message::Finish) => break Ok(()),
+                Ok(other) => break Err(format!("unexpected message {other:?}")),
+                Err(e) => break Err(format!("bad control message: {e}")),
+            },
+            Err(e) => break Err(format!("connection lost: {e}")),
+        }
+    };
+    drop(tx);
+    let (mut writer, write_result) = match handle.join() {
+        Ok(r) => r,
+        Err(_) => return Outcome::Failed("writer thread panicked".into()),
+    };
+    let mut rep = CopyReport {
+        name: name.clone(),
+        state: CopyState::Incomplete,
+        protocol: PROTOCOL_VERSION,
+        receiver_version: software(),
+        started_unix: meta.started_unix,
+        finished_unix: report::now_unix(),
+        sessions: meta.sessions,
+        disks: Vec::new(),
+        error: None,
+        conversion: None,
+    };
+    if let Err(e) = write_result {
+        let msg = e.to_string();
+        log::error!("{name}: {msg}");
+        rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &[]);
+        rep.error = Some(msg.clone());
+        save_report(&dir, &rep);
+        send(
+            &mut s,
+            &Message::Refused {
+                reason: msg.clone(),
+                fatal: e.is_fatal(),
+            },
+        );
+        linger(&mut s);
+        return if e.is_fatal() {
+            Outcome::Failed(msg)
+        } else {
+            Outcome::Interrupted(msg)
+        };
+    }
+    if let Err(msg) = read_result {
+        log::warn!("{name}: {msg}; committed data is kept for resume");
+        return Outcome::Interrupted(msg);
+    }
+
+    // 4. Verify by reading back, then hand over to the guest conversion.
+    let mut verified = Vec::new();
+    let mut failure = None;
+    for (i, d) in writer.disks.iter_mut().enumerate() {
+        match verify_disk(d, digests.get(i).and_then(|x| x.as_deref())) {
+            Ok(digest) => verified.push(Some(digest)),
+            Err(e) => {
+                verified.push(None);
+                failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &verified);
+    rep.finished_unix = report::now_unix();
+    if let Some(msg) = failure {
+        log::error!("{name}: verification failed: {msg}");
+        rep.error = Some(msg.clone());
+        save_report(&dir, &rep);
+        send(
+            &mut s,
+            &Message::Refused {
+                reason: msg.clone(),
+                fatal: false,
+            },
+        );
+        return Outcome::Interrupted(msg);
+    }
+    rep.state = CopyState::Complete;
+    rep.error = None;
+    for i in 0..writer.disks.len() {
+        let _ = fs::remove_file(dir.join(format!("disk{i}.img.incomplete")));
+    }
+    save_report(&dir, &rep);
+    drop(writer);
+    let _ = fs::remove_dir_all(journal_dir(&ctx.state_dir, &name));
+    log::info!(
+        "{name}: copy complete and verified ({} disk(s)) in {}",
+        rep.disks.len(),
+        dir.display()
+    );
+    // The copy is verified and recorded before the conversion touches it.
+    let mut converted = true;
+    if let Some(xen_dir) = &ctx.xen_dir {
+        match super::conversion::after_verified_copy(&dir, &name, xen_dir) {
+            Ok(conv) => rep.conversion = Some(conv),
+            Err(msg) => {
+                let msg = format!(
+                    "copy verified, but the guest conversion failed: {msg}; fix it and run p2xen convert --name {name} --store {}",
+                    ctx.store.meta_root.display()
+                );
+                log::error!("{name}: {msg}");
+                rep.error = Some(msg);
+                save_report(&dir, &rep);
+                converted = false;
+            }
+        }
+    }
+    let value = serde_json::to_value(&rep).unwrap_or_default();
+    send(&mut s, &Message::Done { report: value });
+    s.conn.send_close_notify();
+    let _ = std::io::Write::flush(&mut s);
+    match rep.error.clone() {
+        Some(msg) if !converted => Outcome::Failed(msg),
+        _ => Outcome::Completed(Box::new(rep)),
+    }
+}
+
+/// Closes after a refusal mid-copy without resetting the connection: the
+/// sender is still streaming, and closing with unread input would send a RST
+/// that can destroy the refusal before the sender reads it.
+fn linger(s: &mut Tls) {
+    use std::io::Read;
+    s.conn.send_close_notify();
+    let _ = std::io::Write::flush(s);
+    let _ = s.sock.tcp().shutdown(std::net::Shutdown::Write);
+    let _ = s
+        .sock
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match s.sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+pub fn software() -> String {
+    format!("p2xen {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn check_start(name: &str, disks: &[DiskAnnounce]) -> Result<(), String> {
+    store::validate_name(name).map_err(|e| e.to_string())?;
+    if disks.is_empty() || disks.len() > MAX_DISKS {
+        return Err(format!(
+            "{} disks announced (1..={MAX_DISKS} allowed)",
+            disks.len()
+        ));
+    }
+    for (i, d) in disks.iter().enumerate() {
+        if usize::from(d.disk) != i || d.size_bytes > MAX_DISK_BYTES || d.plan_bytes > d.size_bytes
+        {
+            return Err(format!("disk {i}: inconsistent announcement {d:?}"));
+        }
+    }
+    Ok(())
+}
+
+struct Prepared {
+    sinks: Vec<DiskSink>,
+    meta: Meta,
+    dir: PathBuf,
+}
+
+fn same_plan(a: &[DiskAnnounce], b: &[DiskAnnounce]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.size_bytes == y.size_bytes && x.plan_digest == y.plan_digest && x.chunks == y.chunks
+        })
+}
+
+/// Creates (or reopens, to resume) the targets. Errors: (reason, fatal).
+fn prepare(
+    ctx: &Ctx,
+    name: &str,
+    machine: &MachineDescription,
+    disks: &[DiskAnnounce],
+) -> Result<Prepared, (String, bool)> {
+    let jdir = journal_dir(&ctx.state_dir, name);
+    let meta_path = jdir.join("meta.json");
+    let old: Option<Meta> = fs::read(&meta_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let resumable = old
+        .as_ref()
+        .is_some_and(|m| m.store == ctx.store.meta_root && same_plan(&m.disks, disks))
+        && ctx.store.exists(name);
+    let fatal = |e: &dyn std::fmt::Display| (e.to_string(), true);
+    let meta = match old.filter(|_| resumable) {
+        Some(mut m) => {
+            m.sessions += 1;
+            m
+        }
+        None => {
+            if ctx.store.exists(name) {
+                if !ctx.force {
+                    return Err(fatal(&store::StoreError::Exists(ctx.store.dir(name))));
+                }
+                log::warn!("{name}: replacing the existing migration (--force)");
+                ctx.store.remove(name, disks.len()).map_err(|e| fatal(&e))?;
+            }
+            let _ = fs::remove_dir_all(&jdir);
+            Meta {
+                name: name.to_string(),
+                store: ctx.store.meta_root.clone(),
+                started_unix: report::now_unix(),
+                sessions: 1,
+                disks: disks.to_vec(),
+            }
+        }
+    };
+    create_private_dir(&jdir).map_err(|e| fatal(&e))?;
+    let meta_json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+    tls::write_private(&meta_path, &meta_json).map_err(|e| fatal(&e))?;
+    let dir = ctx.store.create_dir(name).map_err(|e| fatal(&e))?;
+    let machine_json = serde_json::to_vec_pretty(machine).unwrap_or_default();
+    fs::write(dir.join("machine.json"), machine_json)
+        .map_err(|e| (format!("{}/machine.json: {e}", dir.display()), true))?;
+    let mut sinks = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let marker = dir.join(format!("disk{i}.img.incomplete"));
+        fs::write(&marker, b"partial image: the copy has not been verified\n")
+            .map_err(|e| (format!("{}: {e}", marker.display()), true))?;
+        let target = ctx
+            .store
+            .open_disk(name, i, d.size_bytes)
+            .map_err(|e| fatal(&e))?;
+        let journal =
+            Journal::open(&jdir.join(format!("disk{i}.journal"))).map_err(|e| fatal(&e))?;
+        sinks.push(DiskSink::new(d.clone(), target, journal));
+    }
+    Ok(Prepared { sinks, meta, dir })
+}
+
+pub fn create_private_dir(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+}
+
+fn disk_reports(
+    ctx: &Ctx,
+    name: &str,
+    disks: &[DiskSink],
+    digests: &[Option<String>],
+    verified: &[Option<String>],
+) -> Vec<DiskCopyReport> {
+    disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let ok = verified.get(i).and_then(|v| v.clone());
+            DiskCopyReport {
+                disk: d.announce.disk,
+                source: d.announce.source.clone(),
+                target: ctx.store.disk_path(name, i).display().to_string(),
+                size_bytes: d.announce.size_bytes,
+                plan_bytes: d.announce.plan_bytes,
+                chunks: d.announce.chunks,
+                committed_bytes: d.journal().committed_bytes(),
+                zero_chunks: d.zero_chunks,
+                verified: ok.is_some(),
+                content_digest: ok.or_else(|| digests.get(i).cloned().flatten()),
+                notes: d.announce.notes.clone(),
+            }
+        })
+        .collect()
+}
+
+fn save_report(dir: &Path, rep: &CopyReport) {
+    if let Err(e) = report::write(dir, rep) {
+        log::error!("{}/report.json: {e}", dir.display());
+    }
+}
+
+fn progress(name: &str, disks: &[DiskSink], secs: f64, json: bool) {
+    for d in disks {
+        let done = d.journal().committed_bytes().max(d.received_bytes);
+        let total = d.announce.plan_bytes;
+        if json {
+            let ev = serde_json::json!({"event": "progress", "name": name, "disk": d.announce.disk,
+                "done_bytes": done, "total_bytes": total, "received_this_session": d.received_bytes, "seconds": secs});
+            println!("{ev}");
+        } else {
+            let rate = d.received_bytes as f64 / secs.max(0.001) / 1048576.0;
+            log::info!(
+                "{name} disk{}: {} of {} MiB ({:.0}%), {rate:.1} MiB/s",
+                d.announce.disk,
+                done >> 20,
+                total >> 20,
+                100.0 * done as f64 / (total.max(1)) as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! `p2xen send`: read the source disks and push them to `p2xen receive`.
+
+pub mod compress;
+pub mod layout;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use serde::Serialize;
+
+use crate::source::device::{Device, DeviceError, ReadAt};
+use crate::wire::frame::{self, ChunkHeader, Encoding, Frame, FrameError};
+use crate::wire::machine::{self, GuestOptions};
+use crate::wire::message::{DiskAnnounce, DiskResume, Message};
+use crate::wire::{PROTOCOL_VERSION, digest, tls};
+use pipeline::{DigestState, DiskWork, Pipeline};
+use plan::DiskPlan;
+pub use progress::{DiskProgress, ProgressEvent};
+
+/// Receives progress events (the CLI prints them, the menu draws them).
+pub type ProgressSink = Arc<dyn Fn(&ProgressEvent) + Send + Sync>;
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// The receiver reads every disk back before answering Finish.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct SendOptions {
+    /// `HOST:PORT` of `p2xen receive`.
+    pub server: String,
+    pub token: String,
+    /// `sha256:HEX` of the receiver's certificate.
+    pub fingerprint: String,
+    /// Migration name on the receiver; default: the hostname.
+    pub name: Option<String>,
+    /// Disks or images to send, in order (disk0, disk1, ...); empty: all fixed disks.
+    pub sources: Vec<PathBuf>,
+    /// Send every block (zero chunks still as zero records).
+    pub all_blocks: bool,
+    /// Keep reconnecting after a connection loss for this long.
+    pub retry_for: Duration,
+    /// Guest overrides, passed through to machine.json.
+    pub guest: GuestOptions,
+    pub progress: Option<ProgressSink>,
+}
+
+impl SendOptions {
+    pub fn new(server: &str, token: &str, fingerprint: &str, sources: Vec<PathBuf>) -> Self {
+        SendOptions {
+            server: server.to_string(),
+            token: token.to_string(),
+            fingerprint: fingerprint.to_string(),
+            name: None,
+            sources,
+            all_blocks: false,
+            retry_for: Duration::from_secs(600),
+            guest: GuestOptions {
+                layout: "disk".into(),
+                ..GuestOptions::default()
+            },
+            progress: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Source(#[from] DeviceError),
+    #[error("no disks to send: none found and none named on the command line")]
+    NoDisks,
+    #[error("too many disks ({0}); at most 64")]
+    TooManyDisks(usize),
+    #[error(
+        "invalid name {0:?}: use letters, digits, '.', '-', '_' (at most 64), e.g. --name web01"
+    )]
+    BadName(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("receiver at {server} refused: {reason}")]
+    Refused { server: String, reason: String },
+    #[error("receiver at {server} is not the pinned one: {reason}")]
+    WrongReceiver { server: String, reason: String },
+    #[error("{0}")]
+    Inspect(#[from] crate::source::inspect::InspectError),
+    #[error("receiver at {server}: {reason}")]
+    ReceiverFailed { server: String, reason: String },
+    #[error("gave up after {secs} s of failed reconnects to {server}: {last}")]
+    GaveUp {
+        server: String,
+        secs: u64,
+        last: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiskSendReport {
+    pub disk: u16,
+    pub source: String,
+    pub size_bytes: u64,
+    pub plan_bytes: u64,
+    pub chunks: u64,
+    /// Bytes left out by the plan (unused filesystem blocks, swap body).
+    pub skipped_unused_bytes: u64,
+    /// Planned bytes that were all-zero (sent as zero records).
+    pub zero_bytes: u64,
+    /// Planned bytes found already committed on the receiver after a reconnect.
+    pub resumed_bytes: u64,
+    /// Uncompressed bytes of the data chunks sent.
+    pub data_bytes: u64,
+    /// Chunk payload bytes put on the wire.
+    pub wire_bytes: u64,
+    pub content_digest: String,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendReport {
+    pub name: String,
+    pub server: String,
+    pub connections: u32,
+    pub seconds: f64,
+    pub disks: Vec<DiskSendReport>,
+    pub wire_bytes: u64,
+    /// data_bytes / wire_bytes over all disks.
+    pub compression_ratio: f64,
+    /// The receiver's report.json, as it answered.
+    pub receiver_report: serde_json::Value,
+}
+
+impl SendReport {
+    pub fn summary(&self) -> String {
+        let m = |b: u64| b as f64 / 1048576.0;
+        let sum = |f: fn(&DiskSendReport) -> u64| self.disks.iter().map(f).sum::<u64>();
+        let digests: Vec<String> = self
+            .disks
+            .iter()
+            .map(|d| format!("disk{} {}", d.disk, d.content_digest))
+            .collect();
+        format!(
+            "done in {:.1} s over {} connection(s): sent {:.1} MiB of data as {:.1} MiB on the wire (ratio {:.2}), skipped {:.1} MiB unused, {:.1} MiB zero, {:.1} MiB already there; {}",
+            self.seconds,
+            self.connections,
+            m(sum(|d| d.data_bytes)),
+            m(self.wire_bytes),
+            self.compression_ratio,
+            m(sum(|d| d.skipped_unused_bytes)),
+            m(sum(|d| d.zero_bytes)),
+            m(sum(|d| d.resumed_bytes)),
+            digests.join(", ")
+        )
+    }
+}
+
+struct SourceDisk {
+    source: Arc<dyn ReadAt + Send + Sync>,
+    plan: Arc<DiskPlan>,
+    announce: DiskAnnounce,
+    digest: DigestState,
+    report: DiskSendReport,
+    /// Plan bytes processed in the current connection.
+    done_now: u64,
+    done_before: u64,
+}
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// Why one connection attempt ended.
+enum Attempt {
+    Retry(String),
+    Fatal(SendError),
+}
+
+/// Sends the disks in `opts.sources` and waits for the receiver's verified report.
+pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
+    let started = Instant::now();
+    let emit = |ev: ProgressEvent| {
+        if let Some(p) = &opts.progress {
+            p(&ev);
+        }
+    };
+    let sources = if opts.sources.is_empty() {
+        crate::source::inspect::list_fixed_disks()?
+    } else {
+        opts.sources.clone()
+    };
+    if sources.is_empty() {
+        return Err(SendError::NoDisks);
+    }
+    if sources.len() > 64 {
+        return Err(SendError::TooManyDisks(sources.len()));
+    }
+    let pinned = tls::parse_fingerprint(&opts.fingerprint)?;
+    let cfg = tls::client_config(pinned)?;
+    let mut machine = machine::collect("");
+    let name = opts
+        .name
+        .clone()
+        .or_else(|| machine.hostname.clone())
+        .unwrap_or_else(|| "migrated".into());
+    if crate::receive::store::validate_name(&name).is_err() {
+        return Err(SendError::BadName(name));
+    }
+    machine.name = name.clone();
+    machine.options = opts.guest.clone();
+
+    let mut disks = Vec::new();
+    for (i, path) in sources.iter().enumerate() {
+        let dev = Device::open(path)?;
+        let (layout, desc) = layout::describe(&dev);
+        machine.disks.push(desc);
+        let plan = if opts.all_blocks {
+            plan::whole_disk(dev.size(), "--all-blocks: every block sent")
+        } else {
+            plan::plan(&layout)
+        };
+        // Streamed twice rather than collected: memory must not grow with the disk.
+        let chunks = plan.pieces().count() as u64;
+        let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
+        let announce = DiskAnnounce {
+            disk: i as u16,
+            source: path.display().to_string(),
+            size_bytes: dev.size(),
+            chunks,
+            plan_bytes: plan.bytes(),
+            plan_digest,
+            notes: plan.notes.clone(),
+        };
+        let report = DiskSendReport {
+            disk: i as u16,
+            source: announce.source.clone(),
+            size_bytes: dev.size(),
+            plan_bytes: plan.bytes(),
+            chunks,
+            skipped_unused_bytes: dev.size() - plan.bytes().min(dev.size()),
+            notes: plan.notes.clone(),
+            ..DiskSendReport::default()
+        };
+        disks.push(SourceDisk {
+            source: Arc::new(dev),
+            plan: Arc::new(plan),
+            announce,
+            digest: DigestState::default(),
+            report,
+            done_now: 0,
+            done_before: 0,
+        });
+    }
+    emit(ProgressEvent::Plan {
+        disks: disk_progress(&disks),
+        skipped_unused_bytes: disks.iter().map(|d| d.report.skipped_unused_bytes).sum(),
+    });
+    let start_msg = Message::Start {
+        name: name.clone(),
+        machine: Box::new(machine),
+        disks: disks.iter().map(|d| d.announce.clone()).collect(),
+    };
+
+    let mut connections = 0u32;
+    let mut outage_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        connections += 1;
+        emit(ProgressEvent::Connecting {
+            server: opts.server.clone(),
+            attempt: connections,
+        });
+        let result = match connect(opts, &cfg, &start_msg) {
+            Ok((tls, resume, resumed)) => {
+                outage_since = None;
+                backoff = Duration::from_millis(250);
+                transfer(opts, tls, resume, resumed, &mut disks, &emit)
+            }
+            Err(a) => Err(a),
+        };
+        match result {
+            Ok(receiver_report) => {
+                if let Some(reason) = receiver_report.get("error").and_then(|e| e.as_str()) {
+                    return Err(SendError::ReceiverFailed {
+                        server: opts.server.clone(),
+                        reason: reason.to_string(),
+                    });
+                }
+                let wire: u64 = disks.iter().map(|d| d.report.wire_bytes).sum();
+                let data: u64 = disks.iter().map(|d| d.report.data_bytes).sum();
+                let report = SendReport {
+                    name,
+                    server: opts.server.clone(),
+                    connections,
+                    seconds: started.elapsed().as_secs_f64(),
+                    disks: disks.into_iter().map(|d| d.report).collect(),
+                    wire_bytes: wire,
+                    compression_ratio: if wire == 0 {
+                        1.0
+                    } else {
+                        data as f64 / wire as f64
+                    },
+                    receiver_report,
+                };
+                emit(ProgressEvent::Finished {
+                    report: Box::new(report.clone()),
+                });
+                return Ok(report);
+            }
+            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Attempt::Retry(why)) => {
+                let since = *outage_since.get_or_insert_with(Instant::now);
+                let left = opts.retry_for.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return Err(SendError::GaveUp {
+                        server: opts.server.clone(),
+                        secs: opts.retry_for.as_secs(),
+                        last: why,
+                    });
+                }
+                let wait = backoff.min(left);
+                emit(ProgressEvent::ConnectionLost {
+                    error: why,
+                    retry_in_secs: wait.as_secs_f64(),
+                    gives_up_in_secs: left.as_secs_f64(),
+                });
+                std::thread::sleep(wait);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn disk_progress(disks: &[SourceDisk]) -> Vec<DiskProgress> {
+    disks
+        .iter()
+        .map(|d| DiskProgress {
+            disk: d.announce.disk,
+            source: d.announce.source.clone(),
+            done_bytes: d.done_before + d.done_now,
+            total_bytes: d.announce.plan_bytes,
+        })
+        .collect()
+}
+
+/// Classifies a connection-level error: a wrong certificate is fatal,
+/// anything else (cut connection, corrupted record) is worth a reconnect.
+fn classify(server: &str, e: FrameError) -> Attempt {
+    if let FrameError::Io(io) = &e {
+        if let Some(tls_err) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            let msg = tls_err.to_string();
+            if msg.contains("fingerprint")
+                || matches!(tls_err, rustls::Error::InvalidCertificate(_))
+            {
+                return Attempt::Fatal(SendError::WrongReceiver {
+                    server: server.to_string(),
+                    reason: msg,
+                });
+            }
+        }
+    }
+    Attempt::Retry(e.to_string())
+}
+
+fn read_message(server: &str, tls: &mut Tls) -> Result<Message, Attempt> {
+    match frame::read_frame(tls) {
+        Ok(Frame::Control(j)) => serde_json::from_slice(&j)
+            .map_err(|e| Attempt::Retry(format!("bad message from receiver: {e}"))),
+        Ok(Frame::Chunk(_)) => Err(Attempt::Retry("unexpected data from receiver".into())),
+        Err(e) => Err(classify(server, e)),
+    }
+}
+
+fn refused(server: &str, reason: String, fatal: bool) -> Attempt {
+    if fatal {
+        Attempt::Fatal(SendError::Refused {
+            server: server.to_string(),
+            reason,
+        })
+    } else {
+        Attempt::Retry(format!("receiver: {reason}"))
+    }
+}
+
+/// TCP + TLS + hello + start; returns what the receiver already has.
+fn connect(
+    opts: &SendOptions,
+    cfg: &Arc<ClientConfig>,
+    start: &Message,
+) -> Result<(Tls, Vec<DiskResume>, bool), Attempt> {
+    let server = opts.server.as_str();
+    let addrs: Vec<_> = server
+        .to_socket_addrs()
+        .map_err(|e| Attempt::Retry(format!("resolving {server}: {e}")))?
+        .collect();
+    let mut last = format!("{server}: no address");
+    let mut tcp = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(t) => {
+                tcp = Some(t);
+                break;
+            }
+            Err(e) => last = format!("connecting to {a}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or(Attempt::Retry(last))?;
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
+    let conn = ClientConnection::new(cfg.clone(), tls::server_name())
+        .map_err(|e| Attempt::Fatal(SendError::Tls(e.into())))?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    let hello = Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        software: crate::receive::session::software(),
+        token: opts.token.clone(),
+    };
+    hello
+        .write(&mut tls)
+        .and_then(|_| tls.flush().map_err(FrameError::from))
+        .map_err(|e| classify(server, e))?;
+    match read_message(server, &mut tls)? {
+        Message::Welcome { .. } => {}
+        Message::Refused { reason, fatal } => return Err(refused(server, reason, fatal)),
+        other => return Err(Attempt::Retry(format!("unexpected {other:?}"))),
+    }
+    start
+        .write(&mut tls)
+        .and_then(|_| tls.flush().map_err(FrameError::from))
+        .map_err(|e| classify(server, e))?;
+    match read_message(server, &mut tls)? {
+        Message::Ready { resumed, disks } => Ok((tls, disks, resumed)),
+        Message::Refused { reason, fatal } => Err(refused(server, reason, fatal)),
+        other => Err(Attempt::Retry(format!("unexpected {other:?}"))),
+    }
+}
+
+/// Is there something to read (a refusal) on the socket right now?
+fn peer_spoke(tls: &Tls) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(tls.sock.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+fn transfer(
+    opts: &SendOptions,
+    mut tls: Tls,
+    resume: Vec<DiskResume>,
+    resumed: bool,
+    disks: &mut [SourceDisk],
+    emit: &dyn Fn(ProgressEvent),
+) -> Result<serde_json::Value, Attempt> {
+    let server = opts.server.as_str();
+    // Work for this connection: what is neither committed nor hashed yet.
+    let mut work = Vec::new();
+    let mut committed_total = 0;
+    for d in disks.iter_mut() {
+        let committed: Vec<(u64, u64)> = resume
+            .iter()
+            .find(|r| r.disk == d.announce.disk)
+            .map(|r| r.committed.clone())
+            .unwrap_or_default();
+        // Progress starts at what the receiver already holds of the plan.
+        let mut cursor = 0;
+        let mut before = 0;
+        let probe = DiskWork {
+            disk: d.announce.disk,
+            source: d.source.clone(),
+            plan: d.plan.clone(),
+            committed,
+            known_next: d.digest.folded(),
+            known_pending: HashSet::new(),
+        };
+        for p in d.plan.pieces() {
+            if probe.covered(&mut cursor, p.offset, p.len) {
+                before += u64::from(p.len);
+            }
+        }
+        d.done_before = before;
+        d.done_now = 0;
+        d.report.resumed_bytes = d.report.resumed_bytes.max(if resumed { before } else { 0 });
+        committed_total += before;
+        let pending: HashSet<u64> = (d.digest.folded()..d.announce.chunks)
+            .filter(|s| d.digest.knows(*s))
+            .collect();
+        work.push(DiskWork {
+            known_pending: pending,
+            ..probe
+        });
+    }
+    emit(ProgressEvent::Connected {
+        server: server.to_string(),
+        resumed,
+        already_committed_bytes: committed_total,
+    });
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipe = Pipeline::start(work, workers);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut failure: Option<Attempt> = None;
+    let mut sent_now = 0u64;
+    let total: u64 = disks.iter().map(|d| d.announce.plan_bytes).sum();
+    for item in pipe.rx.iter() {
+        pipe.queued.fetch_sub(1, Ordering::Relaxed);
+        let out = match item {
+            Ok(o) => o,
+            Err(e) => {
+                pipe.abort.store(true, Ordering::Relaxed);
+                failure.get_or_insert(Attempt::Fatal(SendError::Source(e)));
+                continue;
+            }
+        };
+        let Some(d) = disks.get_mut(usize::from(out.disk)) else {
+            continue;
+        };
+        d.digest.fold(out.seq, out.record);
+        let len = u64::from(out.record.len);
+        let Some((encoding, payload)) = out.payload else {
+            continue;
+        };
+        if failure.is_some() {
+            continue;
+        }
+        let header = ChunkHeader {
+            disk: out.disk,
+            encoding,
+            len: out.record.len,
+            offset: out.record.offset,
+            hash: out.record.hash,
+        };
+        if let Err(e) = frame::write_chunk(&mut tls, &header, &payload) {
+            pipe.abort.store(true, Ordering::Relaxed);
+            failure = Some(refusal_or(server, &mut tls, classify(server, e)));
+            continue;
+        }
+        if peer_spoke(&tls) {
+            // The receiver only speaks mid-copy to refuse (target full, ...).
+            pipe.abort.store(true, Ordering::Relaxed);
+            failure = Some(match read_message(server, &mut tls) {
+                Ok(Message::Refused { reason, fatal }) => refused(server, reason, fatal),
+                Ok(other) => Attempt::Retry(format!("unexpected {other:?}")),
+                Err(a) => a,
+            });
+            continue;
+        }
+        d.done_now += len;
+        sent_now += len;
+        d.report.wire_bytes += payload.len() as u64;
+        match encoding {
+            Encoding::Zero => d.report.zero_bytes += len,
+            _ => d.report.data_bytes += len,
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            emit(progress_event(disks, total, sent_now, started));
+        }
+    }
+    pipe.join();
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    emit(progress_event(disks, total, sent_now, started));
+    for d in disks.iter() {
+        if d.digest.folded() != d.announce.chunks {
+            return Err(Attempt::Retry(format!(
+                "disk{}: not every chunk was processed",
+                d.announce.disk
+            )));
+        }
+        Message::DiskEnd {
+            disk: d.announce.disk,
+            content_digest: d.digest.digest(),
+        }
+        .write(&mut tls)
+        .map_err(|e| classify(server, e))?;
+    }
+    Message::Finish
+        .write(&mut tls)
+        .and_then(|_| tls.flush().map_err(FrameError::from))
+        .map_err(|e| classify(server, e))?;
+    emit(ProgressEvent::Verifying);
+    let _ = tls.sock.set_read_timeout(Some(VERIFY_TIMEOUT));
+    match read_message(server, &mut tls)? {
+        Message::Done { report } => {
+            for d in disks.iter_mut() {
+                d.report.content_digest = d.digest.digest();
+            }
+            Ok(report)
+        }
+        Message::Refused { reason, fatal } => Err(refused(server, reason, fatal)),
+        other => Err(Attempt::Retry(format!("unexpected {other:?}"))),
+    }
+}
+
+/// After a failed write, the receiver may have said why before closing.
+fn refusal_or(server: &str, tls: &mut Tls, fallback: Attempt) -> Attempt {
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(2)));
+    match read_message(server, tls) {
+        Ok(Message::Refused { reason, fatal }) => refused(server, reason, fatal),
+        _ => fallback,
+    }
+}
+
+fn progress_event(
+    disks: &[SourceDisk],
+    total: u64,
+    sent_now: u64,
+    started: Instant,
+) -> ProgressEvent {
+    let done: u64 = disks.iter().map(|d| d.done_before + d.done_now).sum();
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let rate = sent_now as f64 / secs;
+    ProgressEvent::Progress {
+        disks: disk_progress(disks),
+        done_bytes: done,
+        total_bytes: total,
+        bytes_per_sec: rate,
+        eta_secs: (rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate),
+        wire_bytes: disks.iter().map(|d| d.report.wire_bytes).sum(),
+    }
+}

@@ -1,0 +1,145 @@
+//! The machine description: the first thing the receiver learns about the
+//! source server, saved as `STORE/NAME/machine.json` for the guest conversion.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub name: String,
+    pub mac: String,
+    pub driver: Option<String>,
+}
+
+/// Overrides for the guest the user chose on the sender (menu or kernel
+/// parameters); `None` lets the conversion decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestOptions {
+    /// "disk" (one xvd per source disk) or "partitions".
+    pub layout: String,
+    #[serde(rename = "type")]
+    pub xen_type: Option<String>,
+    pub bridge: Option<String>,
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineDescription {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub nics: Vec<Nic>,
+    /// One `source::inspect::DiskReport` per disk, in the sender's disk order,
+    /// kept as JSON so the receiver stores exactly what the sender saw.
+    pub disks: Vec<serde_json::Value>,
+    pub options: GuestOptions,
+}
+
+/// Reads CPU count, memory, hostname and NICs of the machine we run on.
+/// Missing pieces are left empty: a description is never a reason to fail.
+pub fn collect(name: &str) -> MachineDescription {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| parse_mem_total(&s))
+        .unwrap_or(0);
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty() && h != "(none)");
+    MachineDescription {
+        name: name.to_string(),
+        hostname,
+        cpus,
+        memory_bytes,
+        nics: list_nics(Path::new("/sys/class/net")),
+        disks: Vec::new(),
+        options: GuestOptions {
+            layout: "disk".into(),
+            ..GuestOptions::default()
+        },
+    }
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// NICs under a sysfs `class/net` directory, loopback excluded, sorted by name.
+pub fn list_nics(class_net: &Path) -> Vec<Nic> {
+    let Ok(dir) = std::fs::read_dir(class_net) else {
+        return Vec::new();
+    };
+    let mut nics: Vec<Nic> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if name == "lo" {
+                return None;
+            }
+            let path = e.path();
+            let mac = std::fs::read_to_string(path.join("address"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            let driver = std::fs::read_link(path.join("device/driver"))
+                .ok()
+                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
+            Some(Nic { name, mac, driver })
+        })
+        .collect();
+    nics.sort_by(|a, b| a.name.cmp(&b.name));
+    nics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nics_are_read_from_sysfs_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let net = d.path().join("class/net");
+        let eth = net.join("eth0");
+        std::fs::create_dir_all(eth.join("device")).unwrap();
+        std::fs::create_dir_all(d.path().join("drivers/e1000")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("drivers/e1000"), eth.join("device/driver"))
+            .unwrap();
+        std::fs::write(eth.join("address"), "52:54:00:12:34:56\n").unwrap();
+        std::fs::create_dir_all(net.join("lo")).unwrap();
+        let nics = list_nics(&net);
+        assert_eq!(
+            nics,
+            vec![Nic {
+                name: "eth0".into(),
+                mac: "52:54:00:12:34:56".into(),
+                driver: Some("e1000".into())
+            }]
+        );
+        assert_eq!(parse_mem_total("MemTotal:       1024 kB\n"), Some(1 << 20));
+    }
+
+    #[test]
+    fn json_field_names_match_the_interface() {
+        let m = collect("seed");
+        let v = serde_json::to_value(&m).unwrap();
+        for k in [
+            "name",
+            "hostname",
+            "cpus",
+            "memory_bytes",
+            "nics",
+            "disks",
+            "options",
+        ] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        assert!(v["options"].get("type").is_some());
+        assert!(m.cpus >= 1 && m.memory_bytes > 0);
+    }
+}

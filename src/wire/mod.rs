@@ -1,0 +1,21 @@
+//! The protocol between `p2xen send` and `p2xen receive`.
+//!
+//! One TLS 1.3 connection per session; inside it, length-prefixed frames that
+//! are either JSON control messages ([`message`]) or binary data chunks
+//! ([`frame::ChunkHeader`]). `docs/protocol.md` is the reference.
+
+pub mod auth;
+pub mod bufsock;
+pub mod digest;
+pub mod frame;
+pub mod machine;
+pub mod message;
+pub mod tls;
+
+/// Protocol version spoken by this build. Bumped on any incompatible change;
+/// a peer announcing another version is refused with a clear message.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The copy's grid: every chunk lies inside one aligned cell of this size, so
+/// chunk offsets are stable across runs and resume can match them.
+pub const CHUNK_SIZE: u64 = 4 << 20;

@@ -1,0 +1,182 @@
+//! Faults in transit and on the receiver: flipped bytes, cut connections,
+//! a receiver killed mid-copy, a full target.
+
+mod copy_harness;
+
+use copy_harness::*;
+use std::time::Duration;
+
+fn random_image(dir: &std::path::Path, mib: usize) -> std::path::PathBuf {
+    let p = dir.join("src.img");
+    std::fs::write(&p, noise(mib << 20, 42)).unwrap();
+    p
+}
+
+#[test]
+fn a_flipped_byte_in_transit_is_caught_and_the_copy_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    let src = random_image(d.path(), 24);
+    let before = blake3_file(&src);
+    let store = d.path().join("store");
+    let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
+    // First connection: one bit flipped well inside the data stream.
+    let proxy = Proxy::start(r.addr().parse().unwrap(), |n| {
+        if n == 0 {
+            Fault::FlipAt(5 << 20)
+        } else {
+            Fault::Pass
+        }
+    });
+    let (ok, last, err) = send(
+        &proxy.addr(),
+        &r.token,
+        &r.fingerprint,
+        "flip",
+        &[&src],
+        &["--retry-for", "30"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        last["report"]["connections"].as_u64().unwrap() >= 2,
+        "{last}"
+    );
+    assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
+    let log = r.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("connection lost"),
+        "receiver did not notice: {log}"
+    );
+    assert_eq!(blake3_file(&store.join("flip/disk0.img")), before);
+    assert_eq!(blake3_file(&src), before);
+}
+
+#[test]
+fn connections_cut_at_random_points_still_give_an_identical_image() {
+    let d = tempfile::tempdir().unwrap();
+    let src = random_image(d.path(), 40);
+    let before = blake3_file(&src);
+    let store = d.path().join("store");
+    let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
+    // Eight cuts at pseudo-random offsets (handshake included), then a clean run.
+    let proxy = Proxy::start(r.addr().parse().unwrap(), |n| {
+        if n < 8 {
+            let x = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            Fault::CutAt(x % (12 << 20))
+        } else {
+            Fault::Pass
+        }
+    });
+    let (ok, last, err) = send(
+        &proxy.addr(),
+        &r.token,
+        &r.fingerprint,
+        "cut",
+        &[&src],
+        &["--retry-for", "60"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        last["report"]["connections"].as_u64().unwrap() >= 9,
+        "{last}"
+    );
+    assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
+    assert_eq!(blake3_file(&store.join("cut/disk0.img")), before);
+    assert_eq!(blake3_file(&src), before);
+}
+
+#[test]
+fn receiver_killed_mid_copy_resumes_after_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let src = random_image(d.path(), 48);
+    let before = blake3_file(&src);
+    let store = d.path().join("store");
+    let state = d.path().join("state");
+    let mut r1 = Receiver::start(&store, &state, &[]);
+    let proxy = Proxy::start(r1.addr().parse().unwrap(), |n| {
+        if n == 0 {
+            Fault::StallAt(30 << 20)
+        } else {
+            Fault::Pass
+        }
+    });
+    let (addr, token, fp) = (proxy.addr(), r1.token.clone(), r1.fingerprint.clone());
+    let sender = std::thread::spawn(move || {
+        send(
+            &addr,
+            &token,
+            &fp,
+            "killed",
+            &[&src],
+            &["--retry-for", "60"],
+        )
+    });
+    // Wait until the receiver has journalled a good part, then kill it hard.
+    let journal = state.join("journal/killed/disk0.journal");
+    let t = std::time::Instant::now();
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 48 * 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "receiver never committed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    r1.kill9();
+    let list = std::process::Command::new(BIN)
+        .args(["receive", "--list", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("killed: 1 disk(s)"), "{list}");
+    let mut r2 = Receiver::start(&store, &state, &["--once"]);
+    assert_eq!(r2.fingerprint, r1.fingerprint);
+    *proxy.target.lock().unwrap() = r2.addr().parse().unwrap();
+    proxy
+        .release
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, last, err) = sender.join().unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(r2.wait(Duration::from_secs(30)), Some(0));
+    let resumed = last["report"]["disks"][0]["resumed_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(resumed >= 4 << 20, "nothing was resumed: {last}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("killed/report.json")).unwrap()).unwrap();
+    assert_eq!(report["state"], "complete");
+    assert!(report["sessions"].as_u64().unwrap() >= 2);
+    assert_eq!(blake3_file(&store.join("killed/disk0.img")), before);
+    assert_eq!(blake3_file(&d.path().join("src.img")), before);
+    assert!(!state.join("journal/killed").exists());
+}
+
+#[test]
+fn a_full_target_is_a_clear_error_and_never_a_success() {
+    let d = tempfile::tempdir().unwrap();
+    let src = random_image(d.path(), 24);
+    let before = blake3_file(&src);
+    let store = d.path().join("small");
+    let _mnt = Tmpfs::mount(&store, "8m");
+    let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
+    let (ok, _, err) = send(
+        &r.addr(),
+        &r.token,
+        &r.fingerprint,
+        "full",
+        &[&src],
+        &["--retry-for", "5"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("target full") && err.contains("disk0.img"),
+        "{err}"
+    );
+    assert_eq!(r.wait(Duration::from_secs(30)), Some(1));
+    assert!(store.join("full/disk0.img.incomplete").exists());
+    if let Ok(b) = std::fs::read(store.join("full/report.json")) {
+        let rep: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(rep["state"], "incomplete");
+    }
+    assert_eq!(blake3_file(&src), before);
+}
