@@ -132,12 +132,11 @@ impl Backend for LocalBackend {
 
     fn start_migration(
         &self,
-        _plan: &MigrationPlan,
-        _events: Sender<MigrationEvent>,
+        plan: &MigrationPlan,
+        events: Sender<MigrationEvent>,
     ) -> Result<(), BackendError> {
-        Err(BackendError(
-            "this build has no copy engine yet (branch copy not merged)".into(),
-        ))
+        super::migrate::start(plan, events)
+            .map_err(|e| BackendError(format!("cannot start the copy thread: {e}")))
     }
 
     fn shell(&self, tty: &Path) -> Result<(), BackendError> {

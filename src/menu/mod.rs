@@ -15,6 +15,7 @@ pub mod fields;
 pub mod grid;
 pub mod keys;
 pub mod local;
+pub mod migrate;
 pub mod prefill;
 pub mod probe;
 pub mod render;
