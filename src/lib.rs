@@ -6,11 +6,8 @@
 pub mod guest;
 pub mod image;
 pub mod init;
-<<<<<<< HEAD
 pub mod menu;
-=======
 pub mod receive;
 pub mod send;
->>>>>>> main
 pub mod source;
 pub mod wire;
