@@ -21,53 +21,32 @@ pub struct LocalBackend {
     pub live: bool,
 }
 
-fn read_trim(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
+/// Carrier of a NIC: Some(true) link up; None when the kernel does not say
+/// (interface down).
+fn carrier(nic: &str) -> Option<bool> {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(nic).join("carrier"))
         .ok()
-        .map(|s| s.trim().to_string())
-}
-
-/// NICs from /sys/class/net (without lo and virtual devices).
-pub fn sysfs_nics(root: &Path) -> Vec<NicInfo> {
-    let Ok(dir) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut nics: Vec<NicInfo> = dir
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("device").exists())
-        .map(|e| {
-            let p = e.path();
-            NicInfo {
-                name: e.file_name().to_string_lossy().into_owned(),
-                mac: read_trim(&p.join("address")).unwrap_or_default(),
-                driver: std::fs::read_link(p.join("device/driver"))
-                    .ok()
-                    .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned())),
-                link: read_trim(&p.join("carrier")).map(|c| c == "1"),
-                addresses: Vec::new(),
-            }
-        })
-        .collect();
-    nics.sort_by(|a, b| a.name.cmp(&b.name));
-    nics
-}
-
-pub fn meminfo_bytes() -> u64 {
-    read_trim(Path::new("/proc/meminfo"))
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib.saturating_mul(1024))
+        .map(|c| c.trim() == "1")
 }
 
 impl Backend for LocalBackend {
     fn machine(&self) -> MachineInfo {
+        // The same description the sender gives the receiver.
+        let m = crate::wire::machine::collect("");
         MachineInfo {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            memory_bytes: meminfo_bytes(),
-            nics: sysfs_nics(Path::new("/sys/class/net")),
+            cpus: m.cpus,
+            memory_bytes: m.memory_bytes,
+            nics: m
+                .nics
+                .into_iter()
+                .map(|n| NicInfo {
+                    link: carrier(&n.name),
+                    name: n.name,
+                    mac: n.mac,
+                    driver: n.driver,
+                    addresses: Vec::new(),
+                })
+                .collect(),
         }
     }
 
