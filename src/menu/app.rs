@@ -186,6 +186,8 @@ pub struct App {
     pub ip: Option<IpParam>,
     pub migration: Option<Migration>,
     pub log: Vec<String>,
+    /// What the log overlay shows (a snapshot taken when it opens).
+    pub log_view: Vec<String>,
 }
 
 fn index_of(list: &[&str], value: Option<&str>) -> usize {
@@ -265,6 +267,7 @@ impl App {
             disks,
             migration: None,
             log: Vec::new(),
+            log_view: Vec::new(),
         };
         app.log(format!(
             "menu started: {} disk(s), {} NIC(s)",
@@ -633,6 +636,9 @@ impl App {
             Key::Esc | Key::Backspace | Key::Left | Key::Char('b') => self.back(),
             Key::Char('?') | Key::Char('h') => self.overlay = Some(Overlay::Help),
             Key::Char('l') | Key::Char('L') => {
+                // The whole log of the live image when there is one (init,
+                // drivers, network, copy), else what the menu saw.
+                self.log_view = backend.full_log().unwrap_or_else(|| self.log.clone());
                 self.overlay = Some(Overlay::Log { scroll_from_end: 0 })
             }
             Key::Char('!') => return Some(Request::Shell),
@@ -683,7 +689,7 @@ impl App {
                     }
                 };
                 self.overlay = Some(Overlay::Log {
-                    scroll_from_end: s.min(self.log.len()),
+                    scroll_from_end: s.min(self.log_view.len()),
                 });
             }
             Overlay::Trust { fingerprint } => {

@@ -155,4 +155,9 @@ pub trait Backend {
     ) -> Result<(), BackendError>;
     /// Runs a rescue shell on `tty` and returns when it exits.
     fn shell(&self, tty: &Path) -> Result<(), BackendError>;
+    /// The full log for "show full log" (e.g. the live image's log file);
+    /// None: the menu shows the lines it logged itself.
+    fn full_log(&self) -> Option<Vec<String>> {
+        None
+    }
 }

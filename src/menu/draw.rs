@@ -388,9 +388,15 @@ pub fn draw(app: &App, console: &str) -> Grid {
         }
         Some(Overlay::Log { scroll_from_end }) => {
             let rows = MSG_ROW - TOP;
-            let end = app.log.len().saturating_sub(*scroll_from_end);
+            let end = app.log_view.len().saturating_sub(*scroll_from_end);
             let start = end.saturating_sub(rows);
-            for (i, l) in app.log.get(start..end).unwrap_or(&[]).iter().enumerate() {
+            for (i, l) in app
+                .log_view
+                .get(start..end)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
                 g.put(TOP + i, 1, l, false);
             }
             g.put(
@@ -400,7 +406,7 @@ pub fn draw(app: &App, console: &str) -> Grid {
                     "Full log, lines {}-{} of {}: Up/Dn scroll, any other key returns",
                     start + 1,
                     end,
-                    app.log.len()
+                    app.log_view.len()
                 ),
                 false,
             );

@@ -29,6 +29,29 @@ fn carrier(nic: &str) -> Option<bool> {
         .map(|c| c.trim() == "1")
 }
 
+/// The live image's log file (`init::console::InitLogger` writes it).
+const LIVE_LOG: &str = "/run/p2xen.log";
+/// The log view reads at most the file's last bytes.
+const LOG_TAIL_BYTES: u64 = 512 * 1024;
+
+/// The last lines of `path`, reading at most `LOG_TAIL_BYTES`.
+pub fn log_tail(path: &Path) -> std::io::Result<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(LOG_TAIL_BYTES).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if start > 0 && !lines.is_empty() {
+        // The first line was cut by the tail.
+        lines.remove(0);
+    }
+    Ok(lines)
+}
+
 impl Backend for LocalBackend {
     fn machine(&self) -> MachineInfo {
         // The same description the sender gives the receiver.
@@ -118,6 +141,15 @@ impl Backend for LocalBackend {
             .map_err(|e| BackendError(format!("cannot start the copy thread: {e}")))
     }
 
+    fn full_log(&self) -> Option<Vec<String>> {
+        if !self.live {
+            return None;
+        }
+        log_tail(Path::new(LIVE_LOG))
+            .map_err(|e| log::warn!("menu: {LIVE_LOG}: {e}"))
+            .ok()
+    }
+
     fn shell(&self, tty: &Path) -> Result<(), BackendError> {
         if self.live {
             return crate::init::shell::rescue_shell(tty)
@@ -140,5 +172,29 @@ impl Backend for LocalBackend {
             .map_err(|e| BackendError(format!("{}: {e}", sh.to_string_lossy())))?;
         log::info!("menu: shell exited with {status}");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_is_bounded_and_drops_the_cut_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let line = "x".repeat(99);
+        let text: String = (0..10_000).map(|i| format!("{i:05} {line}\n")).collect();
+        std::fs::write(&p, &text).unwrap();
+        let lines = log_tail(&p).unwrap();
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some(format!("09999 {line}").as_str())
+        );
+        assert!(lines.iter().all(|l| l.len() == 105), "a cut line is kept");
+        let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(bytes <= LOG_TAIL_BYTES as usize);
+        std::fs::write(&p, "one\ntwo\n").unwrap();
+        assert_eq!(log_tail(&p).unwrap(), vec!["one", "two"]);
     }
 }
