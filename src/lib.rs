@@ -6,6 +6,7 @@
 pub mod guest;
 pub mod image;
 pub mod init;
+pub mod menu;
 pub mod receive;
 pub mod send;
 pub mod source;

@@ -46,6 +46,10 @@ enum Command {
     Inspect(p2xen::source::inspect::InspectArgs),
     /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
     Convert(p2xen::guest::cli::ConvertArgs),
+    /// The serial-console menu on a given terminal, with image files as
+    /// disks (for tests and trying it out; the live image starts it itself).
+    #[command(hide = true)]
+    Menu(p2xen::menu::cli::MenuArgs),
     /// Send disks to a `p2xen receive` (run in the live image or a rescue system).
     Send(SendArgs),
     /// Receive migrations on the Xen host (dom0).
@@ -307,6 +311,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 log::error!("convert {}: {e}", args.name);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Menu(args) => match p2xen::menu::cli::run_cli(&args) {
+            Ok(outcome) => {
+                println!("menu: {outcome:?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("menu: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -22,7 +22,7 @@ pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
 pub use tokens::{Param, split};
 pub use values::{
     DEFAULT_PORT, FailAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_VCPUS, Mode, PostAction,
-    Server, Token, XenType,
+    Server, Token, XenType, guest_name, interface_name, memory_mib, vcpus,
 };
 
 /// Where the running kernel shows its command line.

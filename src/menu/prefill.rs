@@ -1,0 +1,245 @@
+//! Values given on the kernel command line (without p2xen.mode=auto) that
+//! pre-fill the menu, and the command line that repeats a menu run.
+
+use super::backend::{MigrationPlan, NetChoice, NetMethod};
+use crate::init::cmdline::{Cmdline, Fingerprint, IpParam, Layout, Server, Token, XenType};
+
+/// Text values as the user would type them; the menu validates them like
+/// typed input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MenuPrefill {
+    pub server: Option<String>,
+    pub token: Option<String>,
+    pub fingerprint: Option<String>,
+    pub name: Option<String>,
+    /// MiB or with a unit, as p2xen.memory=.
+    pub memory: Option<String>,
+    pub vcpus: Option<String>,
+    /// Disk names as p2xen.disks= (`sda` or `/dev/sda`); None: all.
+    pub disks: Option<Vec<String>>,
+    pub layout: Option<String>,
+    pub xen_type: Option<String>,
+    pub bridge: Option<String>,
+    /// The kernel's `ip=`, repeated in the "next time" line.
+    pub ip: Option<IpParam>,
+}
+
+impl MenuPrefill {
+    pub fn from_cmdline(c: &Cmdline) -> MenuPrefill {
+        MenuPrefill {
+            server: c.server.as_ref().map(Server::to_string),
+            token: c.token.as_ref().map(|t| t.as_str().to_string()),
+            fingerprint: c.fingerprint.as_ref().map(Fingerprint::to_string),
+            name: c.name.clone(),
+            memory: c.memory_mib.map(|m| m.to_string()),
+            vcpus: c.vcpus.map(|v| v.to_string()),
+            disks: c.disks.clone(),
+            layout: Some(c.layout.to_string()),
+            xen_type: c.xen_type.map(|t| t.to_string()),
+            bridge: c.bridge.clone(),
+            ip: c.ip.clone(),
+        }
+    }
+}
+
+/// The terminals the menu runs on: every `console=` (tty0, the current
+/// virtual terminal, is /dev/tty1 at boot), each once; `p2xen.console=`
+/// restricts it to that one. None given: /dev/console.
+pub fn console_paths(c: &Cmdline) -> Vec<std::path::PathBuf> {
+    let names: Vec<String> = match &c.console {
+        Some(one) => vec![one.clone()],
+        None => c.consoles.iter().map(|k| k.device.clone()).collect(),
+    };
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for n in names {
+        let n = if n == "tty0" { "tty1".to_string() } else { n };
+        let p = std::path::PathBuf::from("/dev").join(n);
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    if paths.is_empty() {
+        paths.push("/dev/console".into());
+    }
+    paths
+}
+
+fn opt(a: Option<std::net::Ipv4Addr>) -> String {
+    a.map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// `ip=` in the kernel's nfsroot syntax; None for the default (DHCP on
+/// every interface with a link).
+pub fn ip_text(ip: &IpParam) -> Option<String> {
+    match ip {
+        IpParam::Off => Some("off".into()),
+        IpParam::Dhcp {
+            device: None,
+            hostname: None,
+        } => None,
+        IpParam::Dhcp { device, hostname } => Some(format!(
+            ":::{}:{}:{}:dhcp",
+            "",
+            hostname.as_deref().unwrap_or(""),
+            device.as_deref().unwrap_or("")
+        )),
+        IpParam::Static(s) => {
+            let mask = u32::MAX
+                .checked_shl(32u32.saturating_sub(u32::from(s.prefix_len)))
+                .unwrap_or(0);
+            let mut dns = s.dns.iter().map(|d| d.to_string());
+            Some(format!(
+                "{}:{}:{}:{}:{}:{}:off:{}:{}",
+                s.address,
+                opt(s.server),
+                opt(s.gateway),
+                std::net::Ipv4Addr::from(mask),
+                s.hostname.as_deref().unwrap_or(""),
+                s.device.as_deref().unwrap_or(""),
+                dns.next().unwrap_or_default(),
+                dns.next().unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// The `ip=` a network choice made in the menu stands for.
+pub fn ip_of_choice(c: &NetChoice) -> IpParam {
+    match &c.method {
+        NetMethod::Dhcp => IpParam::Dhcp {
+            device: c.interface.clone(),
+            hostname: None,
+        },
+        NetMethod::Static {
+            address,
+            prefix_len,
+            gateway,
+            dns,
+        } => IpParam::Static(crate::init::cmdline::StaticIp {
+            address: *address,
+            prefix_len: *prefix_len,
+            gateway: *gateway,
+            server: None,
+            hostname: None,
+            device: c.interface.clone(),
+            dns: dns.clone(),
+            ntp: None,
+        }),
+    }
+}
+
+/// The parameters that repeat `plan` unattended ("next time, boot with:
+/// ..."), written by `Cmdline::to_cmdline` so both stay one syntax.
+pub fn next_time_cmdline(plan: &MigrationPlan, ip: Option<&IpParam>) -> String {
+    let c = Cmdline {
+        server: Server::parse(&plan.server).ok(),
+        token: Token::parse(&plan.token).ok(),
+        fingerprint: Fingerprint::parse(&plan.fingerprint).ok(),
+        name: Some(plan.name.clone()),
+        memory_mib: Some(plan.memory_mib),
+        vcpus: Some(plan.vcpus),
+        disks: Some(
+            plan.disks
+                .iter()
+                .map(|d| {
+                    let s = d.to_string_lossy();
+                    s.strip_prefix("/dev/").unwrap_or(&s).to_string()
+                })
+                .collect(),
+        ),
+        layout: Layout::parse(&plan.layout).unwrap_or(Layout::Disk),
+        xen_type: plan
+            .xen_type
+            .as_deref()
+            .and_then(|t| XenType::parse(t).ok()),
+        bridge: plan.bridge.clone(),
+        mode: crate::init::cmdline::Mode::Auto,
+        ..Cmdline::default()
+    };
+    let mut line = c.to_cmdline();
+    if let Some(ip) = ip.and_then(ip_text) {
+        line.push_str(&format!(" ip={ip}"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consoles_from_the_kernel_command_line() {
+        let c = Cmdline::parse("console=ttyS0,115200 console=tty0 console=ttyS0").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![
+                std::path::PathBuf::from("/dev/ttyS0"),
+                std::path::PathBuf::from("/dev/tty1")
+            ]
+        );
+        let c = Cmdline::parse("console=ttyS0 console=tty0 p2xen.console=hvc0").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![std::path::PathBuf::from("/dev/hvc0")]
+        );
+        let c = Cmdline::parse("quiet").unwrap();
+        assert_eq!(
+            console_paths(&c),
+            vec![std::path::PathBuf::from("/dev/console")]
+        );
+    }
+
+    #[test]
+    fn prefill_from_the_kernel_command_line() {
+        let c = Cmdline::parse(
+            "p2xen.server=dom0 p2xen.token=t p2xen.name=web p2xen.memory=2G p2xen.disks=sda,sdb p2xen.type=pvh",
+        )
+        .unwrap();
+        let p = MenuPrefill::from_cmdline(&c);
+        assert_eq!(p.server.as_deref(), Some("dom0:7460"));
+        assert_eq!(p.token.as_deref(), Some("t"));
+        assert_eq!(p.name.as_deref(), Some("web"));
+        assert_eq!(p.memory.as_deref(), Some("2048"));
+        assert_eq!(p.disks, Some(vec!["sda".to_string(), "sdb".to_string()]));
+        assert_eq!(p.xen_type.as_deref(), Some("pvh"));
+    }
+
+    #[test]
+    fn next_time_line_parses_back_to_the_plan() {
+        let plan = MigrationPlan {
+            server: "10.0.0.1:7460".into(),
+            token: "tok".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            name: "web 1".into(),
+            disks: vec!["/dev/sda".into(), "/dev/nvme0n1".into()],
+            memory_mib: 2048,
+            vcpus: 2,
+            layout: "partitions".into(),
+            xen_type: Some("pvh".into()),
+            bridge: Some("xenbr0".into()),
+        };
+        let ip = IpParam::Static(crate::init::cmdline::StaticIp {
+            address: [192, 0, 2, 10].into(),
+            prefix_len: 24,
+            gateway: Some([192, 0, 2, 1].into()),
+            server: None,
+            hostname: None,
+            device: Some("eth0".into()),
+            dns: vec![[192, 0, 2, 53].into()],
+            ntp: None,
+        });
+        let line = next_time_cmdline(&plan, Some(&ip));
+        let c = Cmdline::parse(&line).expect("the line parses");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.server.map(|s| s.to_string()), Some(plan.server.clone()));
+        assert_eq!(c.name.as_deref(), Some("web 1"));
+        assert_eq!(c.memory_mib, Some(2048));
+        assert_eq!(
+            c.disks,
+            Some(vec!["sda".to_string(), "nvme0n1".to_string()])
+        );
+        assert_eq!(c.layout, Layout::Partitions);
+        assert_eq!(c.ip, Some(ip));
+        assert_eq!(c.mode, crate::init::cmdline::Mode::Auto);
+    }
+}
