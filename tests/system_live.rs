@@ -35,7 +35,7 @@ fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option
     let img = fixture_disk(tmp.path());
     let before = fixtures::hash_file(&img);
     let mut builder = Vm::builder(out("vmlinuz"), out("initramfs.img"))
-        .append("quiet")
+        .append("quiet p2xen.mode=shell")
         .disk(&img, bus, false);
     if let Some((model, _)) = nic {
         builder = builder.nic(model);
@@ -180,7 +180,7 @@ fn live_nic_virtio_net() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_ctrl_alt_del_reboots_cleanly() {
     let mut vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
-        .append("quiet")
+        .append("quiet p2xen.mode=shell")
         .start()
         .unwrap();
     vm.wait_for("p2xen rescue shell", Duration::from_secs(240));

@@ -176,38 +176,63 @@ fn setup() -> PathBuf {
             .unwrap_or_default()
     );
 
-    let plan = parsed
-        .as_ref()
-        .ok()
-        .and_then(|c| unattended::plan(c).map(|p| (c, p)));
-    match plan {
-        Some((cmd, plan)) => {
-            let paths: Vec<PathBuf> = sources
-                .iter()
-                .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
-                .map(|d| Path::new("/dev").join(&d.name))
-                .collect();
-            unattended::log_summary(&paths);
-            let end = match unattended::network(cmd, &plan.server)
-                .and_then(|()| unattended::migrate(cmd, &paths))
-            {
-                Ok(()) => {
-                    log::info!("migration to {} finished", plan.server);
-                    plan.post
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    plan.fail
-                }
-            };
-            finish(end, logger);
+    let paths: Vec<PathBuf> = sources
+        .iter()
+        .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
+        .map(|d| Path::new("/dev").join(&d.name))
+        .collect();
+    match &parsed {
+        Ok(cmd) if cmd.mode == cmdline::Mode::Auto => {
+            if let Some(plan) = unattended::plan(cmd) {
+                unattended::log_summary(&paths);
+                let end = match unattended::network(cmd, &plan.server)
+                    .and_then(|()| unattended::migrate(cmd, &paths))
+                {
+                    Ok(()) => {
+                        log::info!("migration to {} finished", plan.server);
+                        plan.post
+                    }
+                    Err(e) => {
+                        log::error!("{e}");
+                        plan.fail
+                    }
+                };
+                finish(end, logger);
+            }
         }
-        None => logger.console_write(
-            "\nNo p2xen.server= on the kernel command line and no menu in this build.\n\
+        Ok(cmd) if cmd.mode == cmdline::Mode::Menu => run_menu(cmd, paths, logger),
+        Ok(_) => logger.console_write("\nRescue shell (p2xen.mode=shell).\n\n"),
+        Err(_) => logger.console_write(
+            "\nThe kernel command line has an error (see above); fix it at the boot menu.\n\
              Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
         ),
     }
     primary
+}
+
+/// The interactive migration on every console; returns when the user asks
+/// for the shell (or every console went away).
+fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitLogger) {
+    let consoles = crate::menu::console_paths(cmd);
+    // The log would scribble over the menu: it keeps going to /run/p2xen.log
+    // and /dev/kmsg ("show full log" in the menu reads the file).
+    logger.attach(&[]);
+    let backend = crate::menu::local::LocalBackend {
+        disks: Some(paths),
+        live: true,
+    };
+    let outcome = crate::menu::run(
+        &consoles,
+        crate::menu::MenuPrefill::from_cmdline(cmd),
+        &backend,
+    );
+    logger.attach(&consoles);
+    match outcome {
+        Ok(crate::menu::MenuOutcome::PowerOff) => finish(unattended::EndAction::PowerOff, logger),
+        Ok(crate::menu::MenuOutcome::Reboot) => finish(unattended::EndAction::Reboot, logger),
+        Ok(_) => logger.console_write("\nRescue shell follows.\n\n"),
+        Err(e) => log::error!("menu: {e}; rescue shell follows"),
+    }
 }
 
 /// Carries out an end action; returns only for [`unattended::EndAction::Shell`].
