@@ -143,8 +143,26 @@ impl Mounted {
 
     pub fn unmount(mut self) -> Result<(), MountError> {
         match self.target.take() {
-            Some(t) => run("umount", &[&t.to_string_lossy()]).map(|_| ()),
+            Some(t) => umount_retrying(&t),
             None => Ok(()),
+        }
+    }
+}
+
+/// `umount`, tried again for a few seconds while the kernel says the target
+/// is busy: a process forked elsewhere in this program holds our files for
+/// the instant between fork and exec, which is no reason to fail a
+/// conversion that is otherwise done.
+fn umount_retrying(target: &Path) -> Result<(), MountError> {
+    let t = target.to_string_lossy();
+    let mut attempt = 0;
+    loop {
+        match run("umount", &[&t]) {
+            Err(MountError::Failed { stderr, .. }) if stderr.contains("busy") && attempt < 25 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other.map(|_| ()),
         }
     }
 }
@@ -152,7 +170,7 @@ impl Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(t) = self.target.take() {
-            if let Err(e) = run("umount", &[&t.to_string_lossy()]) {
+            if let Err(e) = umount_retrying(&t) {
                 log::error!("{e}; unmount {} by hand", t.display());
             }
         }
