@@ -1083,8 +1083,24 @@ fn failure_leaves_no_loop_device_or_mount() {
         "",
         "loop device left behind"
     );
+    // Other tests convert in parallel, so only mounts of this disk count: a
+    // mounted loop device whose backing file is this test's image.
+    let disk = fx.disk().canonicalize().unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains("p2xen-guest-"), "mount left behind");
+    for source in mounts.lines().filter_map(|l| l.split(" - ").nth(1)) {
+        let Some(dev) = source.split_whitespace().nth(1) else {
+            continue;
+        };
+        let Some(name) = dev.strip_prefix("/dev/") else {
+            continue;
+        };
+        let backing = std::path::Path::new("/sys/block")
+            .join(name)
+            .join("loop/backing_file");
+        if let Ok(b) = std::fs::read_to_string(backing) {
+            assert_ne!(Path::new(b.trim()), disk, "mount of {dev} left behind");
+        }
+    }
     assert_eq!(sha(&fx.disk()), before);
     assert!(!fx.xen_dir.join("seed.cfg").exists());
 }
