@@ -351,7 +351,9 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
 
     let mut receiver = Receiver::start(tmp.path());
     let params = format!(
-        "quiet {} p2xen.name={name} {extra}",
+        // fail=poweroff: a failed migration ends the VM now instead of
+        // waiting in the rescue shell for the hard timeout.
+        "quiet {} p2xen.name={name} p2xen.fail=poweroff {extra}",
         receiver.guest_params()
     );
     let vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
