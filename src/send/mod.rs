@@ -206,15 +206,6 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
     let pinned = tls::parse_fingerprint(&opts.fingerprint)?;
     let cfg = tls::client_config(pinned)?;
     let mut machine = machine::collect("");
-    let name = opts
-        .name
-        .clone()
-        .or_else(|| machine.hostname.clone())
-        .unwrap_or_else(|| "migrated".into());
-    if crate::receive::store::validate_name(&name).is_err() {
-        return Err(SendError::BadName(name));
-    }
-    machine.name = name.clone();
     machine.options = opts.guest.clone();
 
     let mut disks = Vec::new();
@@ -259,6 +250,20 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             done_before: 0,
         });
     }
+    // The running system's hostname is the live image's ("p2xen") or a
+    // rescue system's: the server's own name is the one in its /etc/hostname.
+    if let Some(h) = machine.os_hostname() {
+        machine.hostname = Some(h);
+    }
+    let name = opts
+        .name
+        .clone()
+        .or_else(|| machine.hostname.clone())
+        .unwrap_or_else(|| "migrated".into());
+    if crate::receive::store::validate_name(&name).is_err() {
+        return Err(SendError::BadName(name));
+    }
+    machine.name = name.clone();
     emit(ProgressEvent::Plan {
         disks: disk_progress(&disks),
         skipped_unused_bytes: disks.iter().map(|d| d.report.skipped_unused_bytes).sum(),

@@ -37,6 +37,23 @@ pub struct MachineDescription {
     pub options: GuestOptions,
 }
 
+impl MachineDescription {
+    /// The hostname of the installed OS found by inspection (the first disk
+    /// and partition that has one), as opposed to the running system's.
+    pub fn os_hostname(&self) -> Option<String> {
+        let of = |v: &serde_json::Value| {
+            v.get("os")?
+                .get("hostname")?
+                .as_str()
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+        };
+        self.disks
+            .iter()
+            .find_map(|d| of(d).or_else(|| d.get("partitions")?.as_array()?.iter().find_map(of)))
+    }
+}
+
 /// Reads CPU count, memory, hostname and NICs of the machine we run on.
 /// Missing pieces are left empty: a description is never a reason to fail.
 pub fn collect(name: &str) -> MachineDescription {
@@ -100,6 +117,17 @@ pub fn list_nics(class_net: &Path) -> Vec<Nic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_hostname_comes_from_the_inspected_disks() {
+        let mut m = MachineDescription::default();
+        assert_eq!(m.os_hostname(), None);
+        m.disks = vec![
+            serde_json::json!({"partitions": [{"number": 1, "os": null}]}),
+            serde_json::json!({"partitions": [{"number": 1}, {"number": 2, "os": {"hostname": "web1"}}]}),
+        ];
+        assert_eq!(m.os_hostname().as_deref(), Some("web1"));
+    }
 
     #[test]
     fn nics_are_read_from_sysfs_layout() {
