@@ -6,7 +6,6 @@
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,13 +95,7 @@ pub fn receiver_fingerprint(server: &str) -> Result<String, String> {
     };
     let seen = capture.seen.lock().ok().and_then(|s| s.clone());
     match seen {
-        Some(der) => {
-            let hex: String = Sha256::digest(&der)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            Ok(format!("sha256:{hex}"))
-        }
+        Some(der) => Ok(crate::wire::tls::fingerprint(&der)),
         None => Err(format!(
             "{server} presented no certificate ({}); is it `p2xen receive`?",
             outcome.map_or_else(|| "handshake ended".to_string(), |e| e.to_string())
@@ -114,6 +107,7 @@ pub fn receiver_fingerprint(server: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use sha2::{Digest, Sha256};
     use std::net::TcpListener;
 
     #[test]
