@@ -84,20 +84,38 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// One disk being received.
+/// One disk being received. Every target is an open file (an image or a
+/// block device) at a path; they differ only in how they write and zero.
 pub trait Target: Send {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError>;
     /// Makes `[offset, offset+len)` read as zeros.
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError>;
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
+    fn file(&self) -> &File;
+    fn path(&self) -> &Path;
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.file()
+            .read_exact_at(buf, offset)
+            .map_err(|e| StoreError::io(self.path(), "read back", offset, buf.len(), e))
+    }
     /// Data reaches stable storage (fdatasync) before the journal records it.
-    fn sync(&mut self) -> Result<(), StoreError>;
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.file()
+            .sync_data()
+            .map_err(|e| StoreError::io(self.path(), "fdatasync", 0, 0, e))
+    }
     /// Starts writeback of a written range without waiting for it, so the
     /// periodic fdatasync finds little left to do and does not stall the copy.
-    fn start_writeback(&self, _offset: u64, _len: u64) {}
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(self.file(), offset, len);
+    }
     /// A second handle for fdatasync from the committer thread.
-    fn sync_handle(&self) -> Result<File, StoreError>;
-    fn path(&self) -> &Path;
+    fn sync_handle(&self) -> Result<File, StoreError> {
+        self.file().try_clone().map_err(|source| StoreError::File {
+            path: self.path().to_path_buf(),
+            source,
+        })
+    }
 }
 
 /// The parsed `--store` argument.
@@ -303,29 +321,9 @@ impl Target for SparseFile {
         }
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
+    fn file(&self) -> &File {
+        &self.file
     }
-
-    fn sync(&mut self) -> Result<(), StoreError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.path, "fdatasync", 0, 0, e))
-    }
-
-    fn start_writeback(&self, offset: u64, len: u64) {
-        start_writeback(&self.file, offset, len);
-    }
-
-    fn sync_handle(&self) -> Result<File, StoreError> {
-        self.file.try_clone().map_err(|source| StoreError::File {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
     fn path(&self) -> &Path {
         &self.path
     }
@@ -405,25 +403,8 @@ impl Target for BlockTarget {
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
         write_zeros(self, offset, len)
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
-    }
-    fn sync(&mut self) -> Result<(), StoreError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.path, "fdatasync", 0, 0, e))
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        start_writeback(&self.file, offset, len);
-    }
-
-    fn sync_handle(&self) -> Result<File, StoreError> {
-        self.file.try_clone().map_err(|source| StoreError::File {
-            path: self.path.clone(),
-            source,
-        })
+    fn file(&self) -> &File {
+        &self.file
     }
     fn path(&self) -> &Path {
         &self.path
