@@ -1,6 +1,7 @@
 //! `p2xen receive`: the dom0 end of the copy.
 
 pub mod conversion;
+pub mod direct;
 pub mod journal;
 pub mod report;
 pub mod session;

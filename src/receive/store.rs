@@ -11,6 +11,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::direct::DirectIo;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -93,7 +95,7 @@ pub trait Target: Send {
     fn file(&self) -> &File;
     fn path(&self) -> &Path;
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         self.file()
             .read_exact_at(buf, offset)
             .map_err(|e| StoreError::io(self.path(), "read back", offset, buf.len(), e))
@@ -255,6 +257,8 @@ fn run(cmd: &mut Command) -> Result<(), StoreError> {
 /// A sparse image file.
 pub struct SparseFile {
     file: File,
+    /// Data goes around the page cache; `file` serves reads, holes and sync.
+    direct: DirectIo,
     path: PathBuf,
 }
 
@@ -279,6 +283,7 @@ impl SparseFile {
         })?;
         Ok(SparseFile {
             file,
+            direct: DirectIo::open(path),
             path: path.to_path_buf(),
         })
     }
@@ -286,9 +291,15 @@ impl SparseFile {
 
 impl Target for SparseFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all_at(data, offset)
+        self.direct
+            .write_at(&self.file, offset, data)
             .map_err(|e| StoreError::io(&self.path, "write", offset, data.len(), e))
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.direct
+            .read_at(&self.file, offset, buf)
+            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {

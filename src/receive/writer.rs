@@ -337,14 +337,13 @@ mod tests {
         .unwrap();
         tx.send(bad).unwrap();
         drop(tx);
-        let (w, res) = w.run(rx, Box::new(|_, _| {}));
+        let (mut w, res) = w.run(rx, Box::new(|_, _| {}));
         assert!(matches!(
             res,
             Err(WriteError::Frame(FrameError::HashMismatch { offset, .. })) if offset == 4 << 20
         ));
         // The good chunk is committed, the bad one neither written nor journalled.
-        let j = w.disks[0].journal();
-        assert_eq!(j.ranges(), vec![(0, 65536)]);
+        assert_eq!(w.disks[0].journal().ranges(), vec![(0, 65536)]);
         let mut back = vec![1u8; 65536];
         w.disks[0].target.read_at(4 << 20, &mut back).unwrap();
         assert!(back.iter().all(|b| *b == 0));
