@@ -1,14 +1,21 @@
 //! System tests of the live environment under QEMU (TCG): Debian's kernel with
-//! our initramfs (`build/live` → out/vmlinuz, out/initramfs.img) boots, loads
-//! the right drivers by coldplug, sets the source disk read-only, reaches the
-//! ready marker and powers off cleanly from the rescue shell.
+//! our initramfs (`build/live` → out/vmlinuz, out/initramfs.img).
+//!
+//! Every disk bus and NIC the issue names carries a complete unattended
+//! migration to `p2xen receive --once` on the host (AHCI and IDE with e1000
+//! are migrated by tests/system_xen.rs, up to a boot under Xen). Buses and
+//! NICs are paired so boots stay few; one VM has two source disks on two
+//! buses, which the sender copies in one run. One boot goes to the rescue
+//! shell to prove the kernel refuses a write to the source disk.
 
 mod common;
 
 use common::fixtures;
 use common::qemu::{DiskBus, Vm};
+use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 const READY: &str = p2xen::init::READY_MARKER;
 
@@ -16,162 +23,280 @@ fn out(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
 }
 
-/// A 64 MiB disk with an MBR and one ext4 partition holding a small root.
-fn fixture_disk(dir: &Path) -> PathBuf {
-    let img = dir.join("source.img");
+/// Bytes no compressor shrinks, different for every `seed` (xorshift64*).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A 64 MiB disk with an MBR and one ext4 partition at 1 MiB holding a small
+/// root: hostname, 1 MiB of incompressible data and a compressible log, all
+/// different per `n` so two disks in one VM cannot be confused.
+///
+/// Everything the filesystem does not use is zero (a sparse file, mke2fs
+/// writes only metadata), so a copy of the used blocks reproduces the image
+/// byte for byte: the migration tests compare whole images.
+fn fixture_disk(dir: &Path, n: usize) -> PathBuf {
+    let img = dir.join(format!("source{n}.img"));
     fixtures::sparse_image(&img, 64 << 20);
     fixtures::sfdisk(&img, "label: dos\nstart=2048, type=83\n");
-    let tree = dir.join("tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    let tree = dir.join(format!("tree{n}"));
+    for d in ["etc", "srv", "var/log"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
     std::fs::write(tree.join("etc/hostname"), "seed\n").unwrap();
-    fixtures::mke2fs_at(&img, "ext4", 1 << 20, 62 << 20, Some(&tree), "seedroot");
+    std::fs::write(tree.join("srv/data.bin"), noise(n as u64 + 1, 1 << 20)).unwrap();
+    let log: String = (0..20_000)
+        .map(|i| format!("disk {n} line {i}: request served\n"))
+        .collect();
+    std::fs::write(tree.join("var/log/app.log"), log).unwrap();
+    fixtures::mke2fs_at(
+        &img,
+        "ext4",
+        1 << 20,
+        63 << 20,
+        Some(&tree),
+        &format!("seedroot{n}"),
+    );
     img
 }
 
-/// Boots with the source disk on `bus`, checks coldplug loaded `module`, the
-/// disk `dev` (and partition `part`) is read-only, and powers off from the shell.
-fn boot_and_check(bus: DiskBus, module: &str, dev: &str, part: &str, nic: Option<(&str, &str)>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = fixture_disk(tmp.path());
-    let before = fixtures::hash_file(&img);
-    let mut builder = Vm::builder(out("vmlinuz"), out("initramfs.img"))
-        .append("quiet p2xen.mode=shell")
-        .disk(&img, bus, false);
-    if let Some((model, _)) = nic {
-        builder = builder.nic(model);
-    }
-    let mut vm = builder.start().unwrap();
-    let ready = vm.wait_for(READY, Duration::from_secs(240));
-    eprintln!(
-        "{bus:?}: ready marker after {:.1} s (TCG)",
-        ready.as_secs_f64()
-    );
-    let log = vm.log();
-    let coldplug = log
+/// The modules of the init's `coldplug: N module(s) loaded in T s: a b c` line.
+fn coldplug_modules(log: &str) -> Vec<String> {
+    let line = log
         .lines()
         .find(|l| l.contains("coldplug:") && l.contains("module(s) loaded"))
-        .unwrap_or_else(|| panic!("no coldplug summary; log:\n{log}"));
-    assert!(
-        coldplug.split_whitespace().any(|w| w == module),
-        "{module} not loaded: {coldplug}\n{log}"
-    );
-    if let Some((_, driver)) = nic {
+        .unwrap_or_else(|| panic!("no coldplug summary (serial log printed below)"));
+    line.split_once(" s: ")
+        .map(|(_, mods)| mods.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn assert_loaded(log: &str, modules: &[&str]) {
+    let loaded = coldplug_modules(log);
+    for m in modules {
         assert!(
-            coldplug.split_whitespace().any(|w| w == driver),
-            "NIC driver {driver} not loaded: {coldplug}\n{log}"
+            loaded.iter().any(|l| l == m),
+            "coldplug did not load {m}; loaded: {}",
+            loaded.join(" ")
         );
     }
-    for d in [dev, part] {
-        assert!(
-            log.contains(&format!("read-only: /dev/{d} (getro=1)")),
-            "/dev/{d} not set read-only; log:\n{log}"
-        );
-    }
-    vm.wait_for("p2xen rescue shell", Duration::from_secs(60));
-    vm.send(&format!(
-        "echo GETRO=$(blockdev --getro /dev/{dev})$(blockdev --getro /dev/{part}); ls /sys/class/net | tr '\\n' ' '; echo NETS\n"
-    ));
-    vm.wait_for("GETRO=11", Duration::from_secs(60));
-    if nic.is_some() {
-        // `ls` sorts: the NIC's eth0 comes before lo.
-        vm.wait_for("eth0 lo NETS", Duration::from_secs(60));
-    }
-    // A write attempt must fail: the kernel refuses writes to a read-only disk.
-    vm.send(&format!(
-        "dd if=/dev/zero of=/dev/{dev} bs=512 count=1 conv=notrunc 2>/dev/null && echo WRITE=ok || echo WRITE=refused\n"
-    ));
-    vm.wait_for("WRITE=refused", Duration::from_secs(60));
-    vm.send("poweroff\n");
-    let status = vm.wait_exit(Duration::from_secs(120));
+}
+
+/// The guest powered itself off through p2xen's clean shutdown.
+fn assert_clean_poweroff(vm: &Vm, status: std::process::ExitStatus) {
     let log = vm.log();
-    assert!(status.success(), "qemu exit {status}; log:\n{log}");
-    assert!(
-        log.contains("poweroff: now"),
-        "no clean poweroff; log:\n{log}"
-    );
+    assert!(status.success(), "qemu exit {status} (serial log below)");
+    assert!(log.contains("poweroff: now"), "no clean poweroff");
     assert!(
         log.contains("reboot: Power down"),
-        "kernel did not power down; log:\n{log}"
+        "kernel did not power down"
     );
+    assert!(!log.contains("Kernel panic"), "kernel panic");
+}
+
+/// A source disk of a migration VM: where QEMU attaches it, the driver
+/// coldplug must load for it and the kernel's name for it.
+struct Source {
+    bus: DiskBus,
+    module: &'static str,
+    dev: &'static str,
+}
+
+/// One unattended migration: the live VM boots with `sources` attached and
+/// one NIC (`nic_model` in QEMU, `nic_driver` in Linux), migrates every disk
+/// to `p2xen receive --once` on the host and powers off (`p2xen.post=`
+/// default). Asserts the receiver verified the copy (exit 0), each received
+/// image equals its source byte for byte, the sources are unchanged, the
+/// drivers were loaded, the disks were set read-only, and the VM powered off.
+fn migrate(label: &str, sources: &[Source], nic_model: &str, nic_driver: &str, memory_mib: u32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let images: Vec<PathBuf> = (0..sources.len())
+        .map(|n| fixture_disk(tmp.path(), n))
+        .collect();
+    let before: Vec<String> = images.iter().map(|i| fixtures::hash_file(i)).collect();
+    // --no-convert: the guest fix-ups would change the copy, and the point
+    // here is the copy itself (system_xen.rs covers the conversion).
+    let mut receiver = Receiver::start(tmp.path(), &["--no-convert"]);
+    let name = format!("live-{label}");
+    let mut builder = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+        // fail=poweroff: a failed run ends the VM now instead of waiting in
+        // the rescue shell for the hard timeout.
+        .append(&format!(
+            "quiet {} p2xen.name={name} p2xen.fail=poweroff",
+            receiver.guest_params()
+        ))
+        .nic(nic_model)
+        .memory_mib(memory_mib)
+        .hard_timeout(Duration::from_secs(600));
+    for (img, s) in images.iter().zip(sources) {
+        builder = builder.disk(img, s.bus, false);
+    }
+    let started = Instant::now();
+    let vm = builder.start().unwrap_or_else(|e| panic!("{e}"));
+    let status = vm.wait_exit(Duration::from_secs(600));
+    let first_byte = receiver
+        .first_contact()
+        .map(|at| at.duration_since(started));
+    eprintln!(
+        "{label} ({nic_model}, -m {memory_mib}): first byte at the receiver {} after QEMU started (TCG); VM off after {:.1} s",
+        first_byte.map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
+        started.elapsed().as_secs_f64()
+    );
+    let log = vm.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
+        "the live VM did not finish the migration (serial log below)"
+    );
+    assert_clean_poweroff(&vm, status);
+    let received = receiver.wait(Duration::from_secs(120));
+    assert!(received.success(), "p2xen receive --once: {received}");
+    let mut modules: Vec<&str> = sources.iter().map(|s| s.module).collect();
+    modules.push(nic_driver);
+    assert_loaded(&log, &modules);
+    for s in sources {
+        let line = format!("read-only: /dev/{} (getro=1)", s.dev);
+        assert!(log.contains(&line), "no {line:?}");
+    }
+
+    // The sender copies the disks in its own order; match them by content.
+    let dir = receiver.store.join(&name);
+    let mut got: Vec<String> = (0..sources.len())
+        .map(|i| {
+            let img = dir.join(format!("disk{i}.img"));
+            assert!(img.is_file(), "{} not received", img.display());
+            fixtures::hash_file(&img)
+        })
+        .collect();
+    got.sort();
+    let mut want = before.clone();
+    want.sort();
+    assert_eq!(got, want, "received images differ from the sources");
+    // An independent check of the first copy: e2fsprogs find it consistent.
+    fixtures::need("e2fsck", "e2fsprogs");
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(fixtures::at_offset(&dir.join("disk0.img"), 1 << 20))
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn on the received disk0: {}\n{}",
+        fsck.status,
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let after: Vec<String> = images.iter().map(|i| fixtures::hash_file(i)).collect();
+    assert_eq!(after, before, "the migration changed a source image");
+}
+
+/// Two disks on two buses in one run (parallel disks), over virtio-net.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_migrates_virtio_blk_and_nvme_over_virtio_net() {
+    migrate(
+        "virtio-nvme",
+        &[
+            Source {
+                bus: DiskBus::Virtio,
+                module: "virtio_blk",
+                dev: "vda",
+            },
+            Source {
+                bus: DiskBus::Nvme,
+                module: "nvme",
+                dev: "nvme0n1",
+            },
+        ],
+        "virtio-net-pci",
+        "virtio_net",
+        512,
+    );
+}
+
+/// Also the memory floor the README states: 256 MiB.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_migrates_megasas_over_e1000e_in_256_mib() {
+    migrate(
+        "megasas",
+        &[Source {
+            bus: DiskBus::Megasas,
+            module: "megaraid_sas",
+            dev: "sda",
+        }],
+        "e1000e",
+        "e1000e",
+        256,
+    );
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_migrates_ide_over_rtl8139() {
+    migrate(
+        "ide",
+        &[Source {
+            bus: DiskBus::Ide,
+            module: "ata_piix",
+            dev: "sda",
+        }],
+        "rtl8139",
+        "8139cp",
+        512,
+    );
+}
+
+/// In the rescue shell the source disk and its partition are read-only in
+/// the kernel (BLKROSET) and a write to them is refused; `poweroff` from the
+/// shell shuts down cleanly. AHCI and e1000 (migrated in system_xen.rs).
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_shell_source_is_read_only_and_writes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixture_disk(tmp.path(), 0);
+    let before = fixtures::hash_file(&img);
+    let mut vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+        .append("quiet p2xen.mode=shell")
+        .disk(&img, DiskBus::Ahci, false)
+        .nic("e1000")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = vm.wait_for(READY, Duration::from_secs(240));
+    eprintln!(
+        "Ahci: ready marker after {:.1} s (TCG)",
+        ready.as_secs_f64()
+    );
+    assert_loaded(&vm.log(), &["ahci", "e1000"]);
+    for d in ["sda", "sda1"] {
+        let line = format!("read-only: /dev/{d} (getro=1)");
+        assert!(vm.log().contains(&line), "no {line:?}");
+    }
+    vm.wait_for("p2xen rescue shell", Duration::from_secs(60));
+    vm.send(
+        "echo GETRO=$(blockdev --getro /dev/sda)$(blockdev --getro /dev/sda1); ls /sys/class/net | tr '\\n' ' '; echo NETS\n",
+    );
+    vm.wait_for("GETRO=11", Duration::from_secs(60));
+    // `ls` sorts: the NIC's eth0 comes before lo.
+    vm.wait_for("eth0 lo NETS", Duration::from_secs(60));
+    for d in ["sda", "sda1"] {
+        vm.send(&format!(
+            "dd if=/dev/zero of=/dev/{d} bs=512 count=1 conv=notrunc 2>/dev/null && echo WRITE-{d}=ok || echo WRITE-{d}=refused\n"
+        ));
+        vm.wait_for(&format!("WRITE-{d}=refused"), Duration::from_secs(60));
+    }
+    vm.send("poweroff\n");
+    let status = vm.wait_exit(Duration::from_secs(120));
+    assert_clean_poweroff(&vm, status);
     assert_eq!(fixtures::hash_file(&img), before, "source image changed");
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_virtio_blk() {
-    boot_and_check(DiskBus::Virtio, "virtio_blk", "vda", "vda1", None);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_ahci() {
-    boot_and_check(DiskBus::Ahci, "ahci", "sda", "sda1", None);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_ide() {
-    boot_and_check(DiskBus::Ide, "ata_piix", "sda", "sda1", None);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_nvme() {
-    boot_and_check(DiskBus::Nvme, "nvme", "nvme0n1", "nvme0n1p1", None);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_megasas() {
-    boot_and_check(DiskBus::Megasas, "megaraid_sas", "sda", "sda1", None);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_nic_e1000() {
-    boot_and_check(
-        DiskBus::Virtio,
-        "virtio_blk",
-        "vda",
-        "vda1",
-        Some(("e1000", "e1000")),
-    );
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_nic_e1000e() {
-    boot_and_check(
-        DiskBus::Virtio,
-        "virtio_blk",
-        "vda",
-        "vda1",
-        Some(("e1000e", "e1000e")),
-    );
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_nic_rtl8139() {
-    boot_and_check(
-        DiskBus::Virtio,
-        "virtio_blk",
-        "vda",
-        "vda1",
-        Some(("rtl8139", "8139cp")),
-    );
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn live_nic_virtio_net() {
-    boot_and_check(
-        DiskBus::Virtio,
-        "virtio_blk",
-        "vda",
-        "vda1",
-        Some(("virtio-net-pci", "virtio_net")),
-    );
 }
 
 /// Ctrl-Alt-Del is not a hard reset: it reaches PID 1 as SIGINT and ends in
@@ -199,7 +324,7 @@ fn live_ctrl_alt_del_reboots_cleanly() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_bad_server_ends_in_fail_action() {
     let tmp = tempfile::tempdir().unwrap();
-    let img = fixture_disk(tmp.path());
+    let img = fixture_disk(tmp.path(), 0);
     let before = fixtures::hash_file(&img);
     let vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
         .append("quiet p2xen.server=10.0.2.2:9 p2xen.fail=poweroff")
@@ -210,24 +335,19 @@ fn live_bad_server_ends_in_fail_action() {
     vm.wait_for(READY, Duration::from_secs(240));
     let status = vm.wait_exit(Duration::from_secs(180));
     let log = vm.log();
-    assert!(status.success(), "qemu exit {status}; log:\n{log}");
     assert!(
         log.lines()
             .any(|l| l.starts_with("p2xen: error:") && l.contains("10.0.2.2:9")),
-        "no error naming the server; log:\n{log}"
+        "no error naming the server"
     );
     assert!(
         log.contains("/dev/vda 64 MiB, table mbr, 1 partition(s)"),
-        "no summary; log:\n{log}"
+        "no summary"
     );
     assert!(
-        log.contains("#1 63 MiB ext4 \"seedroot\""),
-        "no partition line; log:\n{log}"
+        log.contains("#1 63 MiB ext4 \"seedroot0\""),
+        "no partition line"
     );
-    assert!(
-        log.contains("poweroff: now"),
-        "no clean poweroff; log:\n{log}"
-    );
-    assert!(!log.contains("Kernel panic"), "{log}");
+    assert_clean_poweroff(&vm, status);
     assert_eq!(fixtures::hash_file(&img), before, "source image changed");
 }

@@ -14,10 +14,9 @@
 mod common;
 
 use common::qemu::{DiskBus, Vm};
-use std::io::{BufRead, BufReader};
+use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn e2e(script: &str) -> PathBuf {
@@ -231,102 +230,6 @@ fn unconverted_seed_fails_under_xen() {
     );
 }
 
-/// `p2xen receive --once` on 127.0.0.1, killed on drop; its stderr is echoed
-/// with the time since start so the first byte's arrival shows in the log.
-struct Receiver {
-    child: Child,
-    /// `p2xen.server=... p2xen.token=... p2xen.fingerprint=...` as printed.
-    params: String,
-    /// When the receiver logged the new migration (the sender's first bytes).
-    first_contact: mpsc::Receiver<Instant>,
-}
-
-impl Receiver {
-    fn start(work: &Path) -> Receiver {
-        let token = work.join("token");
-        std::fs::write(&token, "e2e-token-0123456789abcdef\n").expect("token file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_p2xen"))
-            .args([
-                "receive",
-                "--once",
-                "--listen",
-                "127.0.0.1:0",
-                "--token-file",
-            ])
-            .arg(&token)
-            .arg("--store")
-            .arg(work.join("store"))
-            .arg("--state-dir")
-            .arg(work.join("state"))
-            .arg("--xen-dir")
-            .arg(work.join("xen"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start p2xen receive");
-        let (tx, first_contact) = mpsc::channel();
-        if let Some(err) = child.stderr.take() {
-            std::thread::spawn(move || {
-                let t0 = Instant::now();
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    if line.contains("new migration from") {
-                        let _ = tx.send(Instant::now());
-                    }
-                    eprintln!("[receive +{:.1}s] {line}", t0.elapsed().as_secs_f64());
-                }
-            });
-        }
-        let stdout = child.stdout.take().expect("receiver stdout");
-        let mut params = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("[receive] {line}");
-            if let Some(p) = line.strip_prefix("kernel parameters: ") {
-                params = Some(p.to_owned());
-                break;
-            }
-        }
-        let params = params.unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("p2xen receive printed no kernel parameters line")
-        });
-        Receiver {
-            child,
-            params,
-            first_contact,
-        }
-    }
-
-    /// The kernel parameters as the guest must see them: the host's
-    /// 127.0.0.1 is 10.0.2.2 from inside QEMU's user network.
-    fn guest_params(&self) -> String {
-        self.params
-            .replace("p2xen.server=127.0.0.1:", "p2xen.server=10.0.2.2:")
-    }
-
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait for p2xen receive") {
-                return s;
-            }
-            assert!(
-                t0.elapsed() < timeout,
-                "p2xen receive still running after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn out(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
 }
@@ -349,7 +252,7 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
     let before = sha256(&img);
     let logs = log_dir(&format!("migrate-{name}{}", extra.replace([' ', '='], "-")));
 
-    let mut receiver = Receiver::start(tmp.path());
+    let mut receiver = Receiver::start(tmp.path(), &[]);
     let params = format!(
         // fail=poweroff: a failed migration ends the VM now instead of
         // waiting in the rescue shell for the hard timeout.
@@ -366,7 +269,7 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
     let started = Instant::now();
     let status = vm.wait_exit(Duration::from_secs(900));
     std::fs::write(logs.join("live.log"), vm.log()).expect("live console log");
-    if let Ok(at) = receiver.first_contact.try_recv() {
+    if let Some(at) = receiver.first_contact() {
         eprintln!(
             "{name}: first bytes at the receiver {:.1} s after QEMU started; VM off after {:.1} s",
             at.duration_since(started).as_secs_f64(),
@@ -390,7 +293,7 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
         "the migration changed the source image"
     );
 
-    let cfg = tmp.path().join("xen").join(format!("{name}.cfg"));
+    let cfg = receiver.xen_dir.join(format!("{name}.cfg"));
     // The images in the order of the config's disk list: run-xen-guest maps
     // them to dom0's /dev/vda, /dev/vdb, ... (layout=partitions: one a partition).
     let text = std::fs::read_to_string(&cfg)
@@ -412,13 +315,13 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
     }
     // Direct boot (no pvgrub2): the kernel and initrd p2xen extracted into
     // the store go into dom0 too.
-    let store = tmp.path().join("store");
+    let store = &receiver.store;
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
         let value = value.trim().trim_matches('"');
-        if ["kernel", "ramdisk"].contains(&key.trim()) && Path::new(value).starts_with(&store) {
+        if ["kernel", "ramdisk"].contains(&key.trim()) && Path::new(value).starts_with(store) {
             cmd.arg("--file").arg(value);
         }
     }

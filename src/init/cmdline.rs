@@ -16,13 +16,14 @@ mod values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use console::{Console, Parity};
 pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
 pub use tokens::{Param, split};
 pub use values::{
-    DEFAULT_PORT, FailAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_VCPUS, Mode, PostAction,
-    Server, Token, XenType, guest_name, interface_name, memory_mib, vcpus,
+    DEFAULT_PORT, EndAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_SETTLE_SECS, MAX_VCPUS, Mode,
+    Server, Token, XenType, guest_name, interface_name, memory_mib, settle_secs, vcpus,
 };
 
 /// Where the running kernel shows its command line.
@@ -47,12 +48,19 @@ pub struct Cmdline {
     /// `None`: chosen by the conversion.
     pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
-    pub post: PostAction,
-    pub fail: FailAction,
+    /// After a successful migration.
+    pub post: EndAction,
+    /// After a failed one; never [`EndAction::Reboot`].
+    pub fail: EndAction,
     pub mode: Mode,
     /// `p2xen.console=`: the console the menu runs on; `None`: the last `console=`.
     pub console: Option<String>,
     pub debug: bool,
+    /// `p2xen.bootdev=`: the boot medium as named in /sys/block, left out of
+    /// the copy; `None`: detected by its `P2XEN` label.
+    pub bootdev: Option<String>,
+    /// `p2xen.settle=`: how long coldplug waits at most for devices to settle.
+    pub settle: Duration,
     /// Every kernel `console=`, in order (the last one is /dev/console).
     pub consoles: Vec<Console>,
     /// The kernel's `ip=`; `None`: DHCP on every interface with carrier.
@@ -74,17 +82,22 @@ impl Default for Cmdline {
             layout: Layout::Disk,
             xen_type: None,
             bridge: None,
-            post: PostAction::Poweroff,
-            fail: FailAction::Shell,
+            post: EndAction::Poweroff,
+            fail: EndAction::Shell,
             mode: Mode::Menu,
             console: None,
             debug: false,
+            bootdev: None,
+            settle: DEFAULT_SETTLE,
             consoles: Vec::new(),
             ip: None,
             warnings: Vec::new(),
         }
     }
 }
+
+/// `p2xen.settle=` when not given: enough for SAS HBAs that scan their ports.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
 
 /// A command line that cannot be acted on.
 #[derive(Debug, thiserror::Error)]
@@ -186,11 +199,11 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "p2xen.post",
-        accepted: PostAction::ACCEPTED,
+        accepted: EndAction::ACCEPTED,
     },
     Key {
         name: "p2xen.fail",
-        accepted: FailAction::ACCEPTED,
+        accepted: EndAction::FAIL_ACCEPTED,
     },
     Key {
         name: "p2xen.mode",
@@ -203,6 +216,14 @@ const KEYS: &[Key] = &[
     Key {
         name: "p2xen.debug",
         accepted: "no value, or 1|0|yes|no|on|off|true|false",
+    },
+    Key {
+        name: "p2xen.bootdev",
+        accepted: "the boot medium's disk name: sdb, /dev/sdb",
+    },
+    Key {
+        name: "p2xen.settle",
+        accepted: "seconds from 1 to 600",
     },
     Key {
         name: "ip",
@@ -323,11 +344,15 @@ impl Cmdline {
             "p2xen.layout" => self.layout = parse_with(key, value, Layout::parse)?,
             "p2xen.type" => self.xen_type = Some(parse_with(key, value, XenType::parse)?),
             "p2xen.bridge" => self.bridge = Some(parse_with(key, value, values::interface_name)?),
-            "p2xen.post" => self.post = parse_with(key, value, PostAction::parse)?,
-            "p2xen.fail" => self.fail = parse_with(key, value, FailAction::parse)?,
+            "p2xen.post" => self.post = parse_with(key, value, EndAction::parse)?,
+            "p2xen.fail" => self.fail = parse_with(key, value, EndAction::parse_fail)?,
             "p2xen.console" => self.console = Some(parse_with(key, value, values::console_name)?),
             "p2xen.debug" => {
                 self.debug = values::flag(value).map_err(|reason| bad(key, value, reason))?
+            }
+            "p2xen.bootdev" => self.bootdev = Some(parse_with(key, value, values::disk_name)?),
+            "p2xen.settle" => {
+                self.settle = Duration::from_secs(parse_with(key, value, values::settle_secs)?)
             }
             "ip" => {
                 let (param, notes) = parse_with(key, value, |v| ip::parse(v).map_err(|e| e.0))?;
@@ -380,10 +405,10 @@ impl Cmdline {
         if let Some(b) = &self.bridge {
             out.push(("p2xen.bridge", b.clone()));
         }
-        if self.post != PostAction::Poweroff {
+        if self.post != EndAction::Poweroff {
             out.push(("p2xen.post", self.post.to_string()));
         }
-        if self.fail != FailAction::Shell {
+        if self.fail != EndAction::Shell {
             out.push(("p2xen.fail", self.fail.to_string()));
         }
         let default_mode = if self.server.is_some() {
@@ -396,6 +421,12 @@ impl Cmdline {
         }
         if let Some(c) = &self.console {
             out.push(("p2xen.console", c.clone()));
+        }
+        if let Some(b) = &self.bootdev {
+            out.push(("p2xen.bootdev", b.clone()));
+        }
+        if self.settle != DEFAULT_SETTLE {
+            out.push(("p2xen.settle", self.settle.as_secs().to_string()));
         }
         let mut line: Vec<String> = out
             .into_iter()

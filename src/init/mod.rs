@@ -18,6 +18,7 @@ pub mod signals;
 pub mod steps;
 pub mod unattended;
 
+use cmdline::EndAction;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,22 +31,6 @@ pub fn is_init() -> bool {
         || std::env::args_os()
             .next()
             .is_some_and(|a| Path::new(&a).file_name().is_some_and(|n| n == "init"))
-}
-
-/// Value of `key=` (or presence of a bare `key`) on the kernel command line.
-///
-/// Minimal on purpose: the full parser with quoting and validation is
-/// `init::cmdline` (branch `net`); PID 1 needs only these keys before it merges.
-fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_whitespace().rev().find_map(|w| {
-        if w == key {
-            Some("")
-        } else {
-            w.strip_prefix(key)?
-                .strip_prefix('=')
-                .map(|v| v.trim_matches('"'))
-        }
-    })
 }
 
 /// PID 1's main loop. Never returns: after the set-up (or a panic in it,
@@ -87,8 +72,8 @@ fn setup() -> PathBuf {
     signals::start();
     let failed_steps = steps::run_all(&steps::base_steps());
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let parsed = cmdline::Cmdline::parse(&cmdline);
+    let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let parsed = cmdline::Cmdline::parse(&line);
     let mut consoles: Vec<PathBuf> = match &parsed {
         Ok(c) => c
             .consoles
@@ -107,12 +92,7 @@ fn setup() -> PathBuf {
                 log::set_max_level(log::LevelFilter::Debug);
             }
             for w in &c.warnings {
-                // Keys of the init itself, not (yet) in init::cmdline's table.
-                let own = matches!(w, cmdline::CmdlineWarning::UnknownKey { key }
-                    if key == "p2xen.bootdev" || key == "p2xen.settle");
-                if !own {
-                    log::warn!("kernel command line: {w}");
-                }
+                log::warn!("kernel command line: {w}");
             }
         }
         Err(e) => log::error!("{e}; no unattended run"),
@@ -132,7 +112,11 @@ fn setup() -> PathBuf {
     );
     let _ = nix::unistd::sethostname("p2xen");
 
-    coldplug_all(&cmdline);
+    // A command line with an error still gets the default settle time and
+    // boot medium detection: the rescue shell needs the disks too.
+    let defaults = cmdline::Cmdline::default();
+    let cmd = parsed.as_ref().unwrap_or(&defaults);
+    coldplug_all(cmd.settle);
 
     let sys_block = Path::new("/sys/block");
     let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
@@ -143,12 +127,7 @@ fn setup() -> PathBuf {
     // Read-only first: nothing below (boot medium detection, inspection, the
     // copy) may read a disk that is still writable.
     let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
-    let boot = protect::boot_medium(
-        sys_block,
-        Path::new("/dev"),
-        &all,
-        param(&cmdline, "p2xen.bootdev"),
-    );
+    let boot = protect::boot_medium(sys_block, Path::new("/dev"), &all, cmd.bootdev.as_deref());
     let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
         .iter()
         .filter(|d| Some(&d.name) != boot.as_ref())
@@ -228,18 +207,17 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
     );
     logger.attach(&consoles);
     match outcome {
-        Ok(crate::menu::MenuOutcome::PowerOff) => finish(unattended::EndAction::PowerOff, logger),
-        Ok(crate::menu::MenuOutcome::Reboot) => finish(unattended::EndAction::Reboot, logger),
+        Ok(crate::menu::MenuOutcome::PowerOff) => finish(EndAction::Poweroff, logger),
+        Ok(crate::menu::MenuOutcome::Reboot) => finish(EndAction::Reboot, logger),
         Ok(_) => logger.console_write("\nRescue shell follows.\n\n"),
         Err(e) => log::error!("menu: {e}; rescue shell follows"),
     }
 }
 
-/// Carries out an end action; returns only for [`unattended::EndAction::Shell`].
-fn finish(end: unattended::EndAction, logger: &console::InitLogger) {
-    use unattended::EndAction;
+/// Carries out an end action; returns only for [`EndAction::Shell`].
+fn finish(end: EndAction, logger: &console::InitLogger) {
     match end {
-        EndAction::PowerOff => power::shutdown(power::PowerAction::PowerOff),
+        EndAction::Poweroff => power::shutdown(power::PowerAction::PowerOff),
         EndAction::Reboot => power::shutdown(power::PowerAction::Reboot),
         EndAction::Shell => logger.console_write("\nRescue shell follows.\n\n"),
         EndAction::Wait => {
@@ -251,7 +229,7 @@ fn finish(end: unattended::EndAction, logger: &console::InitLogger) {
     }
 }
 
-fn coldplug_all(cmdline: &str) {
+fn coldplug_all(timeout: Duration) {
     let moddir = coldplug::running_moddir();
     let events = match coldplug::uevent::UeventSocket::open() {
         Ok(s) => Some(s),
@@ -270,15 +248,8 @@ fn coldplug_all(cmdline: &str) {
             return;
         }
     };
-    let timeout = param(cmdline, "p2xen.settle")
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(30);
     let t0 = Instant::now();
-    let loaded = cp.settle(
-        events.as_ref(),
-        Duration::from_millis(1000),
-        Duration::from_secs(timeout),
-    );
+    let loaded = cp.settle(events.as_ref(), Duration::from_millis(1000), timeout);
     log::info!(
         "coldplug: {} module(s) loaded in {:.1} s: {}",
         loaded.len(),
@@ -287,19 +258,5 @@ fn coldplug_all(cmdline: &str) {
     );
     if let Some(events) = events {
         cp.spawn_hotplug(events);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::param;
-
-    #[test]
-    fn params() {
-        let c = "console=ttyS0 p2xen.debug p2xen.bootdev=sdb p2xen.bootdev=\"sdc\" p2xen.settle=5";
-        assert_eq!(param(c, "p2xen.debug"), Some(""));
-        assert_eq!(param(c, "p2xen.bootdev"), Some("sdc"));
-        assert_eq!(param(c, "p2xen.server"), None);
-        assert_eq!(param(c, "p2xen.settl"), None);
     }
 }

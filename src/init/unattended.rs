@@ -5,31 +5,10 @@
 //!
 //! The copy itself is [`crate::send::run`], the same engine as `p2xen send`.
 
-use crate::init::cmdline::{Cmdline, FailAction, PostAction};
+use crate::init::cmdline::{Cmdline, EndAction};
 use crate::init::net;
 use crate::source::inspect::{DiskReport, inspect_disk};
 use std::path::PathBuf;
-
-/// What to do when the run ends (`p2xen.post=`, `p2xen.fail=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndAction {
-    PowerOff,
-    Reboot,
-    Shell,
-    Wait,
-}
-
-impl EndAction {
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "poweroff" => Some(EndAction::PowerOff),
-            "reboot" => Some(EndAction::Reboot),
-            "shell" => Some(EndAction::Shell),
-            "wait" => Some(EndAction::Wait),
-            _ => None,
-        }
-    }
-}
 
 /// The parameters of an unattended run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,17 +46,8 @@ pub fn plan(cmd: &Cmdline) -> Option<Plan> {
     let server = cmd.server.as_ref()?.to_string();
     Some(Plan {
         server,
-        post: match cmd.post {
-            PostAction::Poweroff => EndAction::PowerOff,
-            PostAction::Reboot => EndAction::Reboot,
-            PostAction::Shell => EndAction::Shell,
-            PostAction::Wait => EndAction::Wait,
-        },
-        fail: match cmd.fail {
-            FailAction::Poweroff => EndAction::PowerOff,
-            FailAction::Shell => EndAction::Shell,
-            FailAction::Wait => EndAction::Wait,
-        },
+        post: cmd.post,
+        fail: cmd.fail,
     })
 }
 
@@ -258,7 +228,7 @@ mod tests {
         assert_eq!(plan(&cmd("console=ttyS0")), None);
         let p = plan(&cmd("p2xen.server=dom0:7007")).unwrap();
         assert_eq!(p.server, "dom0:7007");
-        assert_eq!((p.post, p.fail), (EndAction::PowerOff, EndAction::Shell));
+        assert_eq!((p.post, p.fail), (EndAction::Poweroff, EndAction::Shell));
         let p = plan(&cmd("p2xen.server=dom0 p2xen.post=reboot p2xen.fail=wait")).unwrap();
         assert_eq!((p.post, p.fail), (EndAction::Reboot, EndAction::Wait));
     }

@@ -42,8 +42,8 @@ fn a_full_unattended_line() {
     assert_eq!(c.layout, Layout::Partitions);
     assert_eq!(c.xen_type, Some(XenType::Pvh));
     assert_eq!(c.bridge.as_deref(), Some("xenbr0"));
-    assert_eq!(c.post, PostAction::Reboot);
-    assert_eq!(c.fail, FailAction::Wait);
+    assert_eq!(c.post, EndAction::Reboot);
+    assert_eq!(c.fail, EndAction::Wait);
     assert_eq!(c.mode, Mode::Auto);
     assert_eq!(c.console.as_deref(), Some("ttyS0"));
     assert!(c.debug);
@@ -69,8 +69,10 @@ fn a_full_unattended_line() {
 fn defaults() {
     let c = parse("root=/dev/sda1 ro\n");
     assert_eq!(c, Cmdline::default());
-    assert_eq!(c.post, PostAction::Poweroff);
-    assert_eq!(c.fail, FailAction::Shell);
+    assert_eq!(c.post, EndAction::Poweroff);
+    assert_eq!(c.fail, EndAction::Shell);
+    assert_eq!(c.bootdev, None);
+    assert_eq!(c.settle, DEFAULT_SETTLE);
     assert_eq!(c.mode, Mode::Menu);
     assert_eq!(c.layout, Layout::Disk);
     assert_eq!(parse("p2xen.server=h").server.unwrap().port, DEFAULT_PORT);
@@ -133,7 +135,20 @@ fn bad_values_name_the_key_and_accepted_values() {
         err("p2xen.post=halt"),
         "kernel command line: p2xen.post=\"halt\": \"halt\" is not one of them (accepted: poweroff|reboot|shell|wait)"
     );
-    assert!(err("p2xen.fail=reboot").contains("(accepted: shell|wait|poweroff)"));
+    assert_eq!(
+        err("p2xen.fail=reboot"),
+        "kernel command line: p2xen.fail=\"reboot\": \"reboot\" is not one of them (a reboot would repeat the failed run) (accepted: shell|wait|poweroff)"
+    );
+    assert_eq!(
+        err("p2xen.settle=0"),
+        "kernel command line: p2xen.settle=\"0\": \"0\" is not a number of seconds from 1 to 600 (accepted: seconds from 1 to 600)"
+    );
+    assert!(err("p2xen.settle=10s").contains("p2xen.settle=\"10s\""));
+    assert!(
+        err("p2xen.bootdev=\"sd b\"")
+            .contains("p2xen.bootdev=\"sd b\": \"sd b\" is not a block device name")
+    );
+    assert!(err("p2xen.bootdev").contains("p2xen.bootdev needs a value"));
     assert!(err("p2xen.mode=batch").contains("(accepted: auto|menu|shell)"));
     assert!(err("p2xen.type=kvm").contains("p2xen.type=\"kvm\""));
     assert!(err("p2xen.layout=lvm").contains("accepted: disk|partitions"));
@@ -200,6 +215,16 @@ fn static_ip_from_the_command_line() {
 }
 
 #[test]
+fn boot_medium_and_settle_time() {
+    let c = parse("p2xen.bootdev=/dev/sdc p2xen.settle=5");
+    assert_eq!(c.bootdev.as_deref(), Some("sdc"));
+    assert_eq!(c.settle, std::time::Duration::from_secs(5));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.to_cmdline(), "p2xen.bootdev=sdc p2xen.settle=5");
+    assert_eq!(parse("p2xen.settle=600").settle.as_secs(), MAX_SETTLE_SECS);
+}
+
+#[test]
 fn init_arguments_after_double_dash_are_read_too() {
     assert_eq!(parse("quiet -- p2xen.name=x").name.as_deref(), Some("x"));
 }
@@ -209,7 +234,8 @@ fn to_cmdline_renders_what_parse_reads() {
     let line = format!(
         "p2xen.server=[fd00::1]:7461 p2xen.token=t0k p2xen.fingerprint={FP} p2xen.name=\"a b\" \
          p2xen.memory=512M p2xen.vcpus=2 p2xen.disks=sda,sdb p2xen.layout=partitions p2xen.type=hvm \
-         p2xen.bridge=br0 p2xen.post=shell p2xen.fail=poweroff p2xen.mode=menu p2xen.console=ttyS1 p2xen.debug"
+         p2xen.bridge=br0 p2xen.post=shell p2xen.fail=poweroff p2xen.mode=menu p2xen.console=ttyS1 \
+         p2xen.bootdev=sdd p2xen.settle=90 p2xen.debug"
     );
     let c = parse(&line);
     assert_eq!(c.to_cmdline(), line);
@@ -242,6 +268,8 @@ fn known_param() -> impl Strategy<Value = String> {
         prop::sample::select(vec!["shell", "wait", "poweroff"])
             .prop_map(|v| format!("p2xen.fail={v}")),
         Just("p2xen.mode=menu".to_string()),
+        "[a-z]{2,4}[0-9]?".prop_map(|v| format!("p2xen.bootdev={v}")),
+        "[0-9]{1,3}".prop_map(|v| format!("p2xen.settle={v}")),
         "[a-z0-9]{1,10}".prop_map(|v| format!("p2xen.bridge={v}")),
         Just("p2xen.debug".to_string()),
     ]

@@ -308,13 +308,38 @@ keyword_enum!(
     XenType { Pv = "pv", Pvh = "pvh", Hvm = "hvm" }
 );
 keyword_enum!(
-    /// `p2xen.post=`: what to do after a successful migration.
-    PostAction { Poweroff = "poweroff", Reboot = "reboot", Shell = "shell", Wait = "wait" }
+    /// How a run ends: `p2xen.post=` after a successful migration,
+    /// `p2xen.fail=` after a failed one (which refuses `reboot`, see
+    /// [`EndAction::parse_fail`]), and the menu's power-off or reboot.
+    EndAction { Poweroff = "poweroff", Reboot = "reboot", Shell = "shell", Wait = "wait" }
 );
-keyword_enum!(
-    /// `p2xen.fail=`: what to do after a failed one.
-    FailAction { Shell = "shell", Wait = "wait", Poweroff = "poweroff" }
-);
+
+impl EndAction {
+    /// What `p2xen.fail=` accepts.
+    pub const FAIL_ACCEPTED: &'static str = "shell|wait|poweroff";
+
+    /// `p2xen.fail=`: any end action but `reboot`, because the machine would
+    /// boot the same entry again and repeat the failing run forever.
+    pub fn parse_fail(v: &str) -> Result<Self, String> {
+        match Self::parse(v)? {
+            EndAction::Reboot => Err(format!(
+                "{v:?} is not one of them (a reboot would repeat the failed run)"
+            )),
+            action => Ok(action),
+        }
+    }
+}
+
+/// Longest `p2xen.settle=`: ten minutes is more than any HBA needs to scan.
+pub const MAX_SETTLE_SECS: u64 = 600;
+
+/// `p2xen.settle=`: seconds coldplug waits at most for devices to settle.
+pub fn settle_secs(v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|s| (1..=MAX_SETTLE_SECS).contains(s))
+        .ok_or_else(|| format!("{v:?} is not a number of seconds from 1 to {MAX_SETTLE_SECS}"))
+}
 keyword_enum!(
     /// `p2xen.mode=`: unattended run, the menu, or straight to the rescue
     /// shell (the boot media's "Rescue shell" entry).
@@ -414,12 +439,24 @@ mod tests {
         assert_eq!(flag(None), Ok(true));
         assert_eq!(flag(Some("0")), Ok(false));
         assert!(flag(Some("maybe")).is_err());
+        assert_eq!(settle_secs("5"), Ok(5));
+        assert_eq!(settle_secs("600"), Ok(600));
+        assert!(settle_secs("0").unwrap_err().contains("from 1 to 600"));
+        assert!(settle_secs("601").is_err());
+        assert!(settle_secs("5s").is_err());
     }
 
     #[test]
     fn keywords() {
-        assert_eq!(PostAction::parse("reboot"), Ok(PostAction::Reboot));
-        assert_eq!(PostAction::ACCEPTED, "poweroff|reboot|shell|wait");
+        assert_eq!(EndAction::parse("reboot"), Ok(EndAction::Reboot));
+        assert_eq!(EndAction::ACCEPTED, "poweroff|reboot|shell|wait");
+        assert_eq!(EndAction::parse_fail("wait"), Ok(EndAction::Wait));
+        assert!(
+            EndAction::parse_fail("reboot")
+                .unwrap_err()
+                .contains("would repeat")
+        );
+        assert!(EndAction::parse_fail("halt").is_err());
         assert!(XenType::parse("PV").is_err());
         assert_eq!(Layout::Partitions.to_string(), "partitions");
     }
