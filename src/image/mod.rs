@@ -5,5 +5,6 @@
 //! needs it, a GPT whose only partition is an ESP that legacy BIOS also boots
 //! from, is written here.
 
+pub mod cli;
 pub mod fat_boot_sector;
 pub mod usb_disk;

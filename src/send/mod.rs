@@ -1,5 +1,6 @@
 //! `p2xen send`: read the source disks and push them to `p2xen receive`.
 
+pub mod cli;
 pub mod compress;
 pub mod layout;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! is closed over its dependencies, and the archive gets `modules.dep` and
 //! `modules.alias` restricted to that subset, so no depmod runs on the result.
 
+pub mod cli;
 pub mod cpio;
 pub mod spec;
 

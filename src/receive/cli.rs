@@ -1,0 +1,88 @@
+//! `p2xen receive`: its arguments and the exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on, ADDR:PORT.
+    #[arg(long, required_unless_present = "list")]
+    pub listen: Option<String>,
+    /// Where images go: a directory (sparse STORE/NAME/diskN.img) or lvm:VG.
+    #[arg(long, required_unless_present = "list")]
+    pub store: Option<String>,
+    /// Certificate, key, token and resume journals.
+    #[arg(long, default_value = super::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Take the token from FILE (created with a new token if missing).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Exit after the first migration finishes (0 = verified, 1 = failed).
+    #[arg(long)]
+    pub once: bool,
+    /// Replace an existing migration of the same name.
+    #[arg(long)]
+    pub force: bool,
+    /// JSON events on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// List interrupted migrations and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Directory for the guests' xl configs written by the conversion.
+    #[arg(long, default_value = "/etc/xen")]
+    pub xen_dir: PathBuf,
+    /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
+    #[arg(long)]
+    pub no_convert: bool,
+}
+
+/// Serves migrations, or lists the interrupted ones with `--list`.
+pub fn run(a: ReceiveArgs) -> ExitCode {
+    if a.list {
+        print_interrupted(&a);
+        return ExitCode::SUCCESS;
+    }
+    let (Some(listen), Some(store)) = (a.listen, a.store) else {
+        log::error!("--listen and --store are required");
+        return ExitCode::FAILURE;
+    };
+    let opts = super::ReceiveOptions {
+        listen,
+        store,
+        state_dir: a.state_dir,
+        token_file: a.token_file,
+        once: a.once,
+        force: a.force,
+        json: a.json,
+        xen_dir: (!a.no_convert).then_some(a.xen_dir),
+    };
+    match super::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("receive: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_interrupted(a: &ReceiveArgs) {
+    let list = super::list_interrupted(&a.state_dir);
+    if a.json {
+        println!("{}", serde_json::to_string(&list).unwrap_or_default());
+    } else if list.is_empty() {
+        println!("no interrupted migrations in {}", a.state_dir.display());
+    } else {
+        for m in list {
+            println!(
+                "{}: {} disk(s), {} of {} MiB committed, {} session(s), store {}",
+                m.name,
+                m.disks,
+                m.committed_bytes >> 20,
+                m.plan_bytes >> 20,
+                m.sessions,
+                m.store.display()
+            );
+        }
+    }
+}
