@@ -15,7 +15,7 @@
 mod common;
 
 use common::fixtures::{MIB, hash_file, mbr_server, run};
-use common::qemu::{DiskBus, Firmware, Vm};
+use common::qemu::{DiskBus, Firmware, Vm, VmBuilder};
 use common::receiver::Receiver;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -166,24 +166,6 @@ fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
-fn pxe_pxelinux_picks_the_per_mac_config() {
-    let net = pxe_net(&media().plain, "pxelinux.0");
-    let vm = start(
-        Firmware::SeaBios,
-        &[
-            "-netdev",
-            &net,
-            "-device",
-            "e1000,netdev=n,mac=aa:bb:cc:dd:ee:ff",
-            "-boot",
-            "n",
-        ],
-    );
-    assert_boots("PXE pxelinux per-MAC, SeaBIOS", vm, EXAMPLE_MAC_PARAMS);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
 fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
     let net = pxe_net(&media().plain, "p2xen.ipxe");
     let vm = start(
@@ -268,126 +250,216 @@ fn rebuild_with_nothing_changed_skips_every_step() {
     assert!(out.contains("p2xen-x86_64.img  "), "no size line:\n{out}");
 }
 
-/// One stick prepared for one job, end to end: the real live image
-/// (`out/`, made by build/live, which build/media runs when it is missing) on
-/// a USB image built with `build/media --cmdline` carrying the parameters of
-/// a `p2xen receive --once` on this host, booted by OVMF next to a fixture
-/// source disk (virtio, writable: only p2xen's own read-only discipline keeps
-/// it intact). Without a keypress the baked entry boots (the kernel's
-/// command line is checked as in the stand-in tests, so this test also
-/// stands for "USB image, OVMF, baked entry"), the live init takes the
-/// fixture as the only source and leaves its boot medium (/dev/sda) alone,
-/// migrates it and powers off.
+/// A migration from a boot medium running the real live image (`out/`,
+/// made by build/live, which build/media runs when it is missing): a fixture
+/// source disk (attached writable over virtio: only p2xen's own read-only
+/// discipline keeps it intact) and `p2xen receive --once` on this host.
 ///
 /// The receiver runs with `--no-convert`, so the copy must equal the source
 /// byte for byte: the fixture was made in a sparse file, so every block the
 /// sender skips (unused, zero) is zero in the source too, and the whole-disk
 /// hash proves the sent blocks exact. The guest conversion of a received
 /// copy is tested by system_xen.
+struct Migration {
+    tmp: tempfile::TempDir,
+    source: PathBuf,
+    before: String,
+    receiver: Receiver,
+    /// The unattended parameters for the receiver, as the medium must pass them.
+    params: String,
+}
+
+impl Migration {
+    fn prepare() -> Migration {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = mbr_server(tmp.path()).image;
+        let before = hash_file(&source);
+        let receiver = Receiver::start(tmp.path(), &["--no-convert"]);
+        // fail=poweroff: a failed migration ends the VM at once, not at the timeout.
+        let params = format!(
+            "ip=dhcp {} p2xen.name=stick p2xen.fail=poweroff",
+            receiver.guest_params()
+        );
+        Migration {
+            tmp,
+            source,
+            before,
+            receiver,
+            params,
+        }
+    }
+
+    /// Builds the media around the live image into a fresh directory,
+    /// `--cmdline` baking the parameters in when `bake`; returns the directory.
+    fn build_media(&self, bake: bool) -> PathBuf {
+        let media = self.tmp.path().join("media");
+        let started = Instant::now();
+        let mut cmd = build_media();
+        if bake {
+            cmd.args(["--cmdline", &self.params]);
+        }
+        run(cmd.arg("--out").arg(&media));
+        eprintln!(
+            "build/media{} (live image, all three media): {:.1} s",
+            if bake { " --cmdline" } else { "" },
+            started.elapsed().as_secs_f64()
+        );
+        media
+    }
+
+    /// A VM booting through `firmware` with the fixture disk attached.
+    fn vm(&self, firmware: Firmware) -> VmBuilder {
+        Vm::firmware(firmware)
+            .memory_mib(1024)
+            .hard_timeout(Duration::from_secs(600))
+            .disk(&self.source, DiskBus::Virtio, false)
+    }
+
+    /// Follows the VM from the kernel's start to its poweroff and checks the
+    /// migration: the kernel got the console and the parameters, the live
+    /// init's ready marker says `disks`, the receiver exits 0 and reports
+    /// exactly the fixture, the copy equals it, and the fixture is unchanged.
+    fn check(mut self, what: &str, vm: Vm, disks: &str) {
+        // The boot loader booted the right entry: the kernel logs what it got.
+        let (cmdline, took) = vm.wait_for_line("Kernel command line: ", VM_TIMEOUT);
+        eprintln!(
+            "{what}: kernel started after {:.1} s (TCG)",
+            took.as_secs_f64()
+        );
+        assert!(
+            cmdline.contains(CONSOLE) && cmdline.ends_with(&self.params),
+            "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {:?}",
+            self.params
+        );
+        let (ready, took) = vm.wait_for_line("p2xen-live: ready", VM_TIMEOUT);
+        eprintln!(
+            "{what}: live init ready after {:.1} s (TCG)",
+            took.as_secs_f64()
+        );
+        assert!(
+            ready.contains(disks),
+            "{what}: wrong disks at the ready marker: {ready:?}"
+        );
+        let status = vm.wait_exit(Duration::from_secs(600));
+        eprintln!(
+            "{what}: migrated and powered off after {:.1} s (TCG)",
+            vm.elapsed().as_secs_f64()
+        );
+        // p2xen.post defaults to poweroff; with -no-reboot QEMU then exits 0.
+        assert!(status.success(), "{what}: live VM: {status}");
+        assert!(
+            vm.log()
+                .lines()
+                .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
+            "{what}: the live init did not report the finished migration"
+        );
+        let received = self.receiver.wait(Duration::from_secs(60));
+        assert!(received.success(), "p2xen receive --once: {received}");
+        drop(vm);
+        assert_eq!(
+            hash_file(&self.source),
+            self.before,
+            "the source disk changed"
+        );
+
+        let size = fs::metadata(&self.source).unwrap().len();
+        assert_eq!(size, 64 * MIB, "mbr_server's size");
+        let report_path = self.tmp.path().join("store/stick/report.json");
+        let report: serde_json::Value = serde_json::from_slice(
+            &fs::read(&report_path).unwrap_or_else(|e| panic!("{}: {e}", report_path.display())),
+        )
+        .unwrap();
+        assert_eq!(report["state"], "complete", "{report:#}");
+        let disks = report["disks"].as_array().unwrap();
+        assert_eq!(disks.len(), 1, "one disk, not the boot medium: {report:#}");
+        let disk = &disks[0];
+        assert_eq!(disk["source"], "/dev/vda", "{report:#}");
+        assert_eq!(disk["size_bytes"], size, "{report:#}");
+        assert_eq!(disk["verified"], true, "{report:#}");
+        // Only the used blocks travelled, not the whole disk.
+        let sent = disk["plan_bytes"].as_u64().unwrap();
+        assert!(
+            sent > 0 && sent < size / 2,
+            "plan of {sent} bytes: {report:#}"
+        );
+        let target = Path::new(disk["target"].as_str().unwrap());
+        assert_eq!(
+            fs::metadata(target).unwrap().len(),
+            size,
+            "{}",
+            target.display()
+        );
+        assert_eq!(
+            hash_file(target),
+            self.before,
+            "the received image differs from the source"
+        );
+    }
+}
+
+/// One stick prepared for one job: a USB image built with `build/media
+/// --cmdline` carrying the receiver's parameters, booted by OVMF next to the
+/// fixture. Without a keypress the baked entry boots (its command line is
+/// checked as in the stand-in tests, so this test also stands for "USB
+/// image, OVMF, baked entry"), the live init takes the fixture as the only
+/// source and leaves its boot medium (/dev/sda) alone, migrates it and
+/// powers off.
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn usb_image_with_baked_cmdline_migrates_unattended_on_ovmf_and_leaves_its_boot_medium_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let source = mbr_server(tmp.path()).image;
-    let before = hash_file(&source);
-    let size = fs::metadata(&source).unwrap().len();
-    assert_eq!(size, 64 * MIB);
-
-    let mut receiver = Receiver::start(tmp.path(), &["--no-convert"]);
-    // fail=poweroff: a failed migration ends the VM at once, not at the timeout.
-    let baked = format!(
-        "ip=dhcp {} p2xen.name=stick p2xen.fail=poweroff",
-        receiver.guest_params()
-    );
-    let media = tmp.path().join("media");
-    let started = Instant::now();
-    run(build_media()
-        .args(["--cmdline", &baked, "--out"])
-        .arg(&media));
-    eprintln!(
-        "build/media --cmdline (live image, all three media): {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
+    let m = Migration::prepare();
+    let media = m.build_media(true);
     let drive = usb(&media);
     // romfile=: no PXE ROM, so OVMF does not try network boot before the stick.
-    let vm = Vm::firmware(Firmware::Ovmf)
-        .memory_mib(1024)
-        .hard_timeout(Duration::from_secs(600))
+    let vm = m
+        .vm(Firmware::Ovmf)
         .arg("-drive")
         .arg(&drive)
-        .disk(&source, DiskBus::Virtio, false)
         .arg("-netdev")
         .arg("user,id=n")
         .arg("-device")
         .arg("e1000,netdev=n,romfile=")
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
-    // GRUB on UEFI booted the baked entry: the kernel logs what it was given.
-    let (cmdline, took) = vm.wait_for_line("Kernel command line: ", VM_TIMEOUT);
-    eprintln!(
-        "USB with baked cmdline, OVMF: kernel started after {:.1} s (TCG)",
-        took.as_secs_f64()
+    m.check(
+        "USB with baked cmdline, OVMF",
+        vm,
+        "1 source disk(s), boot medium /dev/sda left alone",
     );
-    assert!(
-        cmdline.contains(CONSOLE) && cmdline.ends_with(&baked),
-        "kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {baked:?}"
-    );
-    let (ready, took) = vm.wait_for_line("p2xen-live: ready", VM_TIMEOUT);
-    eprintln!(
-        "USB with baked cmdline, OVMF: live init ready after {:.1} s (TCG)",
-        took.as_secs_f64()
-    );
-    assert!(
-        ready.contains("1 source disk(s), boot medium /dev/sda left alone"),
-        "wrong disks at the ready marker: {ready:?}"
-    );
-    let status = vm.wait_exit(Duration::from_secs(600));
-    eprintln!(
-        "USB with baked cmdline, OVMF: migrated and powered off after {:.1} s (TCG)",
-        vm.elapsed().as_secs_f64()
-    );
-    // p2xen.post defaults to poweroff; with -no-reboot QEMU then exits 0.
-    assert!(status.success(), "live VM: {status}");
-    assert!(
-        vm.log()
-            .lines()
-            .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
-        "the live init did not report the finished migration"
-    );
-    let received = receiver.wait(Duration::from_secs(60));
-    assert!(received.success(), "p2xen receive --once: {received}");
-    drop(vm);
-    assert_eq!(hash_file(&source), before, "the source disk changed");
+}
 
-    let report_path = tmp.path().join("store/stick/report.json");
-    let report: serde_json::Value = serde_json::from_slice(
-        &fs::read(&report_path).unwrap_or_else(|e| panic!("{}: {e}", report_path.display())),
+/// A rack served by PXE: the plain bundle (default entry "Migrate (menu)")
+/// plus one per-MAC pxelinux config made the documented way, from the
+/// bundle's example with the receiver's parameters put in. SeaBIOS boots
+/// over the network with that MAC; pxelinux must pick the per-MAC config
+/// (the default one would start the menu and never migrate), and the live
+/// init migrates the fixture.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_pxelinux_per_mac_config_migrates_unattended_on_seabios() {
+    let m = Migration::prepare();
+    let pxe = m.build_media(false).join("pxe");
+    let example = fs::read_to_string(pxe.join("pxelinux.cfg/01-aa-bb-cc-dd-ee-ff")).unwrap();
+    assert_eq!(
+        example.matches(EXAMPLE_MAC_PARAMS).count(),
+        1,
+        "the per-MAC example lacks {EXAMPLE_MAC_PARAMS:?}:\n{example}"
+    );
+    fs::write(
+        pxe.join("pxelinux.cfg/01-52-54-00-12-34-56"),
+        example.replace(EXAMPLE_MAC_PARAMS, &m.params),
     )
     .unwrap();
-    assert_eq!(report["state"], "complete", "{report:#}");
-    let disks = report["disks"].as_array().unwrap();
-    assert_eq!(disks.len(), 1, "one disk, not the boot medium: {report:#}");
-    let disk = &disks[0];
-    assert_eq!(disk["source"], "/dev/vda", "{report:#}");
-    assert_eq!(disk["size_bytes"], size, "{report:#}");
-    assert_eq!(disk["verified"], true, "{report:#}");
-    // Only the used blocks travelled, not the whole disk.
-    let sent = disk["plan_bytes"].as_u64().unwrap();
-    assert!(
-        sent > 0 && sent < size / 2,
-        "plan of {sent} bytes: {report:#}"
-    );
-    let target = Path::new(disk["target"].as_str().unwrap());
-    assert_eq!(
-        fs::metadata(target).unwrap().len(),
-        size,
-        "{}",
-        target.display()
-    );
-    assert_eq!(
-        hash_file(target),
-        before,
-        "the received image differs from the source"
-    );
+    let net = format!("user,id=n,tftp={},bootfile=pxelinux.0", path(&pxe));
+    let vm = m
+        .vm(Firmware::SeaBios)
+        .arg("-netdev")
+        .arg(&net)
+        .arg("-device")
+        .arg("e1000,netdev=n,mac=52:54:00:12:34:56")
+        .arg("-boot")
+        .arg("n")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.check("PXE pxelinux per-MAC, SeaBIOS", vm, "1 source disk(s)");
 }
