@@ -8,15 +8,18 @@
 //! do not depend on the live image. Two builds: one plain (default entry
 //! "Migrate (menu)"), one with `--cmdline` baked in (default "Migrate unattended").
 //!
-//! The VM runner here is small on purpose; when `tests/common/qemu.rs` (branch
-//! live) lands, it should replace `Vm`.
+//! One test boots the real live image instead: a USB image with the
+//! parameters of a `p2xen receive --once` on the host baked in runs a whole
+//! unattended migration of a fixture disk on OVMF.
 
 mod common;
 
-use common::fixtures::{MIB, hash_file, run, sfdisk, sparse_image};
+use common::fixtures::{MIB, hash_file, mbr_server, run};
+use common::qemu::{DiskBus, Firmware, Vm, VmBuilder};
+use common::receiver::Receiver;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -28,11 +31,17 @@ const EXAMPLE_MAC_PARAMS: &str =
 const MARKER: &str = "P2XEN-STANDIN: cmdline: ";
 /// Hard limit per VM; TCG on a loaded 2-core machine boots each medium in 25-40 s.
 const VM_TIMEOUT: Duration = Duration::from_secs(300);
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `build/media` with the p2xen binary this test was built with (no nested
+/// cargo build, which would rebuild much of the tree).
+fn build_media() -> Command {
+    let mut cmd = Command::new(repo().join("build/media"));
+    cmd.env("P2XEN_BIN", env!("CARGO_BIN_EXE_p2xen"));
+    cmd
 }
 
 struct Media {
@@ -48,7 +57,7 @@ fn media() -> &'static Media {
         let standin = base.join("standin");
         run(Command::new(repo().join("build/media-standin")).arg(&standin));
         let build = |out: &Path, cmdline: Option<&str>| {
-            let mut cmd = Command::new(repo().join("build/media"));
+            let mut cmd = build_media();
             cmd.arg("--kernel")
                 .arg(standin.join("vmlinuz"))
                 .arg("--initramfs")
@@ -70,130 +79,34 @@ fn media() -> &'static Media {
     })
 }
 
-enum Firmware {
-    SeaBios,
-    Ovmf,
-}
-
-/// One QEMU VM; killed on drop, serial console logged to a file.
-struct Vm {
-    child: Child,
-    log: PathBuf,
-    started: Instant,
-    _dir: tempfile::TempDir,
-}
-
-impl Vm {
-    fn start(firmware: Firmware, args: &[&str]) -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("serial.log");
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-m",
-            "1024",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-monitor", "none", "-serial"])
-        .arg(format!("file:{}", log.display()));
-        if let Firmware::Ovmf = firmware {
-            let vars = dir.path().join("OVMF_VARS.fd");
-            fs::copy(OVMF_VARS, &vars)
-                .unwrap_or_else(|e| panic!("{OVMF_VARS}: {e} (install Debian package ovmf)"));
-            cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-                .arg("-drive")
-                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
-        }
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start {cmd:?}: {e} (install Debian package qemu-system-x86)")
-        });
-        Vm {
-            child,
-            log,
-            started: Instant::now(),
-            _dir: dir,
-        }
-    }
-
-    fn serial(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    fn fail(&self, why: &str) -> ! {
-        panic!(
-            "{why} after {:?}\n----- serial log -----\n{}\n----- end -----",
-            self.started.elapsed(),
-            self.serial()
+/// Starts a VM that boots through `firmware` with the media in `args`.
+fn start(firmware: Firmware, args: &[&str]) -> Vm {
+    args.iter()
+        .fold(
+            Vm::firmware(firmware)
+                .memory_mib(1024)
+                .hard_timeout(VM_TIMEOUT),
+            |vm, a| vm.arg(a),
         )
-    }
-
-    /// Waits until a serial line contains `needle` followed by a line break;
-    /// returns the rest of that line and the time it took. Fails on exit or timeout.
-    fn wait_for(&mut self, needle: &str) -> (String, Duration) {
-        loop {
-            let log = self.serial();
-            if let Some((_, rest)) = log.split_once(needle) {
-                if let Some((line, _)) = rest.split_once('\n') {
-                    return (line.trim().to_string(), self.started.elapsed());
-                }
-            }
-            match self.child.try_wait() {
-                Ok(Some(status)) => self.fail(&format!("QEMU exited ({status}) before {needle:?}")),
-                Ok(None) => {}
-                Err(e) => self.fail(&format!("waiting for QEMU: {e}")),
-            }
-            if self.started.elapsed() > VM_TIMEOUT {
-                self.fail(&format!("timeout waiting for {needle:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// Waits for the stand-in init's command line, then for the VM to power off.
-    fn boot_to_init(&mut self) -> (String, Duration) {
-        let reached = self.wait_for(MARKER);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return reached,
-                Ok(Some(status)) => self.fail(&format!("QEMU exited with {status}")),
-                Ok(None) => {}
-                Err(e) => self.fail(&format!("waiting for QEMU: {e}")),
-            }
-            if self.started.elapsed() > VM_TIMEOUT {
-                self.fail("timeout: the init did not power off");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Boots, checks the command line the boot loader passed, reports the time.
-fn assert_boots(what: &str, mut vm: Vm, expect: &str) {
-    let (cmdline, took) = vm.boot_to_init();
+/// Boots to the stand-in init, checks the command line the boot loader
+/// passed and that the init powered the VM off; reports the time. A failed
+/// check prints the serial log (the VM's drop does).
+fn assert_boots(what: &str, vm: Vm, expect: &str) {
+    let (cmdline, took) = vm.wait_for_line(MARKER, VM_TIMEOUT);
     eprintln!(
         "{what}: init reached after {:.1} s (TCG)",
         took.as_secs_f64()
     );
-    if !cmdline.contains(CONSOLE) || !cmdline.ends_with(expect) {
-        vm.fail(&format!(
-            "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {expect:?}"
-        ));
-    }
+    let status = vm.wait_exit(VM_TIMEOUT);
+    assert!(status.success(), "{what}: QEMU exited with {status}");
+    assert!(
+        cmdline.contains(CONSOLE) && cmdline.ends_with(expect),
+        "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {expect:?}"
+    );
 }
 
 fn path(p: &Path) -> String {
@@ -213,24 +126,15 @@ fn usb(dir: &Path) -> String {
 fn usb_image_boots_on_seabios_with_baked_unattended_entry() {
     let m = media();
     let drive = usb(&m.baked);
-    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
+    let vm = start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
     assert_boots("USB, SeaBIOS", vm, BAKED);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
-fn usb_image_boots_on_ovmf_with_baked_unattended_entry() {
-    let m = media();
-    let drive = usb(&m.baked);
-    let vm = Vm::start(Firmware::Ovmf, &["-nic", "none", "-drive", &drive]);
-    assert_boots("USB, OVMF", vm, BAKED);
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn iso_boots_as_cdrom_on_seabios_with_menu_entry() {
     let iso = path(&media().plain.join("p2xen-x86_64.iso"));
-    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-cdrom", &iso]);
+    let vm = start(Firmware::SeaBios, &["-nic", "none", "-cdrom", &iso]);
     assert_boots("ISO, SeaBIOS", vm, "p2xen.mode=menu");
 }
 
@@ -238,7 +142,7 @@ fn iso_boots_as_cdrom_on_seabios_with_menu_entry() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn iso_boots_as_cdrom_on_ovmf_with_menu_entry() {
     let iso = path(&media().plain.join("p2xen-x86_64.iso"));
-    let vm = Vm::start(Firmware::Ovmf, &["-nic", "none", "-cdrom", &iso]);
+    let vm = start(Firmware::Ovmf, &["-nic", "none", "-cdrom", &iso]);
     assert_boots("ISO, OVMF", vm, "p2xen.mode=menu");
 }
 
@@ -253,7 +157,7 @@ fn pxe_net(dir: &Path, bootfile: &str) -> String {
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
     let net = pxe_net(&media().plain, "pxelinux.0");
-    let vm = Vm::start(
+    let vm = start(
         Firmware::SeaBios,
         &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
     );
@@ -262,27 +166,9 @@ fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
-fn pxe_pxelinux_picks_the_per_mac_config() {
-    let net = pxe_net(&media().plain, "pxelinux.0");
-    let vm = Vm::start(
-        Firmware::SeaBios,
-        &[
-            "-netdev",
-            &net,
-            "-device",
-            "e1000,netdev=n,mac=aa:bb:cc:dd:ee:ff",
-            "-boot",
-            "n",
-        ],
-    );
-    assert_boots("PXE pxelinux per-MAC, SeaBIOS", vm, EXAMPLE_MAC_PARAMS);
-}
-
-#[test]
-#[ignore = "system test (QEMU): run by build/test"]
 fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
     let net = pxe_net(&media().plain, "p2xen.ipxe");
-    let vm = Vm::start(
+    let vm = start(
         Firmware::SeaBios,
         &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
     );
@@ -293,7 +179,7 @@ fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
     let net = pxe_net(&media().baked, "grubnetx64.efi");
-    let vm = Vm::start(
+    let vm = start(
         Firmware::Ovmf,
         &["-netdev", &net, "-device", "e1000,netdev=n,bootindex=1"],
     );
@@ -304,7 +190,7 @@ fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_grub_netboot_picks_the_per_mac_config() {
     let net = pxe_net(&media().plain, "grubnetx64.efi");
-    let vm = Vm::start(
+    let vm = start(
         Firmware::Ovmf,
         &[
             "-netdev",
@@ -322,7 +208,7 @@ fn iso_written_to_a_disk_boots_on_seabios() {
     // isohybrid: the ISO dd-ed to a stick boots through its MBR (isohdpfx.bin).
     let iso = path(&media().plain.join("p2xen-x86_64.iso"));
     let drive = format!("file={iso},format=raw,snapshot=on");
-    let vm = Vm::start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
+    let vm = start(Firmware::SeaBios, &["-nic", "none", "-drive", &drive]);
     assert_boots("ISO as disk, SeaBIOS", vm, "p2xen.mode=menu");
 }
 
@@ -335,7 +221,7 @@ fn rebuild_with_nothing_changed_skips_every_step() {
         .unwrap();
     let standin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/standin");
     let started = Instant::now();
-    let mut cmd = Command::new(repo().join("build/media"));
+    let mut cmd = build_media();
     cmd.arg("--kernel")
         .arg(standin.join("vmlinuz"))
         .arg("--initramfs")
@@ -364,37 +250,216 @@ fn rebuild_with_nothing_changed_skips_every_step() {
     assert!(out.contains("p2xen-x86_64.img  "), "no size line:\n{out}");
 }
 
-/// The real live image (build/live, which build/media runs when `out/` lacks
-/// it) on the USB image next to a fixture source disk: SeaBIOS boots it to the
-/// live init's ready marker, the init counts only the fixture as a source and
-/// leaves its own boot medium alone, and the fixture is unchanged.
+/// A migration from a boot medium running the real live image (`out/`,
+/// made by build/live, which build/media runs when it is missing): a fixture
+/// source disk (attached writable over virtio: only p2xen's own read-only
+/// discipline keeps it intact) and `p2xen receive --once` on this host.
+///
+/// The receiver runs with `--no-convert`, so the copy must equal the source
+/// byte for byte: the fixture was made in a sparse file, so every block the
+/// sender skips (unused, zero) is zero in the source too, and the whole-disk
+/// hash proves the sent blocks exact. The guest conversion of a received
+/// copy is tested by system_xen.
+struct Migration {
+    tmp: tempfile::TempDir,
+    source: PathBuf,
+    before: String,
+    receiver: Receiver,
+    /// The unattended parameters for the receiver, as the medium must pass them.
+    params: String,
+}
+
+impl Migration {
+    fn prepare() -> Migration {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = mbr_server(tmp.path()).image;
+        let before = hash_file(&source);
+        let receiver = Receiver::start(tmp.path(), &["--no-convert"]);
+        // fail=poweroff: a failed migration ends the VM at once, not at the timeout.
+        let params = format!(
+            "ip=dhcp {} p2xen.name=stick p2xen.fail=poweroff",
+            receiver.guest_params()
+        );
+        Migration {
+            tmp,
+            source,
+            before,
+            receiver,
+            params,
+        }
+    }
+
+    /// Builds the media around the live image into a fresh directory,
+    /// `--cmdline` baking the parameters in when `bake`; returns the directory.
+    fn build_media(&self, bake: bool) -> PathBuf {
+        let media = self.tmp.path().join("media");
+        let started = Instant::now();
+        let mut cmd = build_media();
+        if bake {
+            cmd.args(["--cmdline", &self.params]);
+        }
+        run(cmd.arg("--out").arg(&media));
+        eprintln!(
+            "build/media{} (live image, all three media): {:.1} s",
+            if bake { " --cmdline" } else { "" },
+            started.elapsed().as_secs_f64()
+        );
+        media
+    }
+
+    /// A VM booting through `firmware` with the fixture disk attached.
+    fn vm(&self, firmware: Firmware) -> VmBuilder {
+        Vm::firmware(firmware)
+            .memory_mib(1024)
+            .hard_timeout(Duration::from_secs(600))
+            .disk(&self.source, DiskBus::Virtio, false)
+    }
+
+    /// Follows the VM from the kernel's start to its poweroff and checks the
+    /// migration: the kernel got the console and the parameters, the live
+    /// init's ready marker says `disks`, the receiver exits 0 and reports
+    /// exactly the fixture, the copy equals it, and the fixture is unchanged.
+    fn check(mut self, what: &str, vm: Vm, disks: &str) {
+        // The boot loader booted the right entry: the kernel logs what it got.
+        let (cmdline, took) = vm.wait_for_line("Kernel command line: ", VM_TIMEOUT);
+        eprintln!(
+            "{what}: kernel started after {:.1} s (TCG)",
+            took.as_secs_f64()
+        );
+        assert!(
+            cmdline.contains(CONSOLE) && cmdline.ends_with(&self.params),
+            "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {:?}",
+            self.params
+        );
+        let (ready, took) = vm.wait_for_line("p2xen-live: ready", VM_TIMEOUT);
+        eprintln!(
+            "{what}: live init ready after {:.1} s (TCG)",
+            took.as_secs_f64()
+        );
+        assert!(
+            ready.contains(disks),
+            "{what}: wrong disks at the ready marker: {ready:?}"
+        );
+        let status = vm.wait_exit(Duration::from_secs(600));
+        eprintln!(
+            "{what}: migrated and powered off after {:.1} s (TCG)",
+            vm.elapsed().as_secs_f64()
+        );
+        // p2xen.post defaults to poweroff; with -no-reboot QEMU then exits 0.
+        assert!(status.success(), "{what}: live VM: {status}");
+        assert!(
+            vm.log()
+                .lines()
+                .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
+            "{what}: the live init did not report the finished migration"
+        );
+        let received = self.receiver.wait(Duration::from_secs(60));
+        assert!(received.success(), "p2xen receive --once: {received}");
+        drop(vm);
+        assert_eq!(
+            hash_file(&self.source),
+            self.before,
+            "the source disk changed"
+        );
+
+        let size = fs::metadata(&self.source).unwrap().len();
+        assert_eq!(size, 64 * MIB, "mbr_server's size");
+        let report_path = self.tmp.path().join("store/stick/report.json");
+        let report: serde_json::Value = serde_json::from_slice(
+            &fs::read(&report_path).unwrap_or_else(|e| panic!("{}: {e}", report_path.display())),
+        )
+        .unwrap();
+        assert_eq!(report["state"], "complete", "{report:#}");
+        let disks = report["disks"].as_array().unwrap();
+        assert_eq!(disks.len(), 1, "one disk, not the boot medium: {report:#}");
+        let disk = &disks[0];
+        assert_eq!(disk["source"], "/dev/vda", "{report:#}");
+        assert_eq!(disk["size_bytes"], size, "{report:#}");
+        assert_eq!(disk["verified"], true, "{report:#}");
+        // Only the used blocks travelled, not the whole disk.
+        let sent = disk["plan_bytes"].as_u64().unwrap();
+        assert!(
+            sent > 0 && sent < size / 2,
+            "plan of {sent} bytes: {report:#}"
+        );
+        let target = Path::new(disk["target"].as_str().unwrap());
+        assert_eq!(
+            fs::metadata(target).unwrap().len(),
+            size,
+            "{}",
+            target.display()
+        );
+        assert_eq!(
+            hash_file(target),
+            self.before,
+            "the received image differs from the source"
+        );
+    }
+}
+
+/// One stick prepared for one job: a USB image built with `build/media
+/// --cmdline` carrying the receiver's parameters, booted by OVMF next to the
+/// fixture. Without a keypress the baked entry boots (its command line is
+/// checked as in the stand-in tests, so this test also stands for "USB
+/// image, OVMF, baked entry"), the live init takes the fixture as the only
+/// source and leaves its boot medium (/dev/sda) alone, migrates it and
+/// powers off.
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
-fn usb_image_boots_the_live_environment_which_leaves_its_boot_medium_alone() {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/live");
-    run(Command::new(repo().join("build/media"))
-        .arg("--out")
-        .arg(&out));
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source.img");
-    sparse_image(&source, 64 * MIB);
-    sfdisk(&source, "label: dos\n,,L\n");
-    let before = hash_file(&source);
+fn usb_image_with_baked_cmdline_migrates_unattended_on_ovmf_and_leaves_its_boot_medium_alone() {
+    let m = Migration::prepare();
+    let media = m.build_media(true);
+    let drive = usb(&media);
+    // romfile=: no PXE ROM, so OVMF does not try network boot before the stick.
+    let vm = m
+        .vm(Firmware::Ovmf)
+        .arg("-drive")
+        .arg(&drive)
+        .arg("-netdev")
+        .arg("user,id=n")
+        .arg("-device")
+        .arg("e1000,netdev=n,romfile=")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.check(
+        "USB with baked cmdline, OVMF",
+        vm,
+        "1 source disk(s), boot medium /dev/sda left alone",
+    );
+}
 
-    let disk = format!("file={},format=raw,if=virtio", path(&source));
-    let drive = usb(&out);
-    let mut vm = Vm::start(
-        Firmware::SeaBios,
-        &["-nic", "none", "-drive", &drive, "-drive", &disk],
+/// A rack served by PXE: the plain bundle (default entry "Migrate (menu)")
+/// plus one per-MAC pxelinux config made the documented way, from the
+/// bundle's example with the receiver's parameters put in. SeaBIOS boots
+/// over the network with that MAC; pxelinux must pick the per-MAC config
+/// (the default one would start the menu and never migrate), and the live
+/// init migrates the fixture.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_pxelinux_per_mac_config_migrates_unattended_on_seabios() {
+    let m = Migration::prepare();
+    let pxe = m.build_media(false).join("pxe");
+    let example = fs::read_to_string(pxe.join("pxelinux.cfg/01-aa-bb-cc-dd-ee-ff")).unwrap();
+    assert_eq!(
+        example.matches(EXAMPLE_MAC_PARAMS).count(),
+        1,
+        "the per-MAC example lacks {EXAMPLE_MAC_PARAMS:?}:\n{example}"
     );
-    let (ready, took) = vm.wait_for("p2xen-live: ready");
-    eprintln!(
-        "USB with live image, SeaBIOS: ready after {:.1} s (TCG)",
-        took.as_secs_f64()
-    );
-    if !ready.contains("1 source disk(s), boot medium /dev/sda left alone") {
-        vm.fail(&format!("wrong disks at the ready marker: {ready:?}"));
-    }
-    drop(vm);
-    assert_eq!(hash_file(&source), before, "the source disk changed");
+    fs::write(
+        pxe.join("pxelinux.cfg/01-52-54-00-12-34-56"),
+        example.replace(EXAMPLE_MAC_PARAMS, &m.params),
+    )
+    .unwrap();
+    let net = format!("user,id=n,tftp={},bootfile=pxelinux.0", path(&pxe));
+    let vm = m
+        .vm(Firmware::SeaBios)
+        .arg("-netdev")
+        .arg(&net)
+        .arg("-device")
+        .arg("e1000,netdev=n,mac=52:54:00:12:34:56")
+        .arg("-boot")
+        .arg("n")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.check("PXE pxelinux per-MAC, SeaBIOS", vm, "1 source disk(s)");
 }

@@ -11,6 +11,9 @@
 //! vm.send("poweroff\n");
 //! vm.wait_exit(Duration::from_secs(60));
 //! ```
+//!
+//! `Vm::firmware(Firmware::Ovmf)` boots through the firmware instead (no
+//! `-kernel`): the boot media tests attach the medium with `arg`/`disk`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -30,9 +33,25 @@ pub enum DiskBus {
     VirtioScsi,
 }
 
+/// The firmware of a VM that boots from its media rather than `-kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default BIOS.
+    SeaBios,
+    /// UEFI, Debian's `ovmf` package.
+    Ovmf,
+}
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
+enum Boot {
+    Kernel { kernel: PathBuf, initrd: PathBuf },
+    Firmware(Firmware),
+}
+
 pub struct VmBuilder {
-    kernel: PathBuf,
-    initrd: PathBuf,
+    boot: Boot,
     append: Vec<String>,
     memory_mib: u32,
     args: Vec<String>,
@@ -41,7 +60,8 @@ pub struct VmBuilder {
 }
 
 impl VmBuilder {
-    /// Extra words for the kernel command line (after `console=ttyS0`).
+    /// Extra words for the kernel command line (after `console=ttyS0`);
+    /// ignored on a firmware boot, where the boot loader chooses it.
     pub fn append(mut self, words: &str) -> Self {
         self.append.push(words.to_string());
         self
@@ -113,29 +133,51 @@ impl VmBuilder {
     }
 
     pub fn start(self) -> Result<Vm, String> {
-        for f in [&self.kernel, &self.initrd] {
-            if !f.exists() {
-                return Err(format!("{} missing: run build/live first", f.display()));
-            }
-        }
-        let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
-        append.extend(self.append.iter().cloned());
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
             "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-smp", "1",
         ])
         .args(["-m", &self.memory_mib.to_string()])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .args(["-no-reboot", "-nodefaults"])
-        .arg("-kernel")
-        .arg(&self.kernel)
-        .arg("-initrd")
-        .arg(&self.initrd)
-        .args(["-append", &append.join(" ")])
-        .args(&self.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg("-no-reboot");
+        let mut vars_dir = None;
+        match &self.boot {
+            Boot::Kernel { kernel, initrd } => {
+                for f in [kernel, initrd] {
+                    if !f.exists() {
+                        return Err(format!("{} missing: run build/live first", f.display()));
+                    }
+                }
+                let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+                append.extend(self.append.iter().cloned());
+                cmd.arg("-nodefaults")
+                    .arg("-kernel")
+                    .arg(kernel)
+                    .arg("-initrd")
+                    .arg(initrd)
+                    .args(["-append", &append.join(" ")]);
+            }
+            // A firmware boot keeps QEMU's default devices (VGA above all):
+            // the firmware and boot loaders expect a display adapter, as on
+            // a real machine. Tests pass `-nic none` when they want no NIC.
+            Boot::Firmware(Firmware::SeaBios) => {}
+            Boot::Firmware(Firmware::Ovmf) => {
+                // Each VM gets its own writable copy of the UEFI variables.
+                let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                let vars = dir.path().join("OVMF_VARS.fd");
+                std::fs::copy(OVMF_VARS, &vars)
+                    .map_err(|e| format!("{OVMF_VARS}: {e} (apt-get install ovmf)"))?;
+                cmd.arg("-drive")
+                    .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                    .arg("-drive")
+                    .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+                vars_dir = Some(dir);
+            }
+        }
+        cmd.args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
@@ -198,6 +240,7 @@ impl VmBuilder {
             log,
             readers: Mutex::new(readers),
             started: Instant::now(),
+            _vars: vars_dir,
         })
     }
 }
@@ -209,13 +252,27 @@ pub struct Vm {
     /// Copy QEMU's output into `log`; joined once QEMU exits so the log is complete.
     readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: Instant,
+    /// The OVMF variable store's directory, removed with the VM.
+    _vars: Option<tempfile::TempDir>,
 }
 
 impl Vm {
+    /// A VM that boots `kernel` and `initrd` directly (`-kernel`, `-nodefaults`).
     pub fn builder(kernel: impl AsRef<Path>, initrd: impl AsRef<Path>) -> VmBuilder {
-        VmBuilder {
+        Self::with_boot(Boot::Kernel {
             kernel: kernel.as_ref().to_path_buf(),
             initrd: initrd.as_ref().to_path_buf(),
+        })
+    }
+
+    /// A VM that boots through `firmware` from the media the test attaches.
+    pub fn firmware(firmware: Firmware) -> VmBuilder {
+        Self::with_boot(Boot::Firmware(firmware))
+    }
+
+    fn with_boot(boot: Boot) -> VmBuilder {
+        VmBuilder {
+            boot,
             append: Vec::new(),
             memory_mib: 512,
             args: Vec::new(),
@@ -260,6 +317,35 @@ impl Vm {
             }
             if t0.elapsed() > timeout {
                 panic!("no {marker:?} within {timeout:?} (serial log printed below)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Like [`Vm::wait_for`], then also waits for the end of that line;
+    /// returns the rest of the line after `marker` (trimmed) and the time.
+    pub fn wait_for_line(&self, marker: &str, timeout: Duration) -> (String, Duration) {
+        let t0 = Instant::now();
+        self.wait_for(marker, timeout);
+        loop {
+            let log = self.log();
+            let rest = log.split_once(marker).map(|(_, r)| r).unwrap_or_default();
+            if let Some((line, _)) = rest.split_once('\n') {
+                return (line.trim().to_string(), self.started.elapsed());
+            }
+            // A VM that powered off has written its last byte: no line break
+            // is coming, the line ends here.
+            if self.exited().is_some() {
+                std::thread::sleep(Duration::from_millis(200));
+                let log = self.log();
+                let rest = log.split_once(marker).map(|(_, r)| r).unwrap_or_default();
+                let line = rest.split_once('\n').map_or(rest, |(l, _)| l);
+                return (line.trim().to_string(), self.started.elapsed());
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "{marker:?} line not complete within {timeout:?} (serial log printed below)"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
