@@ -4,53 +4,17 @@
 //! (c) one half of an md RAID1 (metadata 1.0, ext4 inside).
 //! Every test keeps the "source" image apart and checks it is unchanged.
 
-use std::io::Write;
+mod common;
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::fixtures::{
+    MIB, blkid_probe, dd_into, debugfs, hash_file, hash_range, mkswap_at, need, patch, peek,
+    run_stdin, sfdisk, sparse_image, tool, write_tree,
+};
 use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType};
-use sha2::{Digest, Sha256};
-
-const MIB: u64 = 1024 * 1024;
-
-fn tool(cmd: &str, package: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}: install Debian package {package}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sha(path: &Path) -> String {
-    let data = std::fs::read(path).unwrap();
-    format!("{:x}", Sha256::digest(&data))
-}
-
-fn sha_range(path: &Path, off: u64, len: u64) -> String {
-    let f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, off).unwrap();
-    format!("{:x}", Sha256::digest(&buf))
-}
-
-/// Writes a tree of files: (guest path, content); content "->TARGET" makes a symlink.
-fn tree(root: &Path, files: &[(&str, &str)]) {
-    for (p, content) in files {
-        let dst = root.join(p.trim_start_matches('/'));
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        match content.strip_prefix("->") {
-            Some(target) => std::os::unix::fs::symlink(target, &dst).unwrap(),
-            None => std::fs::write(&dst, content).unwrap(),
-        }
-    }
-}
 
 /// An initrd: an uncompressed early (microcode) cpio, then the main cpio
 /// compressed with `compressor`, as Debian builds them.
@@ -61,43 +25,38 @@ fn initrd(dir: &Path, files: &[&str], compressor: &str) -> Vec<u8> {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"module").unwrap();
         }
-        let mut child = Command::new("cpio")
-            .args(["-o", "-H", "newc", "--quiet"])
-            .current_dir(root)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("cpio: install Debian package cpio");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(names.join("\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        out.stdout
+        need("cpio", "cpio");
+        run_stdin(
+            Command::new("cpio")
+                .args(["-o", "-H", "newc", "--quiet"])
+                .current_dir(root),
+            names.join("\n").as_bytes(),
+        )
+        .stdout
     };
     let early = dir.join("early");
     let main = dir.join("main");
     let mut img = cpio(&early, &["kernel/x86/microcode/GenuineIntel.bin"]);
     let body = cpio(&main, files);
-    let mut child = Command::new(compressor)
-        .arg("-c")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{compressor}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&body).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    // The Debian package is named like the compressor (gzip, zstd).
+    need(compressor, compressor);
+    let out = run_stdin(Command::new(compressor).arg("-c"), &body);
     img.extend(out.stdout);
     img
 }
 
-/// A filesystem image from a directory (mke2fs -d), its UUID.
-fn mkfs(kind: &str, dir: &Path, img: &Path, size: u64, uuid: &str) {
+/// An ext filesystem of `size` bytes made from `dir` (mke2fs -d) with the
+/// given UUID, then written into `disk` at `off`; `label` set with e2label.
+fn mkfs_into(
+    disk: &Path,
+    off: u64,
+    kind: &str,
+    dir: &Path,
+    size: u64,
+    uuid: &str,
+    label: Option<&str>,
+) {
+    let img = disk.with_extension(format!("part{off}.img"));
     tool(
         "mke2fs",
         "e2fsprogs",
@@ -114,38 +73,24 @@ fn mkfs(kind: &str, dir: &Path, img: &Path, size: u64, uuid: &str) {
             &format!("{}k", size / 1024),
         ],
     );
+    if let Some(label) = label {
+        tool("e2label", "e2fsprogs", &[&img.to_string_lossy(), label]);
+    }
+    dd_into(disk, off, &img);
+    std::fs::remove_file(&img).unwrap();
 }
 
-fn put(disk: &Path, off: u64, part_img: &Path) {
-    let data = std::fs::read(part_img).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
-    f.write_all_at(&data, off).unwrap();
-}
-
-fn sfdisk(disk: &Path, script: &str) {
-    let mut child = Command::new("sfdisk")
-        .args(["-q", &disk.to_string_lossy()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("sfdisk: install Debian package fdisk");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk {script}");
+/// A 64 MiB sparse source disk in `dir` partitioned by an sfdisk script.
+fn source_disk(dir: &Path, table: &str) -> PathBuf {
+    let src = dir.join("source.img");
+    sparse_image(&src, 64 * MIB);
+    sfdisk(&src, table);
+    src
 }
 
 /// A file inside an ext filesystem of an image, read with debugfs (no mount).
 fn guest_file(img: &Path, off: u64, path: &str) -> Option<String> {
-    let spec = format!("{}?offset={off}", img.display());
-    let out = tool(
-        "debugfs",
-        "e2fsprogs",
-        &["-R", &format!("cat {path}"), &spec],
-    );
+    let out = debugfs(img, off, &format!("cat {path}"));
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("not found") {
         None
@@ -155,12 +100,7 @@ fn guest_file(img: &Path, off: u64, path: &str) -> Option<String> {
 }
 
 fn guest_stat(img: &Path, off: u64, path: &str) -> String {
-    let spec = format!("{}?offset={off}", img.display());
-    let out = tool(
-        "debugfs",
-        "e2fsprogs",
-        &["-R", &format!("stat {path}"), &spec],
-    );
+    let out = debugfs(img, off, &format!("stat {path}"));
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -226,7 +166,7 @@ impl Fixture {
         std::fs::write(store.join("report.json"), r#"{"copy":{"verified":true}}"#).unwrap();
         let xen_dir = tmp.path().join("xen");
         Fixture {
-            source_sha: sha(&source),
+            source_sha: hash_file(&source),
             source,
             store,
             xen_dir,
@@ -245,7 +185,11 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        assert_eq!(sha(&self.source), self.source_sha, "source image changed");
+        assert_eq!(
+            hash_file(&self.source),
+            self.source_sha,
+            "source image changed"
+        );
     }
 }
 
@@ -293,7 +237,7 @@ fn seed() -> Fixture {
         &["lib/modules/2.6.18-6-xen-686/kernel/fs/ext3/ext3.ko"],
         "gzip",
     );
-    tree(
+    write_tree(
         &root,
         &[
             ("/etc/fstab", SEED_FSTAB),
@@ -320,25 +264,12 @@ fn seed() -> Fixture {
         ],
     );
     std::fs::write(root.join("boot/initrd.img-2.6.18-6-xen-686"), initrd_img).unwrap();
-    let src = tmp.path().join("source.img");
-    std::fs::File::create(&src)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    sfdisk(
-        &src,
+    let src = source_disk(
+        tmp.path(),
         "label: dos\nstart=2048, size=81920, type=83, bootable\nstart=83968, size=32768, type=82\n",
     );
-    let p1 = tmp.path().join("p1.img");
-    mkfs("ext3", &root, &p1, P1_SIZE, SEED_ROOT_UUID);
-    put(&src, P1, &p1);
-    let p2 = tmp.path().join("p2.img");
-    std::fs::File::create(&p2)
-        .unwrap()
-        .set_len(P2_SIZE)
-        .unwrap();
-    tool("mkswap", "util-linux", &["-q", &p2.to_string_lossy()]);
-    put(&src, P2, &p2);
+    mkfs_into(&src, P1, "ext3", &root, P1_SIZE, SEED_ROOT_UUID, None);
+    mkswap_at(&src, P2, P2_SIZE, None);
     let machine = format!(
         r#"{{"name":"seed","hostname":"seed","cpus":1,"memory_bytes":268435456,
   "nics":[{{"name":"eth0","mac":"00:0C:29:AB:CD:EF","driver":"8139too"}}],
@@ -357,12 +288,12 @@ fn seed() -> Fixture {
 #[test]
 fn seed_server_disk_layout() {
     let fx = seed();
-    let before = sha(&fx.disk());
+    let before = hash_file(&fx.disk());
 
     let mut req = fx.request("seed");
     req.dry_run = true;
     let dry = guest::convert(&req).unwrap();
-    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert_eq!(hash_file(&fx.disk()), before, "dry run changed the image");
     assert!(
         !fx.xen_dir.join("seed.cfg").exists(),
         "dry run wrote a config"
@@ -370,7 +301,7 @@ fn seed_server_disk_layout() {
     assert!(diff_of(&dry, "/etc/fstab").contains("+/dev/xvda1       /"));
 
     let rep = guest::convert(&fx.request("seed")).unwrap();
-    assert_ne!(sha(&fx.disk()), before);
+    assert_ne!(hash_file(&fx.disk()), before);
     let img = fx.disk();
     assert_eq!(
         guest_file(&img, P1, "/etc/fstab").unwrap(),
@@ -493,8 +424,8 @@ initrd /boot/initrd.img-2.6.18-6-xen-686
 #[test]
 fn seed_server_partitions_layout() {
     let fx = seed();
-    let disk_before = sha(&fx.disk());
-    let swap_sha = sha_range(&fx.source, P2, P2_SIZE);
+    let disk_before = hash_file(&fx.disk());
+    let swap_sha = hash_range(&fx.source, P2, P2_SIZE as usize);
     let mut req = fx.request("seed");
     req.layout = Some(Layout::Partitions);
     req.memory_mib = Some(512);
@@ -502,7 +433,7 @@ fn seed_server_partitions_layout() {
     req.skip = vec![FixupKind::Monitoring];
     let rep = guest::convert(&req).unwrap();
     assert_eq!(
-        sha(&fx.disk()),
+        hash_file(&fx.disk()),
         disk_before,
         "layout partitions must not change disk0.img"
     );
@@ -510,7 +441,7 @@ fn seed_server_partitions_layout() {
     let p2 = fx.store.join("disk0-part2.img");
     assert_eq!(std::fs::metadata(&p1).unwrap().len(), P1_SIZE);
     assert_eq!(
-        sha(&p2),
+        hash_file(&p2),
         swap_sha,
         "swap partition image differs from the partition's bytes"
     );
@@ -583,7 +514,10 @@ fn sparse_partition_copy_keeps_bytes_and_holes() {
     let out = tmp.path().join("part.img");
     let data = p2xen::guest::split::copy_partition(&disk, 4 * MIB, 32 * MIB, &out).unwrap();
     assert!(data > 0 && data < 4 * MIB, "copied {data} bytes");
-    assert_eq!(sha(&out), sha_range(&disk, 4 * MIB, 32 * MIB));
+    assert_eq!(
+        hash_file(&out),
+        hash_range(&disk, 4 * MIB, 32 * MIB as usize)
+    );
     use std::os::unix::fs::MetadataExt;
     let allocated = std::fs::metadata(&out).unwrap().blocks() * 512;
     assert!(
@@ -626,7 +560,7 @@ fn debian() -> Fixture {
          UUID={DEB_SWAP_UUID} none            swap    sw              0       0\n\
          /dev/sr0        /media/cdrom0   udf,iso9660 user,noauto     0       0\n"
     );
-    tree(
+    write_tree(
         &root,
         &[
             ("/etc/fstab", &fstab),
@@ -660,18 +594,11 @@ fn debian() -> Fixture {
         ],
     );
     std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
-    let src = tmp.path().join("source.img");
-    std::fs::File::create(&src)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    sfdisk(
-        &src,
+    let src = source_disk(
+        tmp.path(),
         "label: gpt\nstart=2048, size=81920, type=L\nstart=83968, size=32768, type=S\n",
     );
-    let p1 = tmp.path().join("p1.img");
-    mkfs("ext4", &root, &p1, P1_SIZE, DEB_ROOT_UUID);
-    put(&src, P1, &p1);
+    mkfs_into(&src, P1, "ext4", &root, P1_SIZE, DEB_ROOT_UUID, None);
     let machine = format!(
         r#"{{"name":"web1","hostname":"web1","cpus":2,"memory_bytes":2147483648,
   "nics":[{{"name":"eno1","mac":"52:54:00:12:34:56","driver":"e1000e"}},{{"name":"eno2","mac":"52:54:00:12:34:57","driver":"e1000e"}}],
@@ -781,7 +708,7 @@ fn modern_debian() {
 #[test]
 fn modern_debian_pvh_dry_run_via_cli() {
     let fx = debian();
-    let before = sha(&fx.disk());
+    let before = hash_file(&fx.disk());
     let out = Command::new(env!("CARGO_BIN_EXE_p2xen"))
         .args(["convert", "--name", "web1", "--store"])
         .arg(fx.store.parent().unwrap())
@@ -804,7 +731,7 @@ fn modern_debian_pvh_dry_run_via_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert_eq!(hash_file(&fx.disk()), before, "dry run changed the image");
     assert!(!fx.xen_dir.exists());
     assert_eq!(
         std::fs::read_to_string(fx.store.join("report.json")).unwrap(),
@@ -887,7 +814,7 @@ fn md_member() -> Fixture {
         &["usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko"],
         "zstd",
     );
-    tree(
+    write_tree(
         &root,
         &[
             ("/etc/fstab", MD_FSTAB),
@@ -906,25 +833,18 @@ fn md_member() -> Fixture {
         ],
     );
     std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
-    let src = tmp.path().join("source.img");
-    std::fs::File::create(&src)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    sfdisk(&src, "label: dos\nstart=2048, size=81920, type=fd\n");
-    let p1 = tmp.path().join("p1.img");
-    mkfs(
+    let src = source_disk(tmp.path(), "label: dos\nstart=2048, size=81920, type=fd\n");
+    mkfs_into(
+        &src,
+        P1,
         "ext4",
         &root,
-        &p1,
         P1_SIZE - MIB,
         "3d3d3d3d-0000-4000-8000-000000000001",
+        None,
     );
-    put(&src, P1, &p1);
     let (sb_off, sb) = md10_superblock(P1_SIZE);
-    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.write_all_at(&sb, P1 + sb_off).unwrap();
-    drop(f);
+    patch(&src, P1 + sb_off, &sb);
     let machine = format!(
         r#"{{"name":"srv","cpus":4,"memory_bytes":1073741824,"nics":[],
   "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr",
@@ -936,20 +856,12 @@ fn md_member() -> Fixture {
 }
 
 fn part_file(img: &Path, off: u64, len: u64, out: &Path) -> PathBuf {
-    let f = std::fs::File::open(img).unwrap();
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, off).unwrap();
-    std::fs::write(out, buf).unwrap();
+    std::fs::write(out, peek(img, off, len as usize)).unwrap();
     out.to_path_buf()
 }
 
 fn blkid_type(img: &Path) -> String {
-    let out = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "TYPE"])
-        .arg(img)
-        .output()
-        .expect("blkid: install util-linux");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    blkid_probe(img, 0).remove("TYPE").unwrap_or_default()
 }
 
 #[test]
@@ -960,12 +872,12 @@ fn md_raid1_member_is_flattened() {
     assert_eq!(blkid_type(&member), "linux_raid_member");
     tool("mdadm", "mdadm", &["--examine", &member.to_string_lossy()]);
 
-    let before = sha(&fx.disk());
+    let before = hash_file(&fx.disk());
     let mut dry = fx.request("srv");
     dry.dry_run = true;
     dry.xen_type = Some(XenType::Pv);
     let d = guest::convert(&dry).unwrap();
-    assert_eq!(sha(&fx.disk()), before, "dry run changed the image");
+    assert_eq!(hash_file(&fx.disk()), before, "dry run changed the image");
     assert!(
         d.fixups
             .iter()
@@ -1070,7 +982,7 @@ fn failure_leaves_no_loop_device_or_mount() {
             1,
         );
     std::fs::write(fx.store.join("machine.json"), m).unwrap();
-    let before = sha(&fx.disk());
+    let before = hash_file(&fx.disk());
     let err = guest::convert(&fx.request("seed")).unwrap_err();
     assert!(err.to_string().contains("mount -t ext4"), "{err}");
     let out = tool(
@@ -1101,7 +1013,7 @@ fn failure_leaves_no_loop_device_or_mount() {
             assert_ne!(Path::new(b.trim()), disk, "mount of {dev} left behind");
         }
     }
-    assert_eq!(sha(&fx.disk()), before);
+    assert_eq!(hash_file(&fx.disk()), before);
     assert!(!fx.xen_dir.join("seed.cfg").exists());
 }
 
@@ -1330,7 +1242,7 @@ fn separate_boot_partition_found_by_label() {
     let tmp = tempfile::tempdir().unwrap();
     let boot = tmp.path().join("boot");
     let root = tmp.path().join("root");
-    tree(
+    write_tree(
         &boot,
         &[
             (
@@ -1344,7 +1256,7 @@ fn separate_boot_partition_found_by_label() {
             ),
         ],
     );
-    tree(
+    write_tree(
         &root,
         &[
             (
@@ -1355,35 +1267,29 @@ fn separate_boot_partition_found_by_label() {
         ],
     );
     std::fs::create_dir_all(root.join("boot")).unwrap();
-    let src = tmp.path().join("source.img");
-    std::fs::File::create(&src)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    sfdisk(
-        &src,
+    let src = source_disk(
+        tmp.path(),
         "label: dos\nstart=2048, size=32768, type=83\nstart=34816, size=81920, type=83\n",
     );
     let (b_off, b_size, r_off, r_size) = (MIB, 16 * MIB, 17 * MIB, 40 * MIB);
-    let bimg = tmp.path().join("b.img");
-    mkfs(
+    mkfs_into(
+        &src,
+        b_off,
         "ext2",
         &boot,
-        &bimg,
         b_size,
         "b0000000-0000-4000-8000-000000000001",
+        Some("boot"),
     );
-    tool("e2label", "e2fsprogs", &[&bimg.to_string_lossy(), "boot"]);
-    put(&src, b_off, &bimg);
-    let rimg = tmp.path().join("r.img");
-    mkfs(
+    mkfs_into(
+        &src,
+        r_off,
         "ext3",
         &root,
-        &rimg,
         r_size,
         "b0000000-0000-4000-8000-000000000002",
+        None,
     );
-    put(&src, r_off, &rimg);
     let machine = format!(
         r#"{{"name":"old","cpus":1,"memory_bytes":536870912,"nics":[],
   "disks":[{{"table":"mbr","partitions":[
@@ -1408,15 +1314,7 @@ fn separate_boot_partition_found_by_label() {
         "/dev/xvda2 / ext3 defaults 0 1\nLABEL=boot /boot ext2 defaults 0 2\n"
     );
     // Nothing was written into the root filesystem's own /boot directory.
-    let ls = tool(
-        "debugfs",
-        "e2fsprogs",
-        &[
-            "-R",
-            "ls /boot",
-            &format!("{}?offset={r_off}", img.display()),
-        ],
-    );
+    let ls = debugfs(&img, r_off, "ls /boot");
     let names = String::from_utf8_lossy(&ls.stdout);
     assert!(!names.contains("grub"), "{names}");
     assert_eq!(rep.kernels[0].version, "2.6.32-5-xen-amd64");

@@ -49,7 +49,7 @@ fn mbr_server_filesystems_match_blkid_and_dumpe2fs() {
     let tmp = tempfile::tempdir().unwrap();
     let f = mbr_server(tmp.path());
     let swap_offset = 18432 * SECTOR;
-    mkswap_at(&f.image, swap_offset, 8192 * SECTOR, "swap0");
+    mkswap_at(&f.image, swap_offset, 8192 * SECTOR, Some("swap0"));
     let before = hash_file(&f.image);
     let (v, code, stderr) = inspect_json(&[&f.image]);
     assert_eq!(code, 0, "{stderr}\n{v:#}");

@@ -27,6 +27,12 @@ pub fn need(tool: &str, package: &str) {
 
 /// Runs a command, panics with its stderr when it fails, returns stdout.
 pub fn run(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_output(cmd).stdout).into_owned()
+}
+
+/// Runs a command, panics with its stderr when it fails, returns its whole
+/// output (for tools that report on stderr even when they succeed).
+pub fn run_output(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -36,7 +42,26 @@ pub fn run(cmd: &mut Command) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// Runs `cmd ARGS` after checking it is installed (from `package`).
+pub fn tool(cmd: &str, package: &str, args: &[&str]) -> Output {
+    need(cmd, package);
+    run_output(Command::new(cmd).args(args))
+}
+
+/// Writes a tree of files under `root`: (path, content), paths relative or
+/// absolute inside the tree; content "->TARGET" makes a symlink.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        let dst = root.join(p.trim_start_matches('/'));
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        match content.strip_prefix("->") {
+            Some(target) => std::os::unix::fs::symlink(target, &dst).unwrap(),
+            None => fs::write(&dst, content).unwrap(),
+        }
+    }
 }
 
 /// A sparse file of `size` bytes.
@@ -45,30 +70,40 @@ pub fn sparse_image(path: &Path, size: u64) {
     f.set_len(size).unwrap();
 }
 
-/// Writes a partition table with an `sfdisk` script.
-pub fn sfdisk(image: &Path, script: &str) {
-    need("sfdisk", "fdisk");
-    let mut child = Command::new("sfdisk")
-        .arg("--quiet")
-        .arg("--no-reread")
-        .arg("--no-tell-kernel")
-        .arg(image)
+/// Runs a command with `input` on its stdin (written from a thread, so a
+/// child that answers before reading all of it cannot deadlock us); panics
+/// with its stderr when it fails.
+pub fn run_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn sfdisk (package fdisk)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(
         out.status.success(),
-        "sfdisk failed: {}",
+        "{cmd:?} failed: {}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a partition table with an `sfdisk` script.
+pub fn sfdisk(image: &Path, script: &str) {
+    need("sfdisk", "fdisk");
+    run_stdin(
+        Command::new("sfdisk")
+            .arg("--quiet")
+            .arg("--no-reread")
+            .arg("--no-tell-kernel")
+            .arg(image),
+        script.as_bytes(),
     );
 }
 
@@ -107,24 +142,21 @@ impl RootTree {
 
     /// Writes the tree under `dir`.
     pub fn write(&self, dir: &Path) {
-        let w = |rel: &str, text: &str| {
-            let p = dir.join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
-        };
-        w(
-            "usr/lib/os-release",
-            &format!(
-                "PRETTY_NAME=\"{}\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
-                self.pretty_name
-            ),
+        let os_release = format!(
+            "PRETTY_NAME=\"{}\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+            self.pretty_name
         );
-        // Like Debian: /etc/os-release is a relative symlink into /usr/lib.
-        fs::create_dir_all(dir.join("etc")).unwrap();
-        std::os::unix::fs::symlink("../usr/lib/os-release", dir.join("etc/os-release")).unwrap();
-        w("etc/hostname", &format!("{}\n", self.hostname));
-        w("etc/fstab", &self.fstab);
-        w("usr/lib/systemd/systemd", "\x7fELF");
+        write_tree(
+            dir,
+            &[
+                ("usr/lib/os-release", &os_release),
+                // Like Debian: /etc/os-release is a relative symlink into /usr/lib.
+                ("etc/os-release", "->../usr/lib/os-release"),
+                ("etc/hostname", &format!("{}\n", self.hostname)),
+                ("etc/fstab", &self.fstab),
+                ("usr/lib/systemd/systemd", "\x7fELF"),
+            ],
+        );
         if self.boot_in_root {
             BootTree {
                 kernels: self.kernels.clone(),
@@ -180,22 +212,26 @@ pub fn at_offset(image: &Path, offset: u64) -> String {
     format!("{}?offset={offset}", image.display())
 }
 
+/// `debugfs -R REQUEST` on the ext filesystem at `offset` (read-only, no
+/// mount). debugfs exits 0 even when the request fails: its complaint is on
+/// stderr.
+pub fn debugfs(image: &Path, offset: u64, request: &str) -> Output {
+    tool(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", request, &at_offset(image, offset)],
+    )
+}
+
 /// A file's content read by `debugfs` (independent of p2xen's reader).
 pub fn debugfs_cat(image: &Path, offset: u64, path: &str) -> String {
-    need("debugfs", "e2fsprogs");
-    run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(at_offset(image, offset)))
+    String::from_utf8_lossy(&debugfs(image, offset, &format!("cat {path}")).stdout).into_owned()
 }
 
 /// File names in a directory, by `debugfs ls -l` (regular files only).
 pub fn debugfs_ls_files(image: &Path, offset: u64, dir: &str) -> Vec<String> {
-    need("debugfs", "e2fsprogs");
-    let out = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("ls -l {dir}"))
-        .arg(at_offset(image, offset)));
+    let out = debugfs(image, offset, &format!("ls -l {dir}"));
+    let out = String::from_utf8_lossy(&out.stdout);
     let mut names: Vec<String> = out
         .lines()
         .filter_map(|l| {
@@ -238,6 +274,11 @@ pub fn dd_into(image: &Path, offset: u64, src: &Path) {
             "oflag=seek_bytes",
         ])
         .arg(format!("seek={offset}")));
+}
+
+/// blake3 of `len` bytes at `offset` of a file, hex.
+pub fn hash_range(path: &Path, offset: u64, len: usize) -> String {
+    blake3::hash(&peek(path, offset, len)).to_hex().to_string()
 }
 
 /// blake3 of a whole file, hex.
@@ -373,16 +414,17 @@ pub fn gpt_server(dir: &Path) -> GptServer {
 }
 
 /// Makes swap of `size` bytes at `offset` of `image` (mkswap on a separate
-/// file, then copied into place sparsely).
-pub fn mkswap_at(image: &Path, offset: u64, size: u64, label: &str) {
+/// file, then copied into place sparsely), labelled if `label` is given.
+pub fn mkswap_at(image: &Path, offset: u64, size: u64, label: Option<&str>) {
     need("mkswap", "util-linux");
     let tmp = image.with_extension(format!("swap{offset}.tmp"));
     sparse_image(&tmp, size);
-    run(Command::new("mkswap")
-        .arg("-q")
-        .arg("-L")
-        .arg(label)
-        .arg(&tmp));
+    let mut cmd = Command::new("mkswap");
+    cmd.arg("-q");
+    if let Some(label) = label {
+        cmd.arg("-L").arg(label);
+    }
+    run(cmd.arg(&tmp));
     dd_into(image, offset, &tmp);
     fs::remove_file(&tmp).unwrap();
 }
