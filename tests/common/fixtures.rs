@@ -36,6 +36,11 @@ pub fn run_output(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    succeeded(cmd, out)
+}
+
+/// `out` of `cmd`, after panicking with its stderr if it failed.
+fn succeeded(cmd: &Command, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -85,13 +90,7 @@ pub fn run_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(cmd, out)
 }
 
 /// Writes a partition table with an `sfdisk` script.

@@ -5,39 +5,21 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+// The disk-image helpers every test file shares; menu_copy.rs includes this
+// harness without `mod common`, so the harness brings them in itself.
+#[path = "../common/fixtures.rs"]
+mod fixtures;
+
+use fixtures::{at_offset, patch, run, sfdisk};
+// menu_copy.rs calls it by this name.
+pub use fixtures::hash_file as blake3_file;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_p2xen");
-
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install the package that provides it)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-pub fn blake3_file(p: &Path) -> String {
-    let mut h = blake3::Hasher::new();
-    let mut f = std::fs::File::open(p).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().to_hex().to_string()
-}
 
 /// Deterministic pseudo-random bytes (incompressible).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -71,21 +53,10 @@ pub fn mbr_ext4_swap(dir: &Path) -> PathBuf {
     std::fs::write(tree.join("var/log/syslog"), log).unwrap();
     std::fs::write(tree.join("random.bin"), noise(6 << 20, 99)).unwrap();
     std::fs::write(tree.join("empty"), b"").unwrap();
-    let mut sf = Command::new("sfdisk")
-        .args(["--no-reread", "--no-tell-kernel", "-q"])
-        .arg(&img)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sfdisk (package fdisk)");
-    sf.stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"label: dos\nstart=2048, size=81920, type=83\nstart=83968, size=32768, type=82\n",
-        )
-        .unwrap();
-    assert!(sf.wait().unwrap().success());
+    sfdisk(
+        &img,
+        "label: dos\nstart=2048, size=81920, type=83\nstart=83968, size=32768, type=82\n",
+    );
     run(Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-E"])
         .arg(format!("offset={PART1_START}"))
@@ -96,10 +67,8 @@ pub fn mbr_ext4_swap(dir: &Path) -> PathBuf {
     let swap = dir.join("swap.part");
     std::fs::write(&swap, vec![0u8; 16 << 20]).unwrap();
     run(Command::new("mkswap").arg(&swap));
-    run(Command::new("dd")
-        .arg(format!("if={}", swap.display()))
-        .arg(format!("of={}", img.display()))
-        .args(["bs=512", "seek=83968", "conv=notrunc,fsync", "status=none"]));
+    // Every byte, zeros too: the disk under it is noise.
+    patch(&img, 83968 * 512, &std::fs::read(&swap).unwrap());
     img
 }
 
@@ -109,13 +78,13 @@ pub fn dump_fs(img: &Path, offset: u64, out: &Path) {
     run(Command::new("debugfs")
         .arg("-R")
         .arg(format!("rdump / {}", out.display()))
-        .arg(format!("{}?offset={offset}", img.display())));
+        .arg(at_offset(img, offset)));
 }
 
 pub fn e2fsck_ok(img: &Path, offset: u64) {
     run(Command::new("e2fsck")
         .arg("-fn")
-        .arg(format!("{}?offset={offset}", img.display())));
+        .arg(at_offset(img, offset)));
 }
 
 /// Every regular file under `dir` with its BLAKE3, sorted.
