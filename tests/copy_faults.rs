@@ -12,53 +12,63 @@ fn random_image(dir: &std::path::Path, mib: usize) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn a_flipped_byte_in_transit_is_caught_and_the_copy_recovers() {
+/// Copies a random `mib` MiB image as `name` to a `--once` receiver through
+/// a proxy that applies `plan` to each connection, with `--retry-for
+/// retry_for`. Asserts the copy succeeded over at least `min_connections`
+/// connections and both the copy and the source equal the source's hash
+/// before; returns the receiver's log.
+fn copy_through_proxy(
+    name: &str,
+    mib: usize,
+    retry_for: &str,
+    min_connections: u64,
+    plan: impl Fn(usize) -> Fault + Send + Sync + 'static,
+) -> String {
     let d = tempfile::tempdir().unwrap();
-    let src = random_image(d.path(), 24);
+    let src = random_image(d.path(), mib);
     let before = blake3_file(&src);
     let store = d.path().join("store");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
+    let proxy = Proxy::start(r.addr().parse().unwrap(), plan);
+    let (ok, last, err) = send(
+        &proxy.addr(),
+        &r.token,
+        &r.fingerprint,
+        name,
+        &[&src],
+        &["--retry-for", retry_for],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        last["report"]["connections"].as_u64().unwrap() >= min_connections,
+        "{last}"
+    );
+    assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
+    assert_eq!(blake3_file(&store.join(name).join("disk0.img")), before);
+    assert_eq!(blake3_file(&src), before);
+    r.stderr.lock().unwrap().clone()
+}
+
+#[test]
+fn a_flipped_byte_in_transit_is_caught_and_the_copy_recovers() {
     // First connection: one bit flipped well inside the data stream.
-    let proxy = Proxy::start(r.addr().parse().unwrap(), |n| {
+    let log = copy_through_proxy("flip", 24, "30", 2, |n| {
         if n == 0 {
             Fault::FlipAt(5 << 20)
         } else {
             Fault::Pass
         }
     });
-    let (ok, last, err) = send(
-        &proxy.addr(),
-        &r.token,
-        &r.fingerprint,
-        "flip",
-        &[&src],
-        &["--retry-for", "30"],
-    );
-    assert!(ok, "{err}");
-    assert!(
-        last["report"]["connections"].as_u64().unwrap() >= 2,
-        "{last}"
-    );
-    assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
-    let log = r.stderr.lock().unwrap().clone();
     assert!(
         log.contains("connection lost"),
         "receiver did not notice: {log}"
     );
-    assert_eq!(blake3_file(&store.join("flip/disk0.img")), before);
-    assert_eq!(blake3_file(&src), before);
 }
 
 #[test]
 fn connections_cut_at_random_points_still_give_an_identical_image() {
-    let d = tempfile::tempdir().unwrap();
-    let src = random_image(d.path(), 40);
-    let before = blake3_file(&src);
-    let store = d.path().join("store");
-    let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
     // Eight cuts at pseudo-random offsets (handshake included), then a clean run.
-    let proxy = Proxy::start(r.addr().parse().unwrap(), |n| {
+    copy_through_proxy("cut", 40, "60", 9, |n| {
         if n < 8 {
             let x = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
             Fault::CutAt(x % (12 << 20))
@@ -66,22 +76,6 @@ fn connections_cut_at_random_points_still_give_an_identical_image() {
             Fault::Pass
         }
     });
-    let (ok, last, err) = send(
-        &proxy.addr(),
-        &r.token,
-        &r.fingerprint,
-        "cut",
-        &[&src],
-        &["--retry-for", "60"],
-    );
-    assert!(ok, "{err}");
-    assert!(
-        last["report"]["connections"].as_u64().unwrap() >= 9,
-        "{last}"
-    );
-    assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
-    assert_eq!(blake3_file(&store.join("cut/disk0.img")), before);
-    assert_eq!(blake3_file(&src), before);
 }
 
 #[test]
