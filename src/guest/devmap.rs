@@ -151,6 +151,15 @@ fn md_name(name: &str) -> Option<String> {
     parse_num(n).map(|n| format!("md{n}"))
 }
 
+/// Splits `N` or `NpP` (controller-style names: `c0d1p2`'s `1p2`,
+/// `nvme0n1p3`'s `1p3`, `mmcblk0p1`'s `0p1`) into `N` and partition `P`.
+fn split_partition(s: &str) -> Option<(&str, Option<u32>)> {
+    match s.split_once('p') {
+        Some((n, p)) => Some((n, Some(parse_num(p)?))),
+        None => Some((s, None)),
+    }
+}
+
 /// Parses `hda1`, `sdb`, `xvdc2`, `vda1`, `cciss/c0d1p2`, `ida/c0d0p1`,
 /// `nvme0n1p3`, `mmcblk0p1`.
 pub fn parse_disk_name(name: &str) -> Option<DiskPart> {
@@ -158,34 +167,21 @@ pub fn parse_disk_name(name: &str) -> Option<DiskPart> {
         if let Some(rest) = name.strip_prefix(prefix) {
             let rest = rest.strip_prefix('c')?;
             let (_ctrl, rest) = rest.split_once('d')?;
-            let (disk, part) = match rest.split_once('p') {
-                Some((d, p)) => (d, Some(parse_num(p)?)),
-                None => (rest, None),
-            };
+            let (disk, part) = split_partition(rest)?;
             let disk = parse_num(disk)? as usize;
             return Some(DiskPart { disk, part });
         }
     }
     if let Some(rest) = name.strip_prefix("nvme") {
         let (ctrl, rest) = rest.split_once('n')?;
-        let (_ns, part) = match rest.split_once('p') {
-            Some((n, p)) => (n, Some(parse_num(p)?)),
-            None => (rest, None),
-        };
-        return Some(DiskPart {
-            disk: parse_num(ctrl)? as usize,
-            part,
-        });
+        let (_ns, part) = split_partition(rest)?;
+        let disk = parse_num(ctrl)? as usize;
+        return Some(DiskPart { disk, part });
     }
     if let Some(rest) = name.strip_prefix("mmcblk") {
-        let (disk, part) = match rest.split_once('p') {
-            Some((d, p)) => (d, Some(parse_num(p)?)),
-            None => (rest, None),
-        };
-        return Some(DiskPart {
-            disk: parse_num(disk)? as usize,
-            part,
-        });
+        let (disk, part) = split_partition(rest)?;
+        let disk = parse_num(disk)? as usize;
+        return Some(DiskPart { disk, part });
     }
     for prefix in ["xvd", "hd", "sd", "vd"] {
         if let Some(rest) = name.strip_prefix(prefix) {

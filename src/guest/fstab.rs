@@ -127,22 +127,26 @@ mod tests {
     #[test]
     fn seed_fstab() {
         let map = DevMap::new(1, true);
-        assert_eq!(
-            fstab_line("/dev/hda1  /  ext3 defaults,errors=remount-ro 0 1", &map),
-            "/dev/xvda1  /  ext3 defaults,errors=remount-ro 0 1"
-        );
-        assert_eq!(
-            fstab_line("/dev/hdc /media/cdrom0 udf,iso9660 user,noauto 0 0", &map),
-            "# p2xen: not migrated (disk not migrated): /dev/hdc /media/cdrom0 udf,iso9660 user,noauto 0 0"
-        );
-        assert_eq!(
-            fstab_line("UUID=1234 / ext4 defaults 0 1", &map),
-            "UUID=1234 / ext4 defaults 0 1"
-        );
-        assert_eq!(
-            fstab_line("proc /proc proc defaults 0 0", &map),
-            "proc /proc proc defaults 0 0"
-        );
+        for (line, want) in [
+            (
+                "/dev/hda1  /  ext3 defaults,errors=remount-ro 0 1",
+                "/dev/xvda1  /  ext3 defaults,errors=remount-ro 0 1",
+            ),
+            (
+                "/dev/hdc /media/cdrom0 udf,iso9660 user,noauto 0 0",
+                "# p2xen: not migrated (disk not migrated): /dev/hdc /media/cdrom0 udf,iso9660 user,noauto 0 0",
+            ),
+            (
+                "UUID=1234 / ext4 defaults 0 1",
+                "UUID=1234 / ext4 defaults 0 1",
+            ),
+            (
+                "proc /proc proc defaults 0 0",
+                "proc /proc proc defaults 0 0",
+            ),
+        ] {
+            assert_eq!(fstab_line(line, &map), want, "{line}");
+        }
         assert_eq!(
             map_assignment("RESUME=/dev/sda2", &map),
             "RESUME=/dev/xvda2"

@@ -301,13 +301,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &[]);
         rep.error = Some(msg.clone());
         save_report(&dir, &rep);
-        send(
-            &mut s,
-            &Message::Refused {
-                reason: msg.clone(),
-                fatal: e.is_fatal(),
-            },
-        );
+        refuse(&mut s, msg.clone(), e.is_fatal());
         linger(&mut s);
         return if e.is_fatal() {
             Outcome::Failed(msg)
@@ -338,13 +332,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         log::error!("{name}: verification failed: {msg}");
         rep.error = Some(msg.clone());
         save_report(&dir, &rep);
-        send(
-            &mut s,
-            &Message::Refused {
-                reason: msg.clone(),
-                fatal: false,
-            },
-        );
+        refuse(&mut s, msg.clone(), false);
         return Outcome::Interrupted(msg);
     }
     rep.state = CopyState::Complete;

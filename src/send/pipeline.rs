@@ -202,17 +202,8 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
         };
         let Ok(job) = job else { return };
         let len = job.data.len() as u32;
-        let out = if job.hash_only {
-            Out {
-                disk: job.disk,
-                seq: job.seq,
-                record: ChunkRecord {
-                    offset: job.offset,
-                    len,
-                    hash: *blake3::hash(&job.data).as_bytes(),
-                },
-                payload: None,
-            }
+        let (hash, payload) = if job.hash_only {
+            (*blake3::hash(&job.data).as_bytes(), None)
         } else {
             let q = queued.load(Ordering::Relaxed);
             let link = if q == 0 {
@@ -223,16 +214,17 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
                 LinkState::Normal
             };
             let e = enc.encode(job.data, link);
-            Out {
-                disk: job.disk,
-                seq: job.seq,
-                record: ChunkRecord {
-                    offset: job.offset,
-                    len,
-                    hash: e.hash,
-                },
-                payload: Some((e.encoding, e.payload)),
-            }
+            (e.hash, Some((e.encoding, e.payload)))
+        };
+        let out = Out {
+            disk: job.disk,
+            seq: job.seq,
+            record: ChunkRecord {
+                offset: job.offset,
+                len,
+                hash,
+            },
+            payload,
         };
         queued.fetch_add(1, Ordering::Relaxed);
         if tx.send(Ok(out)).is_err() {

@@ -483,15 +483,7 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
             label,
             extra.join(" ")
         )?;
-        if let Some(os) = &p.os {
-            write_os(out, os, "       ")?;
-        }
-        for w in &p.warnings {
-            writeln!(out, "       warning: {w}")?;
-        }
-        for e in &p.errors {
-            writeln!(out, "       ERROR: {e}")?;
-        }
+        write_findings(out, p.os.as_ref(), &p.warnings, &p.errors, "       ")?;
     }
     if d.table == "none" {
         match d.filesystem.as_ref() {
@@ -502,14 +494,26 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
             None => writeln!(out, "  no partition table and no filesystem found")?,
         }
     }
-    if let Some(os) = &d.os {
-        write_os(out, os, "  ")?;
-    }
-    for w in &d.warnings {
-        writeln!(out, "  warning: {w}")?;
-    }
-    for e in &d.errors {
-        writeln!(out, "  ERROR: {e}")?;
-    }
+    write_findings(out, d.os.as_ref(), &d.warnings, &d.errors, "  ")?;
     writeln!(out)
+}
+
+/// What was found on a disk or partition: its OS, warnings and errors.
+fn write_findings(
+    out: &mut dyn Write,
+    os: Option<&OsInfo>,
+    warnings: &[String],
+    errors: &[String],
+    indent: &str,
+) -> std::io::Result<()> {
+    if let Some(os) = os {
+        write_os(out, os, indent)?;
+    }
+    for w in warnings {
+        writeln!(out, "{indent}warning: {w}")?;
+    }
+    for e in errors {
+        writeln!(out, "{indent}ERROR: {e}")?;
+    }
+    Ok(())
 }
