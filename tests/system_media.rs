@@ -44,6 +44,18 @@ fn build_media() -> Command {
     cmd
 }
 
+/// `build/media` around the stand-in in `standin`, into `out`.
+fn build_standin_media(standin: &Path, out: &Path) -> Command {
+    let mut cmd = build_media();
+    cmd.arg("--kernel")
+        .arg(standin.join("vmlinuz"))
+        .arg("--initramfs")
+        .arg(standin.join("initramfs.img"))
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 struct Media {
     plain: PathBuf,
     baked: PathBuf,
@@ -57,13 +69,7 @@ fn media() -> &'static Media {
         let standin = base.join("standin");
         run(Command::new(repo().join("build/media-standin")).arg(&standin));
         let build = |out: &Path, cmdline: Option<&str>| {
-            let mut cmd = build_media();
-            cmd.arg("--kernel")
-                .arg(standin.join("vmlinuz"))
-                .arg("--initramfs")
-                .arg(standin.join("initramfs.img"))
-                .arg("--out")
-                .arg(out);
+            let mut cmd = build_standin_media(&standin, out);
             if let Some(c) = cmdline {
                 cmd.args(["--cmdline", c]);
             }
@@ -146,20 +152,28 @@ fn iso_boots_as_cdrom_on_ovmf_with_menu_entry() {
     assert_boots("ISO, OVMF", vm, "p2xen.mode=menu");
 }
 
-fn pxe_net(dir: &Path, bootfile: &str) -> String {
-    format!(
+/// Starts a VM that boots `bootfile` from the media's pxe/ over QEMU's
+/// built-in TFTP, its e1000 NIC with `nic_opts` (such as `,bootindex=1`).
+fn start_pxe(firmware: Firmware, dir: &Path, bootfile: &str, nic_opts: &str, args: &[&str]) -> Vm {
+    let net = format!(
         "user,id=n,tftp={},bootfile={bootfile}",
         path(&dir.join("pxe"))
-    )
+    );
+    let nic = format!("e1000,netdev=n{nic_opts}");
+    let mut all = vec!["-netdev", &net, "-device", &nic];
+    all.extend_from_slice(args);
+    start(firmware, &all)
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
-    let net = pxe_net(&media().plain, "pxelinux.0");
-    let vm = start(
+    let vm = start_pxe(
         Firmware::SeaBios,
-        &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
+        &media().plain,
+        "pxelinux.0",
+        "",
+        &["-boot", "n"],
     );
     assert_boots("PXE pxelinux, SeaBIOS", vm, "p2xen.mode=menu");
 }
@@ -167,10 +181,12 @@ fn pxe_pxelinux_boots_on_seabios_with_menu_entry() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
-    let net = pxe_net(&media().plain, "p2xen.ipxe");
-    let vm = start(
+    let vm = start_pxe(
         Firmware::SeaBios,
-        &["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"],
+        &media().plain,
+        "p2xen.ipxe",
+        "",
+        &["-boot", "n"],
     );
     assert_boots("PXE iPXE script, SeaBIOS", vm, "p2xen.mode=menu");
 }
@@ -178,10 +194,12 @@ fn pxe_ipxe_script_boots_on_seabios_with_menu_entry() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
-    let net = pxe_net(&media().baked, "grubnetx64.efi");
-    let vm = start(
+    let vm = start_pxe(
         Firmware::Ovmf,
-        &["-netdev", &net, "-device", "e1000,netdev=n,bootindex=1"],
+        &media().baked,
+        "grubnetx64.efi",
+        ",bootindex=1",
+        &[],
     );
     assert_boots("PXE GRUB, OVMF", vm, BAKED);
 }
@@ -189,15 +207,12 @@ fn pxe_grub_netboot_boots_on_ovmf_with_baked_entry() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn pxe_grub_netboot_picks_the_per_mac_config() {
-    let net = pxe_net(&media().plain, "grubnetx64.efi");
-    let vm = start(
+    let vm = start_pxe(
         Firmware::Ovmf,
-        &[
-            "-netdev",
-            &net,
-            "-device",
-            "e1000,netdev=n,mac=aa:bb:cc:dd:ee:ff,bootindex=1",
-        ],
+        &media().plain,
+        "grubnetx64.efi",
+        ",mac=aa:bb:cc:dd:ee:ff,bootindex=1",
+        &[],
     );
     assert_boots("PXE GRUB per-MAC, OVMF", vm, EXAMPLE_MAC_PARAMS);
 }
@@ -221,13 +236,7 @@ fn rebuild_with_nothing_changed_skips_every_step() {
         .unwrap();
     let standin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/standin");
     let started = Instant::now();
-    let mut cmd = build_media();
-    cmd.arg("--kernel")
-        .arg(standin.join("vmlinuz"))
-        .arg("--initramfs")
-        .arg(standin.join("initramfs.img"))
-        .arg("--out")
-        .arg(&m.plain);
+    let mut cmd = build_standin_media(&standin, &m.plain);
     let result = cmd.output().unwrap();
     // Steps report on stderr, the size lines go to stdout.
     let out = format!(
