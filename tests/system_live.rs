@@ -11,7 +11,7 @@
 mod common;
 
 use common::fixtures;
-use common::qemu::{DiskBus, Vm};
+use common::qemu::{DiskBus, Vm, VmBuilder};
 use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +21,11 @@ const READY: &str = p2xen::init::READY_MARKER;
 
 fn out(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
+}
+
+/// A VM booting the live kernel and initramfs from out/.
+fn live_vm() -> VmBuilder {
+    Vm::builder(out("vmlinuz"), out("initramfs.img"))
 }
 
 /// Bytes no compressor shrinks, different for every `seed` (xorshift64*).
@@ -127,7 +132,7 @@ fn migrate(label: &str, sources: &[Source], nic_model: &str, nic_driver: &str, m
     // here is the copy itself (system_xen.rs covers the conversion).
     let mut receiver = Receiver::start(tmp.path(), &["--no-convert"]);
     let name = format!("live-{label}");
-    let mut builder = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+    let mut builder = live_vm()
         // fail=poweroff: a failed run ends the VM now instead of waiting in
         // the rescue shell for the hard timeout.
         .append(&format!(
@@ -264,7 +269,7 @@ fn live_shell_source_is_read_only_and_writes_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let img = fixture_disk(tmp.path(), 0);
     let before = fixtures::hash_file(&img);
-    let mut vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+    let mut vm = live_vm()
         .append("quiet p2xen.mode=shell")
         .disk(&img, DiskBus::Ahci, false)
         .nic("e1000")
@@ -304,10 +309,7 @@ fn live_shell_source_is_read_only_and_writes_are_refused() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_ctrl_alt_del_reboots_cleanly() {
-    let mut vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
-        .append("quiet p2xen.mode=shell")
-        .start()
-        .unwrap();
+    let mut vm = live_vm().append("quiet p2xen.mode=shell").start().unwrap();
     vm.wait_for("p2xen rescue shell", Duration::from_secs(240));
     // busybox `reboot` sends SIGTERM to PID 1, the path Ctrl-Alt-Del's
     // SIGINT shares; the serial line cannot send the key combination.
@@ -326,7 +328,7 @@ fn live_bad_server_ends_in_fail_action() {
     let tmp = tempfile::tempdir().unwrap();
     let img = fixture_disk(tmp.path(), 0);
     let before = fixtures::hash_file(&img);
-    let vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+    let vm = live_vm()
         .append("quiet p2xen.server=10.0.2.2:9 p2xen.fail=poweroff")
         .disk(&img, DiskBus::Virtio, false)
         .nic("virtio-net-pci")
