@@ -2,44 +2,20 @@
 //! mke2fs, mkswap, pvcreate, mkfs.*, checked against blkid, dumpe2fs,
 //! pvs and mdadm --examine.
 
-use std::collections::HashMap;
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::fixtures::{
+    blkid_probe, dumpe2fs_header, hash_file, patch, resize, sparse_image, tool_stdout,
+};
 use p2xen::source::device::{Device, MemDisk, Window};
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::{Filesystem, FsKind, ProbeError, probe, used_extents};
 use proptest::prelude::*;
 use tempfile::TempDir;
-
-/// Runs a tool, failing loudly (naming the Debian package) if it is missing
-/// or fails.
-fn run(tool: &str, package: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (Debian package {package}): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn blkid(path: &Path) -> HashMap<String, String> {
-    let out = run(
-        "blkid",
-        "util-linux",
-        &["-p", "-o", "export", path_str(path)],
-    );
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
-        .collect()
-}
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
@@ -47,14 +23,13 @@ fn path_str(p: &Path) -> &str {
 
 fn image(dir: &TempDir, name: &str, size: u64) -> PathBuf {
     let p = dir.path().join(name);
-    let f = fs::File::create(&p).unwrap();
-    f.set_len(size).unwrap();
+    sparse_image(&p, size);
     p
 }
 
 /// Probes an image file read-only and proves it was not modified.
 fn probe_image(path: &Path) -> Result<Option<Filesystem>, ProbeError> {
-    let before = hash(path);
+    let before = hash_file(path);
     let dev = Device::open(path).unwrap();
     let r = probe(&dev);
     if let Ok(Some(fs)) = &r {
@@ -63,14 +38,8 @@ fn probe_image(path: &Path) -> Result<Option<Filesystem>, ProbeError> {
             assert_eq!(Some(map.total_bytes()), fs.used_bytes);
         }
     }
-    assert_eq!(before, hash(path), "source image changed");
+    assert_eq!(before, hash_file(path), "source image changed");
     r
-}
-
-fn hash(path: &Path) -> blake3::Hash {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(fs::File::open(path).unwrap()).unwrap();
-    h.finalize()
 }
 
 /// blkid's TYPE for our kinds.
@@ -82,7 +51,7 @@ fn blkid_type(k: FsKind) -> &'static str {
 }
 
 fn assert_like_blkid(path: &Path, fs: &Filesystem) {
-    let b = blkid(path);
+    let b = blkid_probe(path, 0);
     assert_eq!(
         b.get("TYPE").map(String::as_str),
         Some(blkid_type(fs.kind)),
@@ -93,14 +62,6 @@ fn assert_like_blkid(path: &Path, fs: &Filesystem) {
 }
 
 // ---------------------------------------------------------------- ext2/3/4
-
-fn dumpe2fs_header(path: &Path) -> HashMap<String, String> {
-    run("dumpe2fs", "e2fsprogs", &["-h", path_str(path)])
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
 
 fn populate(dir: &TempDir) -> PathBuf {
     let root = dir.path().join("root");
@@ -139,14 +100,14 @@ fn mke2fs(path: &Path, kind: &str, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     args.push(path_str(path));
-    run("mke2fs", "e2fsprogs", &args);
+    tool_stdout("mke2fs", "e2fsprogs", &args);
 }
 
 fn check_ext(path: &Path, want_kind: FsKind) -> Filesystem {
     let fs = probe_image(path).unwrap().expect("ext filesystem found");
     assert_eq!(fs.kind, want_kind);
     assert_like_blkid(path, &fs);
-    let h = dumpe2fs_header(path);
+    let h = dumpe2fs_header(path, 0);
     let num = |k: &str| -> u64 { h[k].parse().unwrap_or_else(|_| panic!("{k}: {}", h[k])) };
     let (blocks, free, bs) = (num("Block count"), num("Free blocks"), num("Block size"));
     assert_eq!(fs.details.blocks_count, Some(blocks));
@@ -242,7 +203,7 @@ fn ext_variants_match_blkid_and_dumpe2fs() {
         if *name == "ext4-bigalloc" {
             assert_eq!(fs.details.cluster_size, Some(16384));
         }
-        let dump = run("dumpe2fs", "e2fsprogs", &[path_str(&img)]);
+        let dump = tool_stdout("dumpe2fs", "e2fsprogs", &[path_str(&img)]);
         if dump.contains("BLOCK_UNINIT") {
             with_uninit.push(*name);
         }
@@ -266,7 +227,7 @@ fn ext_variants_match_blkid_and_dumpe2fs() {
 /// Free extents (byte ranges) as `dumpe2fs` lists them per group, merged.
 /// With bigalloc a range "a-b" ends at the first block of its last cluster.
 fn dumpe2fs_free_extents(path: &Path, bs: u64, ratio: u64) -> ExtentList {
-    let out = run("dumpe2fs", "e2fsprogs", &[path_str(path)]);
+    let out = tool_stdout("dumpe2fs", "e2fsprogs", &[path_str(path)]);
     let mut l = ExtentList::new();
     for line in out.lines() {
         // Group lines are indented; the header has its own "Free blocks:".
@@ -347,7 +308,7 @@ fn ext4_written_by_the_kernel_matches_dumpe2fs() {
     mke2fs(&img, "ext4", &[]);
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    run(
+    tool_stdout(
         "mount",
         "mount",
         &["-o", "loop", path_str(&img), path_str(&mnt)],
@@ -367,7 +328,7 @@ fn ext4_written_by_the_kernel_matches_dumpe2fs() {
         for i in (0..12).step_by(3) {
             fs::remove_file(m.0.join(format!("f{i}"))).unwrap();
         }
-        run("sync", "coreutils", &[]);
+        tool_stdout("sync", "coreutils", &[]);
     }
     let fs = check_ext(&img, FsKind::Ext4);
     let dev = Device::open(&img).unwrap();
@@ -383,7 +344,7 @@ fn ext_inside_a_window_uses_window_offsets() {
     let dir = TempDir::new().unwrap();
     let img = image(&dir, "disk.img", 20 << 20);
     let off = 1 << 20;
-    run(
+    tool_stdout(
         "mke2fs",
         "e2fsprogs",
         &[
@@ -408,12 +369,6 @@ fn ext_inside_a_window_uses_window_offsets() {
     let used = used_extents(&part, &fs).unwrap().unwrap();
     assert_eq!(used.as_slice()[0].offset, 0);
     assert_eq!(Some(used.total_bytes()), fs.used_bytes);
-}
-
-fn patch(path: &Path, offset: u64, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(bytes, offset).unwrap();
 }
 
 fn probe_err(path: &Path) -> String {
@@ -441,12 +396,7 @@ fn corrupt_ext_images_give_clear_errors() {
     );
 
     let img = fresh("short.img");
-    fs::File::options()
-        .write(true)
-        .open(&img)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    resize(&img, 8 << 20);
     let e = probe_err(&img);
     assert!(
         e.contains("16384 blocks of 1024 bytes do not fit in the 8388608-byte partition"),
@@ -464,9 +414,9 @@ fn corrupt_ext_images_give_clear_errors() {
 
     // Mark one free block of group 0 as used in its bitmap.
     let img = fresh("bitmap.img");
-    let h = dumpe2fs_header(&img);
+    let h = dumpe2fs_header(&img, 0);
     let free: u64 = h["Free blocks"].parse().unwrap();
-    let out = run("dumpe2fs", "e2fsprogs", &[path_str(&img)]);
+    let out = tool_stdout("dumpe2fs", "e2fsprogs", &[path_str(&img)]);
     let bitmap_block: u64 = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("Block bitmap at "))
@@ -521,7 +471,7 @@ fn ext_state_follows_superblock_flags_like_dumpe2fs() {
         patch(&img, 1024 + 96, &incompat.to_le_bytes());
         let fs = probe_image(&img).unwrap().unwrap();
         assert_eq!(fs.state.as_deref(), Some(*want), "{name}");
-        let h = dumpe2fs_header(&img);
+        let h = dumpe2fs_header(&img, 0);
         assert_eq!(h["Filesystem state"], *dumpe2fs_state, "{name}");
         if *want == "needs_recovery" {
             assert!(h["Filesystem features"].contains("needs_recovery"));
@@ -535,7 +485,7 @@ fn ext_state_follows_superblock_flags_like_dumpe2fs() {
 fn swap_matches_blkid_and_maps_only_its_header() {
     let dir = TempDir::new().unwrap();
     let img = image(&dir, "swap.img", 8 << 20);
-    run(
+    tool_stdout(
         "mkswap",
         "util-linux",
         &[
@@ -618,18 +568,18 @@ fn xfs_btrfs_vfat_ntfs_match_blkid() {
         let img = image(&dir, name, *size);
         let mut a = args.to_vec();
         a.push(path_str(&img));
-        run(tool, pkg, &a);
+        tool_stdout(tool, pkg, &a);
         let fs = probe_image(&img)
             .unwrap()
             .unwrap_or_else(|| panic!("{name}: nothing found"));
         assert_eq!(fs.kind, *kind, "{name}");
         assert_like_blkid(&img, &fs);
-        let b = blkid(&img);
+        let b = blkid_probe(&img, 0);
         if *kind == FsKind::Vfat {
             assert_eq!(b.get("VERSION"), fs.details.fat_type.as_ref(), "{name}");
         }
         if *kind == FsKind::Btrfs {
-            let dump = run(
+            let dump = tool_stdout(
                 "btrfs",
                 "btrfs-progs",
                 &["inspect-internal", "dump-super", path_str(&img)],
@@ -653,7 +603,7 @@ struct Loop(String);
 
 impl Loop {
     fn attach(img: &Path) -> Self {
-        let dev = run("losetup", "util-linux", &["-f", "--show", path_str(img)]);
+        let dev = tool_stdout("losetup", "util-linux", &["-f", "--show", path_str(img)]);
         Loop(dev.trim().to_string())
     }
 }
@@ -678,11 +628,11 @@ fn lvm_pv_uuid_and_vg_name_match_pvs() {
     let dir = TempDir::new().unwrap();
     let img = image(&dir, "pv.img", 24 << 20);
     let lo = Loop::attach(&img);
-    run("pvcreate", "lvm2", &["-q", "-y", &lo.0]);
+    tool_stdout("pvcreate", "lvm2", &["-q", "-y", &lo.0]);
     let vg_name = format!("p2xt{}", std::process::id());
-    run("vgcreate", "lvm2", &["-q", &vg_name, &lo.0]);
+    tool_stdout("vgcreate", "lvm2", &["-q", &vg_name, &lo.0]);
     let _vg = Vg(vg_name.clone());
-    let pvs = run(
+    let pvs = tool_stdout(
         "pvs",
         "lvm2",
         &["--noheadings", "-o", "pv_uuid,vg_name", &lo.0],
@@ -811,7 +761,7 @@ fn md_members_match_mdadm_examine_and_blkid() {
         assert_eq!(fs.details.md_level.as_deref(), Some("raid1"));
         assert_eq!(fs.details.md_role.as_deref(), Some(role));
         assert_like_blkid(&img, &fs);
-        let ex = run("mdadm", "mdadm", &["--examine", path_str(&img)]);
+        let ex = tool_stdout("mdadm", "mdadm", &["--examine", path_str(&img)]);
         let field = |k: &str| {
             ex.lines()
                 .find_map(|l| {

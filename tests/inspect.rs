@@ -109,15 +109,6 @@ fn assert_matches_sfdisk(disk: &Value, sf: &Value) {
     }
 }
 
-fn partition(disk: &Value, number: u64) -> &Value {
-    disk["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["number"] == number)
-        .unwrap_or_else(|| panic!("no partition {number} in {disk:#}"))
-}
-
 /// The OS fields equal what debugfs reads from the same filesystem.
 fn assert_os_matches_debugfs(os: &Value, image: &Path, root_offset: u64) {
     assert_eq!(
@@ -329,11 +320,7 @@ fn hybrid_mbr_is_recognised_and_the_gpt_used() {
     let tmp = tempfile::tempdir().unwrap();
     let f = gpt_server(tmp.path());
     // A second MBR entry mirroring GPT partition 3 (type 0x83, LBA 20480).
-    let mut entry = [0u8; 16];
-    entry[4] = 0x83;
-    entry[8..12].copy_from_slice(&20480u32.to_le_bytes());
-    entry[12..16].copy_from_slice(&61440u32.to_le_bytes());
-    patch(&f.image, 446 + 16, &entry);
+    patch(&f.image, 446 + 16, &mbr_entry(0x83, 20480, 61440));
     let (v, code, stderr) = inspect_json(&[&f.image]);
     assert_eq!(code, 0, "stderr: {stderr}\n{v:#}");
     let disk = &v["disks"][0];

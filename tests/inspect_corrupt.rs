@@ -21,15 +21,6 @@ fn inspect_unchanged(image: &Path) -> (Value, i32, String) {
     r
 }
 
-fn partition(disk: &Value, number: u64) -> &Value {
-    disk["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["number"] == number)
-        .unwrap_or_else(|| panic!("no partition {number} in {disk:#}"))
-}
-
 fn strings(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap()
 }
@@ -54,12 +45,7 @@ fn partition_layout(disk: &Value) -> Vec<(u64, u64, u64, String)> {
 fn truncated_mbr_image_reports_partitions_past_the_end_and_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let f = mbr_server(tmp.path());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&f.image)
-        .unwrap()
-        .set_len(40 * MIB)
-        .unwrap();
+    resize(&f.image, 40 * MIB);
     let (v, code, stderr) = inspect_unchanged(&f.image);
     assert_eq!(code, 1, "{v:#}");
     let disk = &v["disks"][0];
@@ -89,12 +75,7 @@ fn truncated_mbr_image_reports_partitions_past_the_end_and_goes_on() {
 fn truncated_gpt_image_warns_about_the_missing_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let f = gpt_server(tmp.path());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&f.image)
-        .unwrap()
-        .set_len(48 * MIB)
-        .unwrap();
+    resize(&f.image, 48 * MIB);
     let (v, code, _) = inspect_unchanged(&f.image);
     assert_eq!(code, 1);
     let disk = &v["disks"][0];
@@ -243,11 +224,11 @@ fn ebr_loop_is_cut_and_reported() {
     let f = mbr_server(tmp.path());
     // The second EBR (LBA 69632, 43008 into the extended partition) gets a
     // link entry pointing at itself.
-    let mut link = [0u8; 16];
-    link[4] = 0x05;
-    link[8..12].copy_from_slice(&43008u32.to_le_bytes());
-    link[12..16].copy_from_slice(&22528u32.to_le_bytes());
-    patch(&f.image, 69632 * SECTOR + 446 + 16, &link);
+    patch(
+        &f.image,
+        69632 * SECTOR + 446 + 16,
+        &mbr_entry(0x05, 43008, 22528),
+    );
     let (v, code, _) = inspect_unchanged(&f.image);
     assert_eq!(code, 1);
     let disk = &v["disks"][0];

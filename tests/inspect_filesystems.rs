@@ -10,15 +10,6 @@ use common::fixtures::*;
 use serde_json::Value;
 use std::path::Path;
 
-fn partition(disk: &Value, number: u64) -> &Value {
-    disk["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["number"] == number)
-        .unwrap_or_else(|| panic!("no partition {number} in {disk:#}"))
-}
-
 /// type/label/uuid against blkid, sizes and state against dumpe2fs.
 fn assert_ext_matches_tools(fs: &Value, image: &Path, offset: u64) {
     let b = blkid_probe(image, offset);

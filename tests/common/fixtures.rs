@@ -56,6 +56,11 @@ pub fn tool(cmd: &str, package: &str, args: &[&str]) -> Output {
     run_output(Command::new(cmd).args(args))
 }
 
+/// Like [`tool`], returning its stdout.
+pub fn tool_stdout(cmd: &str, package: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&tool(cmd, package, args).stdout).into_owned()
+}
+
 /// Writes a tree of files under `root`: (path, content), paths relative or
 /// absolute inside the tree; content "->TARGET" makes a symlink.
 pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
@@ -73,6 +78,16 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
 pub fn sparse_image(path: &Path, size: u64) {
     let f = fs::File::create(path).unwrap();
     f.set_len(size).unwrap();
+}
+
+/// Cuts (or sparsely extends) an existing image to `size` bytes.
+pub fn resize(path: &Path, size: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
 }
 
 /// Runs a command with `input` on its stdin (written from a thread, so a
@@ -252,6 +267,16 @@ pub fn patch(image: &Path, offset: u64, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
+/// A 16-byte MBR/EBR partition entry: `kind` at byte 4, the start LBA (relative
+/// as the table it sits in defines) and the sector count little-endian.
+pub fn mbr_entry(kind: u8, start_lba: u32, sectors: u32) -> [u8; 16] {
+    let mut entry = [0u8; 16];
+    entry[4] = kind;
+    entry[8..12].copy_from_slice(&start_lba.to_le_bytes());
+    entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+    entry
+}
+
 /// Reads bytes of an image.
 pub fn peek(image: &Path, offset: u64, len: usize) -> Vec<u8> {
     let mut f = fs::File::open(image).unwrap();
@@ -313,6 +338,16 @@ pub fn inspect_json(images: &[&Path]) -> (serde_json::Value, i32, String) {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("inspect --json printed no JSON ({e}); stderr: {stderr}"));
     (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+/// Partition `number` of a disk in an `inspect --json` report.
+pub fn partition(disk: &serde_json::Value, number: u64) -> &serde_json::Value {
+    disk["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["number"] == number)
+        .unwrap_or_else(|| panic!("no partition {number} in {disk:#}"))
 }
 
 /// An MBR disk like an old server's: /boot (ext2, primary 1, bootable),
@@ -435,9 +470,10 @@ pub fn blkid_probe(image: &Path, offset: u64) -> std::collections::BTreeMap<Stri
         .args(["-p", "-o", "export", "--offset"])
         .arg(offset.to_string())
         .arg(image));
+    // export format escapes blanks in values (labels) as `\ `.
     out.lines()
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
         .collect()
 }
 
