@@ -6,20 +6,6 @@ mod common;
 
 use common::fixtures::*;
 use serde_json::Value;
-use std::path::Path;
-
-/// inspect --json, asserting the image is unchanged afterwards.
-fn inspect_unchanged(image: &Path) -> (Value, i32, String) {
-    let before = hash_file(image);
-    let r = inspect_json(&[image]);
-    assert_eq!(
-        hash_file(image),
-        before,
-        "inspect changed {}",
-        image.display()
-    );
-    r
-}
 
 fn strings(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap()

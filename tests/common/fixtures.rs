@@ -340,6 +340,19 @@ pub fn inspect_json(images: &[&Path]) -> (serde_json::Value, i32, String) {
     (v, out.status.code().unwrap_or(-1), stderr)
 }
 
+/// [`inspect_json`] of one image, asserting the image is unchanged afterwards.
+pub fn inspect_unchanged(image: &Path) -> (serde_json::Value, i32, String) {
+    let before = hash_file(image);
+    let r = inspect_json(&[image]);
+    assert_eq!(
+        hash_file(image),
+        before,
+        "inspect changed {}",
+        image.display()
+    );
+    r
+}
+
 /// Partition `number` of a disk in an `inspect --json` report.
 pub fn partition(disk: &serde_json::Value, number: u64) -> &serde_json::Value {
     disk["partitions"]
