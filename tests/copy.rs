@@ -17,7 +17,7 @@ fn migrates_mbr_ext4_swap_and_every_file_is_identical() {
     let before = blake3_file(&src);
     let store = d.path().join("store");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
-    let (ok, last, err) = send(&r.addr(), &r.token, &r.fingerprint, "seed", &[&src], &[]);
+    let (ok, last, err) = r.send("seed", &[&src], &[]);
     assert!(ok, "{err}");
     assert_eq!(last["event"], "finished", "{last}");
     assert_eq!(
@@ -62,14 +62,7 @@ fn all_blocks_copy_is_byte_identical_and_sparse() {
     let before = blake3_file(&src);
     let store = d.path().join("store");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
-    let (ok, last, err) = send(
-        &r.addr(),
-        &r.token,
-        &r.fingerprint,
-        "forensic",
-        &[&src],
-        &["--all-blocks"],
-    );
+    let (ok, last, err) = r.send("forensic", &[&src], &["--all-blocks"]);
     assert!(ok, "{err}");
     assert_eq!(r.wait(Duration::from_secs(30)), Some(0));
     let img = store.join("forensic/disk0.img");
@@ -194,27 +187,20 @@ fn bad_and_existing_names_are_refused() {
     // The sender checks names too.
     let src = d.path().join("src.img");
     std::fs::write(&src, noise(8192, 1)).unwrap();
-    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "../x", &[&src], &[]);
+    let (ok, _, err) = r.send("../x", &[&src], &[]);
     assert!(!ok && err.contains("invalid name"), "{err}");
 
     // An existing migration is not overwritten without --force.
-    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &[]);
+    let (ok, _, err) = r.send("dup", &[&src], &[]);
     assert!(ok, "{err}");
-    let (ok, _, err) = send(
-        &r.addr(),
-        &r.token,
-        &r.fingerprint,
-        "dup",
-        &[&src],
-        &["--retry-for", "1"],
-    );
+    let (ok, _, err) = r.send("dup", &[&src], &["--retry-for", "1"]);
     assert!(
         !ok && err.contains("already exists") && err.contains("--force"),
         "{err}"
     );
     drop(r);
     let r = Receiver::start(&store, &d.path().join("state"), &["--force"]);
-    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "dup", &[&src], &[]);
+    let (ok, _, err) = r.send("dup", &[&src], &[]);
     assert!(ok, "{err}");
 }
 
@@ -232,7 +218,7 @@ fn the_guest_conversion_runs_after_the_verified_copy_and_its_failure_is_reported
         &d.path().join("state"),
         &["--once", "--xen-dir", &xen_arg],
     );
-    let (ok, _, err) = send(&r.addr(), &r.token, &r.fingerprint, "noos", &[&src], &[]);
+    let (ok, _, err) = r.send("noos", &[&src], &[]);
     assert!(!ok);
     assert!(
         err.contains("copy verified, but the guest conversion failed"),

@@ -153,14 +153,7 @@ fn a_full_target_is_a_clear_error_and_never_a_success() {
     let store = d.path().join("small");
     let _mnt = Tmpfs::mount(&store, "8m");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
-    let (ok, _, err) = send(
-        &r.addr(),
-        &r.token,
-        &r.fingerprint,
-        "full",
-        &[&src],
-        &["--retry-for", "5"],
-    );
+    let (ok, _, err) = r.send("full", &[&src], &["--retry-for", "5"]);
     assert!(!ok);
     assert!(
         err.contains("target full") && err.contains("disk0.img"),

@@ -172,6 +172,23 @@ impl Receiver {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// [`send`] straight to this receiver with its own credentials.
+    pub fn send(
+        &self,
+        name: &str,
+        sources: &[&Path],
+        extra: &[&str],
+    ) -> (bool, serde_json::Value, String) {
+        send(
+            &self.addr(),
+            &self.token,
+            &self.fingerprint,
+            name,
+            sources,
+            extra,
+        )
+    }
+
     /// Waits for a `--once` receiver to exit; returns its exit code.
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         let t = std::time::Instant::now();
