@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fixtures::{
-    MIB, blkid_probe, dd_into, debugfs, hash_file, hash_range, mkswap_at, need, patch, peek,
+    MIB, blkid_probe, dd_into, debugfs, hash_file, hash_range, mkswap_at, need, p2xen, patch, peek,
     run_stdin, sfdisk, sparse_image, tool, write_tree,
 };
 use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType};
@@ -709,22 +709,23 @@ fn modern_debian() {
 fn modern_debian_pvh_dry_run_via_cli() {
     let fx = debian();
     let before = hash_file(&fx.disk());
-    let out = Command::new(env!("CARGO_BIN_EXE_p2xen"))
-        .args(["convert", "--name", "web1", "--store"])
-        .arg(fx.store.parent().unwrap())
-        .arg("--xen-dir")
-        .arg(&fx.xen_dir)
-        .args([
-            "--type",
-            "pvh",
-            "--vcpus",
-            "4",
-            "--dry-run",
-            "--no-fixup",
-            "net-rules",
-        ])
-        .output()
-        .unwrap();
+    let store = fx.store.parent().unwrap().to_string_lossy();
+    let out = p2xen(&[
+        "convert",
+        "--name",
+        "web1",
+        "--store",
+        &store,
+        "--xen-dir",
+        &fx.xen_dir.to_string_lossy(),
+        "--type",
+        "pvh",
+        "--vcpus",
+        "4",
+        "--dry-run",
+        "--no-fixup",
+        "net-rules",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -757,11 +758,7 @@ fn modern_debian_pvh_dry_run_via_cli() {
     assert!(stdout.contains("vcpus = 4"), "{stdout}");
 
     // A missing store is one clear line and exit code 1.
-    let out = Command::new(env!("CARGO_BIN_EXE_p2xen"))
-        .args(["convert", "--name", "nosuch", "--store"])
-        .arg(fx.store.parent().unwrap())
-        .output()
-        .unwrap();
+    let out = p2xen(&["convert", "--name", "nosuch", "--store", &store]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch/machine.json"));
 }
