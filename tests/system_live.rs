@@ -116,13 +116,79 @@ struct Source {
     dev: &'static str,
 }
 
+/// How the live VM finds the receiver.
+#[derive(Clone, Copy)]
+enum Net {
+    /// DHCP from QEMU's user network, the receiver by address.
+    Dhcp,
+    /// The kernel's static `ip=` with the host as DNS server (`dns0`), and
+    /// the receiver by host name: resolv.conf and name resolution in the
+    /// live system are then on the path.
+    StaticByName,
+}
+
+/// QEMU's user network hands the guest's packets for 10.0.2.2 to the host's
+/// loopback, UDP to port 53 included.
+const STATIC_IP: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0:source::off:10.0.2.2";
+const RECEIVER_NAME: &str = "receiver.p2xen.test";
+
+/// dnsmasq on the host's 127.0.0.1:53 answering for `RECEIVER_NAME` only;
+/// killed on drop.
+struct Dns(std::process::Child);
+
+impl Dns {
+    fn start() -> Dns {
+        fixtures::need("dnsmasq", "dnsmasq-base");
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--port=53",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--log-queries",
+                "--log-facility=-",
+            ])
+            // The domain is local, so AAAA gets "no data": a dnsmasq without
+            // upstream servers would answer REFUSED, and musl's resolver
+            // fails the whole lookup on REFUSED.
+            .arg("--local=/p2xen.test/")
+            .arg(format!("--host-record={RECEIVER_NAME},10.0.2.2"))
+            .spawn()
+            .expect("start dnsmasq");
+        let mut dns = Dns(child);
+        // dnsmasq exits at once when it cannot bind (port 53 taken).
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(Some(status)) = dns.0.try_wait() {
+            panic!("dnsmasq on 127.0.0.1:53 exited ({status}): is another DNS server bound there?");
+        }
+        dns
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One unattended migration: the live VM boots with `sources` attached and
 /// one NIC (`nic_model` in QEMU, `nic_driver` in Linux), migrates every disk
 /// to `p2xen receive --once` on the host and powers off (`p2xen.post=`
 /// default). Asserts the receiver verified the copy (exit 0), each received
 /// image equals its source byte for byte, the sources are unchanged, the
 /// drivers were loaded, the disks were set read-only, and the VM powered off.
-fn migrate(label: &str, sources: &[Source], nic_model: &str, nic_driver: &str, memory_mib: u32) {
+fn migrate(
+    label: &str,
+    sources: &[Source],
+    nic_model: &str,
+    nic_driver: &str,
+    memory_mib: u32,
+    net: Net,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let images: Vec<PathBuf> = (0..sources.len())
         .map(|n| fixture_disk(tmp.path(), n))
@@ -132,12 +198,30 @@ fn migrate(label: &str, sources: &[Source], nic_model: &str, nic_driver: &str, m
     // here is the copy itself (system_xen.rs covers the conversion).
     let mut receiver = Receiver::start(tmp.path(), &["--no-convert"]);
     let name = format!("live-{label}");
+    let (params, _dns) = match net {
+        Net::Dhcp => (receiver.guest_params(), None),
+        Net::StaticByName => (
+            format!(
+                "{STATIC_IP} {}",
+                receiver.guest_params().replace(
+                    "p2xen.server=10.0.2.2:",
+                    &format!("p2xen.server={RECEIVER_NAME}:")
+                )
+            ),
+            Some(Dns::start()),
+        ),
+    };
+    let server = params
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("p2xen.server="))
+        .unwrap_or_default()
+        .rsplit_once(':')
+        .map_or(String::new(), |(host, _)| host.to_owned());
     let mut builder = live_vm()
         // fail=poweroff: a failed run ends the VM now instead of waiting in
         // the rescue shell for the hard timeout.
         .append(&format!(
-            "quiet {} p2xen.name={name} p2xen.fail=poweroff",
-            receiver.guest_params()
+            "quiet {params} p2xen.name={name} p2xen.fail=poweroff"
         ))
         .nic(nic_model)
         .memory_mib(memory_mib)
@@ -159,7 +243,7 @@ fn migrate(label: &str, sources: &[Source], nic_model: &str, nic_driver: &str, m
     let log = vm.log();
     assert!(
         log.lines()
-            .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
+            .any(|l| l.contains(&format!("migration to {server}:")) && l.contains(" finished")),
         "the live VM did not finish the migration (serial log below)"
     );
     assert_clean_poweroff(&vm, status);
@@ -224,6 +308,7 @@ fn live_migrates_virtio_blk_and_nvme_over_virtio_net() {
         "virtio-net-pci",
         "virtio_net",
         512,
+        Net::Dhcp,
     );
 }
 
@@ -241,12 +326,14 @@ fn live_migrates_megasas_over_e1000e_in_256_mib() {
         "e1000e",
         "e1000e",
         256,
+        Net::Dhcp,
     );
 }
 
+/// Static `ip=` (no DHCP) and the receiver by host name through DNS.
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
-fn live_migrates_ide_over_rtl8139() {
+fn live_migrates_ide_over_rtl8139_to_a_receiver_named_in_dns() {
     migrate(
         "ide",
         &[Source {
@@ -257,6 +344,7 @@ fn live_migrates_ide_over_rtl8139() {
         "rtl8139",
         "8139cp",
         512,
+        Net::StaticByName,
     );
 }
 
