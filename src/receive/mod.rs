@@ -2,6 +2,7 @@
 
 pub mod conversion;
 pub mod journal;
+pub mod lvm;
 pub mod report;
 pub mod session;
 pub mod store;
@@ -125,6 +126,7 @@ fn advertised(addr: SocketAddr) -> String {
 pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
     let creds = credentials(&opts.state_dir, opts.token_file.as_deref())?;
     let store = Store::new(StoreSpec::parse(&opts.store)?, &opts.state_dir);
+    store.check()?;
     if let StoreSpec::Dir(d) = &store.spec {
         std::fs::create_dir_all(d).map_err(|source| ReceiveError::State {
             path: d.clone(),
