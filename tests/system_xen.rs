@@ -10,6 +10,11 @@
 //! the receiver verifies the copy and converts it; the xl config it wrote
 //! boots under Xen with only its paths changed (run-xen-guest).
 //! The hand-converted tests prove the harness on its own.
+//!
+//! The LVM store (`seed_received_into_lvm_on_dom0_boots_under_xen`): sender
+//! and receiver run inside the Xen host's dom0 with `--store lvm:VG` on a PV
+//! full of garbage (tests/e2e/xen-host.d/lvm-store), and the guest boots from
+//! its LV.
 
 mod common;
 
