@@ -398,10 +398,15 @@ fn disk_images(req: &ConvertRequest) -> Result<Vec<PathBuf>, GuestError> {
     (0..n)
         .map(|i| {
             let p = dir.join(format!("disk{i}.img"));
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(GuestError::MissingImage { path: p, disks: n })
+            let kind = std::fs::metadata(&p).map(|m| m.file_type());
+            match kind {
+                Ok(k) if k.is_file() => Ok(p),
+                // `--store lvm:VG`: diskN.img links to the LV, and the xl
+                // config names the LV itself (/dev/VG/LV, a phy: disk).
+                Ok(k) if std::os::unix::fs::FileTypeExt::is_block_device(&k) => {
+                    Ok(std::fs::read_link(&p).unwrap_or(p))
+                }
+                _ => Err(GuestError::MissingImage { path: p, disks: n }),
             }
         })
         .collect()
@@ -410,12 +415,13 @@ fn disk_images(req: &ConvertRequest) -> Result<Vec<PathBuf>, GuestError> {
 fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Volume>, GuestError> {
     let mut v = Vec::new();
     for (i, (d, img)) in req.machine.disks.iter().zip(images).enumerate() {
-        let size = std::fs::metadata(img)
+        // Seeking to the end sizes block devices (LVs) too; metadata says 0.
+        let size = std::fs::File::open(img)
+            .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
             .map_err(|source| GuestError::Io {
                 path: img.clone(),
                 source,
-            })?
-            .len();
+            })?;
         if d.partitions.is_empty() {
             let fs = d.filesystem.clone().unwrap_or_default();
             v.push(Volume {

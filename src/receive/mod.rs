@@ -4,6 +4,7 @@ pub mod cli;
 pub mod conversion;
 pub mod direct;
 pub mod journal;
+pub mod lvm;
 pub mod report;
 pub mod session;
 pub mod store;
@@ -127,6 +128,7 @@ fn advertised(addr: SocketAddr) -> String {
 pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
     let creds = credentials(&opts.state_dir, opts.token_file.as_deref())?;
     let store = Store::new(StoreSpec::parse(&opts.store)?, &opts.state_dir);
+    store.check()?;
     if let StoreSpec::Dir(d) = &store.spec {
         std::fs::create_dir_all(d).map_err(|source| ReceiveError::State {
             path: d.clone(),

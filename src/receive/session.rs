@@ -314,10 +314,30 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         return Outcome::Interrupted(msg);
     }
 
-    // 4. Verify by reading back, then hand over to the guest conversion.
+    // 4. Zero what was not sent (LVM), verify by reading back, then hand
+    // over to the guest conversion.
     let mut verified = Vec::new();
     let mut failure = None;
     for (i, d) in writer.disks.iter_mut().enumerate() {
+        let written = d.journal().ranges();
+        if let Err(e) = d.target.fill_gaps(&written).and_then(|_| d.target.sync()) {
+            let msg = format!("disk {i}: {e}");
+            log::error!("{name}: {msg}");
+            rep.error = Some(msg.clone());
+            save_report(&dir, &rep);
+            send(
+                &mut s,
+                &Message::Refused {
+                    reason: msg.clone(),
+                    fatal: e.is_full(),
+                },
+            );
+            return if e.is_full() {
+                Outcome::Failed(msg)
+            } else {
+                Outcome::Interrupted(msg)
+            };
+        }
         match verify_disk(d, digests.get(i).and_then(|x| x.as_deref())) {
             Ok(digest) => verified.push(Some(digest)),
             Err(e) => {
@@ -449,23 +469,25 @@ fn prepare(
     let old: Option<Meta> = fs::read(&meta_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    let fatal = |e: &dyn std::fmt::Display| (e.to_string(), true);
+    let exists = ctx.store.exists(name).map_err(|e| fatal(&e))?;
     let resumable = old
         .as_ref()
         .is_some_and(|m| m.store == ctx.store.meta_root && same_plan(&m.disks, disks))
-        && ctx.store.exists(name);
-    let fatal = |e: &dyn std::fmt::Display| (e.to_string(), true);
+        && exists;
     let meta = match old.filter(|_| resumable) {
         Some(mut m) => {
             m.sessions += 1;
             m
         }
         None => {
-            if ctx.store.exists(name) {
+            if exists {
                 if !ctx.force {
-                    return Err(fatal(&store::StoreError::Exists(ctx.store.dir(name))));
+                    let path = ctx.store.existing_path(name);
+                    return Err(fatal(&store::StoreError::Exists(path)));
                 }
                 log::warn!("{name}: replacing the existing migration (--force)");
-                ctx.store.remove(name, disks.len()).map_err(|e| fatal(&e))?;
+                ctx.store.remove(name).map_err(|e| fatal(&e))?;
             }
             let _ = fs::remove_dir_all(&jdir);
             Meta {
@@ -497,6 +519,9 @@ fn prepare(
             Journal::open(&jdir.join(format!("disk{i}.journal"))).map_err(|e| fatal(&e))?;
         sinks.push(DiskSink::new(d.clone(), target, journal));
     }
+    ctx.store
+        .link_disks(name, disks.len())
+        .map_err(|e| fatal(&e))?;
     Ok(Prepared { sinks, meta, dir })
 }
 

@@ -2,14 +2,17 @@
 //!
 //! Sparse image files (`STORE/NAME/diskN.img`) keep holes as holes: zero
 //! records punch holes instead of writing. LVM (`lvm:VG`) creates one logical
-//! volume per disk and writes zero records as real zeros, since a new LV may
-//! hold another volume's old data.
+//! volume per disk (`lvm.rs`). A new LV may hold another volume's old data,
+//! so zero records are written as zeros there, and at the end of the copy
+//! everything the sender skipped (unused blocks, the LV's rounding tail) is
+//! zeroed too: both backends promise the same content, unsent = zero.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use super::lvm;
 
 use super::direct::DirectIo;
 
@@ -42,6 +45,23 @@ pub enum StoreError {
     Exists(PathBuf),
     #[error("{cmd}: {msg}")]
     Lvm { cmd: String, msg: String },
+    #[error(
+        "volume group {vg} not found ({msg}): create it (vgcreate {vg} /dev/DISK) or start the receiver with --store lvm:<a VG listed by vgs>"
+    )]
+    NoVg { vg: String, msg: String },
+    #[error(
+        "volume group {vg}: {lv} needs {need} bytes but only {free} are free: extend the VG (vgextend {vg} /dev/DISK) or free space in it (lvremove), then run the sender again"
+    )]
+    VgFull {
+        vg: String,
+        lv: String,
+        need: u64,
+        free: u64,
+    },
+    #[error(
+        "{path} is {have} bytes, smaller than the {need} bytes of the disk it would receive: remove it (lvremove) or start the receiver with --force"
+    )]
+    LvTooSmall { path: PathBuf, have: u64, need: u64 },
     #[error("store {0:?}: expected a directory or lvm:VG")]
     BadSpec(String),
 }
@@ -94,6 +114,13 @@ pub trait Target: Send {
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError>;
     fn file(&self) -> &File;
     fn path(&self) -> &Path;
+
+    /// After the last chunk: makes everything outside `written` (sorted,
+    /// disjoint (offset, len) ranges) read as zeros. A sparse image is a hole
+    /// there already.
+    fn fill_gaps(&mut self, _written: &[(u64, u64)]) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
         self.file()
@@ -163,18 +190,47 @@ impl Store {
         self.meta_root.join(name)
     }
 
-    pub fn exists(&self, name: &str) -> bool {
-        self.dir(name).exists()
+    /// True when a migration called `name` left anything behind: its
+    /// directory or, with LVM, any of its LVs (an LV without a directory is
+    /// still somebody's data and is never written over without --force).
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        if self.dir(name).exists() {
+            return Ok(true);
+        }
+        match &self.spec {
+            StoreSpec::Dir(_) => Ok(false),
+            StoreSpec::Lvm(vg) => Ok(!lvm::lvs_of(&lvm::list_lvs(vg)?, name).is_empty()),
+        }
+    }
+
+    /// The first thing of `name` that exists, for the "already exists" error.
+    pub fn existing_path(&self, name: &str) -> PathBuf {
+        let dir = self.dir(name);
+        if let (false, StoreSpec::Lvm(vg)) = (dir.exists(), &self.spec) {
+            if let Some(lv) = lvm::list_lvs(vg)
+                .ok()
+                .and_then(|l| lvm::lvs_of(&l, name).first().map(|lv| lv.name.clone()))
+            {
+                return lvm::lv_path(vg, &lv);
+            }
+        }
+        dir
+    }
+
+    /// Checks the store is usable before the receiver listens: for LVM, that
+    /// the volume group exists.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match &self.spec {
+            StoreSpec::Dir(_) => Ok(()),
+            StoreSpec::Lvm(vg) => lvm::vg_info(vg).map(|_| ()),
+        }
     }
 
     /// Removes everything of an earlier migration called `name` (--force).
-    pub fn remove(&self, name: &str, disks: usize) -> Result<(), StoreError> {
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
         if let StoreSpec::Lvm(vg) = &self.spec {
-            for i in 0..disks {
-                let lv = format!("{vg}/{}", lv_name(name, i));
-                if Path::new("/dev").join(&lv).exists() {
-                    run(Command::new("lvremove").args(["-f", &lv]))?;
-                }
+            for lv in lvm::lvs_of(&lvm::list_lvs(vg)?, name) {
+                lvm::remove(vg, &lv.name)?;
             }
         }
         let dir = self.dir(name);
@@ -206,52 +262,38 @@ impl Store {
                 Ok(Box::new(SparseFile::open(&path, size)?))
             }
             StoreSpec::Lvm(vg) => {
-                let lv = lv_name(name, index);
-                let dev = Path::new("/dev").join(vg).join(&lv);
-                if !dev.exists() {
-                    run(Command::new("lvcreate").args([
-                        "-y",
-                        "-Wy",
-                        "-Zy",
-                        "-L",
-                        &format!("{size}b"),
-                        "-n",
-                        &lv,
-                        vg,
-                    ]))?;
-                }
+                let dev = lvm::open_or_create(vg, &lv_name(name, index), size)?;
                 Ok(Box::new(BlockTarget::open(&dev)?))
             }
         }
+    }
+
+    /// What the guest conversion opens as `STORE/NAME/diskN.img`: for LVM a
+    /// symlink there to the LV, so the conversion finds every disk the same way.
+    pub fn link_disks(&self, name: &str, disks: usize) -> Result<(), StoreError> {
+        let StoreSpec::Lvm(_) = &self.spec else {
+            return Ok(());
+        };
+        for i in 0..disks {
+            let link = self.dir(name).join(format!("disk{i}.img"));
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(self.disk_path(name, i), &link)
+                .map_err(|source| StoreError::File { path: link, source })?;
+        }
+        Ok(())
     }
 
     /// Human-readable path of a disk target, for reports.
     pub fn disk_path(&self, name: &str, index: usize) -> PathBuf {
         match &self.spec {
             StoreSpec::Dir(_) => self.dir(name).join(format!("disk{index}.img")),
-            StoreSpec::Lvm(vg) => Path::new("/dev").join(vg).join(lv_name(name, index)),
+            StoreSpec::Lvm(vg) => lvm::lv_path(vg, &lv_name(name, index)),
         }
     }
 }
 
 fn lv_name(name: &str, index: usize) -> String {
     format!("{name}-disk{index}")
-}
-
-fn run(cmd: &mut Command) -> Result<(), StoreError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| StoreError::Lvm {
-        cmd: shown.clone(),
-        msg: format!("cannot run: {e} (is lvm2 installed?)"),
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(StoreError::Lvm {
-            cmd: shown,
-            msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
 }
 
 /// A sparse image file.
@@ -384,6 +426,8 @@ fn write_zeros(t: &mut dyn Target, offset: u64, len: u64) -> Result<(), StoreErr
 /// An existing block device (an LV we created).
 pub struct BlockTarget {
     file: File,
+    /// Data goes around dom0's page cache, as for image files.
+    direct: DirectIo,
     path: PathBuf,
 }
 
@@ -400,6 +444,7 @@ impl BlockTarget {
             })?;
         Ok(BlockTarget {
             file,
+            direct: DirectIo::open(path),
             path: path.to_path_buf(),
         })
     }
@@ -407,19 +452,78 @@ impl BlockTarget {
 
 impl Target for BlockTarget {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all_at(data, offset)
+        self.direct
+            .write_at(&self.file, offset, data)
             .map_err(|e| StoreError::io(&self.path, "write", offset, data.len(), e))
     }
-    fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
-        write_zeros(self, offset, len)
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.direct
+            .read_at(&self.file, offset, buf)
+            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
     }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
+        // The kernel zeroes a block device range itself (WRITE ZEROES or
+        // zero pages), without copying zeros from here; an unaligned range
+        // (EINVAL) or a kernel without it gets written zeros.
+        let (Ok(o), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return write_zeros(self, offset, len);
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let mode = nix::fcntl::FallocateFlags::FALLOC_FL_ZERO_RANGE;
+        match nix::fcntl::fallocate(fd, mode, o, l) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP) => {
+                write_zeros(self, offset, len)
+            }
+            Err(e) => Err(StoreError::io(&self.path, "zero", offset, 0, e.into())),
+        }
+    }
+
+    fn fill_gaps(&mut self, written: &[(u64, u64)]) -> Result<(), StoreError> {
+        use std::io::{Seek, SeekFrom};
+        let size = (&self.file)
+            .seek(SeekFrom::End(0))
+            .map_err(|e| StoreError::io(&self.path, "size", 0, 0, e))?;
+        let gaps = gaps(written, size);
+        let total: u64 = gaps.iter().map(|g| g.1).sum();
+        if total > 0 {
+            log::info!(
+                "{}: zeroing {} MiB the sender skipped (unused or past the disk's end), so no old data stays on the LV",
+                self.path.display(),
+                total >> 20
+            );
+        }
+        for (offset, len) in gaps {
+            self.zero(offset, len)?;
+        }
+        Ok(())
+    }
+
     fn file(&self) -> &File {
         &self.file
     }
     fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The parts of `[0, size)` outside `written` (sorted, disjoint ranges).
+pub fn gaps(written: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for &(o, l) in written {
+        let o = o.min(size);
+        if o > at {
+            out.push((at, o - at));
+        }
+        at = at.max(o.saturating_add(l).min(size));
+    }
+    if at < size {
+        out.push((at, size - at));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -467,5 +571,39 @@ mod tests {
             StoreSpec::Lvm("vg0".into())
         );
         assert!(StoreSpec::parse("lvm:../x").is_err());
+    }
+
+    #[test]
+    fn gaps_are_the_complement_of_what_was_written() {
+        assert_eq!(gaps(&[], 100), [(0, 100)]);
+        assert_eq!(gaps(&[(0, 100)], 100), []);
+        assert_eq!(
+            gaps(&[(10, 20), (30, 10), (60, 5)], 100),
+            [(0, 10), (40, 20), (65, 35)]
+        );
+        // A range past the end (an LV shorter than announced cannot happen,
+        // but must not underflow) is clipped.
+        assert_eq!(gaps(&[(0, 10), (90, 50)], 100), [(10, 80)]);
+    }
+
+    #[test]
+    fn block_targets_zero_ranges_and_fill_gaps() {
+        // A regular file stands in for the LV: same code paths (fallocate
+        // ZERO_RANGE, seek to the end for the size).
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lv");
+        fs::write(&p, vec![0xa5u8; 1 << 20]).unwrap();
+        let mut t = BlockTarget::open(&p).unwrap();
+        t.write_at(4096, &[1u8; 4096]).unwrap();
+        t.zero(65536, 8192).unwrap();
+        let mut b = vec![1u8; 8192];
+        t.read_at(65536, &mut b).unwrap();
+        assert!(b.iter().all(|x| *x == 0));
+        t.fill_gaps(&[(4096, 4096), (65536, 8192)]).unwrap();
+        let all = fs::read(&p).unwrap();
+        assert_eq!(all.len(), 1 << 20);
+        assert!(all[..4096].iter().all(|x| *x == 0));
+        assert!(all[4096..8192].iter().all(|x| *x == 1));
+        assert!(all[8192..].iter().all(|x| *x == 0));
     }
 }
