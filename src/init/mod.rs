@@ -217,6 +217,7 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
     // The log would scribble over the menu: it keeps going to /run/p2xen.log
     // and /dev/kmsg ("show full log" in the menu reads the file).
     logger.attach(&[]);
+    let quiet = console::QuietKernel::start();
     let backend = crate::menu::local::LocalBackend {
         disks: Some(paths),
         live: true,
@@ -226,6 +227,7 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
         crate::menu::MenuPrefill::from_cmdline(cmd),
         &backend,
     );
+    drop(quiet);
     logger.attach(&consoles);
     match outcome {
         Ok(crate::menu::MenuOutcome::PowerOff) => finish(unattended::EndAction::PowerOff, logger),

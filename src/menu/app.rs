@@ -481,6 +481,8 @@ impl App {
                     MigrationEvent::Log(l) => lines.push(l),
                     MigrationEvent::Finished(r) => {
                         lines.push(format!("migration of {} finished and verified", r.name));
+                        // The result screen may not have room for all.
+                        lines.extend(r.warnings.iter().map(|w| format!("conversion: {w}")));
                         m.outcome = Some(Ok(r));
                         ended = true;
                     }

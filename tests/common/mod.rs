@@ -3,3 +3,4 @@
 
 pub mod fixtures;
 pub mod qemu;
+pub mod terminal;
