@@ -313,7 +313,11 @@ fn result_lines(app: &App, w: usize) -> Vec<String> {
                 v.push(format!("  {}", d.digest));
             }
             if let Some(cfg) = &r.config_path {
-                v.push(format!("Config {cfg}; on dom0 run: xl create {cfg}"));
+                // Wrapped: a long store path must not cut the command off.
+                v.extend(wrap(
+                    &format!("Config {cfg}; on dom0 run: xl create {cfg}"),
+                    w,
+                ));
             }
             // Before the warnings: a conversion with many warnings must
             // not push it off the screen (the warnings are in the log too).
