@@ -16,6 +16,7 @@ pub const UP: &[u8] = b"\x1b[A";
 pub const DOWN: &[u8] = b"\x1b[B";
 pub const ENTER: &[u8] = b"\r";
 pub const BACKSPACE: &[u8] = b"\x7f";
+pub const CTRL_L: &[u8] = b"\x0c";
 
 pub struct Terminal {
     stream: UnixStream,
