@@ -792,3 +792,45 @@ fn many_warnings_keep_the_next_time_line_on_the_result_screen() {
     t.send(b"3");
     assert_eq!(join(h).unwrap(), MenuOutcome::Shell);
 }
+
+/// `ip=` from the kernel command line pre-fills the Network screen; Apply
+/// asks for exactly that configuration.
+#[test]
+fn kernel_ip_parameter_prefills_the_network_screen() {
+    let mut t = Pty::open();
+    let (fake, _gate) = Fake::new();
+    let cmdline = p2xen::init::cmdline::Cmdline::parse(
+        "ip=192.0.2.10::192.0.2.1:255.255.255.0::eth0:off:192.0.2.53",
+    )
+    .unwrap();
+    let h = start_menu(&[&t], MenuPrefill::from_cmdline(&cmdline), fake.clone());
+    t.wait_for("1/7 Overview");
+    t.send(b"n");
+    let s = t.wait_for("2/7 Network");
+    for want in [
+        "1) Interface             eth0",
+        "2) Method                static",
+        "3) Address/prefix        192.0.2.10/24",
+        "4) Gateway               192.0.2.1",
+        "5) DNS servers           192.0.2.53",
+    ] {
+        assert!(s.contains(want), "lacks {want:?}:\n{s}");
+    }
+    t.send(b"6");
+    t.wait_for("network configured");
+    let net = fake.net.lock().unwrap().clone();
+    assert_eq!(
+        net,
+        vec![NetChoice {
+            interface: Some("eth0".into()),
+            method: p2xen::menu::NetMethod::Static {
+                address: [192, 0, 2, 10].into(),
+                prefix_len: 24,
+                gateway: Some([192, 0, 2, 1].into()),
+                dns: vec![[192, 0, 2, 53].into()],
+            },
+        }]
+    );
+    drop(t);
+    assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}
