@@ -149,8 +149,7 @@ fn serial_menu_migrates_two_of_three_disks() {
     let s = t.wait_for("1/7 Overview", Duration::from_secs(120));
     let booted = vm.elapsed();
     for want in [
-        "NIC eth0",
-        "e1000",
+        "NIC eth0 52:54:00:12:34:56 e1000 link up",
         "Disk /dev/vda 64.0 MiB",
         "OS: Debian GNU/Linux 12 (bookworm) (menuhost)",
         "Disk /dev/vdb 32.0 MiB",
