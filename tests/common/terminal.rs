@@ -18,6 +18,9 @@ pub const ENTER: &[u8] = b"\r";
 pub const BACKSPACE: &[u8] = b"\x7f";
 pub const CTRL_L: &[u8] = b"\x0c";
 
+/// How long a screen must stay unchanged to count as completely drawn.
+const SETTLED: Duration = Duration::from_millis(300);
+
 pub struct Terminal {
     stream: UnixStream,
     parser: Arc<Mutex<vt100::Parser>>,
@@ -95,19 +98,32 @@ impl Terminal {
         self.wait_until(text, timeout, |s| s.contains(text))
     }
 
-    /// Waits until `ok(screen)`; `what` names the condition for the panic.
+    /// Waits until `ok(screen)` holds and the screen has stopped changing:
+    /// a frame arrives over the line in pieces (the header first), so a
+    /// screen that just began to show `what` may still hold half of the
+    /// previous one. `what` names the condition for the panic.
     pub fn wait_until(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let t0 = Instant::now();
+        let mut stable: Option<(String, Instant)> = None;
         loop {
             let s = self.screen();
             if ok(&s) {
-                return s;
+                match &stable {
+                    Some((prev, since)) if *prev == s => {
+                        if since.elapsed() >= SETTLED {
+                            return s;
+                        }
+                    }
+                    _ => stable = Some((s.clone(), Instant::now())),
+                }
+            } else {
+                stable = None;
             }
             assert!(
                 t0.elapsed() < timeout,
                 "the serial screen never showed {what:?} within {timeout:?}; it shows:\n{s}"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
