@@ -1,5 +1,6 @@
 //! End-to-end copies between two processes on loopback.
 
+mod common;
 mod copy_harness;
 
 use copy_harness::*;

@@ -1,6 +1,7 @@
 //! Faults in transit and on the receiver: flipped bytes, cut connections,
 //! a receiver killed mid-copy, a full target.
 
+mod common;
 mod copy_harness;
 
 use copy_harness::*;

@@ -132,6 +132,8 @@ struct Fake {
     /// The migration fails at once with this error.
     fail: Option<String>,
     shells: Mutex<usize>,
+    /// The conversion's warnings in the result.
+    warnings: Vec<String>,
 }
 
 impl Fake {
@@ -144,6 +146,7 @@ impl Fake {
                 gate: Mutex::new(Some(rx)),
                 fail: None,
                 shells: Mutex::new(0),
+                warnings: vec!["grub-legacy: kernel line rewritten".into()],
             }),
             tx,
         )
@@ -221,6 +224,7 @@ impl Backend for Fake {
         }
         let gate = self.gate.lock().unwrap().take();
         let name = plan.name.clone();
+        let warnings = self.warnings.clone();
         std::thread::spawn(move || {
             let bar = |done| DiskBar {
                 source: "/dev/sda".into(),
@@ -247,7 +251,7 @@ impl Backend for Fake {
                     digest: "blake3:feedface".into(),
                 }],
                 config_path: Some(format!("/etc/xen/{name}.cfg")),
-                warnings: vec!["grub-legacy: kernel line rewritten".into()],
+                warnings,
             }));
         });
         Ok(())
@@ -606,6 +610,7 @@ fn failed_migration_offers_retry_power_off_and_shell() {
         gate: Mutex::new(None),
         fail: Some("connection refused by 127.0.0.1:7460".into()),
         shells: Mutex::new(0),
+        warnings: Vec::new(),
     });
     let prefill = MenuPrefill {
         server: Some("127.0.0.1".into()),
@@ -739,6 +744,93 @@ fn many_disks_scroll_on_the_guest_screen() {
     let s = t.wait_for(">   Continue to the review");
     assert!(s.contains("    Disk /dev/vdz"), "{s}");
     assert!(!s.contains("1) Name"), "{s}");
+    drop(t);
+    assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}
+
+/// A conversion with more warnings than the result screen has rows: the
+/// "next time" line stays on screen, the cut is said, the log has them all.
+#[test]
+fn many_warnings_keep_the_next_time_line_on_the_result_screen() {
+    let mut t = Pty::open();
+    let (rx_gate, fake) = {
+        let (fake, gate) = Fake::new();
+        let Ok(mut f) = Arc::try_unwrap(fake) else {
+            panic!("the fake backend is shared already")
+        };
+        f.warnings = (1..=12)
+            .map(|i| format!("warning number {i} about the guest"))
+            .collect();
+        (gate, Arc::new(f))
+    };
+    rx_gate.send(()).unwrap();
+    let prefill = MenuPrefill {
+        server: Some("127.0.0.1".into()),
+        token: Some("tok".into()),
+        fingerprint: Some(FP.into()),
+        ..MenuPrefill::default()
+    };
+    let h = start_menu(&[&t], prefill, fake);
+    t.wait_for("1/7 Overview");
+    t.send(b"nnnn");
+    t.wait_for("5/7 Review");
+    t.send(ENTER);
+    let s = t.wait_for("7/7 Result");
+    assert!(
+        s.contains("Next time, boot with: p2xen.server=127.0.0.1:7460"),
+        "{s}"
+    );
+    assert!(
+        s.contains("warning: warning number 1 about the guest"),
+        "{s}"
+    );
+    assert!(!s.contains("warning number 12 "), "{s}");
+    assert!(s.contains("more line(s): l shows the full log)"), "{s}");
+    t.send(b"l");
+    t.wait_for("conversion: warning number 12 about the guest");
+    t.send(b"q");
+    t.send(b"3");
+    assert_eq!(join(h).unwrap(), MenuOutcome::Shell);
+}
+
+/// `ip=` from the kernel command line pre-fills the Network screen; Apply
+/// asks for exactly that configuration.
+#[test]
+fn kernel_ip_parameter_prefills_the_network_screen() {
+    let mut t = Pty::open();
+    let (fake, _gate) = Fake::new();
+    let cmdline = p2xen::init::cmdline::Cmdline::parse(
+        "ip=192.0.2.10::192.0.2.1:255.255.255.0::eth0:off:192.0.2.53",
+    )
+    .unwrap();
+    let h = start_menu(&[&t], MenuPrefill::from_cmdline(&cmdline), fake.clone());
+    t.wait_for("1/7 Overview");
+    t.send(b"n");
+    let s = t.wait_for("2/7 Network");
+    for want in [
+        "1) Interface             eth0",
+        "2) Method                static",
+        "3) Address/prefix        192.0.2.10/24",
+        "4) Gateway               192.0.2.1",
+        "5) DNS servers           192.0.2.53",
+    ] {
+        assert!(s.contains(want), "lacks {want:?}:\n{s}");
+    }
+    t.send(b"6");
+    t.wait_for("network configured");
+    let net = fake.net.lock().unwrap().clone();
+    assert_eq!(
+        net,
+        vec![NetChoice {
+            interface: Some("eth0".into()),
+            method: p2xen::menu::NetMethod::Static {
+                address: [192, 0, 2, 10].into(),
+                prefix_len: 24,
+                gateway: Some([192, 0, 2, 1].into()),
+                dns: vec![[192, 0, 2, 53].into()],
+            },
+        }]
+    );
     drop(t);
     assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
 }

@@ -2,6 +2,7 @@
 //! pseudo-terminal against `p2xen receive --once` on 127.0.0.1, with an
 //! image file as the disk.
 
+mod common;
 mod copy_harness;
 
 use copy_harness::{Receiver, blake3_file, noise};

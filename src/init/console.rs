@@ -20,6 +20,11 @@ struct Sinks {
     /// Consoles asked for, so they can be reopened after a hangup.
     wanted: Vec<PathBuf>,
     consoles: Vec<(PathBuf, File)>,
+    /// `attach(&[])`: no console output at all while the menu owns the
+    /// terminals. Falling back to stderr (as when no console could be
+    /// opened) would write to /dev/console, one of the menu's terminals,
+    /// and a log line there scrolls the menu's screen away.
+    silent: bool,
     kmsg: Option<File>,
     file: Option<File>,
 }
@@ -46,6 +51,7 @@ impl InitLogger {
             sinks: Mutex::new(Sinks {
                 wanted: Vec::new(),
                 consoles: Vec::new(),
+                silent: false,
                 kmsg: None,
                 file: None,
             }),
@@ -77,6 +83,7 @@ impl InitLogger {
             Err(poisoned) => poisoned.into_inner(),
         };
         sinks.wanted = consoles.to_vec();
+        sinks.silent = consoles.is_empty();
         sinks.consoles = consoles
             .iter()
             .filter_map(|p| open_write(p).map(|f| (p.clone(), f)))
@@ -97,7 +104,7 @@ impl InitLogger {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if sinks.consoles.is_empty() {
+        if sinks.consoles.is_empty() && !sinks.silent {
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
         for (_, f) in sinks.consoles.iter_mut() {
@@ -130,7 +137,7 @@ impl log::Log for InitLogger {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if sinks.consoles.is_empty() {
+        if sinks.consoles.is_empty() && !sinks.silent {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
         for (_, f) in sinks.consoles.iter_mut() {
@@ -147,4 +154,36 @@ impl log::Log for InitLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// The kernel's console log level (`/proc/sys/kernel/printk`, first field).
+const PRINTK: &str = "/proc/sys/kernel/printk";
+
+/// Keeps the kernel's own messages (a NIC's "link is up", a USB stick
+/// plugged in) off the consoles while the menu owns them: a line there
+/// scrolls the menu's screen. They still reach the kernel log (`dmesg`).
+/// The previous level comes back on drop.
+pub struct QuietKernel {
+    saved: Option<String>,
+}
+
+impl QuietKernel {
+    /// Only emergencies (level 0) reach the consoles from now on.
+    pub fn start() -> QuietKernel {
+        let saved = std::fs::read_to_string(PRINTK)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_string));
+        if let Err(e) = std::fs::write(PRINTK, "1") {
+            log::warn!("{PRINTK}: {e}; kernel messages may scribble over the menu");
+        }
+        QuietKernel { saved }
+    }
+}
+
+impl Drop for QuietKernel {
+    fn drop(&mut self) {
+        if let Some(level) = self.saved.take() {
+            let _ = std::fs::write(PRINTK, level);
+        }
+    }
 }

@@ -193,6 +193,15 @@ fn setup() -> PathBuf {
 /// for the shell (or every console went away).
 fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitLogger) {
     let consoles = crate::menu::console_paths(cmd);
+    let quiet = console::QuietKernel::start();
+    // Links up first: the overview shows each NIC's link state. Not with
+    // ip=off, which asks to leave the network down.
+    if cmd.ip != Some(cmdline::IpParam::Off) {
+        match net::links_up(Duration::from_secs(5)) {
+            Ok(n) => log::info!("network: {n} link(s) with carrier"),
+            Err(e) => log::warn!("network: {e}; the menu shows no link state"),
+        }
+    }
     // The log would scribble over the menu: it keeps going to /run/p2xen.log
     // and /dev/kmsg ("show full log" in the menu reads the file).
     logger.attach(&[]);
@@ -205,6 +214,7 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
         crate::menu::MenuPrefill::from_cmdline(cmd),
         &backend,
     );
+    drop(quiet);
     logger.attach(&consoles);
     match outcome {
         Ok(crate::menu::MenuOutcome::PowerOff) => finish(EndAction::Poweroff, logger),

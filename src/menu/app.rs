@@ -269,12 +269,37 @@ impl App {
             log: Vec::new(),
             log_view: Vec::new(),
         };
+        app.prefill_network();
         app.log(format!(
             "menu started: {} disk(s), {} NIC(s)",
             app.disks.len(),
             app.machine.nics.len()
         ));
         app
+    }
+
+    /// The kernel's `ip=` pre-fills the Network screen, so Apply does
+    /// what the boot entry asked for.
+    fn prefill_network(&mut self) {
+        let device = match &self.ip {
+            Some(IpParam::Static(s)) => {
+                self.net_method = 1;
+                self.net_address = format!("{}/{}", s.address, s.prefix_len);
+                self.net_gateway = s.gateway.map(|g| g.to_string()).unwrap_or_default();
+                self.net_dns = s
+                    .dns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                s.device.clone()
+            }
+            Some(IpParam::Dhcp { device, .. }) => device.clone(),
+            Some(IpParam::Off) | None => None,
+        };
+        if let Some(i) = device.and_then(|d| self.machine.nics.iter().position(|n| n.name == d)) {
+            self.net_iface = i + 1;
+        }
     }
 
     pub fn log(&mut self, line: String) {
@@ -481,6 +506,8 @@ impl App {
                     MigrationEvent::Log(l) => lines.push(l),
                     MigrationEvent::Finished(r) => {
                         lines.push(format!("migration of {} finished and verified", r.name));
+                        // The result screen may not have room for all.
+                        lines.extend(r.warnings.iter().map(|w| format!("conversion: {w}")));
                         m.outcome = Some(Ok(r));
                         ended = true;
                     }

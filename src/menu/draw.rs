@@ -313,13 +313,19 @@ fn result_lines(app: &App, w: usize) -> Vec<String> {
                 v.push(format!("  {}", d.digest));
             }
             if let Some(cfg) = &r.config_path {
-                v.push(format!("Config {cfg}; on dom0 run: xl create {cfg}"));
+                // Wrapped: a long store path must not cut the command off.
+                v.extend(wrap(
+                    &format!("Config {cfg}; on dom0 run: xl create {cfg}"),
+                    w,
+                ));
+            }
+            // Before the warnings: a conversion with many warnings must
+            // not push it off the screen (the warnings are in the log too).
+            if let Some(line) = app.next_time() {
+                v.extend(wrap(&format!("Next time, boot with: {line}"), w));
             }
             for wline in &r.warnings {
                 v.extend(wrap(&format!("warning: {wline}"), w));
-            }
-            if let Some(line) = app.next_time() {
-                v.extend(wrap(&format!("Next time, boot with: {line}"), w));
             }
         }
         Some(Err(e)) => v.extend(wrap(&format!("Migration FAILED: {e}"), w)),
@@ -525,12 +531,26 @@ pub fn draw(app: &App, console: &str) -> Grid {
     }
     if app.screen != Screen::Overview && app.screen != Screen::Progress {
         row += 1;
-        for l in body.iter() {
-            if row >= MSG_ROW {
-                break;
-            }
+        let room = MSG_ROW.saturating_sub(row);
+        let shown = if body.len() > room {
+            room.saturating_sub(1)
+        } else {
+            body.len()
+        };
+        for l in body.iter().take(shown) {
             g.put(row, 1, l, false);
             row += 1;
+        }
+        if shown < body.len() {
+            g.put(
+                row,
+                1,
+                &format!(
+                    "({} more line(s): l shows the full log)",
+                    body.len() - shown
+                ),
+                false,
+            );
         }
     }
     if let Some((text, is_error)) = &app.message {

@@ -4,3 +4,4 @@
 pub mod fixtures;
 pub mod qemu;
 pub mod receiver;
+pub mod terminal;

@@ -57,10 +57,34 @@ pub struct VmBuilder {
     args: Vec<String>,
     disks: usize,
     hard_timeout: Duration,
+    consoles: String,
+    serials: usize,
 }
 
 impl VmBuilder {
-    /// Extra words for the kernel command line (after `console=ttyS0`);
+    /// The kernel's `console=` words (default `console=ttyS0`); ignored on
+    /// a firmware boot, where the boot loader chooses them.
+    pub fn consoles(mut self, words: &str) -> Self {
+        self.consoles = words.to_string();
+        self
+    }
+
+    /// One more UART (ttyS1, ttyS2, ... in call order; ttyS0 is the log on
+    /// stdio), connected to a Unix socket at `path` that QEMU listens on:
+    /// [`super::terminal::Terminal::connect`] is the other end.
+    pub fn serial_socket(mut self, path: &Path) -> Self {
+        self.serials += 1;
+        let id = format!("serial{}", self.serials);
+        self.args.extend([
+            "-chardev".into(),
+            format!("socket,id={id},path={},server=on,wait=off", path.display()),
+            "-serial".into(),
+            format!("chardev:{id}"),
+        ]);
+        self
+    }
+
+    /// Extra words for the kernel command line (after the `console=` words);
     /// ignored on a firmware boot, where the boot loader chooses it.
     pub fn append(mut self, words: &str) -> Self {
         self.append.push(words.to_string());
@@ -148,7 +172,7 @@ impl VmBuilder {
                         return Err(format!("{} missing: run build/live first", f.display()));
                     }
                 }
-                let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+                let mut append = vec![self.consoles.clone(), "panic=-1".to_string()];
                 append.extend(self.append.iter().cloned());
                 cmd.arg("-nodefaults")
                     .arg("-kernel")
@@ -278,6 +302,8 @@ impl Vm {
             args: Vec::new(),
             disks: 0,
             hard_timeout: Duration::from_secs(300),
+            consoles: "console=ttyS0".to_string(),
+            serials: 0,
         }
     }
 

@@ -10,12 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-// The disk-image helpers every test file shares; menu_copy.rs includes this
-// harness without `mod common`, so the harness brings them in itself.
-#[path = "../common/fixtures.rs"]
-mod fixtures;
-
-use fixtures::{at_offset, patch, run, sfdisk};
+// The disk-image helpers every test file shares: a test that includes this
+// harness also declares `mod common;`.
+use crate::common::fixtures::{self, at_offset, patch, run, sfdisk};
 // menu_copy.rs calls it by this name.
 pub use fixtures::hash_file as blake3_file;
 

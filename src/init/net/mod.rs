@@ -354,6 +354,26 @@ fn driver(name: &str) -> Option<String> {
     link.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
+/// Sets every Ethernet link up (no address yet) and waits up to `timeout`
+/// for carrier, so the menu's overview can show each NIC's link state
+/// before anything is configured. Returns how many links have carrier.
+pub fn links_up(timeout: Duration) -> Result<usize, NetError> {
+    let mut rtnl = Rtnl::open()?;
+    let links: Vec<Link> = rtnl
+        .links()?
+        .into_iter()
+        .filter(|l| !l.loopback && l.ethernet)
+        .collect();
+    for l in links.iter().filter(|l| !l.up) {
+        rtnl.set_up(l.index, &l.name)?;
+    }
+    let indexes: Vec<u32> = links.iter().map(|l| l.index).collect();
+    if indexes.is_empty() {
+        return Ok(0);
+    }
+    Ok(wait_for_carrier(&mut rtnl, &indexes, timeout)?.len())
+}
+
 /// Polls until every link in `indexes` has carrier, or the timeout passes,
 /// or `CARRIER_GRACE` after the first one got carrier. Returns those with carrier.
 fn wait_for_carrier(
