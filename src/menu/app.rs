@@ -846,7 +846,7 @@ impl App {
                     self.log(format!("network: {l}"));
                 }
                 self.net_result = lines;
-                self.ip = Some(ip_of_choice(&choice));
+                self.ip = Some(ip_of_choice(&choice, self.ip.as_ref()));
                 self.message = Some(("network configured".into(), false));
             }
             Err(e) => {

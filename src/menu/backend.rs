@@ -61,7 +61,7 @@ pub struct NetChoice {
 impl NetChoice {
     /// The request for `init::net::configure`.
     pub fn to_request(&self) -> net::NetRequest {
-        let method = match super::prefill::ip_of_choice(self) {
+        let method = match super::prefill::ip_of_choice(self, None) {
             IpParam::Off => net::NetMethod::Off,
             IpParam::Dhcp { device, .. } => net::NetMethod::Dhcp { device },
             IpParam::Static(s) => net::NetMethod::Static(s),

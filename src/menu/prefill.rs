@@ -104,11 +104,19 @@ pub fn ip_text(ip: &IpParam) -> Option<String> {
 }
 
 /// The `ip=` a network choice made in the menu stands for.
-pub fn ip_of_choice(c: &NetChoice) -> IpParam {
+/// `ip=` for what was applied on the Network screen. The host name and NTP
+/// server of the kernel's own `ip=` (`previous`) are kept: that screen does
+/// not edit them, and the next server should get them too.
+pub fn ip_of_choice(c: &NetChoice, previous: Option<&IpParam>) -> IpParam {
+    let (hostname, ntp) = match previous {
+        Some(IpParam::Dhcp { hostname, .. }) => (hostname.clone(), None),
+        Some(IpParam::Static(s)) => (s.hostname.clone(), s.ntp),
+        Some(IpParam::Off) | None => (None, None),
+    };
     match &c.method {
         NetMethod::Dhcp => IpParam::Dhcp {
             device: c.interface.clone(),
-            hostname: None,
+            hostname,
         },
         NetMethod::Static {
             address,
@@ -120,10 +128,10 @@ pub fn ip_of_choice(c: &NetChoice) -> IpParam {
             prefix_len: *prefix_len,
             gateway: *gateway,
             server: None,
-            hostname: None,
+            hostname,
             device: c.interface.clone(),
             dns: dns.clone(),
-            ntp: None,
+            ntp,
         }),
     }
 }
@@ -241,5 +249,42 @@ mod tests {
         assert_eq!(c.layout, Layout::Partitions);
         assert_eq!(c.ip, Some(ip));
         assert_eq!(c.mode, crate::init::cmdline::Mode::Auto);
+    }
+
+    #[test]
+    fn applied_network_keeps_the_kernels_host_name_and_ntp() {
+        let kernel = Cmdline::parse(
+            "ip=10.0.2.15::10.0.2.2:255.255.255.0:web01:eth0:off:10.0.2.3::10.0.2.4",
+        )
+        .unwrap()
+        .ip
+        .expect("ip= parsed");
+        let choice = NetChoice {
+            interface: Some("eth1".into()),
+            method: NetMethod::Static {
+                address: [192, 0, 2, 10].into(),
+                prefix_len: 24,
+                gateway: Some([192, 0, 2, 1].into()),
+                dns: vec![[192, 0, 2, 53].into()],
+            },
+        };
+        let IpParam::Static(s) = ip_of_choice(&choice, Some(&kernel)) else {
+            panic!("static choice gave another ip=");
+        };
+        assert_eq!(s.hostname.as_deref(), Some("web01"));
+        assert_eq!(s.ntp, Some([10, 0, 2, 4].into()));
+        assert_eq!(s.address, std::net::Ipv4Addr::from([192, 0, 2, 10]));
+        assert_eq!(s.device.as_deref(), Some("eth1"));
+        let dhcp = NetChoice {
+            interface: None,
+            method: NetMethod::Dhcp,
+        };
+        assert_eq!(
+            ip_of_choice(&dhcp, Some(&kernel)),
+            IpParam::Dhcp {
+                device: None,
+                hostname: Some("web01".into())
+            }
+        );
     }
 }
