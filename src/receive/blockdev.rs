@@ -212,8 +212,11 @@ fn signature(path: &Path, rdev: u64) -> Result<Option<String>, StoreError> {
     if let Ok(t) = partitions::read_table(&dev, sector) {
         if t.kind != partitions::TableKind::None {
             return Ok(Some(format!(
-                "a {} partition table ({} partition(s))",
-                t.kind.as_str(),
+                "{} partition table ({} partition(s))",
+                match t.kind {
+                    partitions::TableKind::Gpt => "a GPT",
+                    _ => "an MBR",
+                },
                 t.partitions.len()
             )));
         }
@@ -228,7 +231,7 @@ fn signature(path: &Path, rdev: u64) -> Result<Option<String>, StoreError> {
 }
 
 fn describe(fs: &filesystems::Filesystem) -> String {
-    let mut s = format!("a {} signature", fs.kind);
+    let mut s = fs.kind.to_string();
     if let Some(l) = fs.label.as_deref().filter(|l| !l.is_empty()) {
         s.push_str(&format!(" labelled {l:?}"));
     }

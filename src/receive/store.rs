@@ -108,7 +108,7 @@ pub enum StoreError {
         need: u64,
     },
     #[error(
-        "{path} carries {what}, maybe someone's data: wipe it (wipefs -a {path}) or start the receiver with --force to overwrite it"
+        "{path} is not empty: it carries {what}, maybe someone's data: wipe it (wipefs -a {path}) or start the receiver with --force to overwrite it"
     )]
     DevSignature { path: PathBuf, what: String },
     #[error(transparent)]
