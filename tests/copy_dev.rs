@@ -379,3 +379,48 @@ fn a_signature_is_refused_without_force_and_overwritten_with_it() {
             .contains(&format!("{dev}: overwriting ext4 labelled \"olddata\""))
     );
 }
+
+#[test]
+fn a_device_open_exclusively_elsewhere_is_refused_at_start() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let lun = Loop::noise(8 * MIB, 19);
+    let dev_hash = lun.hash();
+    // What a mount in another namespace or active swap does to it.
+    let claim = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(lun.path())
+        .unwrap();
+    let err = receiver_refuses(&lun.store(), &d.path().join("state"));
+    assert!(
+        err.contains(&format!(
+            "{} is in use (exclusive open: device busy; active swap, a mount elsewhere or another program): stop that or list another device in --store dev:",
+            lun.path().display()
+        )),
+        "{err}"
+    );
+    drop(claim);
+    assert_eq!(lun.hash(), dev_hash);
+}
+
+#[test]
+fn the_conversion_names_the_device_in_the_xl_config() {
+    let d = tempfile::tempdir().unwrap();
+    let src = mbr_server(d.path()).image;
+    let size = std::fs::metadata(&src).unwrap().len();
+    let lun = Loop::noise(size, 23);
+    let state = d.path().join("state");
+    let xen = d.path().join("xen");
+    std::fs::create_dir_all(&xen).unwrap();
+    let xen_arg = xen.display().to_string();
+    let mut r = Receiver::start(&lun.store(), &state, &["--once", "--xen-dir", &xen_arg]);
+    let (ok, _, err) = r.send("web", &[&src], &[]);
+    assert!(ok, "{err}\n{}", r.stderr.lock().unwrap());
+    assert_eq!(r.wait(Duration::from_secs(60)), Some(0));
+    let cfg = std::fs::read_to_string(xen.join("web.cfg")).unwrap();
+    assert!(
+        cfg.contains(&format!("target={}", lun.path().display())),
+        "{cfg}"
+    );
+}
