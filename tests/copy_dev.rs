@@ -296,6 +296,15 @@ fn a_device_listed_twice_or_not_a_device_is_refused_at_start() {
         )),
         "{err}"
     );
+    let gone = d.path().join("sdz");
+    let err = receiver_refuses(Path::new(&format!("dev:{}", gone.display())), &state);
+    assert!(
+        err.contains(&format!(
+            "{} does not exist: list existing block devices in --store dev:",
+            gone.display()
+        )),
+        "{err}"
+    );
     assert_eq!(lun.hash(), dev_hash);
 }
 

@@ -55,9 +55,12 @@ fn devnum(rdev: u64) -> String {
 }
 
 fn stat_block(path: &Path) -> Result<u64, StoreError> {
-    let meta = fs::metadata(path).map_err(|source| StoreError::File {
-        path: path.to_path_buf(),
-        source,
+    let meta = fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => StoreError::DevMissing(path.to_path_buf()),
+        _ => StoreError::File {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     if !meta.file_type().is_block_device() {
         return Err(StoreError::NotBlock(path.to_path_buf()));

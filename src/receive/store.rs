@@ -71,6 +71,10 @@ pub enum StoreError {
     )]
     NotBlock(PathBuf),
     #[error(
+        "{0} does not exist: list existing block devices in --store dev: (lsblk, ls /dev/disk/by-id)"
+    )]
+    DevMissing(PathBuf),
+    #[error(
         "{path} is listed twice in --store dev: (for disks {first} and {second}): list each device once, one per disk"
     )]
     DevTwice {
