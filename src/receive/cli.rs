@@ -8,7 +8,8 @@ pub struct ReceiveArgs {
     /// Address to listen on, ADDR:PORT.
     #[arg(long, required_unless_present = "list")]
     pub listen: Option<String>,
-    /// Where images go: a directory (sparse STORE/NAME/diskN.img) or lvm:VG.
+    /// Where images go: a directory (sparse STORE/NAME/diskN.img), lvm:VG,
+    /// or dev:/dev/X[,/dev/Y...] (disk N to the Nth existing device).
     #[arg(long, required_unless_present = "list")]
     pub store: Option<String>,
     /// Certificate, key, token and resume journals.
@@ -20,7 +21,8 @@ pub struct ReceiveArgs {
     /// Exit after the first migration finishes (0 = verified, 1 = failed).
     #[arg(long)]
     pub once: bool,
-    /// Replace an existing migration of the same name.
+    /// Replace an existing migration of the same name; with dev:, also
+    /// overwrite devices that carry a partition table or filesystem.
     #[arg(long)]
     pub force: bool,
     /// JSON events on stdout.

@@ -1,5 +1,6 @@
 //! `p2xen receive`: the dom0 end of the copy.
 
+pub mod blockdev;
 pub mod cli;
 pub mod conversion;
 pub mod direct;

@@ -120,6 +120,10 @@ pub struct Meta {
     pub started_unix: u64,
     pub sessions: u32,
     pub disks: Vec<DiskAnnounce>,
+    /// Where each disk goes; with `--store dev:` a resume must find the
+    /// same devices (absent in journals of older receivers).
+    #[serde(default)]
+    pub targets: Vec<PathBuf>,
 }
 
 pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -471,10 +475,24 @@ fn prepare(
         .and_then(|b| serde_json::from_slice(&b).ok());
     let fatal = |e: &dyn std::fmt::Display| (e.to_string(), true);
     let exists = ctx.store.exists(name).map_err(|e| fatal(&e))?;
-    let resumable = old
-        .as_ref()
-        .is_some_and(|m| m.store == ctx.store.meta_root && same_plan(&m.disks, disks))
-        && exists;
+    let targets: Vec<PathBuf> = (0..disks.len())
+        .map(|i| ctx.store.disk_path(name, i))
+        .collect();
+    let resumable = old.as_ref().is_some_and(|m| {
+        m.store == ctx.store.meta_root
+            && same_plan(&m.disks, disks)
+            && (m.targets.is_empty() || m.targets == targets)
+    }) && exists;
+    if exists && !resumable && !ctx.force {
+        let path = ctx.store.existing_path(name);
+        return Err(fatal(&store::StoreError::Exists(path)));
+    }
+    // Devices given with --store dev: are checked before anything is
+    // created; resuming, they hold our own partial copy.
+    let sizes: Vec<u64> = disks.iter().map(|d| d.size_bytes).collect();
+    ctx.store
+        .check_disks(&sizes, resumable, ctx.force)
+        .map_err(|e| fatal(&e))?;
     let meta = match old.filter(|_| resumable) {
         Some(mut m) => {
             m.sessions += 1;
@@ -482,10 +500,6 @@ fn prepare(
         }
         None => {
             if exists {
-                if !ctx.force {
-                    let path = ctx.store.existing_path(name);
-                    return Err(fatal(&store::StoreError::Exists(path)));
-                }
                 log::warn!("{name}: replacing the existing migration (--force)");
                 ctx.store.remove(name).map_err(|e| fatal(&e))?;
             }
@@ -496,6 +510,7 @@ fn prepare(
                 started_unix: report::now_unix(),
                 sessions: 1,
                 disks: disks.to_vec(),
+                targets,
             }
         }
     };

@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::lvm;
+use super::{blockdev, lvm};
 
 use super::direct::DirectIo;
 
@@ -62,8 +62,61 @@ pub enum StoreError {
         "{path} is {have} bytes, smaller than the {need} bytes of the disk it would receive: remove it (lvremove) or start the receiver with --force"
     )]
     LvTooSmall { path: PathBuf, have: u64, need: u64 },
-    #[error("store {0:?}: expected a directory or lvm:VG")]
+    #[error(
+        "store {0:?}: expected a directory, lvm:VG or dev:/dev/X[,/dev/Y...] (absolute device paths)"
+    )]
     BadSpec(String),
+    #[error(
+        "{0} is not a block device: --store dev: takes devices (/dev/sdX, /dev/VG/LV, /dev/disk/by-id/...); for image files use --store DIR"
+    )]
+    NotBlock(PathBuf),
+    #[error(
+        "{0} does not exist: list existing block devices in --store dev: (lsblk, ls /dev/disk/by-id)"
+    )]
+    DevMissing(PathBuf),
+    #[error(
+        "{path} is listed twice in --store dev: (for disks {first} and {second}): list each device once, one per disk"
+    )]
+    DevTwice {
+        path: PathBuf,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "{path} is mounted ({what} on {point}): unmount it (umount {point}) or list another device in --store dev:"
+    )]
+    DevMounted {
+        path: PathBuf,
+        what: String,
+        point: String,
+    },
+    #[error(
+        "{path} is held by {holders} (an md array, LVM or dm mapping on it): stop that (mdadm --stop, vgchange -an, dmsetup remove) or list another device in --store dev:"
+    )]
+    DevHeld { path: PathBuf, holders: String },
+    #[error(
+        "{0} is in use (exclusive open: device busy; active swap, a mount elsewhere or another program): stop that or list another device in --store dev:"
+    )]
+    DevBusy(PathBuf),
+    #[error(
+        "--store dev: lists {have} device(s) but the migration has {need} disk(s): list one device per disk (disk N goes to the Nth device)"
+    )]
+    DevCount { have: usize, need: usize },
+    #[error(
+        "{path} is {have} bytes, smaller than the {need} bytes of disk {disk}: list a device of at least {need} bytes in --store dev:"
+    )]
+    DevTooSmall {
+        path: PathBuf,
+        disk: usize,
+        have: u64,
+        need: u64,
+    },
+    #[error(
+        "{path} is not empty: it carries {what}, maybe someone's data: wipe it (wipefs -a {path}) or start the receiver with --force to overwrite it"
+    )]
+    DevSignature { path: PathBuf, what: String },
+    #[error(transparent)]
+    Device(#[from] crate::source::device::DeviceError),
 }
 
 impl StoreError {
@@ -152,6 +205,8 @@ pub trait Target: Send {
 pub enum StoreSpec {
     Dir(PathBuf),
     Lvm(String),
+    /// `dev:/dev/X,/dev/Y`: disk N goes to the Nth device.
+    Dev(Vec<PathBuf>),
 }
 
 impl StoreSpec {
@@ -161,6 +216,9 @@ impl StoreSpec {
                 return Err(StoreError::BadSpec(s.to_string()));
             }
             return Ok(StoreSpec::Lvm(vg.to_string()));
+        }
+        if let Some(list) = s.strip_prefix("dev:") {
+            return blockdev::parse_list(s, list).map(StoreSpec::Dev);
         }
         if s.is_empty() {
             return Err(StoreError::BadSpec(s.to_string()));
@@ -172,7 +230,8 @@ impl StoreSpec {
 /// Where a migration's metadata (machine.json, report.json) and targets live.
 pub struct Store {
     pub spec: StoreSpec,
-    /// For lvm:VG the JSON files go to `STATE/lvm/VG`, which takes the role of STORE.
+    /// For lvm:VG the JSON files go to `STATE/lvm/VG`, for dev: to
+    /// `STATE/dev`; that directory takes the role of STORE.
     pub meta_root: PathBuf,
 }
 
@@ -181,6 +240,7 @@ impl Store {
         let meta_root = match &spec {
             StoreSpec::Dir(d) => d.clone(),
             StoreSpec::Lvm(vg) => state_dir.join("lvm").join(vg),
+            StoreSpec::Dev(_) => state_dir.join("dev"),
         };
         Store { spec, meta_root }
     }
@@ -198,7 +258,8 @@ impl Store {
             return Ok(true);
         }
         match &self.spec {
-            StoreSpec::Dir(_) => Ok(false),
+            // A device's content is checked for signatures instead (check_disks).
+            StoreSpec::Dir(_) | StoreSpec::Dev(_) => Ok(false),
             StoreSpec::Lvm(vg) => Ok(!lvm::lvs_of(&lvm::list_lvs(vg)?, name).is_empty()),
         }
     }
@@ -218,11 +279,29 @@ impl Store {
     }
 
     /// Checks the store is usable before the receiver listens: for LVM, that
-    /// the volume group exists.
+    /// the volume group exists; for devices, that each is a block device,
+    /// listed once, and not mounted, held or in use.
     pub fn check(&self) -> Result<(), StoreError> {
         match &self.spec {
             StoreSpec::Dir(_) => Ok(()),
             StoreSpec::Lvm(vg) => lvm::vg_info(vg).map(|_| ()),
+            StoreSpec::Dev(paths) => blockdev::check_devices(paths),
+        }
+    }
+
+    /// Checks, before anything is created or written, that disks of `sizes`
+    /// bytes fit the store. Only devices need it: a device per disk, each
+    /// big enough and (unless `resuming` our own copy, or `force`) without
+    /// a partition table or filesystem on it.
+    pub fn check_disks(
+        &self,
+        sizes: &[u64],
+        resuming: bool,
+        force: bool,
+    ) -> Result<(), StoreError> {
+        match &self.spec {
+            StoreSpec::Dev(paths) => blockdev::check_for_copy(paths, sizes, resuming, force),
+            _ => Ok(()),
         }
     }
 
@@ -265,15 +344,23 @@ impl Store {
                 let dev = lvm::open_or_create(vg, &lv_name(name, index), size)?;
                 Ok(Box::new(BlockTarget::open(&dev)?))
             }
+            StoreSpec::Dev(paths) => {
+                let path = paths.get(index).ok_or(StoreError::DevCount {
+                    have: paths.len(),
+                    need: index.saturating_add(1),
+                })?;
+                Ok(Box::new(BlockTarget::open_device(path, size)?))
+            }
         }
     }
 
-    /// What the guest conversion opens as `STORE/NAME/diskN.img`: for LVM a
-    /// symlink there to the LV, so the conversion finds every disk the same way.
+    /// What the guest conversion opens as `STORE/NAME/diskN.img`: for LVM
+    /// and devices a symlink there to the device, so the conversion finds
+    /// every disk the same way and the xl config names the device.
     pub fn link_disks(&self, name: &str, disks: usize) -> Result<(), StoreError> {
-        let StoreSpec::Lvm(_) = &self.spec else {
+        if let StoreSpec::Dir(_) = &self.spec {
             return Ok(());
-        };
+        }
         for i in 0..disks {
             let link = self.dir(name).join(format!("disk{i}.img"));
             let _ = fs::remove_file(&link);
@@ -288,6 +375,8 @@ impl Store {
         match &self.spec {
             StoreSpec::Dir(_) => self.dir(name).join(format!("disk{index}.img")),
             StoreSpec::Lvm(vg) => lvm::lv_path(vg, &lv_name(name, index)),
+            // As the admin wrote it: a /dev/disk/by-id name stays stable.
+            StoreSpec::Dev(paths) => paths.get(index).cloned().unwrap_or_default(),
         }
     }
 }
@@ -423,29 +512,47 @@ fn write_zeros(t: &mut dyn Target, offset: u64, len: u64) -> Result<(), StoreErr
     Ok(())
 }
 
-/// An existing block device (an LV we created).
+/// A block device: an LV we created, or a device given with `--store dev:`.
 pub struct BlockTarget {
     file: File,
     /// Data goes around dom0's page cache, as for image files.
     direct: DirectIo,
     path: PathBuf,
+    /// Bytes that belong to the copy; `None`: the whole device (an LV of
+    /// ours, whose rounding tail is zeroed too).
+    len: Option<u64>,
 }
 
 impl BlockTarget {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, 0, None)
+    }
+
+    /// A device that is not ours: claimed exclusively (`O_EXCL`) while the
+    /// copy writes, so nobody mounts it meanwhile and a second migration
+    /// cannot pick it too; only its first `len` bytes are the copy's.
+    pub fn open_device(path: &Path, len: u64) -> Result<Self, StoreError> {
+        Self::open_with(path, nix::libc::O_EXCL, Some(len))
+    }
+
+    fn open_with(path: &Path, flags: i32, len: Option<u64>) -> Result<Self, StoreError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(nix::libc::O_CLOEXEC)
+            .custom_flags(nix::libc::O_CLOEXEC | flags)
             .open(path)
-            .map_err(|source| StoreError::File {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| match flags & nix::libc::O_EXCL {
+                0 => StoreError::File {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                _ => blockdev::busy_or(path, source),
             })?;
         Ok(BlockTarget {
             file,
             direct: DirectIo::open(path),
             path: path.to_path_buf(),
+            len,
         })
     }
 }
@@ -483,14 +590,17 @@ impl Target for BlockTarget {
 
     fn fill_gaps(&mut self, written: &[(u64, u64)]) -> Result<(), StoreError> {
         use std::io::{Seek, SeekFrom};
-        let size = (&self.file)
-            .seek(SeekFrom::End(0))
-            .map_err(|e| StoreError::io(&self.path, "size", 0, 0, e))?;
+        let size = match self.len {
+            Some(len) => len,
+            None => (&self.file)
+                .seek(SeekFrom::End(0))
+                .map_err(|e| StoreError::io(&self.path, "size", 0, 0, e))?,
+        };
         let gaps = gaps(written, size);
         let total: u64 = gaps.iter().map(|g| g.1).sum();
         if total > 0 {
             log::info!(
-                "{}: zeroing {} MiB the sender skipped (unused or past the disk's end), so no old data stays on the LV",
+                "{}: zeroing {} MiB the sender skipped (unused or past the disk's end), so no old data stays on the device",
                 self.path.display(),
                 total >> 20
             );
@@ -574,6 +684,25 @@ mod tests {
     }
 
     #[test]
+    fn device_lists_are_parsed() {
+        assert_eq!(
+            StoreSpec::parse("dev:/dev/sdb,/dev/sdc").unwrap(),
+            StoreSpec::Dev(vec!["/dev/sdb".into(), "/dev/sdc".into()])
+        );
+        let e = StoreSpec::parse("dev:").unwrap_err();
+        assert!(e.to_string().contains("dev:/dev/X[,/dev/Y...]"), "{e}");
+        assert!(StoreSpec::parse("dev:/dev/sdb,sdc").is_err());
+        let e = StoreSpec::parse("dev:/dev/sdb,/dev/sdb").unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let s = Store::new(
+            StoreSpec::parse("dev:/dev/sdb").unwrap(),
+            Path::new("/var/lib/p2xen"),
+        );
+        assert_eq!(s.meta_root, Path::new("/var/lib/p2xen/dev"));
+        assert_eq!(s.disk_path("web", 0), Path::new("/dev/sdb"));
+    }
+
+    #[test]
     fn gaps_are_the_complement_of_what_was_written() {
         assert_eq!(gaps(&[], 100), [(0, 100)]);
         assert_eq!(gaps(&[(0, 100)], 100), []);
@@ -605,5 +734,19 @@ mod tests {
         assert!(all[..4096].iter().all(|x| *x == 0));
         assert!(all[4096..8192].iter().all(|x| *x == 1));
         assert!(all[8192..].iter().all(|x| *x == 0));
+    }
+
+    #[test]
+    fn a_device_longer_than_the_disk_keeps_its_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lun");
+        fs::write(&p, vec![0xa5u8; 1 << 20]).unwrap();
+        let mut t = BlockTarget::open_device(&p, 512 << 10).unwrap();
+        t.write_at(0, &[1u8; 4096]).unwrap();
+        t.fill_gaps(&[(0, 4096)]).unwrap();
+        let all = fs::read(&p).unwrap();
+        assert!(all[..4096].iter().all(|x| *x == 1));
+        assert!(all[4096..512 << 10].iter().all(|x| *x == 0));
+        assert!(all[512 << 10..].iter().all(|x| *x == 0xa5));
     }
 }
