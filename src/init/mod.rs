@@ -116,7 +116,7 @@ fn setup() -> PathBuf {
     // boot medium detection: the rescue shell needs the disks too.
     let defaults = cmdline::Cmdline::default();
     let cmd = parsed.as_ref().unwrap_or(&defaults);
-    coldplug_all(cmd.settle);
+    coldplug_all(cmd);
 
     let sys_block = Path::new("/sys/block");
     let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
@@ -239,7 +239,11 @@ fn finish(end: EndAction, logger: &console::InitLogger) {
     }
 }
 
-fn coldplug_all(timeout: Duration) {
+fn coldplug_all(cmd: &cmdline::Cmdline) {
+    let policy = coldplug::Policy {
+        blacklist: cmd.blacklist.clone(),
+        load_timeout: cmd.settle,
+    };
     let moddir = coldplug::running_moddir();
     let events = match coldplug::uevent::UeventSocket::open() {
         Ok(s) => Some(s),
@@ -251,7 +255,7 @@ fn coldplug_all(timeout: Duration) {
             None
         }
     };
-    let mut cp = match coldplug::Coldplug::open(&moddir) {
+    let mut cp = match coldplug::Coldplug::open(&moddir, &policy) {
         Ok(cp) => cp,
         Err(e) => {
             log::error!("coldplug impossible: {e}; only built-in drivers are available");
@@ -259,12 +263,13 @@ fn coldplug_all(timeout: Duration) {
         }
     };
     let t0 = Instant::now();
-    let loaded = cp.settle(events.as_ref(), Duration::from_millis(1000), timeout);
+    let loaded = cp.settle(events.as_ref(), Duration::from_millis(1000), cmd.settle);
     log::info!(
-        "coldplug: {} module(s) loaded in {:.1} s: {}",
+        "coldplug: {} module(s) loaded in {:.1} s: {}{}",
         loaded.len(),
         t0.elapsed().as_secs_f64(),
-        loaded.join(" ")
+        loaded.join(" "),
+        cp.problems()
     );
     if let Some(events) = events {
         cp.spawn_hotplug(events);
