@@ -126,8 +126,20 @@ fn setup() -> PathBuf {
     let all: Vec<String> = listed.iter().map(|d| d.name.clone()).collect();
     // Read-only first: nothing below (boot medium detection, inspection, the
     // copy) may read a disk that is still writable.
-    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
-    let boot = protect::boot_medium(sys_block, Path::new("/dev"), &all, cmd.bootdev.as_deref());
+    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all, cmd.settle);
+    // Only protected disks are read, and a disk that did not answer would
+    // block the reader again.
+    let protected: Vec<String> = all
+        .iter()
+        .filter(|d| !unprotected.iter().any(|(u, _)| u == *d))
+        .cloned()
+        .collect();
+    let boot = protect::boot_medium(
+        sys_block,
+        Path::new("/dev"),
+        &protected,
+        cmd.bootdev.as_deref(),
+    );
     let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
         .iter()
         .filter(|d| Some(&d.name) != boot.as_ref())
@@ -147,19 +159,18 @@ fn setup() -> PathBuf {
             unprotected.len()
         );
     }
-    log::info!(
-        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
-        started.elapsed().as_secs_f64(),
-        sources.len(),
-        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
-            .unwrap_or_default()
-    );
-
     let paths: Vec<PathBuf> = sources
         .iter()
         .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
         .map(|d| Path::new("/dev").join(&d.name))
         .collect();
+    log::info!(
+        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
+        started.elapsed().as_secs_f64(),
+        paths.len(),
+        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
+            .unwrap_or_default()
+    );
     match &parsed {
         Ok(cmd) if cmd.mode == cmdline::Mode::Auto => {
             if let Some(plan) = unattended::plan(cmd) {
