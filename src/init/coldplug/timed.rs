@@ -51,6 +51,7 @@ pub enum Outcome {
 }
 
 struct Pending {
+    path: PathBuf,
     started: Instant,
     result: Receiver<Result<(), ColdplugError>>,
 }
@@ -100,6 +101,7 @@ impl TimedLoader {
                 self.stuck.insert(
                     name.to_string(),
                     Pending {
+                        path: path.to_path_buf(),
                         started,
                         result: rx,
                     },
@@ -127,7 +129,7 @@ impl TimedLoader {
             Ok(Ok(())) => Outcome::Loaded,
             Ok(Err(e)) => Outcome::Failed(e),
             Err(TryRecvError::Disconnected) => Outcome::Failed(ColdplugError::Panicked {
-                path: PathBuf::from(name),
+                path: pending.path.clone(),
             }),
         };
         self.stuck.remove(name);
