@@ -80,6 +80,8 @@ fn coldplug_modules(log: &str) -> Vec<String> {
         .lines()
         .find(|l| l.contains("coldplug:") && l.contains("module(s) loaded"))
         .unwrap_or_else(|| panic!("no coldplug summary (serial log printed below)"));
+    // Stuck and blacklisted modules follow after ` | `.
+    let line = line.split(" | ").next().unwrap_or_default();
     line.split_once(" s: ")
         .map(|(_, mods)| mods.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default()
@@ -440,4 +442,88 @@ fn live_bad_server_ends_in_fail_action() {
     );
     assert_clean_poweroff(&vm, status);
     assert_eq!(fixtures::hash_file(&img), before, "source image changed");
+}
+
+/// `p2xen.blacklist=e1000`: coldplug skips the NIC's driver, says so in its
+/// summary, and the shell comes up without eth0.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_blacklisted_driver_is_not_loaded() {
+    let mut vm = live_vm()
+        .append("p2xen.mode=shell p2xen.blacklist=e1000")
+        .nic("e1000")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("p2xen rescue shell", Duration::from_secs(240));
+    let log = vm.log();
+    assert!(
+        !coldplug_modules(&log).iter().any(|m| m == "e1000"),
+        "e1000 loaded despite p2xen.blacklist"
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.contains("module(s) loaded"))
+        .unwrap_or_default();
+    assert!(summary.ends_with(" | blacklisted: e1000"), "{summary}");
+    assert!(log.contains("module e1000 is not loaded: p2xen.blacklist"));
+    vm.send("echo $(ls /sys/class/net) NETS\n");
+    vm.wait_for("\nlo NETS", Duration::from_secs(60));
+    vm.send("poweroff\n");
+    assert_clean_poweroff(&vm, vm.wait_exit(Duration::from_secs(60)));
+}
+
+/// A driver whose probe never returns: the third virtio disk is throttled to
+/// 1 byte/s (QEMU monitor) once the kernel runs, so virtio_blk's probe blocks
+/// in that disk's partition scan and `finit_module` never returns. PID 1
+/// reports the stuck module and the disk that does not answer, and reaches
+/// the shell with the two disks that did appear.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_stuck_driver_is_reported_and_boot_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let monitor = tmp.path().join("monitor.sock");
+    let mut builder = live_vm()
+        .append("p2xen.mode=shell p2xen.settle=3")
+        .arg("-monitor")
+        .arg(&format!("unix:{},server,nowait", monitor.display()));
+    for n in 0..3 {
+        let img = tmp.path().join(format!("d{n}.img"));
+        fixtures::sparse_image(&img, 16 << 20);
+        builder = builder.disk(&img, DiskBus::Virtio, false);
+    }
+    let mut vm = builder.start().unwrap_or_else(|e| panic!("{e}"));
+    // Not from the start: SeaBIOS reads every disk and would hang itself.
+    vm.wait_for("Linux version", Duration::from_secs(60));
+    {
+        use std::io::Write;
+        let mut mon = std::os::unix::net::UnixStream::connect(&monitor)
+            .unwrap_or_else(|e| panic!("{}: {e}", monitor.display()));
+        mon.write_all(b"block_set_io_throttle disk2 1 0 0 0 0 0\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    vm.wait_for("p2xen rescue shell", Duration::from_secs(240));
+    let log = vm.log();
+    assert!(
+        log.contains("coldplug: STUCK: module virtio_blk, loading for /sys/devices/pci0000:00/"),
+        "no stuck report"
+    );
+    assert!(log.contains("To skip it next boot: p2xen.blacklist=virtio_blk"));
+    let summary = log
+        .lines()
+        .find(|l| l.contains("module(s) loaded"))
+        .unwrap_or_default();
+    assert!(summary.contains(" | stuck: virtio_blk ("), "{summary}");
+    assert!(
+        log.contains("/dev/vdc: no answer after 3 s"),
+        "vdc not left out"
+    );
+    for d in ["vda", "vdb"] {
+        assert!(log.contains(&format!("read-only: /dev/{d} (getro=1)")));
+    }
+    assert!(log.contains(&format!("{READY} in ")));
+    assert!(log.contains(": 2 source disk(s)"));
+    // The machine stays usable: the shell answers.
+    vm.send("echo SHELL-$((6*7))\n");
+    vm.wait_for("SHELL-42", Duration::from_secs(60));
 }

@@ -59,8 +59,12 @@ pub struct Cmdline {
     /// `p2xen.bootdev=`: the boot medium as named in /sys/block, left out of
     /// the copy; `None`: detected by its `P2XEN` label.
     pub bootdev: Option<String>,
-    /// `p2xen.settle=`: how long coldplug waits at most for devices to settle.
+    /// `p2xen.settle=`: how long coldplug waits at most for devices to
+    /// settle, and for any one module to load (a longer load is reported
+    /// stuck and the boot goes on without it).
     pub settle: Duration,
+    /// `p2xen.blacklist=`: modules coldplug never loads (normalised names).
+    pub blacklist: Vec<String>,
     /// Every kernel `console=`, in order (the last one is /dev/console).
     pub consoles: Vec<Console>,
     /// The kernel's `ip=`; `None`: DHCP on every interface with carrier.
@@ -89,6 +93,7 @@ impl Default for Cmdline {
             debug: false,
             bootdev: None,
             settle: DEFAULT_SETTLE,
+            blacklist: Vec::new(),
             consoles: Vec::new(),
             ip: None,
             warnings: Vec::new(),
@@ -226,6 +231,10 @@ const KEYS: &[Key] = &[
         accepted: "seconds from 1 to 600",
     },
     Key {
+        name: "p2xen.blacklist",
+        accepted: "module names separated by commas: e1000,mpt3sas",
+    },
+    Key {
         name: "ip",
         accepted: ip::ACCEPTED,
     },
@@ -354,6 +363,11 @@ impl Cmdline {
             "p2xen.settle" => {
                 self.settle = Duration::from_secs(parse_with(key, value, values::settle_secs)?)
             }
+            "p2xen.blacklist" => {
+                self.blacklist = parse_with(key, value, |v| {
+                    v.split(',').map(values::module_name).collect()
+                })?
+            }
             "ip" => {
                 let (param, notes) = parse_with(key, value, |v| ip::parse(v).map_err(|e| e.0))?;
                 self.ip = Some(param);
@@ -427,6 +441,9 @@ impl Cmdline {
         }
         if self.settle != DEFAULT_SETTLE {
             out.push(("p2xen.settle", self.settle.as_secs().to_string()));
+        }
+        if !self.blacklist.is_empty() {
+            out.push(("p2xen.blacklist", self.blacklist.join(",")));
         }
         let mut line: Vec<String> = out
             .into_iter()

@@ -116,7 +116,7 @@ fn setup() -> PathBuf {
     // boot medium detection: the rescue shell needs the disks too.
     let defaults = cmdline::Cmdline::default();
     let cmd = parsed.as_ref().unwrap_or(&defaults);
-    coldplug_all(cmd.settle);
+    coldplug_all(cmd);
 
     let sys_block = Path::new("/sys/block");
     let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
@@ -126,8 +126,20 @@ fn setup() -> PathBuf {
     let all: Vec<String> = listed.iter().map(|d| d.name.clone()).collect();
     // Read-only first: nothing below (boot medium detection, inspection, the
     // copy) may read a disk that is still writable.
-    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all);
-    let boot = protect::boot_medium(sys_block, Path::new("/dev"), &all, cmd.bootdev.as_deref());
+    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all, cmd.settle);
+    // Only protected disks are read, and a disk that did not answer would
+    // block the reader again.
+    let protected: Vec<String> = all
+        .iter()
+        .filter(|d| !unprotected.iter().any(|(u, _)| u == *d))
+        .cloned()
+        .collect();
+    let boot = protect::boot_medium(
+        sys_block,
+        Path::new("/dev"),
+        &protected,
+        cmd.bootdev.as_deref(),
+    );
     let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
         .iter()
         .filter(|d| Some(&d.name) != boot.as_ref())
@@ -147,19 +159,18 @@ fn setup() -> PathBuf {
             unprotected.len()
         );
     }
-    log::info!(
-        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
-        started.elapsed().as_secs_f64(),
-        sources.len(),
-        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
-            .unwrap_or_default()
-    );
-
     let paths: Vec<PathBuf> = sources
         .iter()
         .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
         .map(|d| Path::new("/dev").join(&d.name))
         .collect();
+    log::info!(
+        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
+        started.elapsed().as_secs_f64(),
+        paths.len(),
+        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
+            .unwrap_or_default()
+    );
     match &parsed {
         Ok(cmd) if cmd.mode == cmdline::Mode::Auto => {
             if let Some(plan) = unattended::plan(cmd) {
@@ -239,7 +250,11 @@ fn finish(end: EndAction, logger: &console::InitLogger) {
     }
 }
 
-fn coldplug_all(timeout: Duration) {
+fn coldplug_all(cmd: &cmdline::Cmdline) {
+    let policy = coldplug::Policy {
+        blacklist: cmd.blacklist.clone(),
+        load_timeout: cmd.settle,
+    };
     let moddir = coldplug::running_moddir();
     let events = match coldplug::uevent::UeventSocket::open() {
         Ok(s) => Some(s),
@@ -251,7 +266,7 @@ fn coldplug_all(timeout: Duration) {
             None
         }
     };
-    let mut cp = match coldplug::Coldplug::open(&moddir) {
+    let mut cp = match coldplug::Coldplug::open(&moddir, &policy) {
         Ok(cp) => cp,
         Err(e) => {
             log::error!("coldplug impossible: {e}; only built-in drivers are available");
@@ -259,12 +274,13 @@ fn coldplug_all(timeout: Duration) {
         }
     };
     let t0 = Instant::now();
-    let loaded = cp.settle(events.as_ref(), Duration::from_millis(1000), timeout);
+    let loaded = cp.settle(events.as_ref(), Duration::from_millis(1000), cmd.settle);
     log::info!(
-        "coldplug: {} module(s) loaded in {:.1} s: {}",
+        "coldplug: {} module(s) loaded in {:.1} s: {}{}",
         loaded.len(),
         t0.elapsed().as_secs_f64(),
-        loaded.join(" ")
+        loaded.join(" "),
+        cp.problems()
     );
     if let Some(events) = events {
         cp.spawn_hotplug(events);

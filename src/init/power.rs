@@ -44,10 +44,57 @@ fn mount_points() -> Vec<String> {
     points
 }
 
+/// sync(2), waiting at most 10 s: sync takes each disk's open mutex, which
+/// a driver whose probe is stuck (mid partition scan) holds forever.
+fn bounded_sync() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("sync".into())
+        .spawn(move || {
+            nix::unistd::sync();
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() && rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        log::error!("sync did not finish in 10 s (a disk or its driver is stuck); going on");
+    }
+}
+
+/// reboot(2) shuts every device down first and waits for each one's lock,
+/// which a driver whose probe is stuck holds forever: say so after 30 s, and
+/// for a reboot restart at once (sysrq `b`: no device shutdown; all is synced).
+fn watch_kernel(action: PowerAction, sysrq: Option<std::fs::File>) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown watch".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_secs(30));
+            log::error!(
+                "the kernel has not finished the {} after 30 s: a stuck driver blocks its device shutdown",
+                action.word()
+            );
+            if action == PowerAction::Reboot {
+                log::error!("restarting at once (sysrq b)");
+                if let Some(mut f) = sysrq {
+                    use std::io::Write;
+                    let _ = f.write_all(b"b");
+                }
+            } else {
+                log::error!("switch the machine off by hand (nothing is left to write)");
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot watch the {}: {e}", action.word());
+    }
+}
+
 /// Never returns: terminates all other processes, syncs, unmounts, and
 /// asks the kernel to power off / reboot; if that fails, waits forever.
 pub fn shutdown(action: PowerAction) -> ! {
     log::info!("{}: stopping processes, syncing, unmounting", action.word());
+    // Opened while /proc is still mounted: the watch may need it afterwards.
+    let sysrq = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sysrq-trigger")
+        .ok();
     // Pid -1 from PID 1: every process but ourselves.
     let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
@@ -55,7 +102,7 @@ pub fn shutdown(action: PowerAction) -> ! {
     // The shell's exit hung up its console; reopen before /dev goes away.
     std::thread::sleep(Duration::from_millis(200));
     super::console::reopen();
-    nix::unistd::sync();
+    bounded_sync();
     for point in mount_points() {
         if let Err(e) = nix::mount::umount(point.as_str()) {
             // Busy: detach it, and at least make it read-only for the sync.
@@ -63,8 +110,9 @@ pub fn shutdown(action: PowerAction) -> ! {
             let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
-    nix::unistd::sync();
+    bounded_sync();
     log::info!("{}: now", action.word());
+    watch_kernel(action, sysrq);
     let err = nix::sys::reboot::reboot(action.mode());
     log::error!("reboot({}) failed: {err:?}; halting here", action.word());
     loop {

@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// FAT or ISO 9660 volume label that marks our own boot medium.
 pub const BOOT_LABEL: &str = "P2XEN";
@@ -22,6 +24,16 @@ pub enum ProtectError {
     SetRo { path: PathBuf, source: nix::Error },
     #[error("{path}: still writable after BLKROSET")]
     StillWritable { path: PathBuf },
+    #[error(
+        "{path}: no answer after {} s (its driver is stuck, or the disk hangs); left alone: not read, not copied",
+        waited.as_secs()
+    )]
+    NoAnswer { path: PathBuf, waited: Duration },
+    #[error("{path}: cannot start a thread to protect it: {source}")]
+    Thread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 // <linux/fs.h>: BLKROSET _IO(0x12,93), BLKROGET _IO(0x12,94); both take an int*.
@@ -89,20 +101,50 @@ pub fn is_readonly(path: &Path) -> Result<bool, ProtectError> {
 
 /// Sets every disk and partition read-only; logs each (`blockdev --getro`
 /// equivalent) and returns the disks that could not be protected.
-pub fn protect_all(sys_block: &Path, dev: &Path, disks: &[String]) -> Vec<(String, ProtectError)> {
+pub fn protect_all(
+    sys_block: &Path,
+    dev: &Path,
+    disks: &[String],
+    timeout: Duration,
+) -> Vec<(String, ProtectError)> {
     let mut failed = Vec::new();
     for disk in disks {
-        let mut names = vec![disk.clone()];
-        names.extend(partitions(sys_block, disk).into_iter().map(|(n, _)| n));
-        for name in names {
-            let path = dev.join(&name);
-            match set_readonly(&path) {
-                Ok(()) => log::info!("read-only: {} (getro=1)", path.display()),
-                Err(e) => {
-                    log::error!("{e}");
-                    failed.push((disk.clone(), e));
-                }
-            }
+        // open() waits for the disk's partition scan, which a stuck driver
+        // (or dead hardware) never finishes: PID 1 waits at most `timeout`
+        // and the thread stays behind, blocked in the kernel.
+        let (tx, rx) = mpsc::channel();
+        let (sys_block, dev, name) = (sys_block.to_path_buf(), dev.to_path_buf(), disk.clone());
+        let path = dev.join(disk);
+        let spawned = std::thread::Builder::new()
+            .name(format!("protect {disk}"))
+            .spawn(move || drop(tx.send(protect_disk(&sys_block, &dev, &name))));
+        let errors = match spawned {
+            Err(source) => vec![ProtectError::Thread { path, source }],
+            Ok(_) => rx.recv_timeout(timeout).unwrap_or_else(|_| {
+                vec![ProtectError::NoAnswer {
+                    path,
+                    waited: timeout,
+                }]
+            }),
+        };
+        for e in errors {
+            log::error!("{e}");
+            failed.push((disk.clone(), e));
+        }
+    }
+    failed
+}
+
+/// Sets `disk` and each of its partitions read-only; returns what failed.
+fn protect_disk(sys_block: &Path, dev: &Path, disk: &str) -> Vec<ProtectError> {
+    let mut names = vec![disk.to_string()];
+    names.extend(partitions(sys_block, disk).into_iter().map(|(n, _)| n));
+    let mut failed = Vec::new();
+    for name in names {
+        let path = dev.join(&name);
+        match set_readonly(&path) {
+            Ok(()) => log::info!("read-only: {} (getro=1)", path.display()),
+            Err(e) => failed.push(e),
         }
     }
     failed

@@ -225,6 +225,17 @@ fn boot_medium_and_settle_time() {
 }
 
 #[test]
+fn blacklist() {
+    let c = parse("p2xen.blacklist=e1000,virtio-blk");
+    assert_eq!(c.blacklist, ["e1000", "virtio_blk"]);
+    assert_eq!(c.to_cmdline(), "p2xen.blacklist=e1000,virtio_blk");
+    assert_eq!(
+        err("p2xen.blacklist=e1000,,igb"),
+        "kernel command line: p2xen.blacklist=\"e1000,,igb\": \"\" is not a module name of 1 to 55 characters (accepted: module names separated by commas: e1000,mpt3sas)"
+    );
+}
+
+#[test]
 fn init_arguments_after_double_dash_are_read_too() {
     assert_eq!(parse("quiet -- p2xen.name=x").name.as_deref(), Some("x"));
 }

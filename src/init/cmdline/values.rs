@@ -340,6 +340,23 @@ pub fn settle_secs(v: &str) -> Result<u64, String> {
         .filter(|s| (1..=MAX_SETTLE_SECS).contains(s))
         .ok_or_else(|| format!("{v:?} is not a number of seconds from 1 to {MAX_SETTLE_SECS}"))
 }
+/// A kernel module name in `p2xen.blacklist=`, normalised as kmod does
+/// (`-` is `_`); the kernel's limit is 55 bytes.
+pub fn module_name(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.len() > 55 {
+        return Err(format!("{v:?} is not a module name of 1 to 55 characters"));
+    }
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{v:?} is not a module name (letters, digits, '_' and '-' only)"
+        ));
+    }
+    Ok(v.replace('-', "_"))
+}
+
 keyword_enum!(
     /// `p2xen.mode=`: unattended run, the menu, or straight to the rescue
     /// shell (the boot media's "Rescue shell" entry).
@@ -444,6 +461,13 @@ mod tests {
         assert!(settle_secs("0").unwrap_err().contains("from 1 to 600"));
         assert!(settle_secs("601").is_err());
         assert!(settle_secs("5s").is_err());
+        assert_eq!(module_name("virtio-blk"), Ok("virtio_blk".into()));
+        assert!(module_name("").unwrap_err().contains("1 to 55"));
+        assert!(
+            module_name("e1000.ko")
+                .unwrap_err()
+                .contains("letters, digits")
+        );
     }
 
     #[test]

@@ -6,20 +6,25 @@
 //! (an HBA's SCSI disks want `sd_mod`), so the walk repeats until nothing new
 //! appears and the uevent stream has gone quiet, bounded by a timeout; then a
 //! thread keeps listening to uevents for devices that come later.
+//!
+//! Each load waits at most a timeout ([`timed`]): a driver whose probe
+//! blocks is reported as stuck, naming the device, and the boot goes on
+//! without it and without the modules that need it. Modules named by
+//! `p2xen.blacklist=` are never loaded.
 
 pub mod alias;
 pub mod deps;
 pub mod glob;
+pub mod timed;
 pub mod uevent;
 
 use alias::AliasTable;
 use deps::ModuleDeps;
-use nix::kmod::{ModuleInitFlags, finit_module};
-use std::collections::HashSet;
-use std::ffi::CString;
-use std::fs::File;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timed::{LoadFn, Outcome, TimedLoader};
 use uevent::UeventSocket;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,48 @@ pub enum ColdplugError {
     },
     #[error("{path}: finit_module failed: {errno}")]
     Load { path: PathBuf, errno: nix::Error },
+    #[error("{path}: cannot start a thread to load it: {source}")]
+    Thread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the loading thread panicked (a bug)")]
+    Panicked { path: PathBuf },
+    /// `module` (needed by `wanted`, or `wanted` itself) has been loading
+    /// for `waited`; `first` for the request that found it overrunning.
+    #[error(
+        "module {module}{} has not finished loading after {} s",
+        needed_by(module, wanted),
+        waited.as_secs()
+    )]
+    Stuck {
+        module: String,
+        wanted: String,
+        waited: Duration,
+        first: bool,
+    },
+    #[error(
+        "module {module}{} is not loaded: p2xen.blacklist",
+        needed_by(module, wanted)
+    )]
+    Blacklisted { module: String, wanted: String },
+}
+
+fn needed_by(module: &str, wanted: &str) -> String {
+    if module == wanted {
+        String::new()
+    } else {
+        format!(" (needed by {wanted})")
+    }
+}
+
+/// What the kernel command line asks of coldplug.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `p2xen.blacklist=`: modules never loaded, nor anything that needs them.
+    pub blacklist: Vec<String>,
+    /// `p2xen.settle=`: the longest wait for one module's load.
+    pub load_timeout: Duration,
 }
 
 pub struct Coldplug {
@@ -46,6 +93,12 @@ pub struct Coldplug {
     loaded: HashSet<String>,
     failed: HashSet<String>,
     seen: HashSet<(PathBuf, String)>,
+    loader: TimedLoader,
+    blacklist: HashSet<String>,
+    /// Blacklisted modules some device asked for.
+    refused: BTreeSet<String>,
+    /// Stuck modules → the devices that wanted them (`path (modalias)`).
+    stuck_for: BTreeMap<String, Vec<String>>,
 }
 
 /// What one pass over the devices did.
@@ -53,6 +106,8 @@ pub struct Coldplug {
 pub struct Pass {
     pub new_devices: usize,
     pub loaded: Vec<String>,
+    /// Time spent waiting for loads that overran.
+    pub stalled: Duration,
 }
 
 fn read_text(path: &Path) -> Result<String, ColdplugError> {
@@ -105,8 +160,9 @@ fn bound_driver(devdir: &Path) -> Option<String> {
 }
 
 impl Coldplug {
-    /// Reads modules.alias, modules.dep and modules.builtin from `moddir`.
-    pub fn open(moddir: &Path) -> Result<Self, ColdplugError> {
+    /// Reads modules.alias, modules.dep and modules.builtin from `moddir`;
+    /// modules are loaded with `finit_module` ([`Coldplug::with_loader`] for tests).
+    pub fn open(moddir: &Path, policy: &Policy) -> Result<Self, ColdplugError> {
         let aliases = AliasTable::parse(&read_text(&moddir.join("modules.alias"))?);
         let dep_path = moddir.join("modules.dep");
         let deps =
@@ -128,7 +184,21 @@ impl Coldplug {
             loaded: HashSet::new(),
             failed: HashSet::new(),
             seen: HashSet::new(),
+            loader: TimedLoader::new(Arc::new(timed::finit), policy.load_timeout),
+            blacklist: policy
+                .blacklist
+                .iter()
+                .map(|m| alias::normalize(m))
+                .collect(),
+            refused: BTreeSet::new(),
+            stuck_for: BTreeMap::new(),
         })
+    }
+
+    /// Replaces the loader (a fake in tests), keeping the timeout.
+    pub fn with_loader(mut self, load: Arc<LoadFn>) -> Self {
+        self.loader = TimedLoader::new(load, self.loader.timeout());
+        self
     }
 
     fn present(&self, name: &str) -> bool {
@@ -140,8 +210,10 @@ impl Coldplug {
                 .exists()
     }
 
-    /// Loads `name` and its dependencies; returns the modules actually inserted.
-    pub fn load(&mut self, name: &str) -> Result<Vec<String>, ColdplugError> {
+    /// Loads `name` and its dependencies, appending each module it inserts
+    /// to `inserted`. Stops at the first that fails, is stuck or is
+    /// blacklisted: what follows needs it.
+    pub fn load(&mut self, name: &str, inserted: &mut Vec<String>) -> Result<(), ColdplugError> {
         let order = self
             .deps
             .load_order(name)
@@ -149,33 +221,45 @@ impl Coldplug {
                 path: self.moddir.join("modules.dep"),
                 source,
             })?;
-        let mut inserted = Vec::new();
         for m in order {
-            if self.present(&m) || self.failed.contains(&m) {
+            // A stuck module shows in /sys/module already: ask the loader first.
+            if !self.loader.is_pending(&m) && (self.present(&m) || self.failed.contains(&m)) {
                 continue;
+            }
+            if self.blacklist.contains(&m) {
+                self.refused.insert(m.clone());
+                return Err(ColdplugError::Blacklisted {
+                    module: m,
+                    wanted: alias::normalize(name),
+                });
             }
             let Some(rel) = self.deps.path(&m) else {
                 continue;
             };
             let path = self.moddir.join(rel);
-            let file = File::open(&path).map_err(|source| ColdplugError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            match finit_module(&file, &CString::default(), ModuleInitFlags::empty()) {
-                Ok(()) | Err(nix::Error::EEXIST) => {
+            let (waited, first) = match self.loader.load(&m, &path) {
+                Outcome::Loaded => {
                     self.loaded.insert(m.clone());
                     inserted.push(m);
+                    continue;
                 }
-                Err(errno) => {
+                Outcome::Failed(e) => {
                     // Remember it: a driver whose init fails (ENODEV: no
                     // hardware it supports) is not retried on every pass.
                     self.failed.insert(m);
-                    return Err(ColdplugError::Load { path, errno });
+                    return Err(e);
                 }
-            }
+                Outcome::Overran { waited } => (waited, true),
+                Outcome::StillStuck { since } => (since, false),
+            };
+            return Err(ColdplugError::Stuck {
+                module: m,
+                wanted: alias::normalize(name),
+                waited,
+                first,
+            });
         }
-        Ok(inserted)
+        Ok(())
     }
 
     /// Loads the modules for one device's modalias; logs what bound.
@@ -187,20 +271,72 @@ impl Coldplug {
             .map(str::to_string)
             .collect();
         for module in modules {
-            match self.load(&module) {
-                Ok(inserted) if !inserted.is_empty() => {
-                    log::info!(
-                        "{} ({modalias}): loaded {}; driver: {}",
-                        devdir.display(),
-                        inserted.join(" "),
-                        bound_driver(devdir).unwrap_or_else(|| "none yet".into())
-                    );
-                    pass.loaded.extend(inserted);
+            let mut inserted = Vec::new();
+            let result = self.load(&module, &mut inserted);
+            if !inserted.is_empty() {
+                log::info!(
+                    "{} ({modalias}): loaded {}; driver: {}",
+                    devdir.display(),
+                    inserted.join(" "),
+                    bound_driver(devdir).unwrap_or_else(|| "none yet".into())
+                );
+                pass.loaded.extend(inserted);
+            }
+            match result {
+                Ok(()) => {}
+                Err(ColdplugError::Stuck {
+                    module,
+                    wanted,
+                    waited,
+                    first,
+                }) => {
+                    let device = format!("{} ({modalias})", devdir.display());
+                    let needed = needed_by(&module, &wanted);
+                    if first {
+                        log::error!(
+                            "coldplug: STUCK: module {module}{needed}, loading for {device}, \
+                             has not finished after {} s: its probe is blocked (driver or \
+                             hardware). Going on without it and what needs it; its devices \
+                             may be missing. To skip it next boot: p2xen.blacklist={module}",
+                            waited.as_secs()
+                        );
+                        pass.stalled += waited;
+                    } else {
+                        log::warn!(
+                            "{device}: module {module}{needed} not loaded: stuck loading for {} s",
+                            waited.as_secs()
+                        );
+                    }
+                    self.stuck_for.entry(module).or_default().push(device);
                 }
-                Ok(_) => {}
+                Err(e @ ColdplugError::Blacklisted { .. }) => {
+                    log::info!("{} ({modalias}): {e}", devdir.display())
+                }
                 Err(e) => log::warn!("{} ({modalias}): {e}", devdir.display()),
             }
         }
+    }
+
+    /// Modules still stuck and those refused by the blacklist, for the
+    /// summary line: empty when there are none, else ` | stuck: ... `.
+    pub fn problems(&self) -> String {
+        let mut out = String::new();
+        let stuck = self.loader.stuck();
+        if !stuck.is_empty() {
+            let list: Vec<String> = stuck
+                .iter()
+                .map(|(m, t)| {
+                    let devices = self.stuck_for.get(m).map_or(0, Vec::len);
+                    format!("{m} ({} s, {devices} device(s))", t.as_secs())
+                })
+                .collect();
+            out.push_str(&format!(" | stuck: {}", list.join(", ")));
+        }
+        if !self.refused.is_empty() {
+            let list: Vec<&str> = self.refused.iter().map(String::as_str).collect();
+            out.push_str(&format!(" | blacklisted: {}", list.join(" ")));
+        }
+        out
     }
 
     /// One walk over `sys_devices`, loading modules for devices not seen before.
@@ -224,12 +360,24 @@ impl Coldplug {
         quiet: Duration,
         timeout: Duration,
     ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
+        self.settle_in(Path::new("/sys/devices"), events, quiet, timeout)
+    }
+
+    fn settle_in(
+        &mut self,
+        sys_devices: &Path,
+        events: Option<&UeventSocket>,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let mut deadline = Instant::now() + timeout;
         let mut loaded = Vec::new();
         loop {
-            let pass = self.pass(Path::new("/sys/devices"));
+            let pass = self.pass(sys_devices);
             let busy = pass.new_devices > 0;
             loaded.extend(pass.loaded);
+            // A stuck driver's wait is not the other devices' settle time.
+            deadline += pass.stalled;
             // Drain events until the kernel has been quiet for `quiet`.
             let mut heard = false;
             if let Some(sock) = events {
@@ -272,3 +420,6 @@ impl Coldplug {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
