@@ -9,7 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{blockdev, lvm};
@@ -162,7 +162,9 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
 /// One disk being received. Every target is an open file (an image or a
 /// block device) at a path; they differ only in how they write and zero.
 pub trait Target: Send {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// The `O_DIRECT` handle beside the ordinary one: data is written and
+    /// read back around dom0's page cache (see `direct.rs`).
+    fn direct(&mut self) -> (&mut DirectIo, &File);
     /// Makes `[offset, offset+len)` read as zeros.
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError>;
     fn file(&self) -> &File;
@@ -175,9 +177,17 @@ pub trait Target: Send {
         Ok(())
     }
 
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let (direct, file) = self.direct();
+        direct
+            .write_at(file, offset, data)
+            .map_err(|e| StoreError::io(self.path(), "write", offset, data.len(), e))
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.file()
-            .read_exact_at(buf, offset)
+        let (direct, file) = self.direct();
+        direct
+            .read_at(file, offset, buf)
             .map_err(|e| StoreError::io(self.path(), "read back", offset, buf.len(), e))
     }
     /// Data reaches stable storage (fdatasync) before the journal records it.
@@ -421,16 +431,8 @@ impl SparseFile {
 }
 
 impl Target for SparseFile {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.direct
-            .write_at(&self.file, offset, data)
-            .map_err(|e| StoreError::io(&self.path, "write", offset, data.len(), e))
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.direct
-            .read_at(&self.file, offset, buf)
-            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
+    fn direct(&mut self) -> (&mut DirectIo, &File) {
+        (&mut self.direct, &self.file)
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
@@ -558,16 +560,8 @@ impl BlockTarget {
 }
 
 impl Target for BlockTarget {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.direct
-            .write_at(&self.file, offset, data)
-            .map_err(|e| StoreError::io(&self.path, "write", offset, data.len(), e))
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.direct
-            .read_at(&self.file, offset, buf)
-            .map_err(|e| StoreError::io(&self.path, "read back", offset, buf.len(), e))
+    fn direct(&mut self) -> (&mut DirectIo, &File) {
+        (&mut self.direct, &self.file)
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
