@@ -72,7 +72,7 @@ fn sha256(path: &Path) -> String {
 
 /// The line a demo server's /sbin/init prints once fstab is mounted:
 /// `P2XEN-MARKER host=H root=DEV mounts=MNT:DEV:TYPE,... swap=DEV,...|none fstab_errors=N`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Marker {
     host: String,
     root: String,
@@ -82,6 +82,32 @@ struct Marker {
 }
 
 impl Marker {
+    /// What the seed prints when its disk is `disk` (sda on its own IDE
+    /// hardware, xvda under Xen): root on 1, swap on 2, no fstab errors.
+    fn seed(disk: &str) -> Marker {
+        Marker {
+            host: "seed".into(),
+            root: format!("/dev/{disk}1"),
+            mounts: vec![format!("/:/dev/{disk}1:ext3")],
+            swap: format!("/dev/{disk}2"),
+            fstab_errors: 0,
+        }
+    }
+
+    /// What the modern server prints: /boot on 2, root on 3, swap on 4.
+    fn modern(disk: &str) -> Marker {
+        Marker {
+            host: "modern".into(),
+            root: format!("/dev/{disk}3"),
+            mounts: vec![
+                format!("/:/dev/{disk}3:ext4"),
+                format!("/boot:/dev/{disk}2:ext4"),
+            ],
+            swap: format!("/dev/{disk}4"),
+            fstab_errors: 0,
+        }
+    }
+
     fn parse(text: &str) -> Marker {
         let line = text
             .lines()
@@ -129,12 +155,8 @@ fn demo_seed_boots_on_its_source_hardware() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (seed, _) = demo_servers(tmp.path());
     let m = boot_source(&seed, "ide", "source-seed");
-    assert_eq!(m.host, "seed");
     // fstab says /dev/hda1: the seed's initramfs offers the old IDE names.
-    assert_eq!(m.root, "/dev/sda1");
-    assert_eq!(m.mounts, ["/:/dev/sda1:ext3"]);
-    assert_eq!(m.swap, "/dev/sda2");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::seed("sda"));
 }
 
 #[test]
@@ -143,11 +165,7 @@ fn demo_modern_boots_on_its_source_hardware() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_, modern) = demo_servers(tmp.path());
     let m = boot_source(&modern, "ahci", "source-modern");
-    assert_eq!(m.host, "modern");
-    assert_eq!(m.root, "/dev/sda3");
-    assert_eq!(m.mounts, ["/:/dev/sda3:ext4", "/boot:/dev/sda2:ext4"]);
-    assert_eq!(m.swap, "/dev/sda4");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::modern("sda"));
 }
 
 /// Converts a copy of a demo image by hand (tests/e2e/hand-convert: device
@@ -178,11 +196,7 @@ fn hand_converted_seed_boots_under_xen() {
     let (seed, _) = demo_servers(tmp.path());
     // Its fstab and grub.cfg say /dev/hda1: hand-convert renames to xvda.
     let m = boot_under_xen("seed", &seed, tmp.path());
-    assert_eq!(m.host, "seed");
-    assert_eq!(m.root, "/dev/xvda1");
-    assert_eq!(m.mounts, ["/:/dev/xvda1:ext3"]);
-    assert_eq!(m.swap, "/dev/xvda2");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::seed("xvda"));
 }
 
 #[test]
@@ -192,11 +206,7 @@ fn hand_converted_modern_boots_under_xen() {
     let (_, modern) = demo_servers(tmp.path());
     // fstab and root= use UUID=: hand-convert finds nothing to rename.
     let m = boot_under_xen("modern", &modern, tmp.path());
-    assert_eq!(m.host, "modern");
-    assert_eq!(m.root, "/dev/xvda3");
-    assert_eq!(m.mounts, ["/:/dev/xvda3:ext4", "/boot:/dev/xvda2:ext4"]);
-    assert_eq!(m.swap, "/dev/xvda4");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::modern("xvda"));
 }
 
 /// The harness must tell a broken migration from a good one: the seed copied
@@ -339,34 +349,22 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
 #[ignore = "system test (QEMU): run by build/test"]
 fn modern_migrated_by_p2xen_boots_under_xen() {
     let m = migrate_and_boot("modern", DiskBus::Ahci, "");
-    assert_eq!(m.host, "modern");
-    assert_eq!(m.root, "/dev/xvda3");
-    assert_eq!(m.mounts, ["/:/dev/xvda3:ext4", "/boot:/dev/xvda2:ext4"]);
-    assert_eq!(m.swap, "/dev/xvda4");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::modern("xvda"));
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn seed_migrated_by_p2xen_boots_under_xen() {
     let m = migrate_and_boot("seed", DiskBus::Ide, "");
-    assert_eq!(m.host, "seed");
-    assert_eq!(m.root, "/dev/xvda1");
-    assert_eq!(m.mounts, ["/:/dev/xvda1:ext3"]);
-    assert_eq!(m.swap, "/dev/xvda2");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::seed("xvda"));
 }
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn seed_migrated_with_layout_partitions_boots_under_xen() {
     let m = migrate_and_boot("seed", DiskBus::Ide, "p2xen.layout=partitions");
-    assert_eq!(m.host, "seed");
     // One image a partition, attached as xvda1 and xvda2 (direct kernel boot).
-    assert_eq!(m.root, "/dev/xvda1");
-    assert_eq!(m.mounts, ["/:/dev/xvda1:ext3"]);
-    assert_eq!(m.swap, "/dev/xvda2");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::seed("xvda"));
 }
 
 /// The `P2XEN-LVM NAME key=value ...` line the dom0 script printed for a name.
@@ -500,11 +498,7 @@ fn seed_received_into_lvm_on_dom0_boots_under_xen() {
     );
 
     let m = Marker::parse(&marker);
-    assert_eq!(m.host, "seed");
-    assert_eq!(m.root, "/dev/xvda1");
-    assert_eq!(m.mounts, ["/:/dev/xvda1:ext3"]);
-    assert_eq!(m.swap, "/dev/xvda2");
-    assert_eq!(m.fstab_errors, 0);
+    assert_eq!(m, Marker::seed("xvda"));
     eprintln!(
         "lvm store test: {:.0} s in all",
         started.elapsed().as_secs_f64()
