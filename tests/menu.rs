@@ -4,8 +4,8 @@
 
 mod common;
 
-use nix::fcntl::{FcntlArg, FdFlag};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use common::pty::Pty;
+
 use p2xen::menu::{
     self, Backend, BackendError, DiskBar, DiskEntry, MachineInfo, MenuOutcome, MenuPrefill,
     MigrationEvent, MigrationPlan, MigrationResult, NetChoice, NicInfo, ResultDisk,
@@ -13,113 +13,13 @@ use p2xen::menu::{
 use p2xen::source::inspect::{DiskReport, PartitionReport};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A pseudo-terminal whose slave side the menu opens by path; the master
-/// side is read into a VT100 emulator by a thread.
-struct Pty {
-    master: File,
-    _slave: OwnedFd,
-    path: PathBuf,
-    parser: Arc<Mutex<vt100::Parser>>,
-    /// Set on drop: the reader thread lets go of its master fd, so the
-    /// menu's side sees the terminal close (EIO).
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Pty {
-    fn open() -> Pty {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let path = nix::unistd::ttyname(&pty.slave).expect("ttyname of the pty slave");
-        // openpty's fds are inheritable: a spawned `p2xen menu` would keep
-        // the master open and never see the terminal close.
-        for fd in [&pty.master, &pty.slave] {
-            nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-                .expect("FD_CLOEXEC");
-        }
-        let master = File::from(pty.master);
-        let mut reader = master.try_clone().expect("clone master");
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
-        let p = parser.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stopped.load(Ordering::SeqCst) {
-                let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(50u16)) {
-                    Ok(0) => continue,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-                // EIO once every slave fd is closed: the end.
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => p.lock().unwrap().process(&buf[..n]),
-                }
-            }
-        });
-        Pty {
-            master,
-            _slave: pty.slave,
-            path,
-            parser,
-            stop,
-        }
-    }
-
-    fn name(&self) -> String {
-        self.path
-            .to_string_lossy()
-            .trim_start_matches("/dev/")
-            .to_string()
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to the pty");
-        // The menu handles keys in batches; give it a moment per batch so
-        // screens are asserted in order.
-        std::thread::sleep(Duration::from_millis(120));
-    }
-
-    /// The whole 80x24 screen, one line per row, trailing blanks removed.
-    fn screen(&self) -> String {
-        let p = self.parser.lock().unwrap();
-        p.screen()
-            .rows(0, 80)
-            .map(|r| r.trim_end().to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if s.contains(text) {
-                return s;
-            }
-            if start.elapsed() > WAIT {
-                panic!("screen never showed {text:?}; it shows:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-    }
-}
 
 const FP: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -288,7 +188,7 @@ const DOWN: &[u8] = b"\x1b[B";
 
 #[test]
 fn interactive_migration_with_a_fake_backend() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let (fake, gate) = Fake::new();
     let h = start_menu(&[&t], MenuPrefill::default(), fake.clone());
     let s = t.wait_for("1/7 Overview");
@@ -453,7 +353,7 @@ fn interactive_migration_with_a_fake_backend() {
 
 #[test]
 fn garbage_keys_and_ctrl_l_leave_a_consistent_screen() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let prefill = MenuPrefill {
         server: Some("dom0".into()),
@@ -479,10 +379,7 @@ fn garbage_keys_and_ctrl_l_leave_a_consistent_screen() {
     noise.extend_from_slice(b"\x1b[999;999;999;999;999;999;999H\x1b[15~\x1b[<0;1;1M\x1bO");
     t.send(&noise);
     // Garble the emulator as line noise on the way out would.
-    t.parser
-        .lock()
-        .unwrap()
-        .process(b"\x1b[5;5Hgarbage garbage\x1b[2J");
+    t.garble(b"\x1b[5;5Hgarbage garbage\x1b[2J");
     t.send(b"\x0c");
     let s = t.wait_for("1/7 Overview");
     assert_eq!(s, clean);
@@ -500,7 +397,7 @@ fn garbage_keys_and_ctrl_l_leave_a_consistent_screen() {
 
 #[test]
 fn closed_terminal_ends_the_menu_cleanly() {
-    let t = Pty::open();
+    let t = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let h = start_menu(&[&t], MenuPrefill::default(), fake);
     t.wait_for("1/7 Overview");
@@ -510,8 +407,8 @@ fn closed_terminal_ends_the_menu_cleanly() {
 
 #[test]
 fn first_console_with_a_key_takes_control() {
-    let mut a = Pty::open();
-    let mut b = Pty::open();
+    let mut a = Pty::open(WAIT);
+    let mut b = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let h = start_menu(&[&a, &b], MenuPrefill::default(), fake);
     a.wait_for("1/7 Overview");
@@ -539,7 +436,7 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::fixtures::mbr_server(dir.path());
     let before = common::fixtures::hash_file(&server.image);
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p2xen"))
         .args(["menu", "--tty"])
         .arg(&t.path)
@@ -603,7 +500,7 @@ fn p2xen_menu_on_an_image_leaves_it_untouched() {
 
 #[test]
 fn failed_migration_offers_retry_power_off_and_shell() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let fake = Arc::new(Fake {
         net: Mutex::new(Vec::new()),
         plans: Mutex::new(Vec::new()),
@@ -656,7 +553,7 @@ fn a_stalled_console_does_not_block_the_others() {
     let stalled = nix::pty::openpty(None, None).expect("openpty");
     let stalled_path = nix::unistd::ttyname(&stalled.slave).expect("ttyname");
     let mut keys = File::from(stalled.master);
-    let b = Pty::open();
+    let b = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let paths = vec![stalled_path.clone(), b.path.clone()];
     let h = std::thread::spawn(move || menu::run(&paths, MenuPrefill::default(), fake.as_ref()));
@@ -718,7 +615,7 @@ impl Backend for ManyDisks {
 
 #[test]
 fn many_disks_scroll_on_the_guest_screen() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let paths = vec![t.path.clone()];
     let prefill = MenuPrefill {
@@ -752,7 +649,7 @@ fn many_disks_scroll_on_the_guest_screen() {
 /// "next time" line stays on screen, the cut is said, the log has them all.
 #[test]
 fn many_warnings_keep_the_next_time_line_on_the_result_screen() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let (rx_gate, fake) = {
         let (fake, gate) = Fake::new();
         let Ok(mut f) = Arc::try_unwrap(fake) else {
@@ -797,7 +694,7 @@ fn many_warnings_keep_the_next_time_line_on_the_result_screen() {
 /// asks for exactly that configuration.
 #[test]
 fn kernel_ip_parameter_prefills_the_network_screen() {
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
     let cmdline = p2xen::init::cmdline::Cmdline::parse(
         "ip=192.0.2.10::192.0.2.1:255.255.255.0::eth0:off:192.0.2.53",

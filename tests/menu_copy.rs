@@ -5,100 +5,14 @@
 mod common;
 mod copy_harness;
 
+use common::pty::Pty;
 use copy_harness::{Receiver, blake3_file, noise};
-use nix::fcntl::{FcntlArg, FdFlag};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Pty {
-    master: File,
-    _slave: OwnedFd,
-    path: PathBuf,
-    parser: Arc<Mutex<vt100::Parser>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Pty {
-    fn open() -> Pty {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let path = nix::unistd::ttyname(&pty.slave).expect("ttyname");
-        for fd in [&pty.master, &pty.slave] {
-            nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
-        }
-        let master = File::from(pty.master);
-        let mut reader = master.try_clone().unwrap();
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
-        let p = parser.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stopped.load(Ordering::SeqCst) {
-                let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(50u16)) {
-                    Ok(0) => continue,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => p.lock().unwrap().process(&buf[..n]),
-                }
-            }
-        });
-        Pty {
-            master,
-            _slave: pty.slave,
-            path,
-            parser,
-            stop,
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    fn screen(&self) -> String {
-        let p = self.parser.lock().unwrap();
-        p.screen()
-            .rows(0, 80)
-            .map(|r| r.trim_end().to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if s.contains(text) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "screen never showed {text:?}; it shows:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 #[test]
 fn interactive_migration_to_a_receiver_on_loopback() {
@@ -112,7 +26,7 @@ fn interactive_migration_to_a_receiver_on_loopback() {
     let store = d.path().join("store");
     let mut r = Receiver::start(&store, &d.path().join("state"), &["--once"]);
 
-    let mut t = Pty::open();
+    let mut t = Pty::open(WAIT);
     let mut menu = Command::new(env!("CARGO_BIN_EXE_p2xen"))
         .args(["menu", "--tty"])
         .arg(&t.path)
