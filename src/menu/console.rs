@@ -180,6 +180,18 @@ fn console_name(path: &Path) -> String {
     s.strip_prefix("/dev/").unwrap_or(&s).to_string()
 }
 
+/// Console `i` takes control: logged, and every screen repainted (the
+/// others switch to "menu in use on ...").
+fn take_control(app: &mut App, terms: &mut [Console], i: usize) -> usize {
+    if let Some(t) = terms.get(i) {
+        app.log(format!("menu: control taken on {}", console_name(&t.path)));
+    }
+    for t in terms.iter_mut() {
+        t.renderer.invalidate();
+    }
+    i
+}
+
 /// Runs the menu on every console in `consoles` until the user chooses
 /// power off, reboot or shell, or until every console is gone.
 pub fn run(
@@ -233,14 +245,7 @@ pub fn run(
         let keys = wait_keys(&mut terms, if pending { ESC_WAIT } else { TICK });
         for (i, key) in keys {
             if controller.is_none() {
-                controller = Some(i);
-                app.log(format!(
-                    "menu: control taken on {}",
-                    console_name(&terms[i].path)
-                ));
-                for t in terms.iter_mut() {
-                    t.renderer.invalidate();
-                }
+                controller = Some(take_control(&mut app, &mut terms, i));
             }
             if key == Key::Redraw {
                 if let Some(t) = terms.get_mut(i) {
@@ -250,14 +255,7 @@ pub fn run(
             }
             if controller != Some(i) {
                 if key == Key::Char('t') || key == Key::Char('T') {
-                    controller = Some(i);
-                    app.log(format!(
-                        "menu: control taken on {}",
-                        console_name(&terms[i].path)
-                    ));
-                    for t in terms.iter_mut() {
-                        t.renderer.invalidate();
-                    }
+                    controller = Some(take_control(&mut app, &mut terms, i));
                 }
                 continue;
             }
