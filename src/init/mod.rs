@@ -5,6 +5,7 @@
 //! prints the ready marker and then starts the unattended run or the rescue
 //! shell; on any failure it says what went wrong and offers the shell again.
 
+pub mod bounded;
 pub mod cmdline;
 pub mod coldplug;
 pub mod console;

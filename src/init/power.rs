@@ -47,14 +47,8 @@ fn mount_points() -> Vec<String> {
 /// sync(2), waiting at most 10 s: sync takes each disk's open mutex, which
 /// a driver whose probe is stuck (mid partition scan) holds forever.
 fn bounded_sync() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("sync".into())
-        .spawn(move || {
-            nix::unistd::sync();
-            let _ = tx.send(());
-        });
-    if spawned.is_ok() && rx.recv_timeout(Duration::from_secs(10)).is_err() {
+    let sync = super::bounded::run("sync".into(), Duration::from_secs(10), nix::unistd::sync);
+    if let super::bounded::Bounded::Overran(_) = sync {
         log::error!("sync did not finish in 10 s (a disk or its driver is stuck); going on");
     }
 }

@@ -2,12 +2,12 @@
 //! read-only in the kernel with BLKROSET before anything reads it; the boot
 //! medium is detected afterwards and excluded from the copy.
 
+use super::bounded::{self, Bounded};
 use crate::source::device::{Device, ReadAt, read_vec};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// FAT or ISO 9660 volume label that marks our own boot medium.
@@ -112,20 +112,16 @@ pub fn protect_all(
         // open() waits for the disk's partition scan, which a stuck driver
         // (or dead hardware) never finishes: PID 1 waits at most `timeout`
         // and the thread stays behind, blocked in the kernel.
-        let (tx, rx) = mpsc::channel();
         let (sys_block, dev, name) = (sys_block.to_path_buf(), dev.to_path_buf(), disk.clone());
         let path = dev.join(disk);
-        let spawned = std::thread::Builder::new()
-            .name(format!("protect {disk}"))
-            .spawn(move || drop(tx.send(protect_disk(&sys_block, &dev, &name))));
-        let errors = match spawned {
-            Err(source) => vec![ProtectError::Thread { path, source }],
-            Ok(_) => rx.recv_timeout(timeout).unwrap_or_else(|_| {
-                vec![ProtectError::NoAnswer {
-                    path,
-                    waited: timeout,
-                }]
-            }),
+        let protect = move || protect_disk(&sys_block, &dev, &name);
+        let errors = match bounded::run(format!("protect {disk}"), timeout, protect) {
+            Bounded::Done(errors) => errors,
+            Bounded::NoThread(source) => vec![ProtectError::Thread { path, source }],
+            Bounded::Overran(_) | Bounded::Lost => vec![ProtectError::NoAnswer {
+                path,
+                waited: timeout,
+            }],
         };
         for e in errors {
             log::error!("{e}");

@@ -329,13 +329,7 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
             log::error!("{name}: {msg}");
             rep.error = Some(msg.clone());
             save_report(&dir, &rep);
-            send(
-                &mut s,
-                &Message::Refused {
-                    reason: msg.clone(),
-                    fatal: e.is_full(),
-                },
-            );
+            refuse(&mut s, msg.clone(), e.is_full());
             return if e.is_full() {
                 Outcome::Failed(msg)
             } else {

@@ -346,10 +346,10 @@ impl Store {
         size: u64,
     ) -> Result<Box<dyn Target>, StoreError> {
         match &self.spec {
-            StoreSpec::Dir(_) => {
-                let path = self.dir(name).join(format!("disk{index}.img"));
-                Ok(Box::new(SparseFile::open(&path, size)?))
-            }
+            StoreSpec::Dir(_) => Ok(Box::new(SparseFile::open(
+                &self.image_path(name, index),
+                size,
+            )?)),
             StoreSpec::Lvm(vg) => {
                 let dev = lvm::open_or_create(vg, &lv_name(name, index), size)?;
                 Ok(Box::new(BlockTarget::open(&dev)?))
@@ -372,7 +372,7 @@ impl Store {
             return Ok(());
         }
         for i in 0..disks {
-            let link = self.dir(name).join(format!("disk{i}.img"));
+            let link = self.image_path(name, i);
             let _ = fs::remove_file(&link);
             std::os::unix::fs::symlink(self.disk_path(name, i), &link)
                 .map_err(|source| StoreError::File { path: link, source })?;
@@ -380,10 +380,15 @@ impl Store {
         Ok(())
     }
 
+    /// `STORE/NAME/diskN.img`: the image, or the link to the device.
+    fn image_path(&self, name: &str, index: usize) -> PathBuf {
+        self.dir(name).join(format!("disk{index}.img"))
+    }
+
     /// Human-readable path of a disk target, for reports.
     pub fn disk_path(&self, name: &str, index: usize) -> PathBuf {
         match &self.spec {
-            StoreSpec::Dir(_) => self.dir(name).join(format!("disk{index}.img")),
+            StoreSpec::Dir(_) => self.image_path(name, index),
             StoreSpec::Lvm(vg) => lvm::lv_path(vg, &lv_name(name, index)),
             // As the admin wrote it: a /dev/disk/by-id name stays stable.
             StoreSpec::Dev(paths) => paths.get(index).cloned().unwrap_or_default(),

@@ -9,10 +9,11 @@
 //! once, and pick up the result if the load has finished meanwhile.
 
 use super::ColdplugError;
+use crate::init::bounded::{self, Bounded};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// Inserts one module file into the kernel; injected so tests need no kernel.
@@ -80,24 +81,13 @@ impl TimedLoader {
         if let Some(outcome) = self.poll_stuck(name) {
             return outcome;
         }
-        let (tx, rx) = mpsc::channel();
         let load = Arc::clone(&self.load);
         let file: PathBuf = path.to_path_buf();
         let started = Instant::now();
-        let spawned = std::thread::Builder::new()
-            .name(format!("load {name}"))
-            // The receiver is gone once the caller gave up; nothing to tell.
-            .spawn(move || drop(tx.send(load(&file))));
-        if let Err(source) = spawned {
-            return Outcome::Failed(ColdplugError::Thread {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        match rx.recv_timeout(self.timeout) {
-            Ok(Ok(())) => Outcome::Loaded,
-            Ok(Err(e)) => Outcome::Failed(e),
-            Err(RecvTimeoutError::Timeout) => {
+        match bounded::run(format!("load {name}"), self.timeout, move || load(&file)) {
+            Bounded::Done(Ok(())) => Outcome::Loaded,
+            Bounded::Done(Err(e)) => Outcome::Failed(e),
+            Bounded::Overran(rx) => {
                 self.stuck.insert(
                     name.to_string(),
                     Pending {
@@ -110,8 +100,12 @@ impl TimedLoader {
                     waited: started.elapsed(),
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => Outcome::Failed(ColdplugError::Panicked {
+            Bounded::Lost => Outcome::Failed(ColdplugError::Panicked {
                 path: path.to_path_buf(),
+            }),
+            Bounded::NoThread(source) => Outcome::Failed(ColdplugError::Thread {
+                path: path.to_path_buf(),
+                source,
             }),
         }
     }
@@ -155,7 +149,7 @@ impl TimedLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Mutex, mpsc};
 
     /// A loader that blocks on `gate` for the modules named `slow*` until
     /// the test sends, and fails `bad*`.
