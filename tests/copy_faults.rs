@@ -168,3 +168,116 @@ fn a_full_target_is_a_clear_error_and_never_a_success() {
     }
     assert_eq!(blake3_file(&src), before);
 }
+
+#[test]
+fn an_interrupted_migration_is_not_resumed_under_another_token() {
+    let d = tempfile::tempdir().unwrap();
+    let src = random_image(d.path(), 24);
+    let store = d.path().join("store");
+    let state = d.path().join("state");
+    let r1 = Receiver::start(&store, &state, &[]);
+    // Cut after 12 MiB and give up at once: an interrupted, resumable copy.
+    let proxy = Proxy::start(r1.addr().parse().unwrap(), |_| Fault::CutAt(12 << 20));
+    let (ok, _, err) = send(
+        &proxy.addr(),
+        &r1.token,
+        &r1.fingerprint,
+        "owned",
+        &[&src],
+        &["--retry-for", "0"],
+    );
+    assert!(!ok, "the cut copy succeeded: {err}");
+    drop(r1);
+    let partial = blake3_file(&store.join("owned/disk0.img"));
+
+    // Same state (certificate, journal), new token.
+    std::fs::remove_file(state.join("token")).unwrap();
+    let r2 = Receiver::start(&store, &state, &[]);
+    let (ok, _, err) = r2.send("owned", &[&src], &["--retry-for", "1"]);
+    assert!(!ok, "resumed under another token: {err}");
+    assert!(
+        err.contains("migration owned was started with another token"),
+        "{err}"
+    );
+    assert_eq!(blake3_file(&store.join("owned/disk0.img")), partial);
+    assert!(state.join("journal/owned/meta.json").exists());
+    drop(r2);
+
+    // The administrator says so: started over, and complete.
+    let r3 = Receiver::start(&store, &state, &["--force"]);
+    let (ok, _, err) = r3.send("owned", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        blake3_file(&store.join("owned/disk0.img")),
+        blake3_file(&src)
+    );
+}
+
+/// Two servers of the same size sent under one name: the second is refused
+/// while the first runs and while the first's copy is interrupted; the image
+/// only ever holds the first server's bytes.
+#[test]
+fn two_servers_under_one_name_are_never_mixed_into_one_image() {
+    let d = tempfile::tempdir().unwrap();
+    let a = random_image(d.path(), 24);
+    let b = d.path().join("b.img");
+    std::fs::write(&b, noise(24 << 20, 100)).unwrap();
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+
+    // While A's session runs (held after 8 MiB by the proxy).
+    let proxy = Proxy::start(r.addr().parse().unwrap(), |n| {
+        if n == 0 {
+            Fault::StallAt(8 << 20)
+        } else {
+            Fault::Pass
+        }
+    });
+    let (addr, token, fp, a2) = (
+        proxy.addr(),
+        r.token.clone(),
+        r.fingerprint.clone(),
+        a.clone(),
+    );
+    let sender_a = std::thread::spawn(move || {
+        send(&addr, &token, &fp, "twin", &[&a2], &["--retry-for", "60"])
+    });
+    let t = std::time::Instant::now();
+    while !store.join("twin/disk0.img").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "A never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, _, err) = r.send("twin", &[&b], &["--retry-for", "0"]);
+    assert!(
+        !ok && err.contains("migration twin is being received from another disk right now"),
+        "{err}"
+    );
+    proxy
+        .release
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, _, err) = sender_a.join().unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(blake3_file(&store.join("twin/disk0.img")), blake3_file(&a));
+
+    // While A's copy is interrupted (cut, sender gone).
+    let cut = Proxy::start(r.addr().parse().unwrap(), |_| Fault::CutAt(12 << 20));
+    let (ok, _, _) = send(
+        &cut.addr(),
+        &r.token,
+        &r.fingerprint,
+        "twin2",
+        &[&a],
+        &["--retry-for", "0"],
+    );
+    assert!(!ok);
+    let partial = blake3_file(&store.join("twin2/disk0.img"));
+    let (ok, _, err) = r.send("twin2", &[&b], &["--retry-for", "0"]);
+    assert!(
+        !ok && err.contains("migration twin2 holds a partial copy of another disk"),
+        "{err}"
+    );
+    assert_eq!(blake3_file(&store.join("twin2/disk0.img")), partial);
+    let (ok, _, err) = r.send("twin2", &[&a], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(blake3_file(&store.join("twin2/disk0.img")), blake3_file(&a));
+}

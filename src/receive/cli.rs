@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::admission::AdmissionLimits;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiveArgs {
@@ -37,6 +40,15 @@ pub struct ReceiveArgs {
     /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
     #[arg(long)]
     pub no_convert: bool,
+    /// Seconds a client has for its TLS handshake and hello together.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub hello_timeout: u64,
+    /// Connections that have not shown the token yet, all addresses together.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_unauthenticated: u64,
+    /// Connections that have not shown the token yet, from one address.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_unauthenticated_per_address: u64,
 }
 
 /// Serves migrations, or lists the interrupted ones with `--list`.
@@ -58,6 +70,11 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
         force: a.force,
         json: a.json,
         xen_dir: (!a.no_convert).then_some(a.xen_dir),
+        admission: AdmissionLimits {
+            total: usize::try_from(a.max_unauthenticated).unwrap_or(usize::MAX),
+            per_address: usize::try_from(a.max_unauthenticated_per_address).unwrap_or(usize::MAX),
+            hello_deadline: Duration::from_secs(a.hello_timeout),
+        },
     };
     match super::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

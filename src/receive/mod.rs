@@ -1,5 +1,6 @@
 //! `p2xen receive`: the dom0 end of the copy.
 
+pub mod admission;
 pub mod blockdev;
 pub mod cli;
 pub mod conversion;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use admission::AdmissionLimits;
 use session::{Ctx, Outcome};
 use store::{Store, StoreSpec};
 
@@ -37,6 +39,8 @@ pub struct ReceiveOptions {
     /// Run the guest conversion after a verified copy, writing xl configs
     /// here (`--xen-dir`, default /etc/xen); `None` with `--no-convert`.
     pub xen_dir: Option<PathBuf>,
+    /// Caps and deadline before authentication.
+    pub admission: AdmissionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,11 +187,26 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
                     continue;
                 }
             };
+            // Over the cap: closed before any TLS state or thread exists.
+            let ticket = match tcp
+                .peer_addr()
+                .map(|a| (a, accept_ctx.admission.admit(a.ip())))
+            {
+                Ok((_, Ok(t))) => t,
+                Ok((addr, Err(e))) => {
+                    log::warn!("refused: {addr}: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("accept: no peer address: {e}");
+                    continue;
+                }
+            };
             let ctx = accept_ctx.clone();
             let tx = done_tx.clone();
             // One thread per session: several sources migrate at once.
             std::thread::spawn(move || {
-                let outcome = session::serve(tcp, &ctx);
+                let outcome = session::serve(tcp, &ctx, ticket);
                 let _ = tx.send(outcome);
             });
         }

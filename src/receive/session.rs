@@ -1,6 +1,6 @@
 //! One sender connection: handshake, token, targets, chunks, verification.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde::{Deserialize, Serialize};
 
+use super::admission::{Admission, Deadline, Ticket};
 use super::journal::Journal;
 use super::report::{self, CopyReport, CopyState, DiskCopyReport};
 use super::store::{self, Store};
 use super::verify::verify_disk;
 use super::writer::{DiskSink, Writer};
-use crate::wire::auth::token_matches;
+use crate::wire::auth::{token_matches, token_owner};
 use crate::wire::bufsock::BufSock;
-use crate::wire::frame::{Frame, read_frame};
+use crate::wire::frame::{Frame, FrameError, FrameLimits, read_frame, read_frame_within};
 use crate::wire::machine::MachineDescription;
 use crate::wire::message::{DiskAnnounce, DiskResume, Message, parse_hello};
 use crate::wire::{PROTOCOL_VERSION, tls};
@@ -40,7 +41,10 @@ pub struct Ctx {
     pub json: bool,
     /// Where the conversion writes xl configs; `None`: no conversion.
     pub xen_dir: Option<PathBuf>,
-    active: Mutex<HashSet<String>>,
+    /// Caps and deadline for connections that have not shown the token.
+    pub admission: Admission,
+    /// Names being received now, with the head digests of their disks.
+    active: Mutex<HashMap<String, Vec<Option<String>>>>,
     released: Condvar,
 }
 
@@ -60,30 +64,59 @@ impl Ctx {
             force: opts.force,
             json: opts.json,
             xen_dir: opts.xen_dir.clone(),
-            active: Mutex::new(HashSet::new()),
+            admission: Admission::new(opts.admission),
+            active: Mutex::new(HashMap::new()),
             released: Condvar::new(),
         }
     }
 
     /// Serialises sessions of one migration: a reconnect waits until the
-    /// broken session has committed and let go of the files.
-    fn lock_name(&self, name: &str) -> Option<NameGuard<'_>> {
+    /// broken session has committed and let go of the files. A session of
+    /// the same name from another disk is refused at once, never queued.
+    fn lock_name(
+        &self,
+        name: &str,
+        disks: &[DiskAnnounce],
+    ) -> Result<NameGuard<'_>, (String, bool)> {
         let deadline = Instant::now() + NAME_LOCK_WAIT;
         let mut set = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        while set.contains(name) {
-            let left = deadline.checked_duration_since(Instant::now())?;
+        while let Some(heads) = set.get(name) {
+            if let Some(d) = other_disk(heads, disks) {
+                let r = format!(
+                    "migration {name} is being received from another disk right now (the first 64 KiB of disk {} ({}) differ): \
+                     copies are never mixed; send under a new --name",
+                    d.disk, d.source
+                );
+                return Err((r, true));
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                let r = format!("migration {name} is busy in another session; retrying");
+                return Err((r, false));
+            };
             set = self
                 .released
                 .wait_timeout(set, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        set.insert(name.to_string());
-        Some(NameGuard {
+        let heads = disks.iter().map(|d| d.head_digest.clone()).collect();
+        set.insert(name.to_string(), heads);
+        Ok(NameGuard {
             ctx: self,
             name: name.to_string(),
         })
     }
+}
+
+/// The first of `disks` whose head digest differs from the one `held` (by
+/// disk index) records; disks without a digest (older senders) match.
+fn other_disk<'a>(held: &[Option<String>], disks: &'a [DiskAnnounce]) -> Option<&'a DiskAnnounce> {
+    held.iter()
+        .zip(disks)
+        .find_map(|(h, d)| match (h, &d.head_digest) {
+            (Some(x), Some(y)) if x != y => Some(d),
+            _ => None,
+        })
 }
 
 struct NameGuard<'a> {
@@ -124,6 +157,11 @@ pub struct Meta {
     /// same devices (absent in journals of older receivers).
     #[serde(default)]
     pub targets: Vec<PathBuf>,
+    /// [`token_owner`] of the token that started the migration: a receiver
+    /// restarted with another token does not let that token's holders
+    /// continue a copy begun under the old one (absent in older journals).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -152,31 +190,57 @@ fn refuse(s: &mut Tls, reason: String, fatal: bool) -> String {
     reason
 }
 
-pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
+/// One connection, from TLS handshake to report. `ticket` is its place
+/// among the unauthenticated connections, given back once the token matched.
+/// Every refusal names the peer's address.
+pub fn serve(tcp: TcpStream, ctx: &Ctx, ticket: Ticket) -> Outcome {
     let peer = tcp
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
-    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    match serve_peer(tcp, ctx, ticket, &peer) {
+        Outcome::Refused(r) => Outcome::Refused(format!("{peer}: {r}")),
+        other => other,
+    }
+}
+
+fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome {
+    let deadline = ctx.admission.limits().hello_deadline;
+    // The deadline's watcher closes the socket; the read timeout, a little
+    // later, is only the fallback should that thread not run.
+    let _ = tcp.set_read_timeout(Some((deadline + Duration::from_secs(1)).min(IDLE_TIMEOUT)));
     let _ = tcp.set_nodelay(true);
+    let watch = match Deadline::arm(&tcp, deadline) {
+        Ok(w) => w,
+        Err(e) => return Outcome::Refused(format!("cannot watch the handshake: {e}")),
+    };
     let conn = match ServerConnection::new(ctx.tls.clone()) {
         Ok(c) => c,
-        Err(e) => return Outcome::Refused(format!("{peer}: TLS: {e}")),
+        Err(e) => return Outcome::Refused(format!("TLS: {e}")),
     };
     let mut s = StreamOwned::new(conn, BufSock::new(tcp));
 
-    // 1. Hello: version, then token, before anything else happens.
-    let hello = match read_frame(&mut s) {
+    // 1. Hello: version, then token, before anything else happens, within
+    // the deadline and in one small frame.
+    let hello = match read_frame_within(&mut s, FrameLimits::PRE_AUTH) {
         Ok(Frame::Control(j)) => j,
         Ok(Frame::Chunk(_)) => {
             return Outcome::Refused(refuse(&mut s, "data before hello".into(), true));
         }
-        Err(e) => return Outcome::Refused(format!("{peer}: no valid hello: {e}")),
+        Err(e) => {
+            let timed_out = matches!(&e, FrameError::Io(io) if is_timeout(io));
+            let why = if watch.expired() || timed_out {
+                format!("no hello within {} s (--hello-timeout)", deadline.as_secs())
+            } else {
+                format!("no valid hello: {e}")
+            };
+            return Outcome::Refused(why);
+        }
     };
     let token = match parse_hello(&hello) {
         Ok((_, token)) => token,
         Err(e) => {
-            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e.to_string(), true)));
+            return Outcome::Refused(refuse(&mut s, e.to_string(), true));
         }
     };
     if !token_matches(&ctx.token, &token) {
@@ -185,8 +249,14 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
             "wrong token: use the token printed by p2xen receive".into(),
             true,
         );
-        return Outcome::Refused(format!("{peer}: {r}"));
+        return Outcome::Refused(r);
     }
+    // Authenticated: no deadline now, the full buffer and frame sizes, and
+    // the place among the unauthenticated connections is free again.
+    watch.disarm();
+    drop(ticket);
+    let _ = s.sock.tcp().set_read_timeout(Some(IDLE_TIMEOUT));
+    s.sock.grow();
     send(
         &mut s,
         &Message::Welcome {
@@ -217,19 +287,19 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx) -> Outcome {
         Ok(Frame::Chunk(_)) => {
             return Outcome::Refused(refuse(&mut s, "data before start".into(), true));
         }
-        Err(e) => return Outcome::Refused(format!("{peer}: {e}")),
+        Err(e) => return Outcome::Refused(e.to_string()),
     };
     if let Err(e) = check_start(&name, &disks) {
-        return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, e, true)));
+        return Outcome::Refused(refuse(&mut s, e, true));
     }
-    let Some(_guard) = ctx.lock_name(&name) else {
-        let r = format!("migration {name} is busy in another session; retrying");
-        return Outcome::Refused(refuse(&mut s, r, false));
+    let _guard = match ctx.lock_name(&name, &disks) {
+        Ok(g) => g,
+        Err((reason, fatal)) => return Outcome::Refused(refuse(&mut s, reason, fatal)),
     };
     let prepared = match prepare(ctx, &name, &machine, &disks) {
         Ok(p) => p,
         Err((reason, fatal)) => {
-            return Outcome::Refused(format!("{peer}: {}", refuse(&mut s, reason, fatal)));
+            return Outcome::Refused(refuse(&mut s, reason, fatal));
         }
     };
     let Prepared { sinks, meta, dir } = prepared;
@@ -411,11 +481,7 @@ fn linger(s: &mut Tls) {
         match s.sock.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(_) => break,
         }
     }
@@ -469,6 +535,28 @@ fn prepare(
         .and_then(|b| serde_json::from_slice(&b).ok());
     let fatal = |e: &dyn std::fmt::Display| (e.to_string(), true);
     let exists = ctx.store.exists(name).map_err(|e| fatal(&e))?;
+    let owner = token_owner(&ctx.token);
+    let foreign = old
+        .as_ref()
+        .and_then(|m| m.owner.as_ref())
+        .is_some_and(|o| *o != owner);
+    let other = old.as_ref().and_then(|m| {
+        let held: Vec<Option<String>> = m.disks.iter().map(|d| d.head_digest.clone()).collect();
+        other_disk(&held, disks)
+    });
+    if let (true, Some(d), false) = (exists, other, ctx.force) {
+        return Err(fatal(&format!(
+            "migration {name} holds a partial copy of another disk (the first 64 KiB of disk {} ({}) differ): \
+             copies are never mixed; send under a new --name, or run p2xen receive --force to start it over",
+            d.disk, d.source
+        )));
+    }
+    if exists && foreign && !ctx.force {
+        return Err(fatal(&format!(
+            "migration {name} was started with another token (the receiver's token changed since): \
+             it cannot be resumed with this one; send under a new --name, or run p2xen receive --force to start it over"
+        )));
+    }
     let targets: Vec<PathBuf> = (0..disks.len())
         .map(|i| ctx.store.disk_path(name, i))
         .collect();
@@ -476,7 +564,9 @@ fn prepare(
         m.store == ctx.store.meta_root
             && same_plan(&m.disks, disks)
             && (m.targets.is_empty() || m.targets == targets)
-    }) && exists;
+    }) && exists
+        && !foreign
+        && other.is_none();
     if exists && !resumable && !ctx.force {
         let path = ctx.store.existing_path(name);
         return Err(fatal(&store::StoreError::Exists(path)));
@@ -505,6 +595,7 @@ fn prepare(
                 sessions: 1,
                 disks: disks.to_vec(),
                 targets,
+                owner: Some(owner),
             }
         }
     };
@@ -532,6 +623,14 @@ fn prepare(
         .link_disks(name, disks.len())
         .map_err(|e| fatal(&e))?;
     Ok(Prepared { sinks, meta, dir })
+}
+
+/// A socket read timeout (std reports it as either kind).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 pub fn create_private_dir(p: &Path) -> std::io::Result<()> {

@@ -314,6 +314,7 @@ mod tests {
             plan_bytes: 8 << 20,
             plan_digest: String::new(),
             notes: vec![],
+            head_digest: None,
         };
         let w = Writer::new(vec![DiskSink::new(announce, Box::new(target), journal)]);
         let good: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();

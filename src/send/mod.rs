@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde::Serialize;
 
-use crate::source::device::{Device, DeviceError, ReadAt};
+use crate::source::device::{Device, DeviceError, ReadAt, read_vec};
 use crate::wire::frame::{self, ChunkHeader, Encoding, Frame, FrameError};
 use crate::wire::machine::{self, GuestOptions};
-use crate::wire::message::{DiskAnnounce, DiskResume, Message};
+use crate::wire::message::{DiskAnnounce, DiskResume, HEAD_LEN, Message};
 use crate::wire::{PROTOCOL_VERSION, digest, tls};
 use pipeline::{DigestState, DiskWork, Pipeline};
 use plan::DiskPlan;
@@ -222,6 +222,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         // Streamed twice rather than collected: memory must not grow with the disk.
         let chunks = plan.pieces().count() as u64;
         let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
+        let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
         let announce = DiskAnnounce {
             disk: i as u16,
             source: path.display().to_string(),
@@ -230,6 +231,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             plan_bytes: plan.bytes(),
             plan_digest,
             notes: plan.notes.clone(),
+            head_digest: Some(blake3::hash(&head).to_hex().to_string()),
         };
         let report = DiskSendReport {
             disk: i as u16,

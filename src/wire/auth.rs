@@ -14,6 +14,15 @@ pub fn token_matches(expected: &str, offered: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes())) && !expected.is_empty()
 }
 
+/// Who holds `token`, as recorded in a migration's resume state: a derived
+/// hash, so the state directory's journals do not repeat the token itself.
+pub fn token_owner(token: &str) -> String {
+    hex(&blake3::derive_key(
+        "p2xen 2026 migration owner",
+        token.as_bytes(),
+    ))
+}
+
 /// A fresh random token (lower-case hex).
 pub fn generate_token() -> Result<String, rustls::Error> {
     let mut buf = [0u8; TOKEN_BYTES];
@@ -46,5 +55,13 @@ mod tests {
         assert!(!token_matches(&t, ""));
         assert!(!token_matches("", ""));
         assert_ne!(t, generate_token().unwrap());
+    }
+
+    #[test]
+    fn owners_differ_by_token_and_do_not_contain_it() {
+        let (a, b) = (generate_token().unwrap(), generate_token().unwrap());
+        assert_eq!(token_owner(&a), token_owner(&a));
+        assert_ne!(token_owner(&a), token_owner(&b));
+        assert!(!token_owner(&a).contains(&a));
     }
 }

@@ -211,14 +211,46 @@ pub enum Frame {
     Chunk(Chunk),
 }
 
+/// How large a frame of each kind may be. Before the peer has shown the token
+/// only a hello can come, so [`FrameLimits::PRE_AUTH`] refuses anything
+/// larger than one (and every data chunk) before a byte of it is read or
+/// allocated: an unauthenticated client costs the receiver a few KiB at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLimits {
+    pub control: u32,
+    pub chunk: u32,
+}
+
+impl FrameLimits {
+    /// Before authentication: a hello (version and token) fits in 8 KiB.
+    pub const PRE_AUTH: FrameLimits = FrameLimits {
+        control: MAX_HELLO_LEN,
+        chunk: 0,
+    };
+    /// After authentication.
+    pub const SESSION: FrameLimits = FrameLimits {
+        control: MAX_CONTROL_LEN,
+        chunk: MAX_CHUNK_FRAME_LEN,
+    };
+}
+
+/// Largest hello frame accepted before the token is checked.
+pub const MAX_HELLO_LEN: u32 = 8 << 10;
+
 pub fn read_frame(r: &mut impl Read) -> Result<Frame, FrameError> {
+    read_frame_within(r, FrameLimits::SESSION)
+}
+
+/// Reads one frame, refusing (from its 5-byte prefix alone) a kind or
+/// length `limits` does not allow.
+pub fn read_frame_within(r: &mut impl Read, limits: FrameLimits) -> Result<Frame, FrameError> {
     let mut prefix = [0u8; 5];
     r.read_exact(&mut prefix)?;
     let kind = prefix[0];
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
     let max = match kind {
-        KIND_CONTROL => MAX_CONTROL_LEN,
-        KIND_CHUNK => MAX_CHUNK_FRAME_LEN,
+        KIND_CONTROL => limits.control,
+        KIND_CHUNK => limits.chunk,
         other => return Err(FrameError::UnknownKind(other)),
     };
     if len > max {
@@ -283,6 +315,45 @@ pub fn write_chunk(
 mod tests {
     use super::*;
 
+    /// Only the 5-byte prefix is there: a reader that would read (or allocate
+    /// for) the payload would fail with end-of-file instead of `TooLong`.
+    #[test]
+    fn pre_auth_limits_refuse_from_the_prefix_alone() {
+        for (kind, len) in [
+            (KIND_CONTROL, MAX_HELLO_LEN + 1),
+            (KIND_CONTROL, (16 << 20) - 1),
+            (KIND_CHUNK, 100),
+        ] {
+            let mut prefix = vec![kind];
+            prefix.extend_from_slice(&len.to_be_bytes());
+            match read_frame_within(&mut &prefix[..], FrameLimits::PRE_AUTH) {
+                Err(FrameError::TooLong {
+                    kind: k,
+                    len: l,
+                    max,
+                }) => {
+                    assert_eq!((k, l), (kind, len));
+                    assert_eq!(
+                        max,
+                        if kind == KIND_CONTROL {
+                            MAX_HELLO_LEN
+                        } else {
+                            0
+                        }
+                    );
+                }
+                other => panic!("kind {kind} len {len}: {other:?}"),
+            }
+        }
+        let mut hello = vec![KIND_CONTROL];
+        hello.extend_from_slice(&3u32.to_be_bytes());
+        hello.extend_from_slice(b"{ }");
+        assert!(matches!(
+            read_frame_within(&mut &hello[..], FrameLimits::PRE_AUTH),
+            Ok(Frame::Control(p)) if p == b"{ }"
+        ));
+    }
+
     fn header_for(data: &[u8], encoding: Encoding) -> ChunkHeader {
         ChunkHeader {
             disk: 1,
@@ -342,6 +413,24 @@ mod tests {
             zr.decode_verified(),
             Err(FrameError::HashMismatch { .. })
         ));
+    }
+
+    /// A zstd payload that claims 4 KiB but inflates to 64 MiB: zstd stops at
+    /// the declared length, so the receiver never holds more than that.
+    #[test]
+    fn a_zstd_bomb_is_refused_by_its_declared_length() {
+        let claimed = vec![0u8; 4096];
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let c = roundtrip(&header_for(&claimed, Encoding::Zstd), &bomb);
+        match c.decode_verified() {
+            Err(FrameError::Decode {
+                len: 4096, reason, ..
+            }) => {
+                assert!(reason.to_lowercase().contains("destination"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

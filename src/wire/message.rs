@@ -21,7 +21,15 @@ pub struct DiskAnnounce {
     /// Notes on how the plan was made ("ext4 at 1048576 not clean: copied whole").
     #[serde(default)]
     pub notes: Vec<String>,
+    /// BLAKE3 of the disk's first [`HEAD_LEN`] bytes (partition table and
+    /// boot code): a resume continues only a copy of the same disk, so two
+    /// servers sent under one name are never mixed into one image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_digest: Option<String>,
 }
+
+/// Bytes at the start of a disk that [`DiskAnnounce::head_digest`] covers.
+pub const HEAD_LEN: u64 = 64 << 10;
 
 /// Ranges (offset, length) the receiver has already committed for one disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
