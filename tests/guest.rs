@@ -1,7 +1,8 @@
 //! Guest conversion on fixture copies built here with the real tools:
 //! (a) the seed's 2006 server (MBR, ext3 on hda1, sysvinit, grub legacy),
 //! (b) a modern Debian (GPT, ext4 by UUID, systemd, grub2),
-//! (c) one half of an md RAID1 (metadata 1.0, ext4 inside).
+//! (c) one half of an md RAID1 (metadata 1.0, ext4 inside),
+//! (d) a host-only initrd without xen-blkfront (initramfs-tools and dracut).
 //! Every test keeps the "source" image apart and checks it is unchanged.
 
 mod common;
@@ -19,12 +20,19 @@ use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Ma
 /// An initrd: an uncompressed early (microcode) cpio, then the main cpio
 /// compressed with `compressor`, as Debian builds them.
 fn initrd(dir: &Path, files: &[&str], compressor: &str) -> Vec<u8> {
-    let cpio = |root: &Path, names: &[&str]| -> Vec<u8> {
-        for n in names {
+    let files: Vec<(&str, &str)> = files.iter().map(|f| (*f, "module")).collect();
+    initrd_with(dir, &files, compressor)
+}
+
+/// [`initrd`] with the content of each file given.
+fn initrd_with(dir: &Path, files: &[(&str, &str)], compressor: &str) -> Vec<u8> {
+    let cpio = |root: &Path, files: &[(&str, &str)]| -> Vec<u8> {
+        for (n, data) in files {
             let p = root.join(n);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, b"module").unwrap();
+            std::fs::write(&p, data).unwrap();
         }
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
         need("cpio", "cpio");
         run_stdin(
             Command::new("cpio")
@@ -36,7 +44,10 @@ fn initrd(dir: &Path, files: &[&str], compressor: &str) -> Vec<u8> {
     };
     let early = dir.join("early");
     let main = dir.join("main");
-    let mut img = cpio(&early, &["kernel/x86/microcode/GenuineIntel.bin"]);
+    let mut img = cpio(
+        &early,
+        &[("kernel/x86/microcode/GenuineIntel.bin", "ucode")],
+    );
     let body = cpio(&main, files);
     // The Debian package is named like the compressor (gzip, zstd).
     need(compressor, compressor);
@@ -913,7 +924,8 @@ fn md_raid1_member_is_flattened() {
     assert_eq!(
         rep.warnings,
         vec![
-            "initrd of kernel 6.1.0-13-amd64 lacks xen-blkfront; in the guest run: \
+            "initrd of kernel 6.1.0-13-amd64 lacks xen-blkfront and p2xen could not add it \
+             (guest has no /lib/modules/6.1.0-13-amd64/modules.dep); in the guest run: \
              echo xen-blkfront >> /etc/initramfs-tools/modules && update-initramfs -u -k 6.1.0-13-amd64"
                 .to_string()
         ]
@@ -1315,4 +1327,210 @@ fn separate_boot_partition_found_by_label() {
     let names = String::from_utf8_lossy(&ls.stdout);
     assert!(!names.contains("grub"), "{names}");
     assert_eq!(rep.kernels[0].version, "2.6.32-5-xen-amd64");
+}
+
+// ---------------------------------------------- (d) host-only initrd
+
+const HO_KERNEL: &str = "6.1.0-13-amd64";
+const HO_MODULES_DEP: &str = "kernel/fs/ext4/ext4.ko:\n\
+kernel/drivers/block/xen-blkfront.ko: kernel/lib/crc-blk.ko\n\
+kernel/lib/crc-blk.ko:\n\
+kernel/drivers/net/xen-netfront.ko:\n";
+
+/// A Debian-like guest whose initrd, built host-only by `generator`
+/// ("initramfs-tools" or "dracut"), holds ext4 but not xen-blkfront; the
+/// guest's /lib/modules has the driver and a dependency of it.
+fn hostonly(generator: &str) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let m = format!("usr/lib/modules/{HO_KERNEL}");
+    let ext4 = format!("{m}/kernel/fs/ext4/ext4.ko");
+    let mut files = vec![(ext4.as_str(), "ext4 module")];
+    match generator {
+        "initramfs-tools" => {
+            files.push(("conf/initramfs.conf", "MODULES=dep\n"));
+            files.push(("conf/modules", "ext4\n"));
+        }
+        _ => files.push(("usr/lib/dracut/modules.txt", "kernel-modules\n")),
+    }
+    let ird = initrd_with(&tmp.path().join("ird"), &files, "zstd");
+    let lm = format!("/lib/modules/{HO_KERNEL}");
+    let mut tree = vec![
+        (
+            "/etc/fstab".to_string(),
+            format!("UUID={DEB_ROOT_UUID} / ext4 errors=remount-ro 0 1\n"),
+        ),
+        (
+            "/boot/grub/grub.cfg".to_string(),
+            format!(
+                "menuentry 'Debian' {{\n\tlinux /boot/vmlinuz-{HO_KERNEL} \
+                 root=UUID={DEB_ROOT_UUID} ro\n\tinitrd /boot/initrd.img-{HO_KERNEL}\n}}\n"
+            ),
+        ),
+        (format!("/boot/vmlinuz-{HO_KERNEL}"), "kernel".to_string()),
+        (
+            format!("/boot/config-{HO_KERNEL}"),
+            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n"
+                .to_string(),
+        ),
+        (format!("{lm}/modules.dep"), HO_MODULES_DEP.to_string()),
+        (format!("{lm}/modules.alias"), "alias xen:vbd xen_blkfront\n".to_string()),
+        (format!("{lm}/kernel/drivers/block/xen-blkfront.ko"), "blkfront module".to_string()),
+        (format!("{lm}/kernel/lib/crc-blk.ko"), "crc module".to_string()),
+        ("/lib/systemd/systemd".to_string(), "systemd".to_string()),
+        ("/lib/systemd/system/serial-getty@.service".to_string(), "[Unit]\n".to_string()),
+        ("/sbin/init".to_string(), "->/lib/systemd/systemd".to_string()),
+    ];
+    if generator == "initramfs-tools" {
+        tree.push((
+            "/etc/initramfs-tools/modules".to_string(),
+            "# modules\n".to_string(),
+        ));
+    } else {
+        tree.push(("/etc/dracut.conf".to_string(), "hostonly=yes\n".to_string()));
+    }
+    let tree: Vec<(&str, &str)> = tree.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    write_tree(&root, &tree);
+    std::fs::write(root.join(format!("boot/initrd.img-{HO_KERNEL}")), ird).unwrap();
+    let src = source_disk(tmp.path(), "label: gpt\nstart=2048, size=81920, type=L\n");
+    mkfs_into(&src, P1, "ext4", &root, P1_SIZE, DEB_ROOT_UUID, None);
+    let machine = format!(
+        r#"{{"name":"ho","cpus":1,"memory_bytes":1073741824,"nics":[],
+  "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"gpt",
+    "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},
+      "type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4",
+      "filesystem":{{"type":"ext4","uuid":"{DEB_ROOT_UUID}"}},"os":{{"id":"debian","init_system":"systemd"}}}}]}}]}}"#,
+        64 * MIB
+    );
+    Fixture::new(tmp, src, "ho", &machine)
+}
+
+/// A file's bytes inside an ext filesystem of an image (debugfs, no mount).
+fn guest_bytes(img: &Path, off: u64, path: &str) -> Vec<u8> {
+    let out = debugfs(img, off, &format!("cat {path}"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{path} not in the image"
+    );
+    out.stdout
+}
+
+/// Converts the host-only fixture: the dry run changes nothing, the real
+/// run appends the driver; returns the report and the initrd's listing.
+fn convert_hostonly(fx: &Fixture) -> (ConversionReport, p2xen::guest::initrd::Listing) {
+    let img = fx.disk();
+    let initrd_path = format!("/boot/initrd.img-{HO_KERNEL}");
+    let original = guest_bytes(&img, P1, &initrd_path);
+    let before = hash_file(&img);
+    let mut dry = fx.request("ho");
+    dry.dry_run = true;
+    let d = guest::convert(&dry).unwrap();
+    assert_eq!(hash_file(&img), before, "dry run changed the image");
+    assert_eq!(d.boot_route, "pvgrub2");
+    assert!(
+        d.fixups
+            .iter()
+            .any(|f| f.file == initrd_path && f.action == "append"),
+        "{:#?}",
+        d.fixups
+    );
+
+    let rep = guest::convert(&fx.request("ho")).unwrap();
+    assert_eq!(rep.boot_route, "pvgrub2");
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    assert_eq!(
+        rep.kernels[0].blkfront,
+        p2xen::guest::xencheck::Driver::AddedToInitrd
+    );
+    let after = guest_bytes(&img, P1, &initrd_path);
+    assert_eq!(
+        guest_bytes(&img, P1, &format!("{initrd_path}.p2xen-orig")),
+        original,
+        "the original initrd is kept byte for byte"
+    );
+    assert_eq!(
+        &after[..original.len()],
+        &original[..],
+        "appended, not rewritten"
+    );
+    let listing = p2xen::guest::initrd::read(&after, &|_| true).unwrap();
+    assert_eq!(listing.segments, ["cpio", "zstd", "gzip"]);
+    let m = format!("usr/lib/modules/{HO_KERNEL}");
+    for (name, data) in [
+        (
+            format!("{m}/kernel/drivers/block/xen-blkfront.ko"),
+            &b"blkfront module"[..],
+        ),
+        (format!("{m}/kernel/lib/crc-blk.ko"), b"crc module"),
+        (format!("{m}/modules.dep"), HO_MODULES_DEP.as_bytes()),
+        (format!("{m}/kernel/fs/ext4/ext4.ko"), b"ext4 module"),
+    ] {
+        assert_eq!(listing.file(&name), Some(data), "{name}");
+    }
+    // The segment adds no entry for a directory the initrd already has.
+    let dirs: Vec<&str> = listing
+        .entries
+        .iter()
+        .filter(|e| e.is_dir())
+        .map(|e| e.name.as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = dirs.iter().collect();
+    assert_eq!(unique.len(), dirs.len(), "{dirs:?}");
+    (rep, listing)
+}
+
+#[test]
+fn hostonly_initramfs_tools_initrd_gains_xen_blkfront() {
+    let fx = hostonly("initramfs-tools");
+    let (_, listing) = convert_hostonly(&fx);
+    assert_eq!(
+        listing.file("conf/modules"),
+        Some(&b"ext4\nxen-blkfront\n"[..])
+    );
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/initramfs-tools/modules").unwrap(),
+        "# modules\nxen-blkfront\nxen-netfront\n"
+    );
+    // A second conversion finds the driver and changes nothing more.
+    let mut req = fx.request("ho");
+    req.force = true;
+    let again = guest::convert(&req).unwrap();
+    assert!(
+        !again.fixups.iter().any(|f| f.action == "append"),
+        "{:#?}",
+        again.fixups
+    );
+}
+
+#[test]
+fn hostonly_dracut_initrd_gains_xen_blkfront() {
+    let fx = hostonly("dracut");
+    let (_, listing) = convert_hostonly(&fx);
+    assert_eq!(
+        listing.file("etc/cmdline.d/90-p2xen-xen.conf"),
+        Some(&b"rd.driver.pre=xen-blkfront\n"[..])
+    );
+    assert_eq!(
+        listing.file("etc/modules-load.d/90-p2xen-xen.conf"),
+        Some(&b"xen-blkfront\n"[..])
+    );
+    assert!(listing.file("conf/modules").is_none());
+    assert!(
+        guest_file(&fx.disk(), P1, "/etc/dracut.conf.d/90-p2xen-xen.conf")
+            .unwrap()
+            .contains("add_drivers+=\" xen-blkfront xen-netfront \"")
+    );
+}
+
+#[test]
+fn hostonly_fix_skipped_with_no_fixup_xen_drivers() {
+    let fx = hostonly("initramfs-tools");
+    let before = hash_file(&fx.disk());
+    let mut req = fx.request("ho");
+    req.dry_run = true;
+    req.skip.push(FixupKind::XenDrivers);
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(hash_file(&fx.disk()), before);
+    assert!(!rep.fixups.iter().any(|f| f.action == "append"));
+    assert_eq!(rep.boot_route, "hvm", "without the driver no PV route");
 }

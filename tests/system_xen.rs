@@ -50,16 +50,18 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds (or takes from the cache) both demo servers into `dir`.
-fn demo_servers(dir: &Path) -> (PathBuf, PathBuf) {
+/// Builds (or takes from the cache) the demo servers into `dir`; returns
+/// the image of demo server `name` (seed, modern, hostonly).
+fn demo_server(dir: &Path, name: &str) -> PathBuf {
     run(Command::new(e2e("build-demo-servers")).arg(dir));
-    let (seed, modern) = (dir.join("seed.img"), dir.join("modern.img"));
+    let img = dir.join(format!("{name}.img"));
     assert!(
-        seed.is_file() && modern.is_file(),
-        "build-demo-servers made no images in {}",
+        img.is_file(),
+        "build-demo-servers made no {} in {}",
+        img.display(),
         dir.display()
     );
-    (seed, modern)
+    img
 }
 
 fn sha256(path: &Path) -> String {
@@ -96,8 +98,17 @@ impl Marker {
 
     /// What the modern server prints: /boot on 2, root on 3, swap on 4.
     fn modern(disk: &str) -> Marker {
+        Marker::gpt("modern", disk)
+    }
+
+    /// The hostonly server: the modern layout under another name.
+    fn hostonly(disk: &str) -> Marker {
+        Marker::gpt("hostonly", disk)
+    }
+
+    fn gpt(host: &str, disk: &str) -> Marker {
         Marker {
-            host: "modern".into(),
+            host: host.into(),
             root: format!("/dev/{disk}3"),
             mounts: vec![
                 format!("/:/dev/{disk}3:ext4"),
@@ -153,7 +164,7 @@ fn boot_source(img: &Path, bus: &str, test: &str) -> Marker {
 #[ignore = "system test (QEMU): run by build/test"]
 fn demo_seed_boots_on_its_source_hardware() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (seed, _) = demo_servers(tmp.path());
+    let seed = demo_server(tmp.path(), "seed");
     let m = boot_source(&seed, "ide", "source-seed");
     // fstab says /dev/hda1: the seed's initramfs offers the old IDE names.
     assert_eq!(m, Marker::seed("sda"));
@@ -163,7 +174,7 @@ fn demo_seed_boots_on_its_source_hardware() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn demo_modern_boots_on_its_source_hardware() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (_, modern) = demo_servers(tmp.path());
+    let modern = demo_server(tmp.path(), "modern");
     let m = boot_source(&modern, "ahci", "source-modern");
     assert_eq!(m, Marker::modern("sda"));
 }
@@ -193,7 +204,7 @@ fn boot_under_xen(name: &str, img: &Path, work: &Path) -> Marker {
 #[ignore = "system test (QEMU): run by build/test"]
 fn hand_converted_seed_boots_under_xen() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (seed, _) = demo_servers(tmp.path());
+    let seed = demo_server(tmp.path(), "seed");
     // Its fstab and grub.cfg say /dev/hda1: hand-convert renames to xvda.
     let m = boot_under_xen("seed", &seed, tmp.path());
     assert_eq!(m, Marker::seed("xvda"));
@@ -203,7 +214,7 @@ fn hand_converted_seed_boots_under_xen() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn hand_converted_modern_boots_under_xen() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (_, modern) = demo_servers(tmp.path());
+    let modern = demo_server(tmp.path(), "modern");
     // fstab and root= use UUID=: hand-convert finds nothing to rename.
     let m = boot_under_xen("modern", &modern, tmp.path());
     assert_eq!(m, Marker::modern("xvda"));
@@ -216,7 +227,7 @@ fn hand_converted_modern_boots_under_xen() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn unconverted_seed_fails_under_xen() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (seed, _) = demo_servers(tmp.path());
+    let seed = demo_server(tmp.path(), "seed");
     let out_dir = tmp.path().join("seed-unconverted");
     let cfg = run(Command::new(e2e("hand-convert"))
         .args(["--no-fixup", "--name", "seed", "--disk"])
@@ -255,14 +266,23 @@ fn out(name: &str) -> PathBuf {
 /// p2xen wrote (run-xen-guest changes its paths only). Returns the marker
 /// printed inside Xen.
 fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
+    migrate_and_boot_with_report(name, bus, extra).0
+}
+
+/// [`migrate_and_boot`], also returning the store's report.json.
+fn migrate_and_boot_with_report(
+    name: &str,
+    bus: DiskBus,
+    extra: &str,
+) -> (Marker, serde_json::Value) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (seed, modern) = demo_servers(tmp.path());
+    let source = demo_server(tmp.path(), name);
     // IDE and AHCI cannot be read-only in QEMU: the VM gets a copy, whose
     // hash must not change (the live system sets it BLKROSET, never writes).
     let img = tmp.path().join(format!("{name}-source.img"));
     run(Command::new("cp")
         .arg("--sparse=always")
-        .arg(if name == "seed" { &seed } else { &modern })
+        .arg(&source)
         .arg(&img));
     let before = sha256(&img);
     let logs = log_dir(&format!("migrate-{name}{}", extra.replace([' ', '='], "-")));
@@ -342,7 +362,13 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
     }
     cmd.args(["--expect", "P2XEN-MARKER", "--timeout", "400", "--log"])
         .arg(logs.join("xen"));
-    Marker::parse(&run(&mut cmd))
+    let marker = Marker::parse(&run(&mut cmd));
+    let report_path = store.join(name).join("report.json");
+    let report = std::fs::read(&report_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("no readable {}", report_path.display()));
+    (marker, report)
 }
 
 #[test]
@@ -350,6 +376,38 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
 fn modern_migrated_by_p2xen_boots_under_xen() {
     let m = migrate_and_boot("modern", DiskBus::Ahci, "");
     assert_eq!(m, Marker::modern("xvda"));
+}
+
+/// A host-only initrd (initramfs-tools style, no xen-blkfront): it boots
+/// its own hardware, and under Xen only because the conversion appended
+/// the guest's xen-blkfront to it.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn hostonly_initrd_server_boots_on_its_source_hardware() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let img = demo_server(tmp.path(), "hostonly");
+    assert_eq!(
+        boot_source(&img, "ahci", "source-hostonly"),
+        Marker::hostonly("sda")
+    );
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn hostonly_initrd_server_migrated_by_p2xen_boots_under_xen() {
+    let (m, report) = migrate_and_boot_with_report("hostonly", DiskBus::Ahci, "");
+    assert_eq!(m, Marker::hostonly("xvda"));
+    let conv = &report["conversion"];
+    assert_eq!(conv["kernels"][0]["blkfront"], "added_to_initrd", "{conv}");
+    let appended = conv["fixups"]
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["action"] == "append"))
+        .unwrap_or_else(|| panic!("no initrd append in {conv}"));
+    let what = appended["diff"].as_str().unwrap_or_default();
+    assert!(
+        what.contains("kernel/drivers/block/xen-blkfront.ko") && what.contains("conf/modules"),
+        "{what}"
+    );
 }
 
 #[test]
@@ -409,7 +467,7 @@ impl std::ops::Index<&str> for LvmCheck {
 fn seed_received_into_lvm_on_dom0_boots_under_xen() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (seed, _) = demo_servers(tmp.path());
+    let seed = demo_server(tmp.path(), "seed");
     let img = tmp.path().join("seed-source.img");
     run(Command::new("cp")
         .arg("--sparse=always")

@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(names) = p2xen::guest::initrd::list_names(data) {
-        let _ = p2xen::guest::initrd::has_module(&names, "xen-blkfront");
+    // Keeping every file exercises the content path as well as the listing.
+    if let Ok(listing) = p2xen::guest::initrd::read(data, &|_| true) {
+        let _ = p2xen::guest::initrd::has_module(&listing.names(), "xen-blkfront");
+        let _ = listing.file("conf/modules");
     }
 });

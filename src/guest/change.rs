@@ -23,6 +23,15 @@ pub enum Change {
     Symlink { path: String, target: String },
     /// Rename within the guest (sysvinit S→K links).
     Rename { from: String, to: String },
+    /// Append bytes to a binary file (an initrd), first keeping the
+    /// original as `backup` unless that exists from an earlier run.
+    Append {
+        path: String,
+        backup: String,
+        data: Vec<u8>,
+        /// What the bytes are, for the report.
+        summary: String,
+    },
 }
 
 /// One change with why it is made.
@@ -105,6 +114,7 @@ impl Planned {
                 "rename",
                 format!("rename from {from}\nrename to {to}\n"),
             ),
+            Change::Append { path, summary, .. } => (path.clone(), "append", summary.clone()),
         };
         Fixup {
             kind: self.kind,
@@ -141,6 +151,18 @@ impl Planned {
                 let t = gfs.resolve_parent(to)?;
                 std::fs::rename(&f, &t).map_err(io(from))
             }
+            Change::Append {
+                path, backup, data, ..
+            } => {
+                let p = gfs.resolve(path)?;
+                let b = gfs.resolve_parent(backup)?;
+                if !b.exists() {
+                    copy_keeping_mode(&p, &b).map_err(io(backup))?;
+                }
+                let mut all = std::fs::read(&p).map_err(io(path))?;
+                all.extend_from_slice(data);
+                write_replace(&p, &all).map_err(io(path))
+            }
         }
     }
 }
@@ -176,6 +198,19 @@ fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A copy with the original's mode, owner and label, complete or absent
+/// (through a temporary file, like [`write_replace`]).
+fn copy_keeping_mode(from: &Path, to: &Path) -> std::io::Result<()> {
+    let data = std::fs::read(from)?;
+    // write_replace keeps the metadata of the file it replaces; here the
+    // target is new, so take them from the original afterwards.
+    write_replace(to, &data)?;
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(from)?;
+    std::fs::set_permissions(to, m.permissions())?;
+    std::os::unix::fs::chown(to, Some(m.uid()), Some(m.gid()))
 }
 
 /// Keeps an SELinux guest's label on a replaced file: an unlabelled

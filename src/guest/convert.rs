@@ -12,7 +12,8 @@ use super::xencheck::KernelInfo;
 use super::xlcfg::{PVGRUB_PV, PVGRUB_PVH, XlConfig, safe_value, valid_mac};
 use super::{
     Bootloader, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout, XenType, bootcfg,
-    console, fstab, mdraid, modalias, monitoring, netrules, report, split, xencheck,
+    console, fstab, initrd_drivers, mdraid, modalias, monitoring, netrules, report, split,
+    xencheck,
 };
 
 /// One filesystem-bearing piece of the copy: a partition, or a whole disk
@@ -606,8 +607,29 @@ fn plan_and_apply(
     warnings: &mut Vec<String>,
 ) -> Result<(Route, Vec<KernelInfo>), GuestError> {
     let skip = |k: FixupKind| req.skip.contains(&k);
-    let (kernels, kw) = xencheck::scan(gfs)?;
+    let (mut kernels, kw) = xencheck::scan(gfs)?;
     warnings.extend(kw);
+    // Host-only initrds get the block frontend before the route is chosen,
+    // so a kernel that can boot under Xen once fixed is chosen as such.
+    let mut initrd_fixes = Vec::new();
+    let mut not_added = std::collections::HashMap::new();
+    if !skip(FixupKind::XenDrivers) {
+        for k in kernels.iter_mut() {
+            if k.blkfront != xencheck::Driver::ModuleNotInInitrd {
+                continue;
+            }
+            match initrd_drivers::plan(gfs, k) {
+                Ok(Some(fix)) => {
+                    k.blkfront = xencheck::Driver::AddedToInitrd;
+                    initrd_fixes.push(fix);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    not_added.insert(k.version.clone(), e.to_string());
+                }
+            }
+        }
+    }
     let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
     let route = choose_route(req, layout, type_override, &kernels, root, warnings);
     if !skip(FixupKind::XenDrivers) {
@@ -617,7 +639,8 @@ fn plan_and_apply(
             None => best_kernel(&kernels).into_iter().collect(),
         };
         for k in checked {
-            warnings.extend(xencheck::warnings(k, dracut));
+            let why = not_added.get(&k.version).map(String::as_str);
+            warnings.extend(xencheck::warnings(k, dracut, why));
         }
     }
 
@@ -707,12 +730,18 @@ fn plan_and_apply(
     if !skip(FixupKind::Monitoring) {
         planned.extend(monitoring::plan(gfs)?);
     }
+    for fix in &mut initrd_fixes {
+        planned.append(&mut fix.planned);
+    }
     for p in &planned {
         fixups.push(p.describe(gfs));
     }
     if !req.dry_run {
         for p in &planned {
             p.apply(gfs)?;
+        }
+        for fix in &initrd_fixes {
+            initrd_drivers::verify(gfs, fix)?;
         }
     }
     Ok((route, kernels))

@@ -21,7 +21,7 @@ pub enum GuestFsError {
     Io { path: String, source: io::Error },
     #[error("guest {path}: too many levels of symbolic links")]
     Loop { path: String },
-    #[error("guest {path}: {size} bytes is too big for a config file")]
+    #[error("guest {path}: {size} bytes is too big for this file")]
     TooBig { path: String, size: u64 },
 }
 
@@ -100,6 +100,13 @@ impl GuestFs {
 
     /// The file's text, `None` if it does not exist (or is not a regular file).
     pub fn read(&self, guest: &str) -> Result<Option<String>, GuestFsError> {
+        let bytes = self.read_bytes(guest, MAX_CONFIG_BYTES)?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// A regular file's bytes (`None` if it is missing or not a file);
+    /// larger than `max` is an error.
+    pub fn read_bytes(&self, guest: &str, max: u64) -> Result<Option<Vec<u8>>, GuestFsError> {
         let path = self.resolve(guest)?;
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
@@ -112,7 +119,7 @@ impl GuestFs {
                 });
             }
         };
-        if meta.len() > MAX_CONFIG_BYTES {
+        if meta.len() > max {
             return Err(GuestFsError::TooBig {
                 path: guest.to_string(),
                 size: meta.len(),
@@ -122,7 +129,7 @@ impl GuestFs {
             path: guest.to_string(),
             source,
         })?;
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        Ok(Some(bytes))
     }
 
     pub fn exists(&self, guest: &str) -> bool {

@@ -23,9 +23,66 @@ pub enum InitrdError {
     },
 }
 
+/// One entry of an initrd archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// As stored, without a leading `./` or `/`.
+    pub name: String,
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// What [`read`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every entry of every archive, in archive order (a later entry of the
+    /// same name replaces an earlier one when the kernel unpacks).
+    pub entries: Vec<Entry>,
+    /// The contents of the files `keep` selected, last copy of each name.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// How each segment was stored, in order: "cpio", "gzip", "xz", "zstd".
+    pub segments: Vec<&'static str>,
+}
+
+impl Listing {
+    pub fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// The kept content of `name`, as the kernel would leave it.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().rev().find(|e| e.name == name)
+    }
+}
+
+/// Largest file [`read`] keeps the content of (config files, lists).
+const MAX_KEPT_BYTES: u64 = 1 << 20;
+
 /// All file names in an initrd image.
 pub fn list_names(data: &[u8]) -> Result<Vec<String>, InitrdError> {
-    let mut names = Vec::new();
+    read(data, &|_| false).map(|l| l.names())
+}
+
+/// Walks an initrd the way the kernel unpacks it: uncompressed archives and
+/// compressed segments in any order and number (an appended segment, like
+/// the one [`super::initrd_drivers`] adds, follows the compressed main one).
+/// Keeps the content of the files `keep` names.
+pub fn read(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<Listing, InitrdError> {
+    let mut out = Listing::default();
     let mut pos = 0usize;
     loop {
         // Archives are padded with zeros to a 512-byte or 4-byte boundary.
@@ -33,33 +90,36 @@ pub fn list_names(data: &[u8]) -> Result<Vec<String>, InitrdError> {
             pos += 1;
         }
         let Some(rest) = data.get(pos..).filter(|r| !r.is_empty()) else {
-            return Ok(names);
+            return Ok(out);
         };
-        if rest.starts_with(b"0707") {
-            let mut cur = Cursor::new(rest);
-            read_archive(&mut cur, &mut names).map_err(|e| InitrdError::Format {
-                offset: pos,
-                what: e.to_string(),
-            })?;
-            let used = usize::try_from(cur.position()).unwrap_or(rest.len());
-            pos = pos.saturating_add(used.max(1));
-            continue;
-        }
         let fmt = |e: std::io::Error| InitrdError::Format {
             offset: pos,
             what: e.to_string(),
         };
-        if rest.starts_with(&[0x1f, 0x8b]) {
-            let r = flate2::read::MultiGzDecoder::new(rest).take(MAX_UNPACKED_BYTES);
-            read_archives(r, &mut names).map_err(fmt)?;
+        // Each branch returns how many bytes of `rest` its segment took.
+        let used = if rest.starts_with(b"0707") {
+            // One archive only, read exactly: what follows may be compressed.
+            let mut cur = Cursor::new(rest);
+            read_archive(&mut cur, keep, &mut out).map_err(fmt)?;
+            out.segments.push("cpio");
+            usize::try_from(cur.position()).unwrap_or(rest.len())
+        } else if rest.starts_with(&[0x1f, 0x8b]) {
+            let mut r = flate2::bufread::GzDecoder::new(rest);
+            read_archives(&mut (&mut r).take(MAX_UNPACKED_BYTES), keep, &mut out).map_err(fmt)?;
+            out.segments.push("gzip");
+            rest.len() - r.into_inner().len()
         } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            let r = xz2::read::XzDecoder::new_multi_decoder(rest).take(MAX_UNPACKED_BYTES);
-            read_archives(r, &mut names).map_err(fmt)?;
+            let mut r = xz2::bufread::XzDecoder::new(rest);
+            read_archives(&mut (&mut r).take(MAX_UNPACKED_BYTES), keep, &mut out).map_err(fmt)?;
+            out.segments.push("xz");
+            rest.len() - r.into_inner().len()
         } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let r = zstd::stream::read::Decoder::new(rest)
+            let mut r = zstd::stream::read::Decoder::with_buffer(rest)
                 .map_err(fmt)?
-                .take(MAX_UNPACKED_BYTES);
-            read_archives(r, &mut names).map_err(fmt)?;
+                .single_frame();
+            read_archives(&mut (&mut r).take(MAX_UNPACKED_BYTES), keep, &mut out).map_err(fmt)?;
+            out.segments.push("zstd");
+            rest.len() - r.finish().len()
         } else {
             let compression = if rest.starts_with(b"BZh") {
                 "bzip2"
@@ -77,30 +137,70 @@ pub fn list_names(data: &[u8]) -> Result<Vec<String>, InitrdError> {
                 offset: pos,
                 compression,
             });
-        }
-        // The compressed archive is the last part of an initrd.
-        return Ok(names);
+        };
+        pos = pos.saturating_add(used.max(1));
     }
 }
 
 /// Reads one archive up to its trailer.
-fn read_archive<R: Read>(mut r: R, names: &mut Vec<String>) -> std::io::Result<R> {
+fn read_archive<R: Read>(
+    mut r: R,
+    keep: &dyn Fn(&str) -> bool,
+    out: &mut Listing,
+) -> std::io::Result<R> {
     loop {
-        let entry = cpio::newc::Reader::new(r)?;
+        let mut entry = cpio::newc::Reader::new(r)?;
         if entry.entry().is_trailer() {
             return entry.finish();
         }
-        if names.len() >= MAX_ENTRIES {
+        if out.entries.len() >= MAX_ENTRIES {
             return Err(std::io::Error::other("too many entries"));
         }
-        names.push(entry.entry().name().to_string());
+        let e = Entry {
+            name: clean_name(entry.entry().name()).to_string(),
+            mode: entry.entry().mode(),
+        };
+        if keep(&e.name) && !e.is_dir() {
+            let mut data = Vec::new();
+            (&mut entry).take(MAX_KEPT_BYTES).read_to_end(&mut data)?;
+            out.files.push((e.name.clone(), data));
+        }
+        out.entries.push(e);
         r = entry.finish()?;
     }
 }
 
-/// Reads the archive(s) in a decompressed stream.
-fn read_archives<R: Read>(r: R, names: &mut Vec<String>) -> std::io::Result<()> {
-    read_archive(r, names).map(|_| ())
+/// Reads the archives of one segment (a decompressed stream may hold
+/// several, each padded with zeros), then the rest of the segment, so that
+/// a compressed segment is consumed to its end.
+fn read_archives<R: Read>(
+    r: R,
+    keep: &dyn Fn(&str) -> bool,
+    out: &mut Listing,
+) -> std::io::Result<()> {
+    let mut r = std::io::BufReader::new(r);
+    loop {
+        r = read_archive(r, keep, out)?;
+        loop {
+            let buf = std::io::BufRead::fill_buf(&mut r)?;
+            let Some(first) = buf.first() else {
+                return Ok(());
+            };
+            if *first != 0 {
+                break;
+            }
+            let zeros = buf.iter().take_while(|b| **b == 0).count();
+            std::io::BufRead::consume(&mut r, zeros);
+        }
+        if !std::io::BufRead::fill_buf(&mut r)?.starts_with(b"0707") {
+            return Err(std::io::Error::other("data after an archive's trailer"));
+        }
+    }
+}
+
+fn clean_name(n: &str) -> &str {
+    let n = n.strip_prefix("./").unwrap_or(n);
+    n.trim_start_matches('/')
 }
 
 /// Whether `names` holds the module `module` (e.g. "xen-blkfront"), plain or
@@ -162,6 +262,56 @@ mod tests {
             assert!(has_module(&names, "xen-blkfront"), "{comp}");
             assert!(!has_module(&names, "xen-netfront"), "{comp}");
         }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn archive_with(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = cpio::newc::Builder::new(name)
+            .mode(0o100644)
+            .write(&mut out, data.len() as u32);
+        w.write_all(data).unwrap();
+        w.finish().unwrap();
+        cpio::newc::trailer(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn an_appended_segment_overrides_and_each_segment_is_listed() {
+        let mut img = archive(&["kernel/x86/microcode/AuthenticAMD.bin"]);
+        // Two archives in one zstd stream, padded as the kernel allows.
+        let mut main = archive_with("./conf/modules", b"ext4\n");
+        main.resize(main.len().div_ceil(512) * 512, 0);
+        main.extend(archive(&["bin/sh"]));
+        img.extend(zstd::encode_all(&main[..], 3).unwrap());
+        img.extend(gzip(&archive_with("conf/modules", b"ext4\nxen-blkfront\n")));
+        img.extend([0u8; 7]);
+        let l = read(&img, &|n| n == "conf/modules").unwrap();
+        assert_eq!(l.segments, ["cpio", "zstd", "gzip"]);
+        assert_eq!(l.file("conf/modules"), Some(&b"ext4\nxen-blkfront\n"[..]));
+        assert_eq!(l.files.len(), 2);
+        assert_eq!(l.entry("bin/sh").map(|e| e.is_dir()), Some(false));
+        assert_eq!(l.entries.len(), 4);
+    }
+
+    #[test]
+    fn a_damaged_appended_segment_names_its_offset() {
+        let mut img = zstd::encode_all(&archive(&["init"])[..], 3).unwrap();
+        let at = img.len();
+        let mut tail = gzip(&archive(&["conf/modules"]));
+        tail.truncate(tail.len() / 2);
+        img.extend(tail);
+        let err = read(&img, &|_| false).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("initrd at byte {at}: ")), "{err}");
+        let mut junk = zstd::encode_all(&archive(&["init"])[..], 3).unwrap();
+        junk.extend(b"BZh91AY&SY");
+        let err = read(&junk, &|_| false).unwrap_err().to_string();
+        assert!(err.contains("bzip2 compression is not supported"), "{err}");
     }
 
     proptest::proptest! {

@@ -11,6 +11,7 @@ pub mod devmap;
 pub mod fstab;
 pub mod guestfs;
 pub mod initrd;
+pub mod initrd_drivers;
 pub mod machine;
 pub mod mdraid;
 pub mod modalias;
@@ -209,4 +210,6 @@ pub enum GuestError {
     Md(#[from] mdraid::MdError),
     #[error(transparent)]
     Split(#[from] split::SplitError),
+    #[error("xen-drivers: {0}")]
+    InitrdFix(#[from] initrd_drivers::InitrdFixError),
 }

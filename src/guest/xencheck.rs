@@ -15,6 +15,8 @@ pub enum Driver {
     Module,
     /// Module, but not in the initrd: the root filesystem cannot be mounted.
     ModuleNotInInitrd,
+    /// Module the conversion added to the initrd (`initrd_drivers`).
+    AddedToInitrd,
     Missing,
     /// No kernel config found.
     Unknown,
@@ -22,7 +24,10 @@ pub enum Driver {
 
 impl Driver {
     pub fn usable(self) -> bool {
-        matches!(self, Driver::BuiltIn | Driver::Module)
+        matches!(
+            self,
+            Driver::BuiltIn | Driver::Module | Driver::AddedToInitrd
+        )
     }
 }
 
@@ -156,8 +161,9 @@ fn read_initrd(gfs: &GuestFs, path: &str) -> Result<Result<Vec<String>, String>,
     Ok(initrd::list_names(&data).map_err(|e| e.to_string()))
 }
 
-/// The one-line warnings with the command to run in the guest.
-pub fn warnings(k: &KernelInfo, dracut: bool) -> Vec<String> {
+/// The one-line warnings with the command to run in the guest;
+/// `not_added` says why the conversion could not add xen-blkfront itself.
+pub fn warnings(k: &KernelInfo, dracut: bool, not_added: Option<&str>) -> Vec<String> {
     let mut w = Vec::new();
     let v = &k.version;
     let fix_initrd = |m: &str| {
@@ -178,7 +184,10 @@ pub fn warnings(k: &KernelInfo, dracut: bool) -> Vec<String> {
             "kernel {v} has no xen-blkfront: install a Xen-capable kernel in the guest (Debian: apt-get install linux-image-amd64)"
         )),
         Driver::ModuleNotInInitrd => w.push(format!(
-            "initrd of kernel {v} lacks xen-blkfront; in the guest run: {}",
+            "initrd of kernel {v} lacks xen-blkfront{}; in the guest run: {}",
+            not_added
+                .map(|why| format!(" and p2xen could not add it ({why})"))
+                .unwrap_or_default(),
             fix_initrd("xen-blkfront")
         )),
         _ => {}
