@@ -974,7 +974,10 @@ fn machine_json_from_the_sender_parses() {
             "disks":[],"options":{"layout":"partitions","type":null,"bridge":"xenbr1","memory_mib":null,"vcpus":null}}"#,
     )
     .unwrap();
-    assert_eq!(m.options.unwrap().layout.as_deref(), Some("partitions"));
+    assert_eq!(
+        m.options.unwrap().layout,
+        Some(p2xen::wire::machine::Layout::Partitions)
+    );
 }
 
 #[test]

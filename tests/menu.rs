@@ -696,7 +696,7 @@ fn many_warnings_keep_the_next_time_line_on_the_result_screen() {
 fn kernel_ip_parameter_prefills_the_network_screen() {
     let mut t = Pty::open(WAIT);
     let (fake, _gate) = Fake::new();
-    let cmdline = p2xen::init::cmdline::Cmdline::parse(
+    let cmdline = p2xen::bootparams::Cmdline::parse(
         "ip=192.0.2.10::192.0.2.1:255.255.255.0::eth0:off:192.0.2.53",
     )
     .unwrap();

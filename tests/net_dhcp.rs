@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use p2xen::init::cmdline::StaticIp;
-use p2xen::init::net::{self, Configured, NetMethod, NetRequest, NetStatus};
+use p2xen::bootparams::StaticIp;
+use p2xen::net::{self, Configured, NetMethod, NetRequest, NetStatus};
 
 const SERVER_IP: &str = "10.213.7.1";
 const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 213, 7, 254);

@@ -64,32 +64,8 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     validate(req)?;
     let m = &req.machine;
     let opts = m.options.clone().unwrap_or_default();
-    let layout = match req.layout {
-        Some(l) => l,
-        None => match opts.layout.as_deref() {
-            None | Some("disk") => Layout::Disk,
-            Some("partitions") => Layout::Partitions,
-            Some(other) => {
-                return Err(GuestError::Invalid(format!(
-                    "machine.json options.layout {other:?}: expected \"disk\" or \"partitions\""
-                )));
-            }
-        },
-    };
-    let type_override = match req.xen_type {
-        Some(t) => Some(t),
-        None => match opts.xen_type.as_deref() {
-            None => None,
-            Some("pv") => Some(XenType::Pv),
-            Some("pvh") => Some(XenType::Pvh),
-            Some("hvm") => Some(XenType::Hvm),
-            Some(other) => {
-                return Err(GuestError::Invalid(format!(
-                    "machine.json options.type {other:?}: expected pv, pvh or hvm"
-                )));
-            }
-        },
-    };
+    let layout = req.layout.or(opts.layout).unwrap_or_default();
+    let type_override = req.xen_type.or(opts.xen_type);
     if layout == Layout::Partitions && type_override == Some(XenType::Hvm) {
         return Err(GuestError::Invalid(
             "layout partitions cannot boot as hvm (no disk with a boot loader); use --layout disk"

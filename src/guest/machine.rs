@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use std::path::Path;
 
-use super::GuestError;
+use super::{GuestError, Layout, XenType};
 
 /// Largest machine.json accepted: it is a description, not data.
 const MAX_MACHINE_JSON: u64 = 16 * 1024 * 1024;
@@ -109,9 +109,9 @@ pub struct OsInfo {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Options {
     #[serde(default)]
-    pub layout: Option<String>,
+    pub layout: Option<Layout>,
     #[serde(rename = "type", default)]
-    pub xen_type: Option<String>,
+    pub xen_type: Option<XenType>,
     #[serde(default)]
     pub bridge: Option<String>,
     #[serde(default)]
@@ -167,5 +167,23 @@ mod tests {
         assert!(p.is_extended_container());
         assert_eq!(p.filesystem.as_ref().unwrap().kind.as_deref(), Some("ext4"));
         assert!(m.options.is_none());
+    }
+
+    #[test]
+    fn guest_options_are_the_shared_keywords() {
+        let m: Machine =
+            serde_json::from_str(r#"{"options":{"layout":"partitions","type":"pvh"}}"#).unwrap();
+        let o = m.options.unwrap();
+        assert_eq!(
+            (o.layout, o.xen_type),
+            (Some(Layout::Partitions), Some(XenType::Pvh))
+        );
+        let e = serde_json::from_str::<Machine>(r#"{"options":{"layout":"lvm"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown variant `lvm`, expected `disk` or `partitions`"),
+            "{e}"
+        );
     }
 }

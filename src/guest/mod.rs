@@ -31,33 +31,7 @@ pub use convert::convert;
 pub use machine::Machine;
 pub use xencheck::KernelInfo;
 
-/// How the copy is exposed to the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// One image per source disk (xvda, xvdb, ...), partitions keep their numbers.
-    Disk,
-    /// One image per source partition (xvda1, xvda2, ...), kernel from dom0.
-    Partitions,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum XenType {
-    Pv,
-    Pvh,
-    Hvm,
-}
-
-impl XenType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XenType::Pv => "pv",
-            XenType::Pvh => "pvh",
-            XenType::Hvm => "hvm",
-        }
-    }
-}
+pub use crate::wire::machine::{Layout, XenType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

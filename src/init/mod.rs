@@ -6,11 +6,9 @@
 //! shell; on any failure it says what went wrong and offers the shell again.
 
 pub mod bounded;
-pub mod cmdline;
 pub mod coldplug;
 pub mod console;
 pub mod mkinitramfs;
-pub mod net;
 pub mod power;
 pub mod process;
 pub mod protect;
@@ -19,7 +17,8 @@ pub mod signals;
 pub mod steps;
 pub mod unattended;
 
-use cmdline::EndAction;
+use crate::bootparams::{self as cmdline, EndAction};
+use crate::net;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -220,6 +219,7 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
     let backend = crate::menu::local::LocalBackend {
         disks: Some(paths),
         live: true,
+        rescue_shell: Some(shell::rescue_shell),
     };
     let outcome = crate::menu::run(
         &consoles,

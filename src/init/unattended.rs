@@ -5,8 +5,8 @@
 //!
 //! The copy itself is [`crate::send::run`], the same engine as `p2xen send`.
 
-use crate::init::cmdline::{Cmdline, EndAction};
-use crate::init::net;
+use crate::bootparams::{Cmdline, EndAction};
+use crate::net;
 use crate::source::inspect::{DiskReport, inspect_disk};
 use std::path::PathBuf;
 
@@ -190,8 +190,8 @@ pub fn send_options(
         select_disks(cmd, sources)?,
     );
     opts.name = cmd.name.clone();
-    opts.guest.layout = cmd.layout.to_string();
-    opts.guest.xen_type = cmd.xen_type.map(|t| t.to_string());
+    opts.guest.layout = cmd.layout;
+    opts.guest.xen_type = cmd.xen_type;
     opts.guest.bridge = cmd.bridge.clone();
     opts.guest.memory_mib = cmd.memory_mib;
     opts.guest.vcpus = cmd.vcpus;
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!((o.server.as_str(), o.token.as_str()), ("dom0:7007", "t"));
         assert_eq!(o.fingerprint, fp);
         assert_eq!(o.name.as_deref(), Some("web1"));
-        assert_eq!(o.guest.layout, "partitions");
+        assert_eq!(o.guest.layout, crate::wire::machine::Layout::Partitions);
         assert_eq!(o.guest.memory_mib, Some(2048));
         let bad = Cmdline::parse(&format!("{line} p2xen.disks=nvme0n1")).unwrap();
         assert_eq!(

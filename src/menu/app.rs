@@ -8,7 +8,8 @@ use super::backend::{
 use super::fields;
 use super::keys::Key;
 use super::prefill::{MenuPrefill, ip_of_choice, next_time_cmdline};
-use crate::init::cmdline::IpParam;
+use crate::bootparams::IpParam;
+use crate::wire::machine::{Layout, XenType};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
@@ -136,8 +137,6 @@ pub struct Editor {
     pub buf: String,
 }
 
-pub const LAYOUTS: [&str; 2] = ["disk", "partitions"];
-pub const XEN_TYPES: [&str; 4] = ["auto", "pv", "pvh", "hvm"];
 pub const NET_METHODS: [&str; 2] = ["dhcp", "static"];
 /// Lines kept for "show full log".
 const LOG_LINES: usize = 5000;
@@ -178,8 +177,9 @@ pub struct App {
     pub memory: String,
     pub vcpus: String,
     pub disk_sel: Vec<bool>,
-    pub layout: usize,
-    pub xen_type: usize,
+    pub layout: Layout,
+    /// None: "auto", the conversion chooses.
+    pub xen_type: Option<XenType>,
     pub bridge: String,
     /// `ip=` for the "next time" line: the kernel's, or what was applied
     /// on the Network screen.
@@ -190,10 +190,13 @@ pub struct App {
     pub log_view: Vec<String>,
 }
 
-fn index_of(list: &[&str], value: Option<&str>) -> usize {
-    value
-        .and_then(|v| list.iter().position(|x| x.eq_ignore_ascii_case(v)))
-        .unwrap_or(0)
+/// The value after `current` in `all`; None after the last one, the first
+/// one after None.
+fn next_of<T: Copy + PartialEq>(all: &[T], current: Option<T>) -> Option<T> {
+    match current.and_then(|c| all.iter().position(|x| *x == c)) {
+        None => all.first().copied(),
+        Some(i) => all.get(i + 1).copied(),
+    }
 }
 
 /// "sda" and "/dev/sda" name the same disk.
@@ -259,8 +262,8 @@ impl App {
                 .vcpus
                 .unwrap_or_else(|| machine.cpus.max(1).to_string()),
             disk_sel,
-            layout: index_of(&LAYOUTS, prefill.layout.as_deref()),
-            xen_type: index_of(&XEN_TYPES, prefill.xen_type.as_deref()),
+            layout: prefill.layout.unwrap_or_default(),
+            xen_type: prefill.xen_type,
             bridge: prefill.bridge.unwrap_or_default(),
             ip: prefill.ip,
             machine,
@@ -358,8 +361,8 @@ impl App {
                     "[ ] skip".into()
                 }
             }
-            Field::Layout => LAYOUTS.get(self.layout).copied().unwrap_or("").into(),
-            Field::XenType => XEN_TYPES.get(self.xen_type).copied().unwrap_or("").into(),
+            Field::Layout => self.layout.to_string(),
+            Field::XenType => self.xen_type.map_or("auto", XenType::as_str).into(),
             Field::Bridge => {
                 if self.bridge.is_empty() {
                     "(receiver's default)".into()
@@ -562,11 +565,8 @@ impl App {
             disks,
             memory_mib: fields::memory_mib(&self.memory)?,
             vcpus: fields::vcpus(&self.vcpus)?,
-            layout: LAYOUTS.get(self.layout).copied().unwrap_or("disk").into(),
-            xen_type: match self.xen_type {
-                0 => None,
-                i => XEN_TYPES.get(i).map(|s| s.to_string()),
-            },
+            layout: self.layout,
+            xen_type: self.xen_type,
             bridge: fields::bridge(&self.bridge)?,
         })
     }
@@ -629,8 +629,11 @@ impl App {
                     *s = !*s;
                 }
             }
-            Field::Layout => self.layout = (self.layout + 1) % LAYOUTS.len(),
-            Field::XenType => self.xen_type = (self.xen_type + 1) % XEN_TYPES.len(),
+            Field::Layout => {
+                self.layout = next_of(Layout::ALL, Some(self.layout)).unwrap_or_default()
+            }
+            // auto, then each type, then auto again.
+            Field::XenType => self.xen_type = next_of(XenType::ALL, self.xen_type),
             _ => {}
         }
     }

@@ -1,9 +1,10 @@
 //! What the menu needs from the rest of p2xen, as one small trait: the live
-//! init wires the real parts (inspect, init::net, send), tests wire fakes.
+//! init wires the real parts (inspect, net, send), tests wire fakes.
 
-use crate::init::cmdline::IpParam;
-use crate::init::net;
+use crate::bootparams::IpParam;
+use crate::net;
 use crate::source::inspect::DiskReport;
+use crate::wire::machine::{Layout, XenType};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -59,7 +60,7 @@ pub struct NetChoice {
 }
 
 impl NetChoice {
-    /// The request for `init::net::configure`.
+    /// The request for `net::configure`.
     pub fn to_request(&self) -> net::NetRequest {
         let method = match super::prefill::ip_of_choice(self, None) {
             IpParam::Off => net::NetMethod::Off,
@@ -86,10 +87,9 @@ pub struct MigrationPlan {
     pub disks: Vec<PathBuf>,
     pub memory_mib: u64,
     pub vcpus: u32,
-    /// "disk" or "partitions"
-    pub layout: String,
+    pub layout: Layout,
     /// None: the conversion chooses.
-    pub xen_type: Option<String>,
+    pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
 }
 

@@ -46,6 +46,7 @@ pub fn run_cli(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
     let backend = LocalBackend {
         disks: Some(args.disks.clone()),
         live: false,
+        rescue_shell: None,
     };
     run(&ttys, prefill, &backend)
 }

@@ -271,7 +271,8 @@ fn body_lines(app: &App) -> Vec<String> {
                         p.memory_mib,
                         p.vcpus,
                         p.layout,
-                        p.xen_type.as_deref().unwrap_or("auto"),
+                        p.xen_type
+                            .map_or("auto", crate::wire::machine::XenType::as_str),
                         p.bridge.as_deref().unwrap_or("default")
                     ));
                     let disks: Vec<String> =

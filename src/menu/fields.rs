@@ -1,8 +1,8 @@
 //! Validation of what the user types: the kernel command line's own
-//! parsers (`init::cmdline::values`, docs/cmdline.md), with the field named
+//! parsers (`bootparams::values`, docs/cmdline.md), with the field named
 //! and the accepted forms added for the message line.
 
-use crate::init::cmdline as values;
+use crate::bootparams as values;
 use std::net::Ipv4Addr;
 
 pub fn name(s: &str) -> Result<String, String> {

@@ -1,5 +1,5 @@
 //! The backend on a real machine: the live image's (every fixed disk,
-//! network through `init::net`) and `p2xen menu` on a workstation's (image
+//! network through `net`) and `p2xen menu` on a workstation's (image
 //! files as disks, the host's network left alone).
 
 use super::backend::{
@@ -16,9 +16,12 @@ pub struct LocalBackend {
     /// None: every fixed disk (`inspect::list_fixed_disks`).
     pub disks: Option<Vec<PathBuf>>,
     /// Running as the live image: interfaces are configured with
-    /// `init::net::configure` and the rescue shell is `init::shell`'s.
-    /// False on a workstation, whose network is not ours to change.
+    /// `net::configure`. False on a workstation, whose network is not ours
+    /// to change.
     pub live: bool,
+    /// The live image's rescue shell, given by init because only PID 1 may
+    /// reap it; None on a workstation, where `$SHELL` runs instead.
+    pub rescue_shell: Option<fn(&Path) -> std::io::Result<i32>>,
 }
 
 /// Carrier of a NIC: Some(true) link up; None when the kernel does not say
@@ -99,7 +102,7 @@ impl Backend for LocalBackend {
                 "not changed: outside the live image the host's own network is used".into(),
             ));
         }
-        crate::init::net::configure(&choice.to_request())
+        crate::net::configure(&choice.to_request())
             .map(|status| status.summary())
             .map_err(|e| BackendError(e.to_string()))
     }
@@ -129,7 +132,7 @@ impl Backend for LocalBackend {
     }
 
     fn receiver_fingerprint(&self, server: &str) -> Result<String, BackendError> {
-        super::probe::receiver_fingerprint(server).map_err(BackendError)
+        crate::wire::probe::receiver_fingerprint(server).map_err(|e| BackendError(e.to_string()))
     }
 
     fn start_migration(
@@ -151,8 +154,8 @@ impl Backend for LocalBackend {
     }
 
     fn shell(&self, tty: &Path) -> Result<(), BackendError> {
-        if self.live {
-            return crate::init::shell::rescue_shell(tty)
+        if let Some(rescue_shell) = self.rescue_shell {
+            return rescue_shell(tty)
                 .map(drop)
                 .map_err(|e| BackendError(format!("rescue shell on {}: {e}", tty.display())));
         }

@@ -42,7 +42,7 @@ pub fn event(ev: &ProgressEvent) -> Option<MigrationEvent> {
 /// warnings from the receiver's report (report.json).
 pub fn result(report: &SendReport) -> MigrationResult {
     let rr = &report.receiver_report;
-    let conversion = &rr["conversion"];
+    let conversion = rr.conversion.as_ref();
     MigrationResult {
         name: report.name.clone(),
         disks: report
@@ -51,19 +51,12 @@ pub fn result(report: &SendReport) -> MigrationResult {
             .enumerate()
             .map(|(i, d)| ResultDisk {
                 source: d.source.clone(),
-                image: rr["disks"][i]["target"].as_str().map(str::to_string),
+                image: rr.disks.get(i).map(|r| r.target.clone()),
                 digest: d.content_digest.clone(),
             })
             .collect(),
-        config_path: conversion["config_path"].as_str().map(str::to_string),
-        warnings: conversion["warnings"]
-            .as_array()
-            .map(|w| {
-                w.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        config_path: conversion.map(|c| c.config_path.clone()),
+        warnings: conversion.map(|c| c.warnings.clone()).unwrap_or_default(),
     }
 }
 
@@ -76,8 +69,8 @@ pub fn start(plan: &MigrationPlan, events: Sender<MigrationEvent>) -> std::io::R
     );
     opts.name = Some(plan.name.clone());
     opts.guest = GuestOptions {
-        layout: plan.layout.clone(),
-        xen_type: plan.xen_type.clone(),
+        layout: plan.layout,
+        xen_type: plan.xen_type,
         bridge: plan.bridge.clone(),
         memory_mib: Some(plan.memory_mib),
         vcpus: Some(plan.vcpus),

@@ -17,7 +17,6 @@ pub mod keys;
 pub mod local;
 pub mod migrate;
 pub mod prefill;
-pub mod probe;
 pub mod render;
 
 pub use app::MenuOutcome;

@@ -2,7 +2,8 @@
 //! pre-fill the menu, and the command line that repeats a menu run.
 
 use super::backend::{MigrationPlan, NetChoice, NetMethod};
-use crate::init::cmdline::{Cmdline, Fingerprint, IpParam, Layout, Server, Token, XenType};
+use crate::bootparams::{Cmdline, Fingerprint, IpParam, Server, Token};
+use crate::wire::machine::{Layout, XenType};
 
 /// Text values as the user would type them; the menu validates them like
 /// typed input.
@@ -17,8 +18,8 @@ pub struct MenuPrefill {
     pub vcpus: Option<String>,
     /// Disk names as p2xen.disks= (`sda` or `/dev/sda`); None: all.
     pub disks: Option<Vec<String>>,
-    pub layout: Option<String>,
-    pub xen_type: Option<String>,
+    pub layout: Option<Layout>,
+    pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
     /// The kernel's `ip=`, repeated in the "next time" line.
     pub ip: Option<IpParam>,
@@ -34,8 +35,8 @@ impl MenuPrefill {
             memory: c.memory_mib.map(|m| m.to_string()),
             vcpus: c.vcpus.map(|v| v.to_string()),
             disks: c.disks.clone(),
-            layout: Some(c.layout.to_string()),
-            xen_type: c.xen_type.map(|t| t.to_string()),
+            layout: Some(c.layout),
+            xen_type: c.xen_type,
             bridge: c.bridge.clone(),
             ip: c.ip.clone(),
         }
@@ -123,7 +124,7 @@ pub fn ip_of_choice(c: &NetChoice, previous: Option<&IpParam>) -> IpParam {
             prefix_len,
             gateway,
             dns,
-        } => IpParam::Static(crate::init::cmdline::StaticIp {
+        } => IpParam::Static(crate::bootparams::StaticIp {
             address: *address,
             prefix_len: *prefix_len,
             gateway: *gateway,
@@ -155,13 +156,10 @@ pub fn next_time_cmdline(plan: &MigrationPlan, ip: Option<&IpParam>) -> String {
                 })
                 .collect(),
         ),
-        layout: Layout::parse(&plan.layout).unwrap_or(Layout::Disk),
-        xen_type: plan
-            .xen_type
-            .as_deref()
-            .and_then(|t| XenType::parse(t).ok()),
+        layout: plan.layout,
+        xen_type: plan.xen_type,
         bridge: plan.bridge.clone(),
-        mode: crate::init::cmdline::Mode::Auto,
+        mode: crate::bootparams::Mode::Auto,
         ..Cmdline::default()
     };
     let mut line = c.to_cmdline();
@@ -209,7 +207,7 @@ mod tests {
         assert_eq!(p.name.as_deref(), Some("web"));
         assert_eq!(p.memory.as_deref(), Some("2048"));
         assert_eq!(p.disks, Some(vec!["sda".to_string(), "sdb".to_string()]));
-        assert_eq!(p.xen_type.as_deref(), Some("pvh"));
+        assert_eq!(p.xen_type, Some(XenType::Pvh));
     }
 
     #[test]
@@ -222,11 +220,11 @@ mod tests {
             disks: vec!["/dev/sda".into(), "/dev/nvme0n1".into()],
             memory_mib: 2048,
             vcpus: 2,
-            layout: "partitions".into(),
-            xen_type: Some("pvh".into()),
+            layout: Layout::Partitions,
+            xen_type: Some(XenType::Pvh),
             bridge: Some("xenbr0".into()),
         };
-        let ip = IpParam::Static(crate::init::cmdline::StaticIp {
+        let ip = IpParam::Static(crate::bootparams::StaticIp {
             address: [192, 0, 2, 10].into(),
             prefix_len: 24,
             gateway: Some([192, 0, 2, 1].into()),
@@ -248,7 +246,7 @@ mod tests {
         );
         assert_eq!(c.layout, Layout::Partitions);
         assert_eq!(c.ip, Some(ip));
-        assert_eq!(c.mode, crate::init::cmdline::Mode::Auto);
+        assert_eq!(c.mode, crate::bootparams::Mode::Auto);
     }
 
     #[test]

@@ -3,18 +3,23 @@
 use std::path::Path;
 
 use crate::guest;
+use crate::wire::report::ConversionSummary;
 
 /// Runs `guest::convert` on the verified copy in `store_dir` (STORE/NAME),
 /// writing the xl config into `xen_dir`. The conversion adds its report to
-/// `report.json` itself; the same report is returned for the sender.
+/// `report.json` itself; its summary is returned for the sender.
 pub fn after_verified_copy(
     store_dir: &Path,
     name: &str,
     xen_dir: &Path,
-) -> Result<serde_json::Value, String> {
+) -> Result<ConversionSummary, String> {
     let req =
         guest::ConvertRequest::from_store(store_dir.to_path_buf(), name, xen_dir.to_path_buf())
             .map_err(|e| e.to_string())?;
     let report = guest::convert(&req).map_err(|e| e.to_string())?;
-    serde_json::to_value(&report).map_err(|e| e.to_string())
+    Ok(ConversionSummary {
+        config_path: report.config_path.display().to_string(),
+        next_command: report.next_command,
+        warnings: report.warnings,
+    })
 }

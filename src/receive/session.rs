@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::admission::{Admission, Deadline, Ticket};
 use super::journal::Journal;
-use super::report::{self, CopyReport, CopyState, DiskCopyReport};
+use super::report;
 use super::store::{self, Store};
 use super::verify::verify_disk;
 use super::writer::{DiskSink, Writer};
@@ -22,6 +22,8 @@ use crate::wire::bufsock::BufSock;
 use crate::wire::frame::{Frame, FrameError, FrameLimits, read_frame, read_frame_within};
 use crate::wire::machine::MachineDescription;
 use crate::wire::message::{DiskAnnounce, DiskResume, Message, parse_hello};
+use crate::wire::name::MigrationName;
+use crate::wire::report::{CopyReport, CopyState, DiskCopyReport};
 use crate::wire::{PROTOCOL_VERSION, tls};
 
 /// A sender that sends nothing for this long is gone.
@@ -261,7 +263,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
         &mut s,
         &Message::Welcome {
             protocol: PROTOCOL_VERSION,
-            software: software(),
+            software: crate::wire::software(),
         },
     );
 
@@ -361,7 +363,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
         name: name.clone(),
         state: CopyState::Incomplete,
         protocol: PROTOCOL_VERSION,
-        receiver_version: software(),
+        receiver_version: crate::wire::software(),
         started_unix: meta.started_unix,
         finished_unix: report::now_unix(),
         sessions: meta.sessions,
@@ -453,8 +455,12 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             }
         }
     }
-    let value = serde_json::to_value(&rep).unwrap_or_default();
-    send(&mut s, &Message::Done { report: value });
+    send(
+        &mut s,
+        &Message::Done {
+            report: Box::new(rep.clone()),
+        },
+    );
     s.conn.send_close_notify();
     let _ = std::io::Write::flush(&mut s);
     match rep.error.clone() {
@@ -487,12 +493,8 @@ fn linger(s: &mut Tls) {
     }
 }
 
-pub fn software() -> String {
-    format!("p2xen {}", env!("CARGO_PKG_VERSION"))
-}
-
 fn check_start(name: &str, disks: &[DiskAnnounce]) -> Result<(), String> {
-    store::validate_name(name).map_err(|e| e.to_string())?;
+    MigrationName::parse(name).map_err(|e| e.to_string())?;
     if disks.is_empty() || disks.len() > MAX_DISKS {
         return Err(format!(
             "{} disks announced (1..={MAX_DISKS} allowed)",

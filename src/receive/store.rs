@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use super::{blockdev, lvm};
 
 use super::direct::DirectIo;
+use crate::wire::name::{BadName, MigrationName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,10 +36,8 @@ pub enum StoreError {
     },
     #[error("{path}: {source}")]
     File { path: PathBuf, source: io::Error },
-    #[error(
-        "invalid migration name {0:?}: use letters, digits, '.', '-', '_' (no '/', '..' or control characters, at most 64)"
-    )]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] BadName),
     #[error(
         "{0} already exists: pick another --name on the sender, or start the receiver with --force to replace it"
     )]
@@ -142,23 +141,6 @@ impl StoreError {
     }
 }
 
-/// Checks a migration name before it becomes a path component or LV name.
-pub fn validate_name(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && !name.contains("..")
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::BadName(name.to_string()))
-    }
-}
-
 /// One disk being received. Every target is an open file (an image or a
 /// block device) at a path; they differ only in how they write and zero.
 pub trait Target: Send {
@@ -222,7 +204,7 @@ pub enum StoreSpec {
 impl StoreSpec {
     pub fn parse(s: &str) -> Result<Self, StoreError> {
         if let Some(vg) = s.strip_prefix("lvm:") {
-            if validate_name(vg).is_err() {
+            if MigrationName::parse(vg).is_err() {
                 return Err(StoreError::BadSpec(s.to_string()));
             }
             return Ok(StoreSpec::Lvm(vg.to_string()));
@@ -638,27 +620,6 @@ pub fn gaps(written: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_checked() {
-        for good in ["seed", "web-01", "db_2.example"] {
-            validate_name(good).unwrap();
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "../x",
-            "a..b",
-            "a\nb",
-            "tab\t",
-            "-rf",
-            &"x".repeat(65),
-        ] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn sparse_targets_keep_holes_and_punch_zeros() {

@@ -23,6 +23,8 @@ use crate::source::device::{Device, DeviceError, ReadAt, read_vec};
 use crate::wire::frame::{self, ChunkHeader, Encoding, Frame, FrameError};
 use crate::wire::machine::{self, GuestOptions};
 use crate::wire::message::{DiskAnnounce, DiskResume, HEAD_LEN, Message};
+use crate::wire::name::MigrationName;
+use crate::wire::report::CopyReport;
 use crate::wire::{PROTOCOL_VERSION, digest, tls};
 use pipeline::{DigestState, DiskWork, Pipeline};
 use plan::DiskPlan;
@@ -69,7 +71,7 @@ impl SendOptions {
             all_blocks: false,
             retry_for: Duration::from_secs(600),
             guest: GuestOptions {
-                layout: "disk".into(),
+                layout: crate::wire::machine::Layout::Disk,
                 ..GuestOptions::default()
             },
             progress: None,
@@ -139,7 +141,7 @@ pub struct SendReport {
     /// data_bytes / wire_bytes over all disks.
     pub compression_ratio: f64,
     /// The receiver's report.json, as it answered.
-    pub receiver_report: serde_json::Value,
+    pub receiver_report: CopyReport,
 }
 
 impl SendReport {
@@ -263,7 +265,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         .clone()
         .or_else(|| machine.hostname.clone())
         .unwrap_or_else(|| "migrated".into());
-    if crate::receive::store::validate_name(&name).is_err() {
+    if MigrationName::parse(&name).is_err() {
         return Err(SendError::BadName(name));
     }
     machine.name = name.clone();
@@ -296,10 +298,10 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         };
         match result {
             Ok(receiver_report) => {
-                if let Some(reason) = receiver_report.get("error").and_then(|e| e.as_str()) {
+                if let Some(reason) = &receiver_report.error {
                     return Err(SendError::ReceiverFailed {
                         server: opts.server.clone(),
-                        reason: reason.to_string(),
+                        reason: reason.clone(),
                     });
                 }
                 let wire: u64 = disks.iter().map(|d| d.report.wire_bytes).sum();
@@ -364,13 +366,17 @@ fn disk_progress(disks: &[SourceDisk]) -> Vec<DiskProgress> {
 fn classify(server: &str, e: FrameError) -> Attempt {
     if let FrameError::Io(io) = &e {
         if let Some(tls_err) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            let msg = tls_err.to_string();
-            if msg.contains("fingerprint")
-                || matches!(tls_err, rustls::Error::InvalidCertificate(_))
-            {
+            let reason = match tls::fingerprint_mismatch(tls_err) {
+                Some(mismatch) => Some(mismatch.to_string()),
+                None if matches!(tls_err, rustls::Error::InvalidCertificate(_)) => {
+                    Some(tls_err.to_string())
+                }
+                None => None,
+            };
+            if let Some(reason) = reason {
                 return Attempt::Fatal(SendError::WrongReceiver {
                     server: server.to_string(),
-                    reason: msg,
+                    reason,
                 });
             }
         }
@@ -429,7 +435,7 @@ fn connect(
     let mut tls = StreamOwned::new(conn, tcp);
     let hello = Message::Hello {
         protocol: PROTOCOL_VERSION,
-        software: crate::receive::session::software(),
+        software: crate::wire::software(),
         token: opts.token.clone(),
     };
     hello
@@ -466,7 +472,7 @@ fn transfer(
     resumed: bool,
     disks: &mut [SourceDisk],
     emit: &dyn Fn(ProgressEvent),
-) -> Result<serde_json::Value, Attempt> {
+) -> Result<CopyReport, Attempt> {
     let server = opts.server.as_str();
     // Work for this connection: what is neither committed nor hashed yet.
     let mut work = Vec::new();
@@ -602,7 +608,7 @@ fn transfer(
             for d in disks.iter_mut() {
                 d.report.content_digest = d.digest.digest();
             }
-            Ok(report)
+            Ok(*report)
         }
         Message::Refused { reason, fatal } => Err(refused(server, reason, fatal)),
         other => Err(Attempt::Retry(format!("unexpected {other:?}"))),

@@ -1,6 +1,7 @@
 //! The machine description: the first thing the receiver learns about the
 //! source server, saved as `STORE/NAME/machine.json` for the guest conversion.
 
+use super::keyword::keyword_enum;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -11,14 +12,33 @@ pub struct Nic {
     pub driver: Option<String>,
 }
 
+keyword_enum!(
+    /// How the copy is exposed to the guest (`p2xen.layout=`, `--layout`).
+    #[derive(Default, Serialize, Deserialize, clap::ValueEnum)]
+    #[serde(rename_all = "lowercase")]
+    Layout {
+        /// One image per source disk (xvda, xvdb, ...), partitions keep their numbers.
+        #[default]
+        Disk = "disk",
+        /// One image per source partition (xvda1, xvda2, ...), kernel from dom0.
+        Partitions = "partitions",
+    }
+);
+
+keyword_enum!(
+    /// The Xen guest type (`p2xen.type=`, `--type`).
+    #[derive(Serialize, Deserialize, clap::ValueEnum)]
+    #[serde(rename_all = "lowercase")]
+    XenType { Pv = "pv", Pvh = "pvh", Hvm = "hvm" }
+);
+
 /// Overrides for the guest the user chose on the sender (menu or kernel
 /// parameters); `None` lets the conversion decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestOptions {
-    /// "disk" (one xvd per source disk) or "partitions".
-    pub layout: String,
+    pub layout: Layout,
     #[serde(rename = "type")]
-    pub xen_type: Option<String>,
+    pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
     pub memory_mib: Option<u64>,
     pub vcpus: Option<u32>,
@@ -76,7 +96,7 @@ pub fn collect(name: &str) -> MachineDescription {
         nics: list_nics(Path::new("/sys/class/net")),
         disks: Vec::new(),
         options: GuestOptions {
-            layout: "disk".into(),
+            layout: Layout::Disk,
             ..GuestOptions::default()
         },
     }

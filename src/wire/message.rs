@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::PROTOCOL_VERSION;
 use super::frame::{self, FrameError};
 use super::machine::MachineDescription;
+use super::report::CopyReport;
 
 /// What the sender announces about one disk before sending it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +69,7 @@ pub enum Message {
     /// Sender → receiver: all disks sent; verify and report.
     Finish,
     /// Receiver → sender: verified; the report as written to report.json.
-    Done { report: serde_json::Value },
+    Done { report: Box<CopyReport> },
 }
 
 impl Message {

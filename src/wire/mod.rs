@@ -8,9 +8,18 @@ pub mod auth;
 pub mod bufsock;
 pub mod digest;
 pub mod frame;
+pub mod keyword;
 pub mod machine;
 pub mod message;
+pub mod name;
+pub mod probe;
+pub mod report;
 pub mod tls;
+
+/// The software both ends announce (`Hello`, the report).
+pub fn software() -> String {
+    format!("p2xen {}", env!("CARGO_PKG_VERSION"))
+}
 
 /// Protocol version spoken by this build. Bumped on any incompatible change;
 /// a peer announcing another version is refused with a clear message.

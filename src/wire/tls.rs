@@ -11,7 +11,10 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -31,6 +34,29 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("fingerprint {0:?} is not of the form sha256:<64 hex digits>")]
     BadFingerprint(String),
+}
+
+/// The receiver presented another certificate than the pinned one. It
+/// travels through rustls as an `InvalidCertificate` error; the sender gets
+/// it back with [`fingerprint_mismatch`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "receiver certificate fingerprint is {got}, expected {expected}: wrong receiver or wrong --fingerprint"
+)]
+pub struct FingerprintMismatch {
+    pub got: String,
+    pub expected: String,
+}
+
+/// The fingerprint mismatch inside a failed handshake's error, if that was
+/// the failure.
+pub fn fingerprint_mismatch(err: &rustls::Error) -> Option<&FingerprintMismatch> {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(e))) => {
+            e.downcast_ref::<FingerprintMismatch>()
+        }
+        _ => None,
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -134,12 +160,27 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
 
 pub fn client_config(pinned: [u8; 32]) -> Result<Arc<ClientConfig>, TlsError> {
     let algs = provider().signature_verification_algorithms;
+    client_config_with(Arc::new(PinnedCert { pinned, algs }))
+}
+
+/// A TLS 1.3 client that judges the receiver's certificate with `verifier`
+/// (there is no CA: the certificate is pinned, or only looked at).
+pub(super) fn client_config_with(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCert { pinned, algs }))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(cfg))
+}
+
+/// The signature schemes this build verifies.
+pub(super) fn verify_schemes() -> Vec<SignatureScheme> {
+    provider()
+        .signature_verification_algorithms
+        .supported_schemes()
 }
 
 pub fn server_name() -> ServerName<'static> {
@@ -170,10 +211,12 @@ impl ServerCertVerifier for PinnedCert {
         if bool::from(got.as_slice().ct_eq(&self.pinned)) {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(format!(
-                "receiver certificate fingerprint is {}, expected {}: wrong receiver or wrong --fingerprint",
-                fingerprint(end_entity),
-                format_args!("sha256:{}", hex(&self.pinned))
+            let mismatch = FingerprintMismatch {
+                got: fingerprint(end_entity),
+                expected: format!("sha256:{}", hex(&self.pinned)),
+            };
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(mismatch)),
             )))
         }
     }
@@ -233,5 +276,27 @@ mod tests {
         }
         server_config(&a).unwrap();
         client_config(parse_fingerprint(&a.fingerprint()).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_other_than_the_pinned_one_is_a_typed_mismatch() {
+        let d = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(d.path()).unwrap();
+        let algs = provider().signature_verification_algorithms;
+        let verify = |pinned| {
+            PinnedCert { pinned, algs }.verify_server_cert(
+                &id.cert,
+                &[],
+                &server_name(),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        assert!(verify(parse_fingerprint(&id.fingerprint()).unwrap()).is_ok());
+        let err = verify([7; 32]).unwrap_err();
+        let mismatch = fingerprint_mismatch(&err).expect("a fingerprint mismatch");
+        assert_eq!(mismatch.got, id.fingerprint());
+        assert_eq!(mismatch.expected, format!("sha256:{}", "07".repeat(32)));
+        assert!(fingerprint_mismatch(&rustls::Error::General("x".into())).is_none());
     }
 }

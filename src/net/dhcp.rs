@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use message::{ClientMessage, opt};
 pub use message::{MAX_MESSAGE, MessageType};
 
-use crate::init::cmdline::{classful_prefix, netmask_prefix};
+use crate::bootparams::{classful_prefix, netmask_prefix};
 
 /// What the client sends and how long it keeps trying.
 #[derive(Debug, Clone, PartialEq, Eq)]

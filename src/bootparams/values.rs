@@ -1,6 +1,7 @@
 //! Typed values of the `p2xen.*` parameters and their parsers. Each parser
 //! returns a reason on failure; the caller names the key and accepted forms.
 
+use crate::wire::keyword::keyword_enum;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -269,44 +270,8 @@ pub fn flag(v: Option<&str>) -> Result<bool, String> {
     }
 }
 
-macro_rules! keyword_enum {
-    (@join $first:literal $(, $rest:literal)*) => { concat!($first $(, "|", $rest)*) };
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ACCEPTED: &'static str = keyword_enum!(@join $($word),+);
-
-            pub fn parse(v: &str) -> Result<Self, String> {
-                match v {
-                    $($word => Ok(Self::$variant),)+
-                    other => Err(format!("{other:?} is not one of them")),
-                }
-            }
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $word),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-keyword_enum!(
-    /// `p2xen.layout=`: one image per disk, or one per partition.
-    Layout { Disk = "disk", Partitions = "partitions" }
-);
-keyword_enum!(
-    /// `p2xen.type=`: the Xen guest type.
-    XenType { Pv = "pv", Pvh = "pvh", Hvm = "hvm" }
-);
+/// `p2xen.layout=` and `p2xen.type=` name the guest options every part shares.
+pub use crate::wire::machine::{Layout, XenType};
 keyword_enum!(
     /// How a run ends: `p2xen.post=` after a successful migration,
     /// `p2xen.fail=` after a failed one (which refuses `reboot`, see

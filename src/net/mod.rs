@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::init::cmdline::{Cmdline, IpParam, StaticIp};
+use crate::bootparams::{Cmdline, IpParam, StaticIp};
 use dhcp::{DhcpConfig, Lease};
 use netlink::{Link, NetlinkError, Origin, RouteSpec, Rtnl};
 pub use resolv::{ResolvError, resolve};
