@@ -90,7 +90,9 @@ pub fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(mask);
     let len = bits.leading_ones();
     // Contiguous iff shifting out the ones leaves nothing.
-    (bits.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+    u8::try_from(len)
+        .ok()
+        .filter(|_| bits.checked_shl(len).unwrap_or(0) == 0)
 }
 
 /// The netmask the kernel derives when none is given (classful addressing).

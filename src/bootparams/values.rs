@@ -137,7 +137,11 @@ impl Fingerprint {
         if digits.len() != 64 {
             return Err(format!("{} hex digits, 64 needed", digits.len()));
         }
-        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let nibble = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
         let mut out = [0u8; 32];
         for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
             let (hi, lo) = match pair {

@@ -106,7 +106,8 @@ pub fn vdev_disk(index: usize) -> String {
 }
 
 fn disk_letters(index: usize) -> String {
-    let letter = |i: usize| char::from(b'a' + (i % 26) as u8);
+    const LETTERS: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
+    let letter = |i: usize| char::from(LETTERS[i % 26]);
     if index < 26 {
         letter(index).to_string()
     } else {

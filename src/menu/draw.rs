@@ -26,6 +26,10 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "f64 as u64 saturates: a shown value"
+)]
 fn duration(secs: f64) -> String {
     let s = if secs.is_finite() && secs > 0.0 {
         secs as u64
@@ -165,7 +169,7 @@ fn progress_lines(app: &App, width: usize) -> Vec<String> {
         total = total.saturating_add(b.total_bytes);
         let pct = percent(b.done_bytes, b.total_bytes);
         let bar_w = 24;
-        let filled = (pct as usize * bar_w) / 100;
+        let filled = usize::try_from(pct).map_or(bar_w, |p| p * bar_w / 100);
         v.push(format!(
             "disk{i} {:<14} [{}{}] {:>3}% {}/{}",
             short(&b.source, 14),
@@ -179,10 +183,15 @@ fn progress_lines(app: &App, width: usize) -> Vec<String> {
     if m.bars.is_empty() {
         v.push("Planning what to copy...".into());
     }
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "f64 as u64 saturates: a shown value"
+    )]
+    let rate = m.bytes_per_sec.max(0.0) as u64;
     v.push(format!(
         "Total {:>3}%  {}/s  ETA {}",
         percent(done, total),
-        size(m.bytes_per_sec.max(0.0) as u64),
+        size(rate),
         m.eta_secs.map(duration).unwrap_or_else(|| "-".into())
     ));
     match &m.outcome {
@@ -197,7 +206,7 @@ fn percent(done: u64, total: u64) -> u64 {
     if total == 0 {
         return 100;
     }
-    (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
+    u64::try_from(u128::from(done.min(total)) * 100 / u128::from(total)).unwrap_or(100)
 }
 
 fn short(s: &str, w: usize) -> String {

@@ -315,6 +315,12 @@ fn random() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// A transaction id: the low 32 bits of [`random`].
+fn random_xid() -> u32 {
+    let [a, b, c, d, ..] = random().to_le_bytes();
+    u32::from_le_bytes([a, b, c, d])
+}
+
 /// Retransmission interval for attempt `n`: doubling from `first`, capped,
 /// with up to a quarter of `first` of random jitter so a rack booted at
 /// once does not retransmit in lockstep.
@@ -362,7 +368,7 @@ pub fn acquire(t: &mut impl Transport, cfg: &DhcpConfig) -> Result<Lease, DhcpEr
     };
 
     loop {
-        let xid = random() as u32;
+        let xid = random_xid();
         // SELECTING: broadcast DISCOVERs until an OFFER arrives.
         let mut attempt = 0;
         let offer = loop {
@@ -449,7 +455,7 @@ pub fn acquire(t: &mut impl Transport, cfg: &DhcpConfig) -> Result<Lease, DhcpEr
 pub fn renew(t: &mut impl Transport, cfg: &DhcpConfig, lease: &Lease) -> Result<Lease, DhcpError> {
     let start = t.now();
     let deadline = start + cfg.timeout;
-    let xid = random() as u32;
+    let xid = random_xid();
     let mut stats = Stats::default();
     let mut attempt = 0;
     while t.now() < deadline {

@@ -15,7 +15,7 @@
 //! 4096) and filesystems that refuse `O_DIRECT` (older tmpfs, some FUSE) take
 //! the ordinary buffered path, so the result is the same bytes either way.
 
-use crate::wire::CHUNK_SIZE;
+use crate::wire::CHUNK_LEN;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -44,7 +44,7 @@ impl DirectIo {
         match file {
             Ok(f) => DirectIo {
                 file: Some(f),
-                bounce: vec![0; CHUNK_SIZE as usize + ALIGN],
+                bounce: vec![0; CHUNK_LEN + ALIGN],
             },
             Err(e) => {
                 log::info!(

@@ -491,10 +491,11 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 fn write_zeros(t: &mut dyn Target, offset: u64, len: u64) -> Result<(), StoreError> {
-    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    const ZEROS: usize = 1 << 20;
+    let zeros = vec![0u8; ZEROS];
     let mut done = 0u64;
     while done < len {
-        let n = (len - done).min(zeros.len() as u64) as usize;
+        let n = usize::try_from(len - done).map_or(ZEROS, |rest| rest.min(ZEROS));
         t.write_at(offset + done, &zeros[..n])?;
         done += n as u64;
     }

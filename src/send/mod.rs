@@ -212,7 +212,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
     machine.options = opts.guest.clone();
 
     let mut disks = Vec::new();
-    for (i, path) in sources.iter().enumerate() {
+    for (disk, path) in (0u16..).zip(&sources) {
         let dev = Device::open(path)?;
         let (layout, desc) = layout::describe(&dev);
         machine.disks.push(desc);
@@ -226,7 +226,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
         let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
         let announce = DiskAnnounce {
-            disk: i as u16,
+            disk,
             source: path.display().to_string(),
             size_bytes: dev.size(),
             chunks,
@@ -236,7 +236,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             head_digest: Some(blake3::hash(&head).to_hex().to_string()),
         };
         let report = DiskSendReport {
-            disk: i as u16,
+            disk,
             source: announce.source.clone(),
             size_bytes: dev.size(),
             plan_bytes: plan.bytes(),

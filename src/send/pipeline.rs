@@ -201,6 +201,10 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
             guard.recv()
         };
         let Ok(job) = job else { return };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a job holds one chunk of at most CHUNK_SIZE (4 MiB)"
+        )]
         let len = job.data.len() as u32;
         let (hash, payload) = if job.hash_only {
             (*blake3::hash(&job.data).as_bytes(), None)

@@ -101,11 +101,12 @@ impl DiskPlan {
                 }
                 let cell_end = (off / CHUNK_SIZE + 1).saturating_mul(CHUNK_SIZE);
                 let stop = cell_end.min(end);
-                // stop - off <= CHUNK_SIZE, which fits in u32.
-                let p = Piece {
-                    offset: off,
-                    len: (stop - off) as u32,
-                };
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "stop - off <= CHUNK_SIZE, which fits in u32"
+                )]
+                let len = (stop - off) as u32;
+                let p = Piece { offset: off, len };
                 off = stop;
                 Some(p)
             })

@@ -77,7 +77,10 @@ impl MemDisk {
 impl ReadAt for MemDisk {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
         check_range(&self.name, offset, buf.len(), self.size())?;
-        // check_range proved offset + len <= data.len(), which is a usize.
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "check_range proved offset + len <= data.len(), a usize"
+        )]
         let start = offset as usize;
         buf.copy_from_slice(&self.data[start..start + buf.len()]);
         Ok(())

@@ -16,6 +16,10 @@ pub const KIND_CHUNK: u8 = 2;
 pub const MAX_CONTROL_LEN: u32 = 16 << 20;
 pub const CHUNK_HEADER_LEN: usize = 48;
 /// Largest chunk frame: header plus a chunk that zstd expanded slightly.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "CHUNK_SIZE is 4 MiB (asserted in wire)"
+)]
 pub const MAX_CHUNK_FRAME_LEN: u32 = (CHUNK_SIZE as u32) + (CHUNK_SIZE as u32 / 64) + 4096;
 
 #[derive(Debug, thiserror::Error)]

@@ -78,8 +78,7 @@ impl MachineDescription {
 /// Missing pieces are left empty: a description is never a reason to fail.
 pub fn collect(name: &str) -> MachineDescription {
     let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     let memory_bytes = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| parse_mem_total(&s))

@@ -28,3 +28,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The copy's grid: every chunk lies inside one aligned cell of this size, so
 /// chunk offsets are stable across runs and resume can match them.
 pub const CHUNK_SIZE: u64 = 4 << 20;
+/// [`CHUNK_SIZE`] as a buffer length.
+pub const CHUNK_LEN: usize = 4 << 20;
+const _: () = assert!(CHUNK_LEN as u64 == CHUNK_SIZE && CHUNK_SIZE <= u32::MAX as u64);

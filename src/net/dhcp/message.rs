@@ -134,7 +134,7 @@ impl ClientMessage<'_> {
         push_option(
             &mut out,
             opt::MAX_MESSAGE_SIZE,
-            &(MAX_MESSAGE as u16).to_be_bytes(),
+            &u16::try_from(MAX_MESSAGE).unwrap_or(u16::MAX).to_be_bytes(),
         )?;
         if let Some(a) = self.requested {
             push_option(&mut out, opt::REQUESTED_IP, &a.octets())?;

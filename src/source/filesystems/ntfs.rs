@@ -72,6 +72,7 @@ fn volume_label(
     else {
         return Ok(None);
     };
+    #[expect(clippy::cast_possible_truncation, reason = "record is 1024..=65536")]
     let Some(mut r) = read_if_fits(part, off, record as usize)? else {
         return Ok(None);
     };

@@ -122,7 +122,10 @@ pub(super) fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError>
 }
 
 fn root_label(part: &dyn ReadAt, offset: u64, len: u64) -> Result<Option<String>, ProbeError> {
-    // len <= MAX_ROOT_SCAN, so the buffer is bounded.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "len <= MAX_ROOT_SCAN, so the buffer is bounded"
+    )]
     let Some(dir) = read_if_fits(part, offset, len as usize)? else {
         return Ok(None);
     };

@@ -98,7 +98,7 @@ pub fn read_into(disk: &dyn ReadAt, sector_size: u32, mbr: &Mbr, table: &mut Tab
     let path = disk.name().to_path_buf();
     let mut extended: Option<Partition> = None;
     for (i, e) in mbr.used() {
-        // MBR indexes are 1..=4, so the cast cannot truncate.
+        #[expect(clippy::cast_possible_truncation, reason = "MBR indexes are 1..=4")]
         let number = i as u32;
         if e.sectors == 0 {
             table.errors.push(PartitionError::MbrEntry {

@@ -17,7 +17,10 @@ pub fn used_map(
     let bs = sb.block_size;
     let ratio = sb.cluster_ratio();
     let fs_end = sb.blocks_count * bs; // checked against the device size
-    // Validated to be at most 64 KiB.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "validated to be at most 64 KiB"
+    )]
     let block_len = bs as usize;
     let trust_uninit = sb.has_group_desc_csum();
     let meta = if trust_uninit && descs.iter().any(GroupDesc::block_uninit) {
@@ -32,6 +35,10 @@ pub fn used_map(
     extents.push(0, u64::from(sb.first_data_block) * bs);
     let mut free_clusters: u64 = 0;
     for (g, d) in descs.iter().enumerate() {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "one descriptor per group: at most group_count, a u32"
+        )]
         let group = GroupIndex(g as u32);
         let first = sb.group_first_block(group).0;
         let nclusters = sb.group_blocks(group).div_ceil(ratio);

@@ -66,7 +66,10 @@ pub fn read_all(part: &dyn ReadAt, sb: &Superblock) -> Result<Vec<GroupDesc>, Ex
     // group_count is bounded by the device size (blocks_count was checked
     // against it), so this allocation is too.
     let mut out = Vec::with_capacity(sb.group_count as usize);
-    // Validated to be at most 64 KiB.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "validated to be at most 64 KiB"
+    )]
     let block_len = sb.block_size as usize;
     let desc_len = sb.desc_size as usize;
     let inode_table_blocks = sb.inode_table_blocks();
@@ -86,6 +89,10 @@ pub fn read_all(part: &dyn ReadAt, sb: &Superblock) -> Result<Vec<GroupDesc>, Ex
             if group >= u64::from(sb.group_count) {
                 break;
             }
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "group < group_count, a u32"
+            )]
             let group = GroupIndex(group as u32);
             let d = GroupDesc::parse(raw, sb.desc_size);
             let desc_offset = offset + (i * desc_len) as u64;

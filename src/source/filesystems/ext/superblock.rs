@@ -318,8 +318,11 @@ impl Superblock {
     }
 
     /// Group descriptors per descriptor block.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "block_size <= 64 KiB and desc_size >= 32"
+    )]
     pub fn descs_per_block(&self) -> u32 {
-        // block_size <= 64 KiB and desc_size >= 32, so this fits in u32.
         (self.block_size / u64::from(self.desc_size)) as u32
     }
 
