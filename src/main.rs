@@ -30,7 +30,7 @@ enum Command {
     /// Show disks, partition tables, filesystems and the installed OS
     /// (read-only). Exit status: 0 when everything was readable, 1 when
     /// something was not (each problem is reported), 2 on usage errors.
-    Inspect(source::inspect::InspectArgs),
+    Inspect(source::cli::InspectArgs),
     /// Convert stored images into a bootable Xen guest (fix-ups + xl config).
     Convert(guest::cli::ConvertArgs),
     /// The serial-console menu on a given terminal, with image files as
@@ -72,34 +72,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mkimage(a) => image::cli::run(a),
         Command::Mkinitramfs(a) => init::mkinitramfs::cli::run(a),
-        Command::Inspect(a) => match source::inspect::run(&a) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                log::error!("inspect: {e}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Convert(a) => match guest::cli::run(&a) {
-            Ok(report) => {
-                print!("{}", guest::cli::summary(&report));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                log::error!("convert {}: {e}", a.name);
-                ExitCode::FAILURE
-            }
-        },
-        Command::Menu(a) => match menu::cli::run_cli(&a) {
-            Ok(outcome) => {
-                println!("menu: {outcome:?}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                log::error!("menu: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Inspect(a) => source::cli::run(a),
+        Command::Convert(a) => guest::cli::run(a),
+        Command::Menu(a) => menu::cli::run(a),
         Command::Send(a) => send::cli::run(a),
         Command::Receive(a) => receive::cli::run(a),
     }

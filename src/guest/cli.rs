@@ -1,6 +1,7 @@
 //! `p2xen convert`: re-runs the conversion on stored images.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use super::{Bootloader, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout, XenType};
 
@@ -44,7 +45,21 @@ pub struct ConvertArgs {
     pub force: bool,
 }
 
-pub fn run(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
+/// `p2xen convert`: prints the summary, or logs the error; the exit status says which.
+pub fn run(args: ConvertArgs) -> ExitCode {
+    match convert(&args) {
+        Ok(report) => {
+            print!("{}", summary(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("convert {}: {e}", args.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     let dir = args.store.join(&args.name);
     let mut req = ConvertRequest::from_store(dir, &args.name, args.xen_dir.clone())?;
     req.layout = args.layout;

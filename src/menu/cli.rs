@@ -3,10 +3,11 @@
 //! live image starts the menu itself.
 
 use super::app::MenuOutcome;
-use super::console::{MenuError, run};
+use super::console::MenuError;
 use super::local::LocalBackend;
 use super::prefill::MenuPrefill;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MenuArgs {
@@ -30,7 +31,21 @@ pub struct MenuArgs {
     pub name: Option<String>,
 }
 
-pub fn run_cli(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
+/// `p2xen menu`: runs the menu on the given terminals until it ends.
+pub fn run(args: MenuArgs) -> ExitCode {
+    match menu(&args) {
+        Ok(outcome) => {
+            println!("menu: {outcome:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("menu: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn menu(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
     let ttys = if args.ttys.is_empty() {
         vec![PathBuf::from("/dev/tty")]
     } else {
@@ -48,5 +63,5 @@ pub fn run_cli(args: &MenuArgs) -> Result<MenuOutcome, MenuError> {
         live: false,
         rescue_shell: None,
     };
-    run(&ttys, prefill, &backend)
+    super::run(&ttys, prefill, &backend)
 }

@@ -1,5 +1,6 @@
 //! The source side: the server's disks as they are, read without touching them.
 
+pub mod cli;
 pub mod device;
 pub mod extent;
 pub mod filesystems;
