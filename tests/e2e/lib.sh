@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the e2e scripts (sourced): VM lifetime and console polling.
 
 # Reads a file with QEMU's serial output as text: no CRs, no NULs.
