@@ -206,29 +206,101 @@ pub fn serve(tcp: TcpStream, ctx: &Ctx, ticket: Ticket) -> Outcome {
     }
 }
 
+/// How a stage of a session ended it early; becomes the session's
+/// [`Outcome`]. The sender has been told already where it can be.
+enum SessionError {
+    Refused(String),
+    Interrupted(String),
+    Failed(String),
+}
+
+impl From<SessionError> for Outcome {
+    fn from(e: SessionError) -> Outcome {
+        match e {
+            SessionError::Refused(r) => Outcome::Refused(r),
+            SessionError::Interrupted(r) => Outcome::Interrupted(r),
+            SessionError::Failed(r) => Outcome::Failed(r),
+        }
+    }
+}
+
+/// The stages in the order of docs/protocol.md: hello, start, ready, chunks,
+/// verification, conversion and report.
 fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome {
+    let run = || -> Result<Outcome, SessionError> {
+        let mut s = handshake(tcp, ctx, ticket)?;
+        let (name, machine, disks) = read_start(&mut s)?;
+        let _guard = ctx
+            .lock_name(&name, &disks)
+            .map_err(|(reason, fatal)| SessionError::Refused(refuse(&mut s, reason, fatal)))?;
+        let Prepared { sinks, meta, dir } = prepare(ctx, &name, &machine, &disks)
+            .map_err(|(reason, fatal)| SessionError::Refused(refuse(&mut s, reason, fatal)))?;
+        if meta.sessions > 1 {
+            log::info!("{name}: resuming (session {}) from {peer}", meta.sessions);
+        } else {
+            log::info!("{name}: new migration from {peer}, {} disk(s)", disks.len());
+        }
+        let ready = Message::Ready {
+            resumed: meta.sessions > 1,
+            disks: sinks
+                .iter()
+                .map(|d| DiskResume {
+                    disk: d.announce.disk,
+                    committed: d.journal().ranges(),
+                })
+                .collect(),
+        };
+        send(&mut s, &ready);
+        let mut rep = CopyReport {
+            name: name.clone(),
+            state: CopyState::Incomplete,
+            protocol: PROTOCOL_VERSION,
+            receiver_version: crate::wire::software(),
+            started_unix: meta.started_unix,
+            finished_unix: report::now_unix(),
+            sessions: meta.sessions,
+            disks: Vec::new(),
+            error: None,
+            conversion: None,
+        };
+        let session = Session {
+            ctx,
+            name: &name,
+            dir: &dir,
+        };
+        let (mut writer, digests) = session.receive_chunks(&mut s, sinks, &mut rep)?;
+        session.verify(&mut s, &mut writer, &digests, &mut rep)?;
+        // Verified and recorded: the journal (closed with the writer) is no
+        // longer needed.
+        drop(writer);
+        let _ = fs::remove_dir_all(journal_dir(&ctx.state_dir, &name));
+        log::info!(
+            "{name}: copy complete and verified ({} disk(s)) in {}",
+            rep.disks.len(),
+            dir.display()
+        );
+        Ok(session.convert_and_report(&mut s, rep))
+    };
+    run().unwrap_or_else(Outcome::from)
+}
+
+/// TLS handshake and hello: version, then token, before anything else
+/// happens, within the deadline and in one small frame. Answers Welcome.
+fn handshake(tcp: TcpStream, ctx: &Ctx, ticket: Ticket) -> Result<Tls, SessionError> {
     let deadline = ctx.admission.limits().hello_deadline;
     // The deadline's watcher closes the socket; the read timeout, a little
     // later, is only the fallback should that thread not run.
     let _ = tcp.set_read_timeout(Some((deadline + Duration::from_secs(1)).min(IDLE_TIMEOUT)));
     let _ = tcp.set_nodelay(true);
-    let watch = match Deadline::arm(&tcp, deadline) {
-        Ok(w) => w,
-        Err(e) => return Outcome::Refused(format!("cannot watch the handshake: {e}")),
-    };
-    let conn = match ServerConnection::new(ctx.tls.clone()) {
-        Ok(c) => c,
-        Err(e) => return Outcome::Refused(format!("TLS: {e}")),
-    };
+    let watch = Deadline::arm(&tcp, deadline)
+        .map_err(|e| SessionError::Refused(format!("cannot watch the handshake: {e}")))?;
+    let conn = ServerConnection::new(ctx.tls.clone())
+        .map_err(|e| SessionError::Refused(format!("TLS: {e}")))?;
     let mut s = StreamOwned::new(conn, BufSock::new(tcp));
-
-    // 1. Hello: version, then token, before anything else happens, within
-    // the deadline and in one small frame.
+    let refused = |s: &mut Tls, reason: String| SessionError::Refused(refuse(s, reason, true));
     let hello = match read_frame_within(&mut s, FrameLimits::PRE_AUTH) {
         Ok(Frame::Control(j)) => j,
-        Ok(Frame::Chunk(_)) => {
-            return Outcome::Refused(refuse(&mut s, "data before hello".into(), true));
-        }
+        Ok(Frame::Chunk(_)) => return Err(refused(&mut s, "data before hello".into())),
         Err(e) => {
             let timed_out = matches!(&e, FrameError::Io(io) if is_timeout(io));
             let why = if watch.expired() || timed_out {
@@ -236,22 +308,18 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             } else {
                 format!("no valid hello: {e}")
             };
-            return Outcome::Refused(why);
+            return Err(SessionError::Refused(why));
         }
     };
     let token = match parse_hello(&hello) {
         Ok((_, token)) => token,
-        Err(e) => {
-            return Outcome::Refused(refuse(&mut s, e.to_string(), true));
-        }
+        Err(e) => return Err(refused(&mut s, e.to_string())),
     };
     if !token_matches(&ctx.token, &token) {
-        let r = refuse(
+        return Err(refused(
             &mut s,
             "wrong token: use the token printed by p2xen receive".into(),
-            true,
-        );
-        return Outcome::Refused(r);
+        ));
     }
     // Authenticated: no deadline now, the full buffer and frame sizes, and
     // the place among the unauthenticated connections is free again.
@@ -266,206 +334,192 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             software: crate::wire::software(),
         },
     );
+    Ok(s)
+}
 
-    // 2. Start: name, machine, disks.
-    let (name, machine, disks) = match read_frame(&mut s) {
+/// The Start message: name, machine, disks, checked.
+fn read_start(
+    s: &mut Tls,
+) -> Result<(String, Box<MachineDescription>, Vec<DiskAnnounce>), SessionError> {
+    let refused = |s: &mut Tls, reason: String| SessionError::Refused(refuse(s, reason, true));
+    let (name, machine, disks) = match read_frame(s) {
         Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
             Ok(Message::Start {
                 name,
                 machine,
                 disks,
             }) => (name, machine, disks),
-            Ok(other) => {
-                return Outcome::Refused(refuse(
-                    &mut s,
-                    format!("expected start, got {other:?}"),
-                    true,
-                ));
-            }
-            Err(e) => {
-                return Outcome::Refused(refuse(&mut s, format!("bad start message: {e}"), true));
-            }
+            Ok(other) => return Err(refused(s, format!("expected start, got {other:?}"))),
+            Err(e) => return Err(refused(s, format!("bad start message: {e}"))),
         },
-        Ok(Frame::Chunk(_)) => {
-            return Outcome::Refused(refuse(&mut s, "data before start".into(), true));
-        }
-        Err(e) => return Outcome::Refused(e.to_string()),
+        Ok(Frame::Chunk(_)) => return Err(refused(s, "data before start".into())),
+        Err(e) => return Err(SessionError::Refused(e.to_string())),
     };
     if let Err(e) = check_start(&name, &disks) {
-        return Outcome::Refused(refuse(&mut s, e, true));
+        return Err(refused(s, e));
     }
-    let _guard = match ctx.lock_name(&name, &disks) {
-        Ok(g) => g,
-        Err((reason, fatal)) => return Outcome::Refused(refuse(&mut s, reason, fatal)),
-    };
-    let prepared = match prepare(ctx, &name, &machine, &disks) {
-        Ok(p) => p,
-        Err((reason, fatal)) => {
-            return Outcome::Refused(refuse(&mut s, reason, fatal));
-        }
-    };
-    let Prepared { sinks, meta, dir } = prepared;
-    if meta.sessions > 1 {
-        log::info!("{name}: resuming (session {}) from {peer}", meta.sessions);
-    } else {
-        log::info!("{name}: new migration from {peer}, {} disk(s)", disks.len());
-    }
-    let ready = Message::Ready {
-        resumed: meta.sessions > 1,
-        disks: sinks
-            .iter()
-            .map(|d| DiskResume {
-                disk: d.announce.disk,
-                committed: d.journal().ranges(),
-            })
-            .collect(),
-    };
-    send(&mut s, &ready);
+    Ok((name, machine, disks))
+}
 
-    // 3. Chunks, handed to the writer thread in order.
-    let (tx, rx) = sync_channel(4);
-    let json = ctx.json;
-    let pname = name.clone();
-    let writer = Writer::new(sinks);
-    let handle = std::thread::spawn(move || {
-        writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
-    });
-    let mut digests: Vec<Option<String>> = vec![None; disks.len()];
-    let read_result: Result<(), String> = loop {
-        match read_frame(&mut s) {
-            Ok(Frame::Chunk(c)) => {
-                if tx.send(c).is_err() {
-                    break Ok(()); // the writer stopped; its error says why
-                }
-            }
-            Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
-                Ok(Message::DiskEnd {
-                    disk,
-                    content_digest,
-                }) => {
-                    if let Some(slot) = digests.get_mut(usize::from(disk)) {
-                        *slot = Some(content_digest);
+/// One migration's session after it was prepared.
+struct Session<'a> {
+    ctx: &'a Ctx,
+    name: &'a str,
+    /// STORE/NAME.
+    dir: &'a Path,
+}
+
+impl Session<'_> {
+    /// Chunks, handed to the writer thread in order, until Finish. Returns
+    /// the writer with its disks and each disk's announced content digest.
+    fn receive_chunks(
+        &self,
+        s: &mut Tls,
+        sinks: Vec<DiskSink>,
+        rep: &mut CopyReport,
+    ) -> Result<(Writer, Vec<Option<String>>), SessionError> {
+        let name = self.name;
+        let (tx, rx) = sync_channel(4);
+        let json = self.ctx.json;
+        let pname = name.to_string();
+        let n = sinks.len();
+        let writer = Writer::new(sinks);
+        let handle = std::thread::spawn(move || {
+            writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
+        });
+        let mut digests: Vec<Option<String>> = vec![None; n];
+        let read_result: Result<(), String> = loop {
+            match read_frame(s) {
+                Ok(Frame::Chunk(c)) => {
+                    if tx.send(c).is_err() {
+                        break Ok(()); // the writer stopped; its error says why
                     }
                 }
-                Ok(Message::Finish) => break Ok(()),
-                Ok(other) => break Err(format!("unexpected message {other:?}")),
-                Err(e) => break Err(format!("bad control message: {e}")),
-            },
-            Err(e) => break Err(format!("connection lost: {e}")),
-        }
-    };
-    drop(tx);
-    let (mut writer, write_result) = match handle.join() {
-        Ok(r) => r,
-        Err(_) => return Outcome::Failed("writer thread panicked".into()),
-    };
-    let mut rep = CopyReport {
-        name: name.clone(),
-        state: CopyState::Incomplete,
-        protocol: PROTOCOL_VERSION,
-        receiver_version: crate::wire::software(),
-        started_unix: meta.started_unix,
-        finished_unix: report::now_unix(),
-        sessions: meta.sessions,
-        disks: Vec::new(),
-        error: None,
-        conversion: None,
-    };
-    if let Err(e) = write_result {
-        let msg = e.to_string();
-        log::error!("{name}: {msg}");
-        rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &[]);
-        rep.error = Some(msg.clone());
-        save_report(&dir, &rep);
-        refuse(&mut s, msg.clone(), e.is_fatal());
-        linger(&mut s);
-        return if e.is_fatal() {
-            Outcome::Failed(msg)
-        } else {
-            Outcome::Interrupted(msg)
+                Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
+                    Ok(Message::DiskEnd {
+                        disk,
+                        content_digest,
+                    }) => {
+                        if let Some(slot) = digests.get_mut(usize::from(disk)) {
+                            *slot = Some(content_digest);
+                        }
+                    }
+                    Ok(Message::Finish) => break Ok(()),
+                    Ok(other) => break Err(format!("unexpected message {other:?}")),
+                    Err(e) => break Err(format!("bad control message: {e}")),
+                },
+                Err(e) => break Err(format!("connection lost: {e}")),
+            }
         };
-    }
-    if let Err(msg) = read_result {
-        log::warn!("{name}: {msg}; committed data is kept for resume");
-        return Outcome::Interrupted(msg);
+        drop(tx);
+        let (writer, write_result) = handle
+            .join()
+            .map_err(|_| SessionError::Failed("writer thread panicked".into()))?;
+        if let Err(e) = write_result {
+            let msg = e.to_string();
+            log::error!("{name}: {msg}");
+            rep.disks = disk_reports(self.ctx, name, &writer.disks, &digests, &[]);
+            rep.error = Some(msg.clone());
+            save_report(self.dir, rep);
+            refuse(s, msg.clone(), e.is_fatal());
+            linger(s);
+            return Err(if e.is_fatal() {
+                SessionError::Failed(msg)
+            } else {
+                SessionError::Interrupted(msg)
+            });
+        }
+        if let Err(msg) = read_result {
+            log::warn!("{name}: {msg}; committed data is kept for resume");
+            return Err(SessionError::Interrupted(msg));
+        }
+        Ok((writer, digests))
     }
 
-    // 4. Zero what was not sent (LVM), verify by reading back, then hand
-    // over to the guest conversion.
-    let mut verified = Vec::new();
-    let mut failure = None;
-    for (i, d) in writer.disks.iter_mut().enumerate() {
-        let written = d.journal().ranges();
-        if let Err(e) = d.target.fill_gaps(&written).and_then(|_| d.target.sync()) {
-            let msg = format!("disk {i}: {e}");
-            log::error!("{name}: {msg}");
-            rep.error = Some(msg.clone());
-            save_report(&dir, &rep);
-            refuse(&mut s, msg.clone(), e.is_full());
-            return if e.is_full() {
-                Outcome::Failed(msg)
-            } else {
-                Outcome::Interrupted(msg)
-            };
-        }
-        match verify_disk(d, digests.get(i).and_then(|x| x.as_deref())) {
-            Ok(digest) => verified.push(Some(digest)),
-            Err(e) => {
-                verified.push(None);
-                failure.get_or_insert(e.to_string());
-            }
-        }
-    }
-    rep.disks = disk_reports(ctx, &name, &writer.disks, &digests, &verified);
-    rep.finished_unix = report::now_unix();
-    if let Some(msg) = failure {
-        log::error!("{name}: verification failed: {msg}");
-        rep.error = Some(msg.clone());
-        save_report(&dir, &rep);
-        refuse(&mut s, msg.clone(), false);
-        return Outcome::Interrupted(msg);
-    }
-    rep.state = CopyState::Complete;
-    rep.error = None;
-    for i in 0..writer.disks.len() {
-        let _ = fs::remove_file(dir.join(format!("disk{i}.img.incomplete")));
-    }
-    save_report(&dir, &rep);
-    drop(writer);
-    let _ = fs::remove_dir_all(journal_dir(&ctx.state_dir, &name));
-    log::info!(
-        "{name}: copy complete and verified ({} disk(s)) in {}",
-        rep.disks.len(),
-        dir.display()
-    );
-    // The copy is verified and recorded before the conversion touches it.
-    let mut converted = true;
-    if let Some(xen_dir) = &ctx.xen_dir {
-        match super::conversion::after_verified_copy(&dir, &name, xen_dir) {
-            Ok(conv) => rep.conversion = Some(conv),
-            Err(msg) => {
-                let msg = format!(
-                    "copy verified, but the guest conversion failed: {msg}; fix it and run p2xen convert --name {name} --store {}",
-                    ctx.store.meta_root.display()
-                );
+    /// Zeroes what was not sent (LVM), verifies by reading back, and
+    /// records the copy as complete.
+    fn verify(
+        &self,
+        s: &mut Tls,
+        writer: &mut Writer,
+        digests: &[Option<String>],
+        rep: &mut CopyReport,
+    ) -> Result<(), SessionError> {
+        let name = self.name;
+        let mut verified = Vec::new();
+        let mut failure = None;
+        for (i, d) in writer.disks.iter_mut().enumerate() {
+            let written = d.journal().ranges();
+            if let Err(e) = d.target.fill_gaps(&written).and_then(|_| d.target.sync()) {
+                let msg = format!("disk {i}: {e}");
                 log::error!("{name}: {msg}");
-                rep.error = Some(msg);
-                save_report(&dir, &rep);
-                converted = false;
+                rep.error = Some(msg.clone());
+                save_report(self.dir, rep);
+                refuse(s, msg.clone(), e.is_full());
+                return Err(if e.is_full() {
+                    SessionError::Failed(msg)
+                } else {
+                    SessionError::Interrupted(msg)
+                });
+            }
+            match verify_disk(d, digests.get(i).and_then(|x| x.as_deref())) {
+                Ok(digest) => verified.push(Some(digest)),
+                Err(e) => {
+                    verified.push(None);
+                    failure.get_or_insert(e.to_string());
+                }
             }
         }
+        rep.disks = disk_reports(self.ctx, name, &writer.disks, digests, &verified);
+        rep.finished_unix = report::now_unix();
+        if let Some(msg) = failure {
+            log::error!("{name}: verification failed: {msg}");
+            rep.error = Some(msg.clone());
+            save_report(self.dir, rep);
+            refuse(s, msg.clone(), false);
+            return Err(SessionError::Interrupted(msg));
+        }
+        rep.state = CopyState::Complete;
+        rep.error = None;
+        for i in 0..writer.disks.len() {
+            let _ = fs::remove_file(self.dir.join(format!("disk{i}.img.incomplete")));
+        }
+        save_report(self.dir, rep);
+        Ok(())
     }
-    send(
-        &mut s,
-        &Message::Done {
-            report: Box::new(rep.clone()),
-        },
-    );
-    s.conn.send_close_notify();
-    let _ = std::io::Write::flush(&mut s);
-    match rep.error.clone() {
-        Some(msg) if !converted => Outcome::Failed(msg),
-        _ => Outcome::Completed(Box::new(rep)),
+
+    /// The guest conversion on the verified copy (which is recorded before
+    /// the conversion touches it), then Done with the report.
+    fn convert_and_report(&self, s: &mut Tls, mut rep: CopyReport) -> Outcome {
+        let name = self.name;
+        let mut converted = true;
+        if let Some(xen_dir) = &self.ctx.xen_dir {
+            match super::conversion::after_verified_copy(self.dir, name, xen_dir) {
+                Ok(conv) => rep.conversion = Some(conv),
+                Err(msg) => {
+                    let msg = format!(
+                        "copy verified, but the guest conversion failed: {msg}; fix it and run p2xen convert --name {name} --store {}",
+                        self.ctx.store.meta_root.display()
+                    );
+                    log::error!("{name}: {msg}");
+                    rep.error = Some(msg);
+                    save_report(self.dir, &rep);
+                    converted = false;
+                }
+            }
+        }
+        send(
+            s,
+            &Message::Done {
+                report: Box::new(rep.clone()),
+            },
+        );
+        s.conn.send_close_notify();
+        let _ = std::io::Write::flush(s);
+        match rep.error.clone() {
+            Some(msg) if !converted => Outcome::Failed(msg),
+            _ => Outcome::Completed(Box::new(rep)),
+        }
     }
 }
 
