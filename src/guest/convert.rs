@@ -62,16 +62,7 @@ struct Route {
 
 pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     validate(req)?;
-    let m = &req.machine;
-    let opts = m.options.clone().unwrap_or_default();
-    let layout = req.layout.or(opts.layout).unwrap_or_default();
-    let type_override = req.xen_type.or(opts.xen_type);
-    if layout == Layout::Partitions && type_override == Some(XenType::Hvm) {
-        return Err(GuestError::Invalid(
-            "layout partitions cannot boot as hvm (no disk with a boot loader); use --layout disk"
-                .to_string(),
-        ));
-    }
+    let (layout, type_override) = guest_options(req)?;
     let mut warnings = Vec::new();
     let disk_images = disk_images(req)?;
     let _lock = if req.dry_run {
@@ -100,44 +91,11 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
 
     // md members: zeroing the superblock must precede mounting, or the
     // filesystem is ambiguous to mount's probing.
-    let mut flattened: Vec<usize> = Vec::new();
-    if !skip(FixupKind::MdRaid) {
-        for (i, v) in vols.iter().enumerate() {
-            if !v.raid_member {
-                continue;
-            }
-            let end = v.offset.saturating_add(v.size);
-            match mdraid::find_superblock(&v.image, v.offset, v.size)? {
-                Some((ver, abs)) if ver.data_at_start() => {
-                    if !req.dry_run {
-                        mdraid::zero_superblock(&v.image, abs, end)?;
-                    }
-                    flattened.push(i);
-                    fixups.push(Fixup {
-                        kind: FixupKind::MdRaid,
-                        file: v.image.display().to_string(),
-                        action: "zero".to_string(),
-                        note: format!("{} was an md RAID1 member", v.describe()),
-                        diff: format!(
-                            "zeroed md {} superblock: 4096 bytes at byte {abs} of {}\n",
-                            ver.name(),
-                            v.image.display()
-                        ),
-                    });
-                }
-                Some((ver, _)) => warnings.push(format!(
-                    "md-raid: {} has md metadata {}: its data starts after the superblock, so it \
-                     is left as an array member; the guest assembles it degraded",
-                    v.describe(),
-                    ver.name()
-                )),
-                None => warnings.push(format!(
-                    "md-raid: {} is listed as an md member but no superblock was found",
-                    v.describe()
-                )),
-            }
-        }
-    }
+    let flattened = if skip(FixupKind::MdRaid) {
+        Vec::new()
+    } else {
+        flatten_md_members(req, &vols, &mut fixups, &mut warnings)?
+    };
 
     let root_idx = find_root(req, &vols)?;
     let root = vols
@@ -146,33 +104,8 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         .ok_or_else(|| GuestError::Invalid("root volume index".to_string()))?;
     log::info!("guest root filesystem: {}", root.describe());
 
-    let mnt = MountPoint::new()?;
-    let root_loop = LoopDevice::attach(&root.image, root.offset, root.size, req.dry_run)?;
-    let root_mount = Mounted::mount(
-        root_loop.path(),
-        mnt.path(),
-        fstypes_for(root.fs_kind.as_deref()),
-        req.dry_run,
-    )?;
-    let gfs = GuestFs::new(mnt.path());
-
-    // A separate /boot is mounted where the guest mounts it.
-    let mut boot = None;
-    if let Some(spec) = guest_boot_spec(&gfs)? {
-        let idx =
-            find_volume(&vols, &spec).ok_or(GuestError::BootNotFound { spec: spec.clone() })?;
-        if let Some(bv) = vols.get(idx) {
-            let target = gfs.resolve("/boot")?;
-            let lo = LoopDevice::attach(&bv.image, bv.offset, bv.size, req.dry_run)?;
-            let mo = Mounted::mount(
-                lo.path(),
-                &target,
-                fstypes_for(bv.fs_kind.as_deref()),
-                req.dry_run,
-            )?;
-            boot = Some((lo, mo));
-        }
-    }
+    let mounted = GuestMount::mount(req, &vols, &root)?;
+    let gfs = GuestFs::new(mounted.path());
 
     let result = plan_and_apply(
         req,
@@ -195,16 +128,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         Ok((route, kernels, copied))
     });
 
-    // Unmount and detach in order, and report failures: a copy still
-    // mounted is not a finished conversion.
-    if let Some((lo, mo)) = boot {
-        mo.unmount()?;
-        lo.detach()?;
-    }
-    root_mount.unmount()?;
-    nix::unistd::sync();
-    root_loop.detach()?;
-    drop(mnt);
+    mounted.unmount()?;
     let (route, kernels, boot_files) = result?;
 
     let root_device = match route.xen_type {
@@ -222,14 +146,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
     );
     let config = cfg.render();
     if !req.dry_run {
-        std::fs::create_dir_all(&req.xen_dir).map_err(|source| GuestError::Io {
-            path: req.xen_dir.clone(),
-            source,
-        })?;
-        std::fs::write(&cfg_path, &config).map_err(|source| GuestError::Io {
-            path: cfg_path.clone(),
-            source,
-        })?;
+        write_config(&req.xen_dir, &cfg_path, &config)?;
     }
     let rep = ConversionReport {
         name: req.name.clone(),
@@ -252,6 +169,144 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         report::merge(&req.store_dir.join("report.json"), &rep)?;
     }
     Ok(rep)
+}
+
+/// Layout and type: the command line's, else what the sender chose.
+fn guest_options(req: &ConvertRequest) -> Result<(Layout, Option<XenType>), GuestError> {
+    let opts = req.machine.options.clone().unwrap_or_default();
+    let layout = req.layout.or(opts.layout).unwrap_or_default();
+    let xen_type = req.xen_type.or(opts.xen_type);
+    if layout == Layout::Partitions && xen_type == Some(XenType::Hvm) {
+        return Err(GuestError::Invalid(
+            "layout partitions cannot boot as hvm (no disk with a boot loader); use --layout disk"
+                .to_string(),
+        ));
+    }
+    Ok((layout, xen_type))
+}
+
+/// md RAID1 members whose data starts at the member's start: their
+/// superblock is zeroed so the filesystem inside is a plain one. Returns the
+/// indexes of the volumes so flattened.
+fn flatten_md_members(
+    req: &ConvertRequest,
+    vols: &[Volume],
+    fixups: &mut Vec<Fixup>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<usize>, GuestError> {
+    let mut flattened = Vec::new();
+    for (i, v) in vols.iter().enumerate() {
+        if !v.raid_member {
+            continue;
+        }
+        let end = v.offset.saturating_add(v.size);
+        match mdraid::find_superblock(&v.image, v.offset, v.size)? {
+            Some((ver, abs)) if ver.data_at_start() => {
+                if !req.dry_run {
+                    mdraid::zero_superblock(&v.image, abs, end)?;
+                }
+                flattened.push(i);
+                fixups.push(Fixup {
+                    kind: FixupKind::MdRaid,
+                    file: v.image.display().to_string(),
+                    action: "zero".to_string(),
+                    note: format!("{} was an md RAID1 member", v.describe()),
+                    diff: format!(
+                        "zeroed md {} superblock: 4096 bytes at byte {abs} of {}\n",
+                        ver.name(),
+                        v.image.display()
+                    ),
+                });
+            }
+            Some((ver, _)) => warnings.push(format!(
+                "md-raid: {} has md metadata {}: its data starts after the superblock, so it \
+                 is left as an array member; the guest assembles it degraded",
+                v.describe(),
+                ver.name()
+            )),
+            None => warnings.push(format!(
+                "md-raid: {} is listed as an md member but no superblock was found",
+                v.describe()
+            )),
+        }
+    }
+    Ok(flattened)
+}
+
+/// The copy's root filesystem mounted on a private mount point, with a
+/// separate /boot mounted where the guest mounts it.
+/// Fields in drop order (an early error unwinds /boot, then root, then the
+/// mount point).
+struct GuestMount {
+    boot: Option<(LoopDevice, Mounted)>,
+    root_mount: Mounted,
+    root_loop: LoopDevice,
+    mnt: MountPoint,
+}
+
+impl GuestMount {
+    fn mount(req: &ConvertRequest, vols: &[Volume], root: &Volume) -> Result<Self, GuestError> {
+        let mnt = MountPoint::new()?;
+        let root_loop = LoopDevice::attach(&root.image, root.offset, root.size, req.dry_run)?;
+        let root_mount = Mounted::mount(
+            root_loop.path(),
+            mnt.path(),
+            fstypes_for(root.fs_kind.as_deref()),
+            req.dry_run,
+        )?;
+        let mut mounted = GuestMount {
+            boot: None,
+            root_mount,
+            root_loop,
+            mnt,
+        };
+        let gfs = GuestFs::new(mounted.path());
+        if let Some(spec) = guest_boot_spec(&gfs)? {
+            let idx =
+                find_volume(vols, &spec).ok_or(GuestError::BootNotFound { spec: spec.clone() })?;
+            if let Some(bv) = vols.get(idx) {
+                let target = gfs.resolve("/boot")?;
+                let lo = LoopDevice::attach(&bv.image, bv.offset, bv.size, req.dry_run)?;
+                let mo = Mounted::mount(
+                    lo.path(),
+                    &target,
+                    fstypes_for(bv.fs_kind.as_deref()),
+                    req.dry_run,
+                )?;
+                mounted.boot = Some((lo, mo));
+            }
+        }
+        Ok(mounted)
+    }
+
+    fn path(&self) -> &Path {
+        self.mnt.path()
+    }
+
+    /// Unmounts and detaches in order, and reports failures: a copy still
+    /// mounted is not a finished conversion.
+    fn unmount(self) -> Result<(), GuestError> {
+        if let Some((lo, mo)) = self.boot {
+            mo.unmount()?;
+            lo.detach()?;
+        }
+        self.root_mount.unmount()?;
+        nix::unistd::sync();
+        self.root_loop.detach()?;
+        drop(self.mnt);
+        Ok(())
+    }
+}
+
+fn write_config(xen_dir: &Path, cfg_path: &Path, config: &str) -> Result<(), GuestError> {
+    std::fs::create_dir_all(xen_dir).map_err(|source| GuestError::Io {
+        path: xen_dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(cfg_path, config).map_err(|source| GuestError::Io {
+        path: cfg_path.to_path_buf(),
+        source,
+    })
 }
 
 /// Layout partitions: cuts each partition out of its disk image into
