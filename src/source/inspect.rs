@@ -483,6 +483,7 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
             label,
             extra.join(" ")
         )?;
+        write_lvs(out, p.filesystem.as_ref(), "       ")?;
         write_findings(out, p.os.as_ref(), &p.warnings, &p.errors, "       ")?;
     }
     if d.table == "none" {
@@ -490,12 +491,48 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
             Some(f) => {
                 let (fs, label) = fs_cells(Some(f));
                 writeln!(out, "  whole-disk filesystem: {fs} {label}")?;
+                write_lvs(out, Some(f), "  ")?;
             }
             None => writeln!(out, "  no partition table and no filesystem found")?,
         }
     }
     write_findings(out, d.os.as_ref(), &d.warnings, &d.errors, "  ")?;
     writeln!(out)
+}
+
+/// An LVM PV's VG and its LVs, one line each.
+fn write_lvs(out: &mut dyn Write, fs: Option<&Filesystem>, indent: &str) -> std::io::Result<()> {
+    let Some(f) = fs else { return Ok(()) };
+    if let Some(vg) = &f.details.vg_name {
+        writeln!(
+            out,
+            "{indent}VG {vg} ({}), {} LVs",
+            f.details.vg_uuid.as_deref().unwrap_or("-"),
+            f.details.logical_volumes.len()
+        )?;
+    }
+    for lv in &f.details.logical_volumes {
+        let (kind, label) = fs_cells(lv.filesystem.as_ref());
+        let uuid = lv.filesystem.as_ref().and_then(|f| f.uuid.as_deref());
+        let mut note = Vec::new();
+        if lv.pv_bytes != lv.size_bytes {
+            note.push(format!("{} here", human(lv.pv_bytes)));
+        }
+        note.extend(lv.copied_whole.iter().map(|w| format!("copied whole: {w}")));
+        note.extend(lv.error.iter().map(|e| format!("ERROR: {e}")));
+        writeln!(
+            out,
+            "{indent}  LV {:<16} {:>10}  {:<14} {:<8} {:<16} {}  {}",
+            lv.name,
+            human(lv.size_bytes),
+            lv.segment_types.join(","),
+            kind,
+            label,
+            uuid.unwrap_or("-"),
+            note.join("; ")
+        )?;
+    }
+    Ok(())
 }
 
 /// What was found on a disk or partition: its OS, warnings and errors.

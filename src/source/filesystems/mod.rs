@@ -8,7 +8,7 @@
 mod btrfs;
 mod bytes;
 pub mod ext;
-mod lvm;
+pub mod lvm;
 mod md;
 mod ntfs;
 mod swap;
@@ -118,6 +118,15 @@ pub struct FsDetails {
     /// LVM: the volume group this PV belongs to (from the metadata area).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vg_name: Option<String>,
+    /// LVM: the VG's UUID (6-4-4-4-4-4-6, as vgs prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vg_uuid: Option<String>,
+    /// LVM: the VG's extent size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extent_size: Option<u64>,
+    /// LVM: every LV of the VG, with its share of this PV and its filesystem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logical_volumes: Vec<lvm::LvReport>,
     /// vfat: "FAT12", "FAT16" or "FAT32" (blkid's VERSION).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fat_type: Option<String>,
@@ -164,6 +173,11 @@ pub enum ProbeError {
         path: PathBuf,
         source: ext::ExtError,
     },
+    #[error("{path}: LVM2 physical volume: {source}")]
+    Lvm {
+        path: PathBuf,
+        source: lvm::LvmError,
+    },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
         path: PathBuf,
@@ -193,9 +207,19 @@ type Prober = fn(&dyn ReadAt) -> Result<Option<Filesystem>, ProbeError>;
 /// copying it as that filesystem would lose the RAID superblock's meaning.
 /// NTFS precedes vfat because both boot sectors look alike.
 pub fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
-    const ORDER: [Prober; 8] = [
+    probe_with(part, lvm::probe)
+}
+
+/// [`probe`] for what an LV holds: a PV found there is named but its LVs
+/// are not walked into, so nesting cannot recurse.
+fn probe_nested(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
+    probe_with(part, lvm::probe_pv_only)
+}
+
+fn probe_with(part: &dyn ReadAt, lvm: Prober) -> Result<Option<Filesystem>, ProbeError> {
+    let order: [Prober; 8] = [
         md::probe,
-        lvm::probe,
+        lvm,
         ext::probe,
         xfs::probe,
         btrfs::probe,
@@ -203,7 +227,7 @@ pub fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
         vfat::probe,
         swap::probe,
     ];
-    for prober in ORDER {
+    for prober in order {
         if let Some(fs) = prober(part)? {
             log::debug!("{}: found {}", part.name().display(), fs.kind);
             return Ok(Some(fs));
@@ -213,12 +237,14 @@ pub fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
 }
 
 /// Byte extents (relative to the partition start) that hold data worth
-/// copying: `Some` for ext2/3/4 (block bitmaps) and swap (header page only);
+/// copying: `Some` for ext2/3/4 (block bitmaps), swap (header page only)
+/// and LVM2 PVs (allocated extents, by their LVs' filesystems where mapped);
 /// `None` means copy everything.
 pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentList>, ProbeError> {
     match fs.kind {
         k if k.is_ext() => ext::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
+        FsKind::Lvm2Pv => lvm::used_extents(part),
         _ => Ok(None),
     }
 }
