@@ -1,6 +1,8 @@
 //! The `p2xen` binary: a thin command-line layer over the library. Each
 //! subcommand's arguments and exit status live in the library's `cli` modules.
 
+#![deny(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
 use clap::{Parser, Subcommand};
 use p2xen::{guest, image, init, menu, receive, send, source};
 use std::process::ExitCode;

@@ -45,6 +45,7 @@ pub fn pv_uuid(raw: &[u8]) -> String {
 pub fn find(part: &dyn ReadAt) -> Result<Option<PvLabel>, LvmError> {
     for sector in 0..LABEL_SCAN_SECTORS {
         let off = sector * SECTOR;
+        #[expect(clippy::cast_possible_truncation, reason = "a 512-byte sector")]
         let Some(b) = read_if_fits(part, off, SECTOR as usize)? else {
             return Ok(None);
         };

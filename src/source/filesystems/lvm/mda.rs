@@ -41,6 +41,7 @@ pub fn lvm_crc(parts: &[&[u8]]) -> u32 {
 pub fn read_text(part: &dyn ReadAt, area: DiskArea) -> Result<Option<Vec<u8>>, LvmError> {
     let at = area.offset;
     let corrupt = |what: String| LvmError::Mda { offset: at, what };
+    #[expect(clippy::cast_possible_truncation, reason = "a 512-byte header")]
     let Some(h) = read_if_fits(part, at, MDA_HEADER_SIZE as usize)? else {
         return Err(corrupt(
             "metadata area lies past the end of the device".into(),
@@ -80,9 +81,11 @@ pub fn read_text(part: &dyn ReadAt, area: DiskArea) -> Result<Option<Vec<u8>>, L
     // The buffer is circular: text running past the area's end continues
     // right after the header.
     let first = len.min(size - rel);
-    let mut text = read_vec(part, at + rel, first as usize)?;
+    #[expect(clippy::cast_possible_truncation, reason = "first <= len <= MAX_METADATA (1 MiB)")]
+    let (head_len, tail_len) = (first as usize, (len - first) as usize);
+    let mut text = read_vec(part, at + rel, head_len)?;
     if first < len {
-        let rest = read_vec(part, at + MDA_HEADER_SIZE, (len - first) as usize)?;
+        let rest = read_vec(part, at + MDA_HEADER_SIZE, tail_len)?;
         text.extend_from_slice(&rest);
     }
     let computed = lvm_crc(&[&text]);
