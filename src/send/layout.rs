@@ -5,12 +5,12 @@
 use super::plan::{DiskLayout, Region};
 use crate::source::device::{Device, ReadAt, Window};
 use crate::source::filesystems::{self, Filesystem};
-use crate::source::inspect;
+use crate::source::inspect::{self, DiskReport};
 
 /// The layout used for the plan and the description sent as machine.json's
 /// `disks[i]` (the `inspect` DiskReport). Anything that cannot be mapped is
 /// copied whole, with a note saying why.
-pub fn describe(dev: &Device) -> (DiskLayout, serde_json::Value) {
+pub fn describe(dev: &Device) -> (DiskLayout, DiskReport) {
     let size = dev.size();
     let report = match inspect::inspect_disk(dev.path()) {
         Ok(r) => r,
@@ -20,8 +20,13 @@ pub fn describe(dev: &Device) -> (DiskLayout, serde_json::Value) {
                 dev.path().display()
             );
             log::warn!("{note}");
-            let desc = serde_json::json!({"path": dev.path().display().to_string(), "size_bytes": size,
-                "table": "none", "partitions": [], "warnings": [note.clone()], "errors": []});
+            let desc = DiskReport {
+                path: dev.path().display().to_string(),
+                size_bytes: size,
+                table: "none".into(),
+                warnings: vec![note.clone()],
+                ..DiskReport::default()
+            };
             return (
                 DiskLayout {
                     size,
@@ -51,8 +56,7 @@ pub fn describe(dev: &Device) -> (DiskLayout, serde_json::Value) {
             add_region(dev, p.start_bytes, p.size_bytes, fs, &what, &mut layout);
         }
     }
-    let desc = serde_json::to_value(&report).unwrap_or_default();
-    (layout, desc)
+    (layout, report)
 }
 
 fn add_region(

@@ -36,7 +36,7 @@ pub struct Inspection {
     pub disks: Vec<DiskReport>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiskReport {
     pub path: String,
     pub size_bytes: u64,
@@ -70,7 +70,7 @@ pub struct DiskReport {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartitionReport {
     pub number: u32,
     pub start_bytes: u64,

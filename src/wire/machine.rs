@@ -2,6 +2,8 @@
 //! source server, saved as `STORE/NAME/machine.json` for the guest conversion.
 
 use super::keyword::keyword_enum;
+use crate::source::inspect::DiskReport;
+use crate::source::os::OsInfo;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -51,9 +53,8 @@ pub struct MachineDescription {
     pub cpus: u32,
     pub memory_bytes: u64,
     pub nics: Vec<Nic>,
-    /// One `source::inspect::DiskReport` per disk, in the sender's disk order,
-    /// kept as JSON so the receiver stores exactly what the sender saw.
-    pub disks: Vec<serde_json::Value>,
+    /// What `inspect` found on each disk, in the sender's disk order.
+    pub disks: Vec<DiskReport>,
     pub options: GuestOptions,
 }
 
@@ -61,16 +62,10 @@ impl MachineDescription {
     /// The hostname of the installed OS found by inspection (the first disk
     /// and partition that has one), as opposed to the running system's.
     pub fn os_hostname(&self) -> Option<String> {
-        let of = |v: &serde_json::Value| {
-            v.get("os")?
-                .get("hostname")?
-                .as_str()
-                .filter(|h| !h.is_empty())
-                .map(str::to_string)
-        };
+        let of = |os: &Option<OsInfo>| os.as_ref()?.hostname.clone().filter(|h| !h.is_empty());
         self.disks
             .iter()
-            .find_map(|d| of(d).or_else(|| d.get("partitions")?.as_array()?.iter().find_map(of)))
+            .find_map(|d| of(&d.os).or_else(|| d.partitions.iter().find_map(|p| of(&p.os))))
     }
 }
 
@@ -141,9 +136,23 @@ mod tests {
     fn os_hostname_comes_from_the_inspected_disks() {
         let mut m = MachineDescription::default();
         assert_eq!(m.os_hostname(), None);
+        let part = |number, hostname: Option<&str>| crate::source::inspect::PartitionReport {
+            number,
+            os: hostname.map(|h| OsInfo {
+                hostname: Some(h.to_string()),
+                ..OsInfo::default()
+            }),
+            ..Default::default()
+        };
         m.disks = vec![
-            serde_json::json!({"partitions": [{"number": 1, "os": null}]}),
-            serde_json::json!({"partitions": [{"number": 1}, {"number": 2, "os": {"hostname": "web1"}}]}),
+            DiskReport {
+                partitions: vec![part(1, None)],
+                ..DiskReport::default()
+            },
+            DiskReport {
+                partitions: vec![part(1, Some("")), part(2, Some("web1"))],
+                ..DiskReport::default()
+            },
         ];
         assert_eq!(m.os_hostname().as_deref(), Some("web1"));
     }

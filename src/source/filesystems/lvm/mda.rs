@@ -81,7 +81,10 @@ pub fn read_text(part: &dyn ReadAt, area: DiskArea) -> Result<Option<Vec<u8>>, L
     // The buffer is circular: text running past the area's end continues
     // right after the header.
     let first = len.min(size - rel);
-    #[expect(clippy::cast_possible_truncation, reason = "first <= len <= MAX_METADATA (1 MiB)")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "first <= len <= MAX_METADATA (1 MiB)"
+    )]
     let (head_len, tail_len) = (first as usize, (len - first) as usize);
     let mut text = read_vec(part, at + rel, head_len)?;
     if first < len {
