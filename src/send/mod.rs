@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde::Serialize;
 
 use crate::source::device::{Device, DeviceError, ReadAt, read_vec};
+use crate::source::inspect::DiskReport;
 use crate::wire::frame::{self, ChunkHeader, Encoding, Frame, FrameError};
 use crate::wire::machine::{self, GuestOptions};
 use crate::wire::message::{DiskAnnounce, DiskResume, HEAD_LEN, Message};
@@ -145,6 +146,23 @@ pub struct SendReport {
 }
 
 impl SendReport {
+    /// The per-disk figures and their totals.
+    fn of_disks(disks: Vec<SourceDisk>, receiver_report: CopyReport) -> SendReport {
+        let wire: u64 = disks.iter().map(|d| d.report.wire_bytes).sum();
+        let data: u64 = disks.iter().map(|d| d.report.data_bytes).sum();
+        SendReport {
+            disks: disks.into_iter().map(|d| d.report).collect(),
+            wire_bytes: wire,
+            compression_ratio: if wire == 0 {
+                1.0
+            } else {
+                data as f64 / wire as f64
+            },
+            receiver_report,
+            ..SendReport::default()
+        }
+    }
+
     pub fn summary(&self) -> String {
         let m = |b: u64| b as f64 / 1048576.0;
         let sum = |f: fn(&DiskSendReport) -> u64| self.disks.iter().map(f).sum::<u64>();
@@ -213,47 +231,9 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
 
     let mut disks = Vec::new();
     for (disk, path) in (0u16..).zip(&sources) {
-        let dev = Device::open(path)?;
-        let (layout, desc) = layout::describe(&dev);
+        let (d, desc) = source_disk(disk, path, opts.all_blocks)?;
         machine.disks.push(desc);
-        let plan = if opts.all_blocks {
-            plan::whole_disk(dev.size(), "--all-blocks: every block sent")
-        } else {
-            plan::plan(&layout)
-        };
-        // Streamed twice rather than collected: memory must not grow with the disk.
-        let chunks = plan.pieces().count() as u64;
-        let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
-        let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
-        let announce = DiskAnnounce {
-            disk,
-            source: path.display().to_string(),
-            size_bytes: dev.size(),
-            chunks,
-            plan_bytes: plan.bytes(),
-            plan_digest,
-            notes: plan.notes.clone(),
-            head_digest: Some(blake3::hash(&head).to_hex().to_string()),
-        };
-        let report = DiskSendReport {
-            disk,
-            source: announce.source.clone(),
-            size_bytes: dev.size(),
-            plan_bytes: plan.bytes(),
-            chunks,
-            skipped_unused_bytes: dev.size() - plan.bytes().min(dev.size()),
-            notes: plan.notes.clone(),
-            ..DiskSendReport::default()
-        };
-        disks.push(SourceDisk {
-            source: Arc::new(dev),
-            plan: Arc::new(plan),
-            announce,
-            digest: DigestState::default(),
-            report,
-            done_now: 0,
-            done_before: 0,
-        });
+        disks.push(d);
     }
     // The running system's hostname is the live image's ("p2xen") or a
     // rescue system's: the server's own name is the one in its /etc/hostname.
@@ -304,21 +284,12 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
                         reason: reason.clone(),
                     });
                 }
-                let wire: u64 = disks.iter().map(|d| d.report.wire_bytes).sum();
-                let data: u64 = disks.iter().map(|d| d.report.data_bytes).sum();
                 let report = SendReport {
                     name,
                     server: opts.server.clone(),
                     connections,
                     seconds: started.elapsed().as_secs_f64(),
-                    disks: disks.into_iter().map(|d| d.report).collect(),
-                    wire_bytes: wire,
-                    compression_ratio: if wire == 0 {
-                        1.0
-                    } else {
-                        data as f64 / wire as f64
-                    },
-                    receiver_report,
+                    ..SendReport::of_disks(disks, receiver_report)
                 };
                 emit(ProgressEvent::Finished {
                     report: Box::new(report.clone()),
@@ -347,6 +318,55 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             }
         }
     }
+}
+
+/// Opens one source disk, plans its copy and describes it for the receiver.
+fn source_disk(
+    disk: u16,
+    path: &Path,
+    all_blocks: bool,
+) -> Result<(SourceDisk, DiskReport), SendError> {
+    let dev = Device::open(path)?;
+    let (layout, desc) = layout::describe(&dev);
+    let plan = if all_blocks {
+        plan::whole_disk(dev.size(), "--all-blocks: every block sent")
+    } else {
+        plan::plan(&layout)
+    };
+    // Streamed twice rather than collected: memory must not grow with the disk.
+    let chunks = plan.pieces().count() as u64;
+    let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
+    let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
+    let announce = DiskAnnounce {
+        disk,
+        source: path.display().to_string(),
+        size_bytes: dev.size(),
+        chunks,
+        plan_bytes: plan.bytes(),
+        plan_digest,
+        notes: plan.notes.clone(),
+        head_digest: Some(blake3::hash(&head).to_hex().to_string()),
+    };
+    let report = DiskSendReport {
+        disk,
+        source: announce.source.clone(),
+        size_bytes: dev.size(),
+        plan_bytes: plan.bytes(),
+        chunks,
+        skipped_unused_bytes: dev.size() - plan.bytes().min(dev.size()),
+        notes: plan.notes.clone(),
+        ..DiskSendReport::default()
+    };
+    let d = SourceDisk {
+        source: Arc::new(dev),
+        plan: Arc::new(plan),
+        announce,
+        digest: DigestState::default(),
+        report,
+        done_now: 0,
+        done_before: 0,
+    };
+    Ok((d, desc))
 }
 
 fn disk_progress(disks: &[SourceDisk]) -> Vec<DiskProgress> {
