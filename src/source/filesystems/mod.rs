@@ -2,8 +2,9 @@
 //!
 //! Hand-written because no well-kept crate probes these signatures without
 //! libblkid (C); the parsers only read fixed-size headers at known offsets,
-//! except ext2/3/4 whose group descriptors and block bitmaps give the map of
-//! used blocks that lets the copy skip free space.
+//! except ext2/3/4, whose group descriptors and block bitmaps, and XFS, whose
+//! free-space btrees, give the map of used blocks that lets the copy skip
+//! free space.
 
 mod btrfs;
 mod bytes;
@@ -13,7 +14,7 @@ mod md;
 mod ntfs;
 mod swap;
 mod vfat;
-mod xfs;
+pub mod xfs;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -132,9 +133,10 @@ pub struct Filesystem {
     pub uuid: Option<String>,
     /// Size as the filesystem (or volume header) says.
     pub size_bytes: Option<u64>,
-    /// ext: from the used-block map; others: where the fs records it exactly.
+    /// ext, xfs: from the used-block map; others: where the fs records it exactly.
     pub used_bytes: Option<u64>,
-    /// ext: "clean" | "needs_recovery" | "errors" | "not_clean".
+    /// ext: "clean" | "needs_recovery" | "errors" | "not_clean";
+    /// xfs: "clean" (log ends in an unmount record) | "needs_recovery".
     pub state: Option<String>,
     #[serde(flatten)]
     pub details: FsDetails,
@@ -163,6 +165,11 @@ pub enum ProbeError {
     Ext {
         path: PathBuf,
         source: ext::ExtError,
+    },
+    #[error("{path}: xfs filesystem: {source}")]
+    Xfs {
+        path: PathBuf,
+        source: xfs::XfsError,
     },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
@@ -213,11 +220,13 @@ pub fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
 }
 
 /// Byte extents (relative to the partition start) that hold data worth
-/// copying: `Some` for ext2/3/4 (block bitmaps) and swap (header page only);
+/// copying: `Some` for ext2/3/4 (block bitmaps), xfs (free-space btrees)
+/// and swap (header page only);
 /// `None` means copy everything.
 pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentList>, ProbeError> {
     match fs.kind {
         k if k.is_ext() => ext::used_extents(part).map(Some),
+        FsKind::Xfs => xfs::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
         _ => Ok(None),
     }
