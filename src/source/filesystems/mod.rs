@@ -2,8 +2,9 @@
 //!
 //! Hand-written because no well-kept crate probes these signatures without
 //! libblkid (C); the parsers only read fixed-size headers at known offsets,
-//! except ext2/3/4 whose group descriptors and block bitmaps give the map of
-//! used blocks that lets the copy skip free space.
+//! except ext2/3/4, whose group descriptors and block bitmaps, and XFS, whose
+//! free-space btrees, give the map of used blocks that lets the copy skip
+//! free space.
 
 mod btrfs;
 mod bytes;
@@ -13,7 +14,7 @@ mod md;
 mod ntfs;
 mod swap;
 mod vfat;
-mod xfs;
+pub mod xfs;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -141,9 +142,10 @@ pub struct Filesystem {
     pub uuid: Option<String>,
     /// Size as the filesystem (or volume header) says.
     pub size_bytes: Option<u64>,
-    /// ext: from the used-block map; others: where the fs records it exactly.
+    /// ext, xfs: from the used-block map; others: where the fs records it exactly.
     pub used_bytes: Option<u64>,
-    /// ext: "clean" | "needs_recovery" | "errors" | "not_clean".
+    /// ext: "clean" | "needs_recovery" | "errors" | "not_clean";
+    /// xfs: "clean" (log ends in an unmount record) | "needs_recovery".
     pub state: Option<String>,
     #[serde(flatten)]
     pub details: FsDetails,
@@ -177,6 +179,11 @@ pub enum ProbeError {
     Lvm {
         path: PathBuf,
         source: lvm::LvmError,
+    },
+    #[error("{path}: xfs filesystem: {source}")]
+    Xfs {
+        path: PathBuf,
+        source: xfs::XfsError,
     },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
@@ -237,12 +244,14 @@ fn probe_with(part: &dyn ReadAt, lvm: Prober) -> Result<Option<Filesystem>, Prob
 }
 
 /// Byte extents (relative to the partition start) that hold data worth
-/// copying: `Some` for ext2/3/4 (block bitmaps), swap (header page only)
-/// and LVM2 PVs (allocated extents, by their LVs' filesystems where mapped);
+/// copying: `Some` for ext2/3/4 (block bitmaps), xfs (free-space btrees),
+/// swap (header page only) and LVM2 PVs (allocated extents, by their LVs'
+/// filesystems where mapped);
 /// `None` means copy everything.
 pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentList>, ProbeError> {
     match fs.kind {
         k if k.is_ext() => ext::used_extents(part).map(Some),
+        FsKind::Xfs => xfs::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
         FsKind::Lvm2Pv => lvm::used_extents(part),
         _ => Ok(None),
