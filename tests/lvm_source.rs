@@ -124,6 +124,15 @@ impl Lvm {
         self.cmd(tool, &a);
     }
 
+    /// `lvcreate` of LV `lv` in `vg` without device-mapper: not activated,
+    /// not zeroed; `extra` adds size and striping.
+    fn lvcreate(&self, vg: &str, lv: &str, extra: &[&str]) {
+        let mut a = vec!["-q", "--activate", "n", "--zero", "n", "-n", lv];
+        a.extend_from_slice(extra);
+        a.push(vg);
+        self.lv_cmd("lvcreate", &a);
+    }
+
     fn backup(&self, vg: &str, dir: &Path) -> VolumeGroup {
         let f = dir.join(format!("{vg}.backup"));
         self.cmd("vgcfgbackup", &["-f", f.to_str().unwrap(), vg]);
@@ -422,23 +431,7 @@ fn one_pv(dir: &Path) {
     lvm.cmd("pvcreate", &["-q", "-y", &lo.0]);
     lvm.cmd("vgcreate", &["-q", "-s", "4m", &name, &lo.0]);
     let _vg = Vg(&lvm, name.clone());
-    let new_lv = |lv: &str, size: &str| {
-        lvm.lv_cmd(
-            "lvcreate",
-            &[
-                "-q",
-                "--activate",
-                "n",
-                "--zero",
-                "n",
-                "-n",
-                lv,
-                "-L",
-                size,
-                &name,
-            ],
-        )
-    };
+    let new_lv = |lv: &str, size: &str| lvm.lvcreate(&name, lv, &["-L", size]);
     new_lv("lin", "32m");
     new_lv("two", "16m");
     new_lv("gap", "8m");
@@ -595,38 +588,8 @@ fn two_pvs(dir: &Path) {
     lvm.cmd("pvcreate", &["-q", "-y", &a.0, &b.0]);
     lvm.cmd("vgcreate", &["-q", "-s", "4m", &name, &a.0, &b.0]);
     let _vg = Vg(&lvm, name.clone());
-    lvm.lv_cmd(
-        "lvcreate",
-        &[
-            "-q",
-            "--activate",
-            "n",
-            "--zero",
-            "n",
-            "-n",
-            "st",
-            "-i2",
-            "-I64k",
-            "-L",
-            "16m",
-            &name,
-        ],
-    );
-    lvm.lv_cmd(
-        "lvcreate",
-        &[
-            "-q",
-            "--activate",
-            "n",
-            "--zero",
-            "n",
-            "-n",
-            "span",
-            "-L",
-            "80m",
-            &name,
-        ],
-    );
+    lvm.lvcreate(&name, "st", &["-i2", "-I64k", "-L", "16m"]);
+    lvm.lvcreate(&name, "span", &["-L", "80m"]);
 
     let truth = lvm.backup(&name, &sub);
     let lvs = lvm.segments(&name);
