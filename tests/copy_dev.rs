@@ -161,6 +161,45 @@ fn a_migration_fills_the_device_exactly_and_leaves_its_tail_alone() {
 }
 
 #[test]
+fn a_cutover_updates_the_devices_copy_to_what_a_fresh_copy_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let server = mbr_server(d.path());
+    let src = server.image;
+    let size = std::fs::metadata(&src).unwrap().len();
+    let lun = Loop::noise(size, 6);
+    let state = d.path().join("state");
+    let r = Receiver::start(&lun.store(), &state, &[]);
+    let (ok, _, err) = r.send("lun", &[&src], &[]);
+    assert!(ok, "{err}\n{}", r.stderr.lock().unwrap());
+    // A day of service on the source: a file written on /srv.
+    let file = d.path().join("orders.db");
+    std::fs::write(&file, noise((2 * MIB) as usize, 77)).unwrap();
+    let fs = format!("{}?offset={}", src.display(), server.srv_offset);
+    run(Command::new("debugfs")
+        .args(["-w", "-R"])
+        .arg(format!("write {} /orders.db", file.display()))
+        .arg(&fs));
+    let changed = hash_file(&src);
+    let (ok, last, err) = r.send("lun", &[&src], &[]);
+    assert!(ok, "{err}\n{}", r.stderr.lock().unwrap());
+    assert_eq!(last["report"]["receiver_report"]["cutover"], true, "{last}");
+    let unchanged = last["report"]["disks"][0]["unchanged_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(unchanged > 0, "{last}");
+    assert_eq!(hash_file(&src), changed, "the source image changed");
+    // The same source sent fresh into an image: the device holds its bytes.
+    let files = Receiver::start(&d.path().join("store"), &d.path().join("state2"), &[]);
+    let (ok, _, err) = files.send("fresh", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        hash_range(lun.path(), 0, size as usize),
+        hash_file(&d.path().join("store/fresh/disk0.img")),
+        "the device differs from a fresh copy"
+    );
+}
+
+#[test]
 fn a_broken_connection_resumes_onto_the_devices_own_partial_copy() {
     let d = tempfile::tempdir().unwrap();
     // Noise under the filesystems and --all-blocks: the device must end up

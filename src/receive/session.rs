@@ -12,14 +12,16 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde::{Deserialize, Serialize};
 
 use super::admission::{Admission, Deadline, Ticket};
+use super::delta::{self, TargetReader};
 use super::journal::Journal;
 use super::report;
 use super::store::{self, Store};
 use super::verify::verify_disk;
-use super::writer::{DiskSink, Writer};
+use super::writer::{DiskSink, Input, Writer};
 use crate::wire::auth::{token_matches, token_owner};
 use crate::wire::bufsock::BufSock;
 use crate::wire::frame::{Frame, FrameError, FrameLimits, read_frame, read_frame_within};
+use crate::wire::identity;
 use crate::wire::machine::MachineDescription;
 use crate::wire::message::{DiskAnnounce, DiskResume, Message, parse_hello};
 use crate::wire::name::MigrationName;
@@ -164,6 +166,10 @@ pub struct Meta {
     /// continue a copy begun under the old one (absent in older journals).
     #[serde(default)]
     pub owner: Option<String>,
+    /// A cutover pass: the targets held an earlier copy of this server,
+    /// which this pass updates in place (a resume continues it as one).
+    #[serde(default)]
+    pub cutover: bool,
 }
 
 pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -237,6 +243,10 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             .map_err(|(reason, fatal)| SessionError::Refused(refuse(&mut s, reason, fatal)))?;
         if meta.sessions > 1 {
             log::info!("{name}: resuming (session {}) from {peer}", meta.sessions);
+        } else if meta.cutover {
+            log::info!(
+                "{name}: cutover from {peer}: updating the earlier copy in place, only changed chunks are sent"
+            );
         } else {
             log::info!("{name}: new migration from {peer}, {} disk(s)", disks.len());
         }
@@ -249,6 +259,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
                     committed: d.journal().ranges(),
                 })
                 .collect(),
+            cutover: meta.cutover,
         };
         send(&mut s, &ready);
         let mut rep = CopyReport {
@@ -259,6 +270,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             started_unix: meta.started_unix,
             finished_unix: report::now_unix(),
             sessions: meta.sessions,
+            cutover: meta.cutover,
             disks: Vec::new(),
             error: None,
             conversion: None,
@@ -267,6 +279,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             ctx,
             name: &name,
             dir: &dir,
+            cutover: meta.cutover,
         };
         let (mut writer, digests) = session.receive_chunks(&mut s, sinks, &mut rep)?;
         session.verify(&mut s, &mut writer, &digests, &mut rep)?;
@@ -367,6 +380,8 @@ struct Session<'a> {
     name: &'a str,
     /// STORE/NAME.
     dir: &'a Path,
+    /// The targets hold an earlier copy: answer the sender's offers.
+    cutover: bool,
 }
 
 impl Session<'_> {
@@ -383,6 +398,14 @@ impl Session<'_> {
         let json = self.ctx.json;
         let pname = name.to_string();
         let n = sinks.len();
+        let mut readers = if self.cutover {
+            cutover_readers(&sinks).map_err(|e| {
+                let msg = e.to_string();
+                SessionError::Failed(refuse(s, msg, true))
+            })?
+        } else {
+            Vec::new()
+        };
         let writer = Writer::new(sinks);
         let handle = std::thread::spawn(move || {
             writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
@@ -391,11 +414,18 @@ impl Session<'_> {
         let read_result: Result<(), String> = loop {
             match read_frame(s) {
                 Ok(Frame::Chunk(c)) => {
-                    if tx.send(c).is_err() {
+                    if tx.send(Input::Chunk(c)).is_err() {
                         break Ok(()); // the writer stopped; its error says why
                     }
                 }
                 Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
+                    Ok(Message::Offer { disk, chunks }) if self.cutover => {
+                        let keep = |i| tx.send(i).is_ok();
+                        match delta::answer(&mut readers, disk, &chunks, keep) {
+                            Ok(offsets) => send(s, &Message::Want { disk, offsets }),
+                            Err(e) => break Err(e.to_string()),
+                        }
+                    }
                     Ok(Message::DiskEnd {
                         disk,
                         content_digest,
@@ -494,7 +524,10 @@ impl Session<'_> {
         let name = self.name;
         let mut converted = true;
         if let Some(xen_dir) = &self.ctx.xen_dir {
-            match super::conversion::after_verified_copy(self.dir, name, xen_dir) {
+            // A cutover converts the new state again, over its own earlier
+            // config and partition images.
+            let replace = self.cutover;
+            match super::conversion::after_verified_copy(self.dir, name, xen_dir, replace) {
                 Ok(conv) => rep.conversion = Some(conv),
                 Err(msg) => {
                     let msg = format!(
@@ -564,6 +597,49 @@ fn check_start(name: &str, disks: &[DiskAnnounce]) -> Result<(), String> {
     Ok(())
 }
 
+/// A reader beside each target, for hashing what it holds.
+fn cutover_readers(sinks: &[DiskSink]) -> Result<Vec<TargetReader>, store::StoreError> {
+    sinks
+        .iter()
+        .map(|d| TargetReader::open(d.target.path(), d.announce.size_bytes))
+        .collect()
+}
+
+/// Whether the copy the store holds under `name` is of the server that
+/// describes itself as `machine` now, judged by the disks' identity (see
+/// [`identity`]). Err says why not, for the refusal.
+fn same_server(ctx: &Ctx, name: &str, machine: &MachineDescription) -> Result<(), String> {
+    let path = ctx.store.dir(name).join("machine.json");
+    let old: MachineDescription = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| format!("{} is missing or unreadable", path.display()))?;
+    let differences = identity::differences(&old, machine);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(differences.join("; "))
+    }
+}
+
+/// A cutover rewrites the earlier copy in place: never under a guest (a
+/// rehearsal left running) or anything else that has it open. Retryable:
+/// the sender keeps trying while the administrator shuts the guest down.
+fn refuse_if_in_use(ctx: &Ctx, name: &str, disks: usize) -> Result<(), String> {
+    for i in 0..disks {
+        let path = ctx.store.disk_path(name, i);
+        let users = super::in_use::users(&path);
+        if !users.is_empty() {
+            return Err(format!(
+                "{} is in use by {}: shut the guest down (xl shutdown) or detach it before the cutover",
+                path.display(),
+                users.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 struct Prepared {
     sinks: Vec<DiskSink>,
     meta: Meta,
@@ -623,15 +699,28 @@ fn prepare(
     }) && exists
         && !foreign
         && other.is_none();
-    if exists && !resumable && !ctx.force {
-        let path = ctx.store.existing_path(name);
-        return Err(fatal(&store::StoreError::Exists(path)));
+    // A copy that cannot be resumed is updated in place when it is this
+    // server's (rehearsal, then cutover); another server's is never touched.
+    let cutover = exists && !resumable && !ctx.force;
+    if cutover {
+        if let Err(why) = same_server(ctx, name, machine) {
+            let path = ctx.store.existing_path(name);
+            return Err(fatal(&format!(
+                "{} already exists and is not a copy of this server ({why}): a cutover only updates \
+                 the same server's copy; pick another --name on the sender, or start the receiver \
+                 with --force to replace it",
+                path.display()
+            )));
+        }
+    }
+    if cutover || old.as_ref().is_some_and(|m| m.cutover) {
+        refuse_if_in_use(ctx, name, disks.len()).map_err(|e| (e, false))?;
     }
     // Devices given with --store dev: are checked before anything is
-    // created; resuming, they hold our own partial copy.
+    // created; resuming or cutting over, they hold our own copy.
     let sizes: Vec<u64> = disks.iter().map(|d| d.size_bytes).collect();
     ctx.store
-        .check_disks(&sizes, resumable, ctx.force)
+        .check_disks(&sizes, resumable || cutover, ctx.force)
         .map_err(|e| fatal(&e))?;
     let meta = match old.filter(|_| resumable) {
         Some(mut m) => {
@@ -639,7 +728,7 @@ fn prepare(
             m
         }
         None => {
-            if exists {
+            if exists && !cutover {
                 log::warn!("{name}: replacing the existing migration (--force)");
                 ctx.store.remove(name).map_err(|e| fatal(&e))?;
             }
@@ -652,6 +741,7 @@ fn prepare(
                 disks: disks.to_vec(),
                 targets,
                 owner: Some(owner),
+                cutover,
             }
         }
     };
@@ -715,6 +805,8 @@ fn disk_reports(
                 chunks: d.announce.chunks,
                 committed_bytes: d.journal().committed_bytes(),
                 zero_chunks: d.zero_chunks,
+                unchanged_chunks: d.unchanged_chunks,
+                unchanged_bytes: d.unchanged_bytes,
                 verified: ok.is_some(),
                 content_digest: ok.or_else(|| digests.get(i).cloned().flatten()),
                 notes: d.announce.notes.clone(),

@@ -153,11 +153,8 @@ pub trait Target: Send {
     fn path(&self) -> &Path;
 
     /// After the last chunk: makes everything outside `written` (sorted,
-    /// disjoint (offset, len) ranges) read as zeros. A sparse image is a hole
-    /// there already.
-    fn fill_gaps(&mut self, _written: &[(u64, u64)]) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// disjoint (offset, len) ranges) read as zeros, as a fresh copy has it.
+    fn fill_gaps(&mut self, written: &[(u64, u64)]) -> Result<(), StoreError>;
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         let (direct, file) = self.direct();
@@ -420,6 +417,22 @@ impl SparseFile {
 impl Target for SparseFile {
     fn direct(&mut self) -> (&mut DirectIo, &File) {
         (&mut self.direct, &self.file)
+    }
+
+    fn fill_gaps(&mut self, written: &[(u64, u64)]) -> Result<(), StoreError> {
+        // A fresh image is a hole outside what was written, and zero() finds
+        // that at the cost of one SEEK_DATA per gap. An image a cutover
+        // updated can hold data there: blocks freed on the source since, or
+        // files the earlier conversion wrote.
+        let size = self
+            .file
+            .metadata()
+            .map_err(|e| StoreError::io(&self.path, "size", 0, 0, e))?
+            .len();
+        for (offset, len) in gaps(written, size) {
+            self.zero(offset, len)?;
+        }
+        Ok(())
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {

@@ -58,6 +58,9 @@ pub struct DiskSink {
     pending: Vec<ChunkRecord>,
     pub received_bytes: u64,
     pub zero_chunks: u64,
+    /// Cutover: chunks found equal on the target, committed without a write.
+    pub unchanged_chunks: u64,
+    pub unchanged_bytes: u64,
 }
 
 impl DiskSink {
@@ -69,6 +72,8 @@ impl DiskSink {
             pending: Vec::new(),
             received_bytes: 0,
             zero_chunks: 0,
+            unchanged_chunks: 0,
+            unchanged_bytes: 0,
         }
     }
 }
@@ -77,6 +82,16 @@ impl DiskSink {
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What the session hands the writer thread, in arrival order.
+pub enum Input {
+    /// A data chunk from the wire.
+    Chunk(Chunk),
+    /// Cutover: a planned chunk whose bytes the target holds already (the
+    /// session hashed them equal to the sender's); committed like a written
+    /// chunk, so the journal and the final read-back cover it, but not written.
+    Unchanged { disk: u16, record: ChunkRecord },
 }
 
 /// Chunks written since the last commit, per disk index.
@@ -154,7 +169,7 @@ impl Writer {
     /// On error, what was written before is still committed.
     pub fn run(
         mut self,
-        rx: Receiver<Chunk>,
+        rx: Receiver<Input>,
         mut progress: ProgressFn,
     ) -> (Self, Result<(), WriteError>) {
         let start = Instant::now();
@@ -167,13 +182,17 @@ impl Writer {
         loop {
             // A timeout still commits: a stalled sender must not leave
             // written chunks out of the journal.
-            let chunk = match rx.recv_timeout(COMMIT_INTERVAL) {
+            let input = match rx.recv_timeout(COMMIT_INTERVAL) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            if let Some(chunk) = chunk {
-                if let Err(e) = self.write_chunk(chunk) {
+            if let Some(input) = input {
+                let done = match input {
+                    Input::Chunk(chunk) => self.write_chunk(chunk),
+                    Input::Unchanged { disk, record } => self.keep_chunk(disk, record),
+                };
+                if let Err(e) = done {
                     result = Err(e);
                     break;
                 }
@@ -198,25 +217,37 @@ impl Writer {
         (self, result)
     }
 
-    fn write_chunk(&mut self, chunk: Chunk) -> Result<(), WriteError> {
-        let h = chunk.header;
+    /// The disk a chunk at `offset` (+`len`) of disk `disk` goes to, if it
+    /// was announced and the chunk lies inside it.
+    fn sink(&mut self, disk: u16, offset: u64, len: u32) -> Result<&mut DiskSink, WriteError> {
         let n = self.disks.len();
         let d = self
             .disks
-            .get_mut(usize::from(h.disk))
-            .ok_or(WriteError::NoSuchDisk(h.disk, n))?;
+            .get_mut(usize::from(disk))
+            .ok_or(WriteError::NoSuchDisk(disk, n))?;
         let size = d.announce.size_bytes;
-        if h.offset
-            .checked_add(u64::from(h.len))
-            .is_none_or(|e| e > size)
-        {
+        if offset.checked_add(u64::from(len)).is_none_or(|e| e > size) {
             return Err(WriteError::PastEnd {
-                disk: h.disk,
-                offset: h.offset,
-                len: h.len,
+                disk,
+                offset,
+                len,
                 size,
             });
         }
+        Ok(d)
+    }
+
+    fn keep_chunk(&mut self, disk: u16, record: ChunkRecord) -> Result<(), WriteError> {
+        let d = self.sink(disk, record.offset, record.len)?;
+        d.unchanged_chunks += 1;
+        d.unchanged_bytes += u64::from(record.len);
+        d.pending.push(record);
+        Ok(())
+    }
+
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<(), WriteError> {
+        let h = chunk.header;
+        let d = self.sink(h.disk, h.offset, h.len)?;
         // decode_verified is the only source of bytes: nothing unverified is written.
         match chunk.decode_verified()? {
             ChunkData::Bytes(b) => write_sparse(&mut *d.target, h.offset, &b)?,
@@ -331,12 +362,12 @@ mod tests {
         };
         bad.payload[1000] ^= 4; // the fault a broken NIC or buggy proxy could inject
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        tx.send(Chunk {
+        tx.send(Input::Chunk(Chunk {
             header: header(&good, 0),
             payload: good.clone(),
-        })
+        }))
         .unwrap();
-        tx.send(bad).unwrap();
+        tx.send(Input::Chunk(bad)).unwrap();
         drop(tx);
         let (mut w, res) = w.run(rx, Box::new(|_, _| {}));
         assert!(matches!(

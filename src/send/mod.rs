@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod compress;
+pub mod delta;
 pub mod layout;
 pub mod pipeline;
 pub mod plan;
@@ -27,6 +28,7 @@ use crate::wire::message::{DiskAnnounce, DiskResume, HEAD_LEN, Message};
 use crate::wire::name::MigrationName;
 use crate::wire::report::CopyReport;
 use crate::wire::{PROTOCOL_VERSION, digest, tls};
+use delta::{Held, Offered, Offers};
 use pipeline::{DigestState, DiskWork, Pipeline};
 use plan::DiskPlan;
 pub use progress::{DiskProgress, ProgressEvent};
@@ -102,6 +104,8 @@ pub enum SendError {
     Inspect(#[from] crate::source::inspect::InspectError),
     #[error("receiver at {server}: {reason}")]
     ReceiverFailed { server: String, reason: String },
+    #[error("zstd: {0}")]
+    Encoder(std::io::Error),
     #[error("gave up after {secs} s of failed reconnects to {server}: {last}")]
     GaveUp {
         server: String,
@@ -123,6 +127,9 @@ pub struct DiskSendReport {
     pub zero_bytes: u64,
     /// Planned bytes found already committed on the receiver after a reconnect.
     pub resumed_bytes: u64,
+    /// Cutover: planned bytes the receiver's copy held already (their hashes
+    /// matched), so they were not sent.
+    pub unchanged_bytes: u64,
     /// Uncompressed bytes of the data chunks sent.
     pub data_bytes: u64,
     /// Chunk payload bytes put on the wire.
@@ -171,8 +178,16 @@ impl SendReport {
             .iter()
             .map(|d| format!("disk{} {}", d.disk, d.content_digest))
             .collect();
+        let cutover = if self.receiver_report.cutover {
+            format!(
+                ", cutover: {:.1} MiB unchanged on the receiver",
+                m(sum(|d| d.unchanged_bytes))
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "done in {:.1} s over {} connection(s): sent {:.1} MiB of data as {:.1} MiB on the wire (ratio {:.2}), skipped {:.1} MiB unused, {:.1} MiB zero, {:.1} MiB already there; {}",
+            "done in {:.1} s over {} connection(s): sent {:.1} MiB of data as {:.1} MiB on the wire (ratio {:.2}), skipped {:.1} MiB unused, {:.1} MiB zero, {:.1} MiB already there{cutover}; {}",
             self.seconds,
             self.connections,
             m(sum(|d| d.data_bytes)),
@@ -198,6 +213,15 @@ struct SourceDisk {
 }
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// The receiver's answer to Start.
+struct Accepted {
+    /// What each disk has committed already.
+    resume: Vec<DiskResume>,
+    resumed: bool,
+    /// The receiver holds an earlier copy: offer hashes, send what it wants.
+    cutover: bool,
+}
 
 /// Why one connection attempt ended.
 enum Attempt {
@@ -269,10 +293,10 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
             attempt: connections,
         });
         let result = match connect(opts, &cfg, &start_msg) {
-            Ok((tls, resume, resumed)) => {
+            Ok((tls, accepted)) => {
                 outage_since = None;
                 backoff = Duration::from_millis(250);
-                transfer(opts, tls, resume, resumed, &mut disks, &emit)
+                transfer(opts, tls, accepted, &mut disks, &emit)
             }
             Err(a) => Err(a),
         };
@@ -429,7 +453,7 @@ fn connect(
     opts: &SendOptions,
     cfg: &Arc<ClientConfig>,
     start: &Message,
-) -> Result<(Tls, Vec<DiskResume>, bool), Attempt> {
+) -> Result<(Tls, Accepted), Attempt> {
     let server = opts.server.as_str();
     let addrs: Vec<_> = server
         .to_socket_addrs()
@@ -472,7 +496,18 @@ fn connect(
         .and_then(|_| tls.flush().map_err(FrameError::from))
         .map_err(|e| classify(server, e))?;
     match read_message(server, &mut tls)? {
-        Message::Ready { resumed, disks } => Ok((tls, disks, resumed)),
+        Message::Ready {
+            resumed,
+            disks,
+            cutover,
+        } => Ok((
+            tls,
+            Accepted {
+                resume: disks,
+                resumed,
+                cutover,
+            },
+        )),
         Message::Refused { reason, fatal } => Err(refused(server, reason, fatal)),
         other => Err(Attempt::Retry(format!("unexpected {other:?}"))),
     }
@@ -488,13 +523,106 @@ fn peer_spoke(tls: &Tls) -> bool {
 fn transfer(
     opts: &SendOptions,
     mut tls: Tls,
-    resume: Vec<DiskResume>,
-    resumed: bool,
+    accepted: Accepted,
     disks: &mut [SourceDisk],
     emit: &dyn Fn(ProgressEvent),
 ) -> Result<CopyReport, Attempt> {
     let server = opts.server.as_str();
-    // Work for this connection: what is neither committed nor hashed yet.
+    let Accepted {
+        resume,
+        resumed,
+        cutover,
+    } = accepted;
+    let (work, committed_total) = connection_work(disks, &resume, resumed, cutover);
+    emit(ProgressEvent::Connected {
+        server: server.to_string(),
+        resumed,
+        already_committed_bytes: committed_total,
+    });
+    let mut offers = match cutover {
+        true => Some(Offers::new().map_err(|e| Attempt::Fatal(SendError::Encoder(e)))?),
+        false => None,
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipe = Pipeline::start(work, workers);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut failure: Option<Attempt> = None;
+    let mut sent_now = 0u64;
+    let total: u64 = disks.iter().map(|d| d.announce.plan_bytes).sum();
+    for item in pipe.rx.iter() {
+        pipe.queued.fetch_sub(1, Ordering::Relaxed);
+        let out = match item {
+            Ok(o) => o,
+            Err(e) => {
+                pipe.abort.store(true, Ordering::Relaxed);
+                failure.get_or_insert(Attempt::Fatal(SendError::Source(e)));
+                continue;
+            }
+        };
+        let i = usize::from(out.disk);
+        let Some(d) = disks.get_mut(i) else {
+            continue;
+        };
+        d.digest.fold(out.seq, out.record);
+        let len = u64::from(out.record.len);
+        let Some((encoding, payload)) = out.payload else {
+            continue;
+        };
+        if failure.is_some() {
+            continue;
+        }
+        let step = match offers.as_mut() {
+            Some(o) => match o.hold(
+                out.disk,
+                Held {
+                    record: out.record,
+                    data: payload,
+                },
+            ) {
+                Some(batch) => send_offer(&mut tls, server, o, batch, disks),
+                None => Ok(()),
+            },
+            None => send_chunk(&mut tls, server, d, encoding, out.record, &payload),
+        };
+        if let Err(a) = step {
+            pipe.abort.store(true, Ordering::Relaxed);
+            failure = Some(a);
+            continue;
+        }
+        if let Some(d) = disks.get_mut(i) {
+            d.done_now += len;
+        }
+        sent_now += len;
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            emit(progress_event(disks, total, sent_now, started));
+        }
+    }
+    pipe.join();
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if let Some(o) = offers.as_mut() {
+        for batch in o.drain_filling() {
+            send_offer(&mut tls, server, o, batch, disks)?;
+        }
+        while !o.in_flight.is_empty() {
+            answer_oldest(&mut tls, server, o, disks)?;
+        }
+    }
+    emit(progress_event(disks, total, sent_now, started));
+    finish(&mut tls, server, disks, emit)
+}
+
+/// Work for this connection: per disk, what is neither committed nor hashed
+/// yet; and the plan bytes the receiver holds already.
+fn connection_work(
+    disks: &mut [SourceDisk],
+    resume: &[DiskResume],
+    resumed: bool,
+    cutover: bool,
+) -> (Vec<DiskWork>, u64) {
     let mut work = Vec::new();
     let mut committed_total = 0;
     for d in disks.iter_mut() {
@@ -513,6 +641,7 @@ fn transfer(
             committed,
             known_next: d.digest.folded(),
             known_pending: HashSet::new(),
+            raw: cutover,
         };
         for p in d.plan.pieces() {
             if probe.covered(&mut cursor, p.offset, p.len) {
@@ -531,78 +660,125 @@ fn transfer(
             ..probe
         });
     }
-    emit(ProgressEvent::Connected {
-        server: server.to_string(),
-        resumed,
-        already_committed_bytes: committed_total,
-    });
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pipe = Pipeline::start(work, workers);
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut failure: Option<Attempt> = None;
-    let mut sent_now = 0u64;
-    let total: u64 = disks.iter().map(|d| d.announce.plan_bytes).sum();
-    for item in pipe.rx.iter() {
-        pipe.queued.fetch_sub(1, Ordering::Relaxed);
-        let out = match item {
-            Ok(o) => o,
-            Err(e) => {
-                pipe.abort.store(true, Ordering::Relaxed);
-                failure.get_or_insert(Attempt::Fatal(SendError::Source(e)));
-                continue;
-            }
-        };
-        let Some(d) = disks.get_mut(usize::from(out.disk)) else {
-            continue;
-        };
-        d.digest.fold(out.seq, out.record);
-        let len = u64::from(out.record.len);
-        let Some((encoding, payload)) = out.payload else {
-            continue;
-        };
-        if failure.is_some() {
+    (work, committed_total)
+}
+
+/// Writes one chunk and counts it; `Err` carries the receiver's refusal
+/// when it gave one.
+fn write_counted(
+    tls: &mut Tls,
+    server: &str,
+    d: &mut SourceDisk,
+    header: &ChunkHeader,
+    payload: &[u8],
+) -> Result<(), Attempt> {
+    if let Err(e) = frame::write_chunk(tls, header, payload) {
+        return Err(refusal_or(server, tls, classify(server, e)));
+    }
+    d.report.wire_bytes += payload.len() as u64;
+    match header.encoding {
+        Encoding::Zero => d.report.zero_bytes += u64::from(header.len),
+        _ => d.report.data_bytes += u64::from(header.len),
+    }
+    Ok(())
+}
+
+/// A full pass: sends the encoded chunk; the receiver only speaks mid-copy
+/// to refuse (target full, ...), which stops the copy.
+fn send_chunk(
+    tls: &mut Tls,
+    server: &str,
+    d: &mut SourceDisk,
+    encoding: Encoding,
+    record: digest::ChunkRecord,
+    payload: &[u8],
+) -> Result<(), Attempt> {
+    let header = ChunkHeader {
+        disk: d.announce.disk,
+        encoding,
+        len: record.len,
+        offset: record.offset,
+        hash: record.hash,
+    };
+    write_counted(tls, server, d, &header, payload)?;
+    if peer_spoke(tls) {
+        return Err(match read_message(server, tls) {
+            Ok(Message::Refused { reason, fatal }) => refused(server, reason, fatal),
+            Ok(other) => Attempt::Retry(format!("unexpected {other:?}")),
+            Err(a) => a,
+        });
+    }
+    Ok(())
+}
+
+/// A cutover: offers a batch's hashes; with more than [`delta::IN_FLIGHT`]
+/// offers unanswered, takes the oldest answer first.
+fn send_offer(
+    tls: &mut Tls,
+    server: &str,
+    offers: &mut Offers,
+    batch: Offered,
+    disks: &mut [SourceDisk],
+) -> Result<(), Attempt> {
+    Message::Offer {
+        disk: batch.disk,
+        chunks: batch.hashes(),
+    }
+    .write(tls)
+    .and_then(|_| tls.flush().map_err(FrameError::from))
+    .map_err(|e| classify(server, e))?;
+    offers.in_flight.push_back(batch);
+    while offers.in_flight.len() > delta::IN_FLIGHT {
+        answer_oldest(tls, server, offers, disks)?;
+    }
+    Ok(())
+}
+
+/// Reads the answer to the oldest offer and sends the chunks it wants.
+fn answer_oldest(
+    tls: &mut Tls,
+    server: &str,
+    offers: &mut Offers,
+    disks: &mut [SourceDisk],
+) -> Result<(), Attempt> {
+    let Some(batch) = offers.in_flight.pop_front() else {
+        return Ok(());
+    };
+    let wanted = match read_message(server, tls)? {
+        Message::Want { disk, offsets } if disk == batch.disk => offsets,
+        Message::Refused { reason, fatal } => return Err(refused(server, reason, fatal)),
+        other => return Err(Attempt::Retry(format!("unexpected {other:?}"))),
+    };
+    let Some(d) = disks.get_mut(usize::from(batch.disk)) else {
+        return Ok(());
+    };
+    for held in batch.chunks {
+        let r = held.record;
+        if !wanted.contains(&r.offset) {
+            d.report.unchanged_bytes += u64::from(r.len);
             continue;
         }
+        let e = offers.encode(held.data);
         let header = ChunkHeader {
-            disk: out.disk,
-            encoding,
-            len: out.record.len,
-            offset: out.record.offset,
-            hash: out.record.hash,
+            disk: batch.disk,
+            encoding: e.encoding,
+            len: r.len,
+            offset: r.offset,
+            hash: r.hash,
         };
-        if let Err(e) = frame::write_chunk(&mut tls, &header, &payload) {
-            pipe.abort.store(true, Ordering::Relaxed);
-            failure = Some(refusal_or(server, &mut tls, classify(server, e)));
-            continue;
-        }
-        if peer_spoke(&tls) {
-            // The receiver only speaks mid-copy to refuse (target full, ...).
-            pipe.abort.store(true, Ordering::Relaxed);
-            failure = Some(match read_message(server, &mut tls) {
-                Ok(Message::Refused { reason, fatal }) => refused(server, reason, fatal),
-                Ok(other) => Attempt::Retry(format!("unexpected {other:?}")),
-                Err(a) => a,
-            });
-            continue;
-        }
-        d.done_now += len;
-        sent_now += len;
-        d.report.wire_bytes += payload.len() as u64;
-        match encoding {
-            Encoding::Zero => d.report.zero_bytes += len,
-            _ => d.report.data_bytes += len,
-        }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            last_progress = Instant::now();
-            emit(progress_event(disks, total, sent_now, started));
-        }
+        write_counted(tls, server, d, &header, &e.payload)?;
     }
-    pipe.join();
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    emit(progress_event(disks, total, sent_now, started));
+    Ok(())
+}
+
+/// Every chunk is out: the content digests, Finish, and the receiver's
+/// verified report.
+fn finish(
+    tls: &mut Tls,
+    server: &str,
+    disks: &mut [SourceDisk],
+    emit: &dyn Fn(ProgressEvent),
+) -> Result<CopyReport, Attempt> {
     for d in disks.iter() {
         if d.digest.folded() != d.announce.chunks {
             return Err(Attempt::Retry(format!(
@@ -614,16 +790,16 @@ fn transfer(
             disk: d.announce.disk,
             content_digest: d.digest.digest(),
         }
-        .write(&mut tls)
+        .write(tls)
         .map_err(|e| classify(server, e))?;
     }
     Message::Finish
-        .write(&mut tls)
+        .write(tls)
         .and_then(|_| tls.flush().map_err(FrameError::from))
         .map_err(|e| classify(server, e))?;
     emit(ProgressEvent::Verifying);
     let _ = tls.sock.set_read_timeout(Some(VERIFY_TIMEOUT));
-    match read_message(server, &mut tls)? {
+    match read_message(server, tls)? {
         Message::Done { report } => {
             for d in disks.iter_mut() {
                 d.report.content_digest = d.digest.digest();

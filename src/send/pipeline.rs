@@ -27,6 +27,8 @@ struct Job {
     data: Vec<u8>,
     /// Already committed on the receiver; only its hash is missing.
     hash_only: bool,
+    /// Cutover: hash it and pass the bytes on as they are.
+    raw: bool,
 }
 
 /// A processed chunk, in whatever order workers finish.
@@ -87,6 +89,9 @@ pub struct DiskWork {
     /// Chunks whose hash is already folded or pending.
     pub known_next: u64,
     pub known_pending: HashSet<u64>,
+    /// Cutover: chunks are hashed and passed on unencoded (as
+    /// [`Encoding::Raw`]); only those the receiver asks for get encoded.
+    pub raw: bool,
 }
 
 impl DiskWork {
@@ -180,6 +185,7 @@ fn read_disk(
             offset: piece.offset,
             data,
             hash_only: committed,
+            raw: w.raw,
         };
         if tx.send(job).is_err() {
             return;
@@ -208,6 +214,9 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
         let len = job.data.len() as u32;
         let (hash, payload) = if job.hash_only {
             (*blake3::hash(&job.data).as_bytes(), None)
+        } else if job.raw {
+            let hash = *blake3::hash(&job.data).as_bytes();
+            (hash, Some((Encoding::Raw, job.data)))
         } else {
             let q = queued.load(Ordering::Relaxed);
             let link = if q == 0 {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::PROTOCOL_VERSION;
+use super::digest::ChunkRecord;
 use super::frame::{self, FrameError};
 use super::machine::MachineDescription;
 use super::report::CopyReport;
@@ -39,6 +40,35 @@ pub struct DiskResume {
     pub committed: Vec<(u64, u64)>,
 }
 
+/// One chunk of an [`Message::Offer`]: its place and the BLAKE3 of its
+/// bytes as lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedChunk {
+    pub offset: u64,
+    pub len: u32,
+    pub hash: String,
+}
+
+impl OfferedChunk {
+    pub fn of(r: &ChunkRecord) -> Self {
+        OfferedChunk {
+            offset: r.offset,
+            len: r.len,
+            hash: blake3::Hash::from_bytes(r.hash).to_hex().to_string(),
+        }
+    }
+
+    /// The record it offers; `None` for a hash that is not 64 hex digits.
+    pub fn record(&self) -> Option<ChunkRecord> {
+        let hash = blake3::Hash::from_hex(&self.hash).ok()?;
+        Some(ChunkRecord {
+            offset: self.offset,
+            len: self.len,
+            hash: *hash.as_bytes(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
@@ -60,10 +90,25 @@ pub enum Message {
         disks: Vec<DiskAnnounce>,
     },
     /// Receiver → sender: targets ready; skip what is already committed.
+    /// `cutover`: the targets hold an earlier copy of this server, so the
+    /// sender offers chunk hashes ([`Message::Offer`]) and sends only the
+    /// chunks the receiver asks for. A sender that ignores it and sends
+    /// every chunk still produces the same, correct copy.
     Ready {
         resumed: bool,
         disks: Vec<DiskResume>,
+        #[serde(default)]
+        cutover: bool,
     },
+    /// Sender → receiver (cutover only): the hashes of planned chunks of
+    /// `disk`, whose bytes the sender holds until the answer.
+    Offer {
+        disk: u16,
+        chunks: Vec<OfferedChunk>,
+    },
+    /// Receiver → sender: of the last unanswered offer, the chunks (by
+    /// offset) whose bytes on the target differ; the others are committed.
+    Want { disk: u16, offsets: Vec<u64> },
     /// Sender → receiver: every chunk of `disk` has been sent.
     DiskEnd { disk: u16, content_digest: String },
     /// Sender → receiver: all disks sent; verify and report.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bufsock;
 pub mod digest;
 pub mod frame;
+pub mod identity;
 pub mod keyword;
 pub mod machine;
 pub mod message;

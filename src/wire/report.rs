@@ -24,6 +24,11 @@ pub struct DiskCopyReport {
     pub chunks: u64,
     pub committed_bytes: u64,
     pub zero_chunks: u64,
+    /// Cutover: chunks the target held already (offered, hashed equal, not sent).
+    #[serde(default)]
+    pub unchanged_chunks: u64,
+    #[serde(default)]
+    pub unchanged_bytes: u64,
     pub verified: bool,
     /// Digest over the transferred map (ranges + chunk BLAKE3s), see docs/protocol.md.
     pub content_digest: Option<String>,
@@ -40,6 +45,10 @@ pub struct CopyReport {
     pub finished_unix: u64,
     /// How many connections the copy took (1 = no resume).
     pub sessions: u32,
+    /// This pass updated an earlier copy of the same server in place,
+    /// sending only what changed (rehearsal, then cutover).
+    #[serde(default)]
+    pub cutover: bool,
     pub disks: Vec<DiskCopyReport>,
     pub error: Option<String>,
     /// Filled by the guest conversion once it runs after verification.

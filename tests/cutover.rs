@@ -1,0 +1,165 @@
+//! Rehearsal, then cutover: a second `p2xen send` of the same server updates
+//! the receiver's earlier copy in place, sending only the chunks that
+//! changed, and must leave exactly what a fresh full copy would.
+
+mod common;
+mod copy_harness;
+
+use common::fixtures::{at_offset, patch, run};
+use copy_harness::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Changes the source the way a day of service does: a file removed (its
+/// blocks freed), a file written, a log appended.
+fn change_source(img: &Path, dir: &Path) {
+    let new = dir.join("new.bin");
+    std::fs::write(&new, noise(1 << 20, 4242)).unwrap();
+    let fs = at_offset(img, PART1_START);
+    for req in [
+        "rm /random.bin".to_string(),
+        format!("write {} /new.bin", new.display()),
+        "mkdir /srv".to_string(),
+    ] {
+        run(Command::new("debugfs").args(["-w", "-R", &req, &fs]));
+    }
+    e2fsck_ok(img, PART1_START);
+}
+
+fn u64_at(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut at = v;
+    for p in path {
+        at = match p.parse::<usize>() {
+            Ok(i) => &at[i],
+            Err(_) => &at[*p],
+        };
+    }
+    at.as_u64().unwrap_or_else(|| panic!("{path:?} in {v}"))
+}
+
+#[test]
+fn a_cutover_sends_only_what_changed_and_equals_a_fresh_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let src = mbr_ext4_swap(d.path());
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+
+    // The rehearsal: a full copy.
+    let before = blake3_file(&src);
+    let (ok, first, err) = r.send("web", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(blake3_file(&src), before, "the source changed");
+    let full_data = u64_at(&first, &["report", "disks", "0", "data_bytes"]);
+    let img = store.join("web/disk0.img");
+    // What happened to the copy since: a rehearsal guest or the conversion
+    // wrote into a planned chunk and into space the source does not use.
+    patch(&img, 600, b"written by the rehearsal guest");
+    patch(&img, 60 << 20, &noise(4096, 5));
+
+    change_source(&src, d.path());
+    let changed = blake3_file(&src);
+    let (ok, last, err) = r.send("web", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(blake3_file(&src), changed, "the source changed");
+    let rep = &last["report"];
+    assert_eq!(rep["receiver_report"]["cutover"], true, "{last}");
+    let plan = u64_at(rep, &["disks", "0", "plan_bytes"]);
+    let data = u64_at(rep, &["disks", "0", "data_bytes"]);
+    let unchanged = u64_at(rep, &["disks", "0", "unchanged_bytes"]);
+    println!(
+        "cutover: plan {} KiB, sent {} KiB of data (full copy: {} KiB), {} KiB unchanged",
+        plan >> 10,
+        data >> 10,
+        full_data >> 10,
+        unchanged >> 10
+    );
+    assert!(unchanged > plan / 2, "{last}");
+    assert!(data < full_data / 2, "{last}");
+    let receiver_report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("web/report.json")).unwrap()).unwrap();
+    assert_eq!(receiver_report["state"], "complete");
+    assert_eq!(receiver_report["cutover"], true);
+    assert!(u64_at(&receiver_report, &["disks", "0", "unchanged_chunks"]) > 0);
+    assert!(!store.join("web/disk0.img.incomplete").exists());
+
+    // The same source sent fresh under another name: byte for byte the same.
+    let (ok, _, err) = r.send("fresh", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        blake3_file(&img),
+        blake3_file(&store.join("fresh/disk0.img")),
+        "the cutover's result differs from a fresh copy"
+    );
+    e2fsck_ok(&img, PART1_START);
+    dump_fs(&src, PART1_START, &d.path().join("a"));
+    dump_fs(&img, PART1_START, &d.path().join("b"));
+    let files = tree_hashes(&d.path().join("a"));
+    assert!(files.iter().any(|(p, _)| p == "new.bin"), "{files:?}");
+    assert_eq!(files, tree_hashes(&d.path().join("b")));
+}
+
+#[test]
+fn another_server_under_the_same_name_is_refused_and_the_copy_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let src = mbr_ext4_swap(&a);
+    // Same layout, but mke2fs gives its filesystem another UUID.
+    let other = mbr_ext4_swap(&b);
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+    let (ok, _, err) = r.send("db", &[&src], &[]);
+    assert!(ok, "{err}");
+    let img = store.join("db/disk0.img");
+    let copy = blake3_file(&img);
+    let (ok, _, err) = r.send("db", &[&other], &["--retry-for", "1"]);
+    assert!(!ok, "another server's disk was accepted for a cutover");
+    assert!(
+        err.contains("not a copy of this server")
+            && err.contains("filesystem UUIDs")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(blake3_file(&img), copy, "the earlier copy was touched");
+}
+
+#[test]
+fn no_cutover_while_something_holds_the_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let src = mbr_ext4_swap(d.path());
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+    let (ok, _, err) = r.send("app", &[&src], &[]);
+    assert!(ok, "{err}");
+    let img = store.join("app/disk0.img");
+    let copy = blake3_file(&img);
+    // A rehearsal guest left running: here a process with the image open.
+    let mut guest = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<>'{}'; echo up; exec sleep 60",
+            img.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(guest.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    change_source(&src, d.path());
+    let (ok, _, err) = r.send("app", &[&src], &["--retry-for", "1"]);
+    let _ = guest.kill();
+    let _ = guest.wait();
+    assert!(!ok, "the cutover ran under a process holding the copy");
+    assert!(
+        err.contains(&format!("is in use by process {}", guest.id()))
+            && err.contains("xl shutdown"),
+        "{err}"
+    );
+    assert_eq!(blake3_file(&img), copy, "the copy was written while in use");
+    // Once it is let go, the same cutover goes through.
+    let (ok, last, err) = r.send("app", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(last["report"]["receiver_report"]["cutover"], true, "{last}");
+}
