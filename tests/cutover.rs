@@ -163,3 +163,119 @@ fn no_cutover_while_something_holds_the_copy() {
     assert!(ok, "{err}");
     assert_eq!(last["report"]["receiver_report"]["cutover"], true, "{last}");
 }
+
+#[test]
+fn a_warm_pre_copy_is_never_converted_and_the_cutover_finishes_it() {
+    let d = tempfile::tempdir().unwrap();
+    // An ext4 disk without an OS: a conversion, if it ran, would fail.
+    let src = mbr_ext4_swap(d.path());
+    let store = d.path().join("store");
+    let xen = d.path().join("xen");
+    std::fs::create_dir_all(&xen).unwrap();
+    let xen_arg = xen.display().to_string();
+    let r = Receiver::start(&store, &d.path().join("state"), &["--xen-dir", &xen_arg]);
+    let (ok, last, err) = r.send("mail", &[&src], &["--warm"]);
+    assert!(ok, "the pre-copy was converted or failed: {err}");
+    assert_eq!(
+        last["report"]["receiver_report"]["state"], "pre_copy",
+        "{last}"
+    );
+    let marker = store.join("mail/disk0.img.incomplete");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    assert!(text.contains("pre-copy from the running server"), "{text}");
+    assert!(dir_is_empty(&xen), "a pre-copy was converted");
+    let out = Command::new(BIN)
+        .args(["convert", "--name", "mail", "--store"])
+        .arg(&store)
+        .args(["--xen-dir", &xen_arg])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pre-copy from the running server"),
+        "{stderr}"
+    );
+    assert!(dir_is_empty(&xen), "p2xen convert converted a pre-copy");
+
+    // The cutover from the live image: consistent, so it is converted.
+    change_source(&src, d.path());
+    let (ok, _, err) = r.send("mail", &[&src], &[]);
+    assert!(
+        !ok && err.contains("copy verified, but the guest conversion failed"),
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("mail/report.json")).unwrap()).unwrap();
+    assert_eq!(report["state"], "complete", "{report}");
+    assert_eq!(report["cutover"], true, "{report}");
+    assert!(!marker.exists());
+}
+
+/// A loop device over `image` (a filesystem without a partition table:
+/// this container has no udev to make partition nodes), mounted read-only;
+/// both undone on drop.
+struct MountedDisk {
+    dev: String,
+    point: tempfile::TempDir,
+}
+
+impl MountedDisk {
+    fn new(image: &Path) -> MountedDisk {
+        let dev = run(Command::new("losetup")
+            .args(["-f", "--show", "-r"])
+            .arg(image))
+        .trim()
+        .to_string();
+        let m = MountedDisk {
+            dev,
+            point: tempfile::tempdir().unwrap(),
+        };
+        run(Command::new("mount")
+            .args(["-o", "ro,noload", &m.dev])
+            .arg(m.point.path()));
+        m
+    }
+}
+
+impl Drop for MountedDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.point.path()).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn a_mounted_source_is_refused_unless_warm() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "live\n").unwrap();
+    let src = d.path().join("root.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&src)
+        .arg("16M"));
+    let before = blake3_file(&src);
+    let disk = MountedDisk::new(&src);
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+    let dev = Path::new(&disk.dev);
+    let (ok, _, err) = r.send("live", &[dev], &[]);
+    assert!(!ok, "a mounted disk was sent as a consistent copy");
+    assert!(
+        err.contains(&format!("is mounted at {}", disk.point.path().display()))
+            && err.contains("--warm"),
+        "{err}"
+    );
+    assert!(dir_is_empty(&store), "the refusal created something");
+    let (ok, last, err) = r.send("live", &[dev], &["--warm"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        last["report"]["receiver_report"]["state"], "pre_copy",
+        "{last}"
+    );
+    drop(disk);
+    assert_eq!(blake3_file(&src), before, "the source changed");
+}

@@ -61,6 +61,7 @@ pub fn run(args: ConvertArgs) -> ExitCode {
 
 fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     let dir = args.store.join(&args.name);
+    refuse_unfinished(&dir)?;
     let mut req = ConvertRequest::from_store(dir, &args.name, args.xen_dir.clone())?;
     req.layout = args.layout;
     req.xen_type = args.xen_type;
@@ -72,6 +73,27 @@ fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     req.skip = args.no_fixup.clone();
     req.force = args.force;
     super::convert(&req)
+}
+
+/// The receiver leaves `diskN.img.incomplete` beside an image until the copy
+/// is verified, and keeps it after a pre-copy from the running server:
+/// converting either would boot a guest from an inconsistent disk.
+fn refuse_unfinished(dir: &std::path::Path) -> Result<(), GuestError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "incomplete") {
+            let why = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(GuestError::Invalid(format!(
+                "{}: {}; convert after the copy is finished",
+                path.display(),
+                why.trim()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The human-readable summary the binary prints on stdout.

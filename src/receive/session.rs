@@ -170,6 +170,9 @@ pub struct Meta {
     /// which this pass updates in place (a resume continues it as one).
     #[serde(default)]
     pub cutover: bool,
+    /// A pre-copy from the running server (`send --warm`).
+    #[serde(default)]
+    pub warm: bool,
 }
 
 pub fn journal_dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -235,11 +238,11 @@ impl From<SessionError> for Outcome {
 fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome {
     let run = || -> Result<Outcome, SessionError> {
         let mut s = handshake(tcp, ctx, ticket)?;
-        let (name, machine, disks) = read_start(&mut s)?;
+        let (name, machine, disks, warm) = read_start(&mut s)?;
         let _guard = ctx
             .lock_name(&name, &disks)
             .map_err(|(reason, fatal)| SessionError::Refused(refuse(&mut s, reason, fatal)))?;
-        let Prepared { sinks, meta, dir } = prepare(ctx, &name, &machine, &disks)
+        let Prepared { sinks, meta, dir } = prepare(ctx, &name, &machine, &disks, warm)
             .map_err(|(reason, fatal)| SessionError::Refused(refuse(&mut s, reason, fatal)))?;
         if meta.sessions > 1 {
             log::info!("{name}: resuming (session {}) from {peer}", meta.sessions);
@@ -280,6 +283,7 @@ fn serve_peer(tcp: TcpStream, ctx: &Ctx, ticket: Ticket, peer: &str) -> Outcome 
             name: &name,
             dir: &dir,
             cutover: meta.cutover,
+            warm: meta.warm,
         };
         let (mut writer, digests) = session.receive_chunks(&mut s, sinks, &mut rep)?;
         session.verify(&mut s, &mut writer, &digests, &mut rep)?;
@@ -353,15 +357,16 @@ fn handshake(tcp: TcpStream, ctx: &Ctx, ticket: Ticket) -> Result<Tls, SessionEr
 /// The Start message: name, machine, disks, checked.
 fn read_start(
     s: &mut Tls,
-) -> Result<(String, Box<MachineDescription>, Vec<DiskAnnounce>), SessionError> {
+) -> Result<(String, Box<MachineDescription>, Vec<DiskAnnounce>, bool), SessionError> {
     let refused = |s: &mut Tls, reason: String| SessionError::Refused(refuse(s, reason, true));
-    let (name, machine, disks) = match read_frame(s) {
+    let (name, machine, disks, warm) = match read_frame(s) {
         Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
             Ok(Message::Start {
                 name,
                 machine,
                 disks,
-            }) => (name, machine, disks),
+                warm,
+            }) => (name, machine, disks, warm),
             Ok(other) => return Err(refused(s, format!("expected start, got {other:?}"))),
             Err(e) => return Err(refused(s, format!("bad start message: {e}"))),
         },
@@ -371,7 +376,7 @@ fn read_start(
     if let Err(e) = check_start(&name, &disks) {
         return Err(refused(s, e));
     }
-    Ok((name, machine, disks))
+    Ok((name, machine, disks, warm))
 }
 
 /// One migration's session after it was prepared.
@@ -382,6 +387,8 @@ struct Session<'a> {
     dir: &'a Path,
     /// The targets hold an earlier copy: answer the sender's offers.
     cutover: bool,
+    /// A pre-copy from the running server: verified, never converted.
+    warm: bool,
 }
 
 impl Session<'_> {
@@ -509,10 +516,19 @@ impl Session<'_> {
             refuse(s, msg.clone(), false);
             return Err(SessionError::Interrupted(msg));
         }
-        rep.state = CopyState::Complete;
         rep.error = None;
-        for i in 0..writer.disks.len() {
-            let _ = fs::remove_file(self.dir.join(format!("disk{i}.img.incomplete")));
+        if self.warm {
+            // The marker stays, saying why: `p2xen convert` refuses such a copy.
+            rep.state = CopyState::PreCopy;
+            for i in 0..writer.disks.len() {
+                let marker = self.dir.join(format!("disk{i}.img.incomplete"));
+                let _ = fs::write(&marker, PRE_COPY_MARKER);
+            }
+        } else {
+            rep.state = CopyState::Complete;
+            for i in 0..writer.disks.len() {
+                let _ = fs::remove_file(self.dir.join(format!("disk{i}.img.incomplete")));
+            }
         }
         save_report(self.dir, rep);
         Ok(())
@@ -523,7 +539,11 @@ impl Session<'_> {
     fn convert_and_report(&self, s: &mut Tls, mut rep: CopyReport) -> Outcome {
         let name = self.name;
         let mut converted = true;
-        if let Some(xen_dir) = &self.ctx.xen_dir {
+        if self.warm {
+            log::info!(
+                "{name}: pre-copy of the running server verified; it is not consistent: shut the server down, boot the p2xen live image and send again under --name {name} (the cutover) to finish it"
+            );
+        } else if let Some(xen_dir) = &self.ctx.xen_dir {
             // A cutover converts the new state again, over its own earlier
             // config and partition images.
             let replace = self.cutover;
@@ -659,6 +679,7 @@ fn prepare(
     name: &str,
     machine: &MachineDescription,
     disks: &[DiskAnnounce],
+    warm: bool,
 ) -> Result<Prepared, (String, bool)> {
     let jdir = journal_dir(&ctx.state_dir, name);
     let meta_path = jdir.join("meta.json");
@@ -695,6 +716,7 @@ fn prepare(
     let resumable = old.as_ref().is_some_and(|m| {
         m.store == ctx.store.meta_root
             && same_plan(&m.disks, disks)
+            && m.warm == warm
             && (m.targets.is_empty() || m.targets == targets)
     }) && exists
         && !foreign
@@ -742,6 +764,7 @@ fn prepare(
                 targets,
                 owner: Some(owner),
                 cutover,
+                warm,
             }
         }
     };
@@ -770,6 +793,10 @@ fn prepare(
         .map_err(|e| fatal(&e))?;
     Ok(Prepared { sinks, meta, dir })
 }
+
+/// What `diskN.img.incomplete` says after a verified pre-copy.
+const PRE_COPY_MARKER: &[u8] = b"pre-copy from the running server: verified, but not consistent; \
+boot the server from the p2xen live image and send again under the same name (the cutover) to finish it\n";
 
 /// A socket read timeout (std reports it as either kind).
 fn is_timeout(e: &std::io::Error) -> bool {

@@ -21,6 +21,11 @@ pub struct SendArgs {
     /// Send every block (forensic copy), not only used filesystem blocks.
     #[arg(long)]
     pub all_blocks: bool,
+    /// Pre-copy from this running server (its disks may be mounted): the
+    /// receiver verifies it but keeps it as not consistent, until the
+    /// cutover (the same send from the live image) finishes it.
+    #[arg(long)]
+    pub warm: bool,
     /// One JSON event per line on stdout instead of text on stderr.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +42,7 @@ pub fn run(a: SendArgs) -> ExitCode {
     let mut opts = SendOptions::new(&a.server, &a.token, &a.fingerprint, a.sources);
     opts.name = a.name;
     opts.all_blocks = a.all_blocks;
+    opts.warm = a.warm;
     opts.retry_for = std::time::Duration::from_secs(a.retry_for);
     let json = a.json;
     opts.progress = Some(std::sync::Arc::new(move |ev: &ProgressEvent| {

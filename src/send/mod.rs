@@ -22,11 +22,12 @@ use serde::Serialize;
 
 use crate::source::device::{Device, DeviceError, ReadAt, read_vec};
 use crate::source::inspect::DiskReport;
+use crate::source::mounts;
 use crate::wire::frame::{self, ChunkHeader, Encoding, Frame, FrameError};
 use crate::wire::machine::{self, GuestOptions};
 use crate::wire::message::{DiskAnnounce, DiskResume, HEAD_LEN, Message};
 use crate::wire::name::MigrationName;
-use crate::wire::report::CopyReport;
+use crate::wire::report::{CopyReport, CopyState};
 use crate::wire::{PROTOCOL_VERSION, digest, tls};
 use delta::{Held, Offered, Offers};
 use pipeline::{DigestState, DiskWork, Pipeline};
@@ -56,6 +57,9 @@ pub struct SendOptions {
     pub sources: Vec<PathBuf>,
     /// Send every block (zero chunks still as zero records).
     pub all_blocks: bool,
+    /// A pre-copy from the running server: mounted disks are read as they
+    /// are, and the receiver keeps the copy as not consistent.
+    pub warm: bool,
     /// Keep reconnecting after a connection loss for this long.
     pub retry_for: Duration,
     /// Guest overrides, passed through to machine.json.
@@ -72,6 +76,7 @@ impl SendOptions {
             name: None,
             sources,
             all_blocks: false,
+            warm: false,
             retry_for: Duration::from_secs(600),
             guest: GuestOptions {
                 layout: crate::wire::machine::Layout::Disk,
@@ -86,6 +91,14 @@ impl SendOptions {
 pub enum SendError {
     #[error(transparent)]
     Source(#[from] DeviceError),
+    #[error(
+        "{path}: {part} is mounted at {point}: a copy of a running system is not consistent; send from the p2xen live image, or pass --warm for a pre-copy that a later cutover from the live image finishes"
+    )]
+    Mounted {
+        path: PathBuf,
+        part: String,
+        point: String,
+    },
     #[error("no disks to send: none found and none named on the command line")]
     NoDisks,
     #[error("too many disks ({0}); at most 64")]
@@ -186,8 +199,14 @@ impl SendReport {
         } else {
             String::new()
         };
+        let pre_copy = match self.receiver_report.state {
+            CopyState::PreCopy => {
+                "pre-copy (not consistent until the cutover from the live image) "
+            }
+            _ => "",
+        };
         format!(
-            "done in {:.1} s over {} connection(s): sent {:.1} MiB of data as {:.1} MiB on the wire (ratio {:.2}), skipped {:.1} MiB unused, {:.1} MiB zero, {:.1} MiB already there{cutover}; {}",
+            "{pre_copy}done in {:.1} s over {} connection(s): sent {:.1} MiB of data as {:.1} MiB on the wire (ratio {:.2}), skipped {:.1} MiB unused, {:.1} MiB zero, {:.1} MiB already there{cutover}; {}",
             self.seconds,
             self.connections,
             m(sum(|d| d.data_bytes)),
@@ -255,6 +274,13 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
 
     let mut disks = Vec::new();
     for (disk, path) in (0u16..).zip(&sources) {
+        if let (false, Some((part, point))) = (opts.warm, mounts::first_mount(path)) {
+            return Err(SendError::Mounted {
+                path: path.clone(),
+                part,
+                point,
+            });
+        }
         let (d, desc) = source_disk(disk, path, opts.all_blocks)?;
         machine.disks.push(desc);
         disks.push(d);
@@ -281,6 +307,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
         name: name.clone(),
         machine: Box::new(machine),
         disks: disks.iter().map(|d| d.announce.clone()).collect(),
+        warm: opts.warm,
     };
 
     let mut connections = 0u32;

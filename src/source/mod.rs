@@ -5,6 +5,7 @@ pub mod device;
 pub mod extent;
 pub mod filesystems;
 pub mod inspect;
+pub mod mounts;
 pub mod os;
 pub mod partitions;
 pub mod sysfs;

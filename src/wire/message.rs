@@ -88,6 +88,10 @@ pub enum Message {
         name: String,
         machine: Box<MachineDescription>,
         disks: Vec<DiskAnnounce>,
+        /// A pre-copy from the running server (`send --warm`): the copy is
+        /// not consistent and is neither converted nor reported complete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        warm: bool,
     },
     /// Receiver → sender: targets ready; skip what is already committed.
     /// `cutover`: the targets hold an earlier copy of this server, so the

@@ -12,6 +12,9 @@ pub enum CopyState {
     /// Stopped early; the images are partial and must not be used.
     #[default]
     Incomplete,
+    /// Verified, but read from the running server (`send --warm`): not
+    /// consistent until a cutover from the live image updates it.
+    PreCopy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
