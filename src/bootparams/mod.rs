@@ -18,6 +18,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::wire::rate::Rate;
+
 pub use console::{Console, Parity};
 pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
 pub use tokens::{Param, split};
@@ -65,6 +67,8 @@ pub struct Cmdline {
     pub settle: Duration,
     /// `p2xen.blacklist=`: modules coldplug never loads (normalised names).
     pub blacklist: Vec<String>,
+    /// `p2xen.limit=`: bandwidth limit on the wire; `None`: as fast as the link goes.
+    pub limit: Option<Rate>,
     /// Every kernel `console=`, in order (the last one is /dev/console).
     pub consoles: Vec<Console>,
     /// The kernel's `ip=`; `None`: DHCP on every interface with carrier.
@@ -94,6 +98,7 @@ impl Default for Cmdline {
             bootdev: None,
             settle: DEFAULT_SETTLE,
             blacklist: Vec::new(),
+            limit: None,
             consoles: Vec::new(),
             ip: None,
             warnings: Vec::new(),
@@ -231,6 +236,10 @@ const KEYS: &[Key] = &[
         accepted: "seconds from 1 to 600",
     },
     Key {
+        name: "p2xen.limit",
+        accepted: "a rate: 50M (MiB/s), 800Mbit (bits/s), or off",
+    },
+    Key {
         name: "p2xen.blacklist",
         accepted: "module names separated by commas: e1000,mpt3sas",
     },
@@ -363,6 +372,11 @@ impl Cmdline {
             "p2xen.settle" => {
                 self.settle = Duration::from_secs(parse_with(key, value, values::settle_secs)?)
             }
+            "p2xen.limit" => {
+                self.limit = parse_with(key, value, |v| {
+                    Rate::parse_limit(v).map_err(|e| e.to_string())
+                })?
+            }
             "p2xen.blacklist" => {
                 self.blacklist = parse_with(key, value, |v| {
                     v.split(',').map(values::module_name).collect()
@@ -444,6 +458,9 @@ impl Cmdline {
         }
         if !self.blacklist.is_empty() {
             out.push(("p2xen.blacklist", self.blacklist.join(",")));
+        }
+        if let Some(r) = self.limit {
+            out.push(("p2xen.limit", r.bytes_per_sec().to_string()));
         }
         let mut line: Vec<String> = out
             .into_iter()

@@ -236,6 +236,20 @@ fn blacklist() {
 }
 
 #[test]
+fn bandwidth_limit() {
+    let c = parse("p2xen.limit=100Mbit");
+    assert_eq!(c.limit.map(|r| r.bytes_per_sec()), Some(12_500_000));
+    assert_eq!(c.to_cmdline(), "p2xen.limit=12500000");
+    assert_eq!(parse("p2xen.limit=50M p2xen.limit=off").limit, None);
+    let e = err("p2xen.limit=fast");
+    assert!(
+        e.starts_with("kernel command line: p2xen.limit=\"fast\": bandwidth limit \"fast\"")
+            && e.contains("(accepted: a rate: 50M (MiB/s), 800Mbit (bits/s), or off)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn init_arguments_after_double_dash_are_read_too() {
     assert_eq!(parse("quiet -- p2xen.name=x").name.as_deref(), Some("x"));
 }
@@ -282,6 +296,7 @@ fn known_param() -> impl Strategy<Value = String> {
         "[a-z]{2,4}[0-9]?".prop_map(|v| format!("p2xen.bootdev={v}")),
         "[0-9]{1,3}".prop_map(|v| format!("p2xen.settle={v}")),
         "[a-z0-9]{1,10}".prop_map(|v| format!("p2xen.bridge={v}")),
+        "[1-9][0-9]{0,3}(M|Mbit|G)".prop_map(|v| format!("p2xen.limit={v}")),
         Just("p2xen.debug".to_string()),
     ]
 }

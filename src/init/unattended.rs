@@ -195,6 +195,7 @@ pub fn send_options(
     opts.guest.bridge = cmd.bridge.clone();
     opts.guest.memory_mib = cmd.memory_mib;
     opts.guest.vcpus = cmd.vcpus;
+    opts.limit = cmd.limit;
     opts.progress = Some(std::sync::Arc::new(|ev: &crate::send::ProgressEvent| {
         log::info!("{}", crate::send::progress::text(ev));
     }));

@@ -5,16 +5,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::admission::AdmissionLimits;
+use crate::wire::name::MigrationName;
+use crate::wire::rate::Rate;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiveArgs {
     /// Address to listen on, ADDR:PORT.
-    #[arg(long, required_unless_present = "list")]
+    #[arg(long, required_unless_present_any = ["list", "limit"])]
     pub listen: Option<String>,
     /// Where images go: a directory (sparse STORE/NAME/diskN.img), lvm:VG,
     /// or dev:/dev/X[,/dev/Y...] (disk N to the Nth existing device).
-    #[arg(long, required_unless_present = "list")]
+    #[arg(long, required_unless_present_any = ["list", "limit"])]
     pub store: Option<String>,
+    /// Bandwidth limit: `--limit RATE` for every session of this receiver;
+    /// `--limit NAME RATE` (no --listen) changes migration NAME's limit,
+    /// also while it runs, and exits. RATE: 50M (MiB/s), 800Mbit, or off.
+    #[arg(long, num_args = 1..=2, value_names = ["NAME", "RATE"])]
+    pub limit: Vec<String>,
     /// Certificate, key, token and resume journals.
     #[arg(long, default_value = super::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -57,6 +64,17 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
         print_interrupted(&a);
         return ExitCode::SUCCESS;
     }
+    if let [name, rate] = a.limit.as_slice() {
+        return set_limit(&a.state_dir, name, rate);
+    }
+    let limit = match a.limit.first().map(|r| Rate::parse_limit(r)) {
+        None => None,
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            log::error!("receive: --limit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (Some(listen), Some(store)) = (a.listen, a.store) else {
         log::error!("--listen and --store are required");
         return ExitCode::FAILURE;
@@ -75,11 +93,44 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
             per_address: usize::try_from(a.max_unauthenticated_per_address).unwrap_or(usize::MAX),
             hello_deadline: Duration::from_secs(a.hello_timeout),
         },
+        limit,
     };
     match super::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("receive: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `p2xen receive --limit NAME RATE`: records the limit where the running
+/// session (or the next one of NAME) reads it.
+fn set_limit(state_dir: &std::path::Path, name: &str, rate: &str) -> ExitCode {
+    let checked = MigrationName::parse(name)
+        .map_err(|e| e.to_string())
+        .and_then(|_| Rate::parse_limit(rate).map_err(|e| e.to_string()));
+    let limit = match checked {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("receive --limit {name} {rate}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match super::limit::set(state_dir, name, limit) {
+        Ok(path) => {
+            let what = limit.map_or("no limit".to_string(), |r| r.to_string());
+            println!(
+                "{name}: {what} (in {}); a running copy applies it within a second",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!(
+                "receive --limit {name} {rate}: {}: {e}",
+                super::limit::limit_path(state_dir, name).display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@ pub mod delta;
 pub mod direct;
 pub mod in_use;
 pub mod journal;
+pub mod limit;
 pub mod lvm;
 pub mod report;
 pub mod session;
@@ -43,6 +44,9 @@ pub struct ReceiveOptions {
     pub xen_dir: Option<PathBuf>,
     /// Caps and deadline before authentication.
     pub admission: AdmissionLimits,
+    /// Bandwidth limit of each session (`--limit RATE`); a migration's own
+    /// (`p2xen receive --limit NAME RATE`) overrides it.
+    pub limit: Option<crate::wire::rate::Rate>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::admission::{Admission, Deadline, Ticket};
 use super::delta::{self, TargetReader};
 use super::journal::Journal;
+use super::limit::SessionLimit;
 use super::report;
 use super::store::{self, Store};
 use super::verify::verify_disk;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub xen_dir: Option<PathBuf>,
     /// Caps and deadline for connections that have not shown the token.
     pub admission: Admission,
+    /// Each session's bandwidth limit unless STATE/limits/NAME says otherwise.
+    pub limit: Option<crate::wire::rate::Rate>,
     /// Names being received now, with the head digests of their disks.
     active: Mutex<HashMap<String, Vec<Option<String>>>>,
     released: Condvar,
@@ -69,6 +72,7 @@ impl Ctx {
             json: opts.json,
             xen_dir: opts.xen_dir.clone(),
             admission: Admission::new(opts.admission),
+            limit: opts.limit,
             active: Mutex::new(HashMap::new()),
             released: Condvar::new(),
         }
@@ -418,12 +422,15 @@ impl Session<'_> {
             writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
         });
         let mut digests: Vec<Option<String>> = vec![None; n];
+        let mut limit = SessionLimit::new(&self.ctx.state_dir, name, self.ctx.limit);
         let read_result: Result<(), String> = loop {
             match read_frame(s) {
                 Ok(Frame::Chunk(c)) => {
+                    let len = c.payload.len() as u64;
                     if tx.send(Input::Chunk(c)).is_err() {
                         break Ok(()); // the writer stopped; its error says why
                     }
+                    limit.after(len);
                 }
                 Ok(Frame::Control(j)) => match serde_json::from_slice::<Message>(&j) {
                     Ok(Message::Offer { disk, chunks }) if self.cutover => {

@@ -26,6 +26,9 @@ pub struct SendArgs {
     /// cutover (the same send from the live image) finishes it.
     #[arg(long)]
     pub warm: bool,
+    /// Bandwidth limit on the wire: 50M (MiB/s), 800Mbit, or off.
+    #[arg(long, value_name = "RATE")]
+    pub limit: Option<crate::wire::rate::Limit>,
     /// One JSON event per line on stdout instead of text on stderr.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +46,7 @@ pub fn run(a: SendArgs) -> ExitCode {
     opts.name = a.name;
     opts.all_blocks = a.all_blocks;
     opts.warm = a.warm;
+    opts.limit = a.limit.and_then(|l| l.0);
     opts.retry_for = std::time::Duration::from_secs(a.retry_for);
     let json = a.json;
     opts.progress = Some(std::sync::Arc::new(move |ev: &ProgressEvent| {

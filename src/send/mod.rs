@@ -4,6 +4,7 @@ pub mod cli;
 pub mod compress;
 pub mod delta;
 pub mod layout;
+pub mod paced;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
@@ -62,6 +63,8 @@ pub struct SendOptions {
     pub warm: bool,
     /// Keep reconnecting after a connection loss for this long.
     pub retry_for: Duration,
+    /// Bandwidth limit on the wire (`--limit`, `p2xen.limit=`).
+    pub limit: Option<crate::wire::rate::Rate>,
     /// Guest overrides, passed through to machine.json.
     pub guest: GuestOptions,
     pub progress: Option<ProgressSink>,
@@ -78,6 +81,7 @@ impl SendOptions {
             all_blocks: false,
             warm: false,
             retry_for: Duration::from_secs(600),
+            limit: None,
             guest: GuestOptions {
                 layout: crate::wire::machine::Layout::Disk,
                 ..GuestOptions::default()
@@ -231,7 +235,7 @@ struct SourceDisk {
     done_before: u64,
 }
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+type Tls = StreamOwned<ClientConnection, paced::PacedStream>;
 
 /// The receiver's answer to Start.
 struct Accepted {
@@ -503,7 +507,7 @@ fn connect(
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
     let conn = ClientConnection::new(cfg.clone(), tls::server_name())
         .map_err(|e| Attempt::Fatal(SendError::Tls(e.into())))?;
-    let mut tls = StreamOwned::new(conn, tcp);
+    let mut tls = StreamOwned::new(conn, paced::PacedStream::new(tcp, opts.limit));
     let hello = Message::Hello {
         protocol: PROTOCOL_VERSION,
         software: crate::wire::software(),

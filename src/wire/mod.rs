@@ -14,6 +14,7 @@ pub mod machine;
 pub mod message;
 pub mod name;
 pub mod probe;
+pub mod rate;
 pub mod report;
 pub mod tls;
 
