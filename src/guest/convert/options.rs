@@ -77,3 +77,71 @@ pub(super) fn guest_options(req: &ConvertRequest) -> Result<Settings, GuestError
         bridge,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::Machine;
+    use super::super::super::machine::Options;
+    use super::*;
+
+    fn request(machine: Machine) -> ConvertRequest {
+        ConvertRequest::new("/srv/p2xen/web1".into(), "web1", machine, "/etc/xen".into())
+    }
+
+    #[test]
+    fn command_line_then_sender_then_machine_then_defaults() {
+        let machine = Machine {
+            cpus: Some(500),
+            memory_bytes: Some(64 << 20),
+            options: Some(Options {
+                xen_type: Some(XenType::Pvh),
+                bridge: Some("br,1".to_string()),
+                vcpus: Some(2),
+                ..Options::default()
+            }),
+            ..Machine::default()
+        };
+        let mut req = request(machine);
+        let s = guest_options(&req).unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                layout: Layout::Disk,
+                type_override: Some(XenType::Pvh),
+                // 64 MiB of the source is raised to xl's working minimum.
+                memory_mib: 128,
+                vcpus: 2,
+                // A comma would split the vif spec: the default instead.
+                bridge: "xenbr0".to_string(),
+            }
+        );
+        req.xen_type = Some(XenType::Pv);
+        req.vcpus = None;
+        req.machine.options = None;
+        req.bridge = Some("br1".to_string());
+        let s = guest_options(&req).unwrap();
+        assert_eq!(s.type_override, Some(XenType::Pv));
+        assert_eq!((s.vcpus, s.bridge.as_str()), (128, "br1"));
+    }
+
+    #[test]
+    fn partitions_cannot_be_hvm_and_names_are_checked() {
+        let mut req = request(Machine::default());
+        req.layout = Some(Layout::Partitions);
+        req.xen_type = Some(XenType::Hvm);
+        let e = guest_options(&req).unwrap_err().to_string();
+        assert!(e.starts_with("layout partitions cannot boot as hvm"), "{e}");
+
+        for bad in ["", ".hidden", "a/b", "x y"] {
+            req.name = bad.to_string();
+            assert!(validate(&req).is_err(), "{bad:?} accepted");
+        }
+        req.name = "web-1_2.example".to_string();
+        validate(&req).unwrap();
+        req.bridge = Some("br0'".to_string());
+        assert_eq!(
+            validate(&req).unwrap_err().to_string(),
+            "bridge name \"br0'\""
+        );
+    }
+}

@@ -226,3 +226,128 @@ fn copy_boot_files(gfs: &GuestFs, k: &KernelInfo, store: &Path) -> Result<BootFi
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::Machine;
+    use super::super::super::xencheck::Driver;
+    use super::*;
+
+    fn request(layout: Layout, xen_type: Option<XenType>) -> ConvertRequest {
+        let mut req = ConvertRequest::new(
+            PathBuf::from("/srv/p2xen/web1"),
+            "web1",
+            Machine::default(),
+            PathBuf::from("/etc/xen"),
+        );
+        req.layout = Some(layout);
+        req.xen_type = xen_type;
+        req
+    }
+
+    fn kernel(version: &str, pv: bool, blkfront: Driver) -> KernelInfo {
+        KernelInfo {
+            version: version.to_string(),
+            kernel: format!("/boot/vmlinuz-{version}"),
+            initrd: None,
+            has_config: true,
+            pv,
+            pvh: pv,
+            blkfront,
+            netfront: blkfront,
+        }
+    }
+
+    fn root() -> Volume {
+        Volume {
+            disk: 0,
+            part: Some(2),
+            image: PathBuf::from("/srv/p2xen/web1/disk0.img"),
+            offset: 0,
+            size: 0,
+            fs_kind: Some("ext4".to_string()),
+            uuid: None,
+            label: None,
+            has_os: true,
+            raid_member: false,
+            inner_uuid: None,
+        }
+    }
+
+    /// The route, its name and the warnings it left.
+    fn choose(req: &ConvertRequest, kernels: &[KernelInfo]) -> (Route, Vec<String>) {
+        let mut conv = Conversion::new(req).unwrap();
+        let route = choose_route(&mut conv, kernels, &root());
+        (route, conv.warnings)
+    }
+
+    #[test]
+    fn pv_ready_kernel_boots_with_pvgrub2_and_the_newest_pv_one_wins() {
+        let req = request(Layout::Disk, None);
+        let kernels = [
+            kernel("6.1.0", true, Driver::Module),
+            kernel("6.12.0", false, Driver::Missing),
+        ];
+        let (route, warnings) = choose(&req, &kernels);
+        assert_eq!(
+            (route.boot, route.xen_type),
+            (BootRoute::Pvgrub2, XenType::Pv)
+        );
+        assert_eq!(route.boot.as_str(), "pvgrub2");
+        assert!(
+            route.reason.contains("kernel 6.1.0 has Xen PV support"),
+            "{}",
+            route.reason
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn no_pv_kernel_falls_back_to_hvm_with_a_warning() {
+        let req = request(Layout::Disk, None);
+        let (route, warnings) = choose(&req, &[kernel("2.6.18", false, Driver::Missing)]);
+        assert_eq!((route.boot, route.xen_type), (BootRoute::Hvm, XenType::Hvm));
+        assert_eq!(
+            warnings,
+            [
+                "boot: no guest kernel with Xen PV support and xen-blkfront (best: 2.6.18); \
+              booting as hvm with emulated disks"
+            ]
+        );
+    }
+
+    #[test]
+    fn requested_type_and_boot_loader_decide_over_the_kernel() {
+        let pvh = request(Layout::Disk, Some(XenType::Pvh));
+        let (route, _) = choose(&pvh, &[]);
+        assert_eq!(route.boot.as_str(), "pvgrub2-pvh");
+        assert!(route.boot.needs_grub_cfg());
+
+        let mut pygrub = request(Layout::Disk, None);
+        pygrub.bootloader = Some(Bootloader::Pygrub);
+        assert_eq!(choose(&pygrub, &[]).0.boot, BootRoute::Pygrub);
+        // hvm has no PV boot loader: the request's type wins.
+        pygrub.xen_type = Some(XenType::Hvm);
+        assert_eq!(choose(&pygrub, &[]).0.boot, BootRoute::Hvm);
+    }
+
+    #[test]
+    fn layout_partitions_boots_the_guest_kernel_from_dom0() {
+        let req = request(Layout::Partitions, None);
+        let (route, warnings) = choose(&req, &[kernel("6.1.0", true, Driver::BuiltIn)]);
+        assert_eq!(route.boot.as_str(), "dom0-kernel");
+        assert!(!route.boot.needs_grub_cfg());
+        assert_eq!(route.kernel.map(|k| k.version).as_deref(), Some("6.1.0"));
+        assert!(
+            route.reason.ends_with("root /dev/xvda2"),
+            "{}",
+            route.reason
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let (route, warnings) = choose(&req, &[]);
+        assert_eq!(route.boot, BootRoute::Dom0Kernel);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("boot: no /boot/vmlinuz-*"));
+    }
+}
