@@ -287,22 +287,28 @@ pub fn lilo_entries(text: &str) -> (Vec<BootEntry>, usize) {
             .cloned()
             .flatten()
             .unwrap_or(global_append.clone());
-        let mut args = String::new();
-        if !root.is_empty() {
-            args.push_str(&format!("root={root} ro"));
-        }
-        if !append.is_empty() {
-            if !args.is_empty() {
-                args.push(' ');
-            }
-            args.push_str(&append);
-        }
-        e.args = args;
+        e.args = lilo_args(&root, &append);
     }
     let default = default_label
         .and_then(|l| entries.iter().position(|e| e.title == l))
         .unwrap_or(0);
     (entries, default)
+}
+
+/// A lilo image's kernel arguments: its `root=` (read-only, as lilo boots)
+/// and its `append=`.
+fn lilo_args(root: &str, append: &str) -> String {
+    let mut args = String::new();
+    if !root.is_empty() {
+        args.push_str(&format!("root={root} ro"));
+    }
+    if !append.is_empty() {
+        if !args.is_empty() {
+            args.push(' ');
+        }
+        args.push_str(append);
+    }
+    args
 }
 
 /// `(hd0,0)/boot/vmlinuz` → `/boot/vmlinuz`.

@@ -148,22 +148,62 @@ pub fn plan(gfs: &GuestFs, k: &KernelInfo) -> Result<Option<InitrdFix>, InitrdFi
     }
     let generator = Generator::of(&listing);
     let v = &k.version;
+    let mut seg = Segment::new(&listing);
+    add_modules(&mut seg, gfs, &listing, v)?;
+    add_load_config(&mut seg, &listing, generator);
+    let added = seg.names();
+    let bytes = seg.finish().map_err(InitrdFixError::Build)?;
+    let summary = format!(
+        "appended a {} KiB gzip cpio segment to {path} (built by {}), original kept as \
+         {path}.p2xen-orig; it holds:\n{}",
+        bytes.len().div_ceil(1024),
+        generator.as_str(),
+        added.iter().map(|n| format!("  {n}\n")).collect::<String>()
+    );
+    let mut planned = vec![Planned::new(
+        FixupKind::XenDrivers,
+        Change::Append {
+            path: path.clone(),
+            backup: format!("{path}.p2xen-orig"),
+            data: bytes,
+            summary,
+        },
+        format!("initrd of kernel {v} lacked {BLKFRONT} (host-only): root on a Xen disk"),
+    )];
+    planned.extend(plan_generator_config(gfs, generator)?);
+    Ok(Some(InitrdFix {
+        planned,
+        added,
+        generator,
+        initrd: path,
+    }))
+}
+
+/// Adds xen-blkfront and the modules it needs that the initrd lacks, from
+/// the guest's module tree for kernel `v`, and that tree's indexes.
+fn add_modules(
+    seg: &mut Segment<'_>,
+    gfs: &GuestFs,
+    listing: &Listing,
+    v: &str,
+) -> Result<(), InitrdFixError> {
     let moddir = ["/lib/modules", "/usr/lib/modules"]
         .iter()
         .map(|d| gjoin(d, v))
         .find(|d| gfs.exists(&gjoin(d, "modules.dep")))
-        .ok_or_else(|| InitrdFixError::NoModules { version: v.clone() })?;
+        .ok_or_else(|| InitrdFixError::NoModules {
+            version: v.to_string(),
+        })?;
     let dep = gfs
         .read(&gjoin(&moddir, "modules.dep"))?
         .unwrap_or_default();
-    let needed = module_closure(&dep, BLKFRONT).ok_or_else(|| InitrdFixError::NoModule {
+    let no_module = |module: &str| InitrdFixError::NoModule {
         dir: moddir.clone(),
-        module: BLKFRONT.to_string(),
-        version: v.clone(),
-    })?;
-    let prefix = module_prefix(&listing, v);
-
-    let mut seg = Segment::new(&listing);
+        module: module.to_string(),
+        version: v.to_string(),
+    };
+    let needed = module_closure(&dep, BLKFRONT).ok_or_else(|| no_module(BLKFRONT))?;
+    let prefix = module_prefix(listing, v);
     for rel in &needed {
         // Old module-init-tools wrote absolute paths into modules.dep.
         let rel = rel
@@ -176,11 +216,7 @@ pub fn plan(gfs: &GuestFs, k: &KernelInfo) -> Result<Option<InitrdFix>, InitrdFi
         }
         let bytes = gfs
             .read_bytes(&gjoin(&moddir, rel), MAX_MODULE_BYTES)?
-            .ok_or_else(|| InitrdFixError::NoModule {
-                dir: moddir.clone(),
-                module: rel.to_string(),
-                version: v.clone(),
-            })?;
+            .ok_or_else(|| no_module(rel))?;
         seg.file(&name, 0o100644, bytes);
     }
     for idx in INDEXES {
@@ -188,6 +224,11 @@ pub fn plan(gfs: &GuestFs, k: &KernelInfo) -> Result<Option<InitrdFix>, InitrdFi
             seg.file(&format!("{prefix}/{idx}"), 0o100644, bytes);
         }
     }
+    Ok(())
+}
+
+/// The generator's own way to load the driver early.
+fn add_load_config(seg: &mut Segment<'_>, listing: &Listing, generator: Generator) {
     match generator {
         Generator::InitramfsTools => {
             let old = listing
@@ -215,32 +256,6 @@ pub fn plan(gfs: &GuestFs, k: &KernelInfo) -> Result<Option<InitrdFix>, InitrdFi
         }
         Generator::Unknown => {}
     }
-    let added = seg.names();
-    let bytes = seg.finish().map_err(InitrdFixError::Build)?;
-    let summary = format!(
-        "appended a {} KiB gzip cpio segment to {path} (built by {}), original kept as \
-         {path}.p2xen-orig; it holds:\n{}",
-        bytes.len().div_ceil(1024),
-        generator.as_str(),
-        added.iter().map(|n| format!("  {n}\n")).collect::<String>()
-    );
-    let mut planned = vec![Planned::new(
-        FixupKind::XenDrivers,
-        Change::Append {
-            path: path.clone(),
-            backup: format!("{path}.p2xen-orig"),
-            data: bytes,
-            summary,
-        },
-        format!("initrd of kernel {v} lacked {BLKFRONT} (host-only): root on a Xen disk"),
-    )];
-    planned.extend(plan_generator_config(gfs, generator)?);
-    Ok(Some(InitrdFix {
-        planned,
-        added,
-        generator,
-        initrd: path,
-    }))
 }
 
 /// Reads the changed initrd back: it must list the driver and every added

@@ -93,15 +93,10 @@ pub struct ConvertRequest {
 }
 
 impl ConvertRequest {
-    /// A request with defaults for the images stored in `store_dir`
-    /// (machine.json read from there): what the receiver calls after a copy.
-    pub fn from_store(
-        store_dir: PathBuf,
-        name: &str,
-        xen_dir: PathBuf,
-    ) -> Result<Self, GuestError> {
-        let machine = Machine::load(&store_dir.join("machine.json"))?;
-        Ok(ConvertRequest {
+    /// A request with defaults: every setting from `machine` or left to
+    /// the conversion.
+    pub fn new(store_dir: PathBuf, name: &str, machine: Machine, xen_dir: PathBuf) -> Self {
+        ConvertRequest {
             store_dir,
             name: name.to_string(),
             machine,
@@ -115,7 +110,18 @@ impl ConvertRequest {
             dry_run: false,
             skip: Vec::new(),
             force: false,
-        })
+        }
+    }
+
+    /// A request with defaults for the images stored in `store_dir`
+    /// (machine.json read from there): what the receiver calls after a copy.
+    pub fn from_store(
+        store_dir: PathBuf,
+        name: &str,
+        xen_dir: PathBuf,
+    ) -> Result<Self, GuestError> {
+        let machine = Machine::load(&store_dir.join("machine.json"))?;
+        Ok(ConvertRequest::new(store_dir, name, machine, xen_dir))
     }
 }
 

@@ -50,6 +50,8 @@ impl KernelInfo {
     }
 }
 
+/// Every kernel in the guest's /boot, oldest first, and what could not be
+/// checked.
 pub fn scan(gfs: &GuestFs) -> Result<(Vec<KernelInfo>, Vec<String>), GuestFsError> {
     let mut out = Vec::new();
     let mut warnings = Vec::new();
@@ -65,86 +67,117 @@ pub fn scan(gfs: &GuestFs) -> Result<(Vec<KernelInfo>, Vec<String>), GuestFsErro
     versions.sort_by(|a, b| version_cmp(a, b));
     versions.dedup();
     for v in versions {
-        let kernel = ["vmlinuz-", "vmlinux-"]
-            .iter()
-            .map(|p| gjoin("/boot", &format!("{p}{v}")))
-            .find(|p| gfs.exists(p))
-            .unwrap_or_default();
-        let initrd = [
-            format!("initrd.img-{v}"),
-            format!("initramfs-{v}.img"),
-            format!("initrd-{v}.img"),
-            format!("initrd-{v}"),
-        ]
-        .into_iter()
-        .map(|n| gjoin("/boot", &n))
-        .find(|p| gfs.exists(p));
-        let config = gfs.read(&gjoin("/boot", &format!("config-{v}")))?;
-        let opt = |name: &str| -> Option<char> {
-            let text = config.as_deref()?;
-            text.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix('='))
-                    .and_then(|r| r.chars().next())
-            })
-        };
-        let has_config = config.is_some();
-        let xen = opt("CONFIG_XEN") == Some('y');
-        // Kernels before 4.x had no CONFIG_XEN_PV: CONFIG_XEN alone meant PV.
-        let pv = xen
-            && (opt("CONFIG_XEN_PV") == Some('y')
-                || config
-                    .as_deref()
-                    .is_some_and(|c| !c.contains("CONFIG_XEN_PV")));
-        let pvh = xen && opt("CONFIG_XEN_PVH") == Some('y');
-        let mut initrd_names: Option<Result<Vec<String>, String>> = None;
-        let mut driver = |key: &str, module: &str| -> Result<Driver, GuestFsError> {
-            if !has_config {
-                return Ok(Driver::Unknown);
-            }
-            match opt(key) {
-                Some('y') => Ok(Driver::BuiltIn),
-                Some('m') => {
-                    let Some(ir) = &initrd else {
-                        return Ok(Driver::ModuleNotInInitrd);
-                    };
-                    let names = match &initrd_names {
-                        Some(n) => n.clone(),
-                        None => {
-                            let n = read_initrd(gfs, ir)?;
-                            initrd_names = Some(n.clone());
-                            n
-                        }
-                    };
-                    match names {
-                        Ok(n) if initrd::has_module(&n, module) => Ok(Driver::Module),
-                        Ok(_) => Ok(Driver::ModuleNotInInitrd),
-                        Err(_) => Ok(Driver::Module),
-                    }
-                }
-                _ => Ok(Driver::Missing),
-            }
-        };
-        let blkfront = driver("CONFIG_XEN_BLKDEV_FRONTEND", "xen-blkfront")?;
-        let netfront = driver("CONFIG_XEN_NETDEV_FRONTEND", "xen-netfront")?;
-        if let Some(Err(e)) = &initrd_names {
-            warnings.push(format!(
-                "xen-drivers: cannot list {}: {e}; check it in the guest with lsinitramfs",
-                initrd.as_deref().unwrap_or("?")
-            ));
-        }
-        out.push(KernelInfo {
-            version: v,
-            kernel,
-            initrd,
-            has_config,
-            pv,
-            pvh,
-            blkfront,
-            netfront,
-        });
+        let (k, warning) = scan_kernel(gfs, v)?;
+        out.push(k);
+        warnings.extend(warning);
     }
     Ok((out, warnings))
+}
+
+/// One kernel: its files in /boot, and what its config says about Xen.
+fn scan_kernel(gfs: &GuestFs, v: String) -> Result<(KernelInfo, Option<String>), GuestFsError> {
+    let kernel = ["vmlinuz-", "vmlinux-"]
+        .iter()
+        .map(|p| gjoin("/boot", &format!("{p}{v}")))
+        .find(|p| gfs.exists(p))
+        .unwrap_or_default();
+    let initrd = [
+        format!("initrd.img-{v}"),
+        format!("initramfs-{v}.img"),
+        format!("initrd-{v}.img"),
+        format!("initrd-{v}"),
+    ]
+    .into_iter()
+    .map(|n| gjoin("/boot", &n))
+    .find(|p| gfs.exists(p));
+    let config = KernelConfig(gfs.read(&gjoin("/boot", &format!("config-{v}")))?);
+    let xen = config.opt("CONFIG_XEN") == Some('y');
+    // Kernels before 4.x had no CONFIG_XEN_PV: CONFIG_XEN alone meant PV.
+    let pv = xen
+        && (config.opt("CONFIG_XEN_PV") == Some('y')
+            || config
+                .0
+                .as_deref()
+                .is_some_and(|c| !c.contains("CONFIG_XEN_PV")));
+    let pvh = xen && config.opt("CONFIG_XEN_PVH") == Some('y');
+    let mut listing = InitrdNames {
+        path: initrd.as_deref(),
+        names: None,
+    };
+    let blkfront = listing.driver(gfs, &config, "CONFIG_XEN_BLKDEV_FRONTEND", "xen-blkfront")?;
+    let netfront = listing.driver(gfs, &config, "CONFIG_XEN_NETDEV_FRONTEND", "xen-netfront")?;
+    let warning = match &listing.names {
+        Some(Err(e)) => Some(format!(
+            "xen-drivers: cannot list {}: {e}; check it in the guest with lsinitramfs",
+            initrd.as_deref().unwrap_or("?")
+        )),
+        _ => None,
+    };
+    let info = KernelInfo {
+        version: v,
+        kernel,
+        initrd,
+        has_config: config.0.is_some(),
+        pv,
+        pvh,
+        blkfront,
+        netfront,
+    };
+    Ok((info, warning))
+}
+
+/// A kernel's `/boot/config-VERSION`, if it has one.
+struct KernelConfig(Option<String>);
+
+impl KernelConfig {
+    /// The first character of an option's value: `y`, `m`, ...
+    fn opt(&self, name: &str) -> Option<char> {
+        let text = self.0.as_deref()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+                .and_then(|r| r.chars().next())
+        })
+    }
+}
+
+/// A kernel's initrd, listed on first need (only a driver built as a
+/// module needs it); `Err` in `names` is why it could not be listed.
+struct InitrdNames<'a> {
+    path: Option<&'a str>,
+    names: Option<Result<Vec<String>, String>>,
+}
+
+impl InitrdNames<'_> {
+    fn driver(
+        &mut self,
+        gfs: &GuestFs,
+        config: &KernelConfig,
+        key: &str,
+        module: &str,
+    ) -> Result<Driver, GuestFsError> {
+        if config.0.is_none() {
+            return Ok(Driver::Unknown);
+        }
+        match config.opt(key) {
+            Some('y') => Ok(Driver::BuiltIn),
+            Some('m') => {
+                let Some(ir) = self.path else {
+                    return Ok(Driver::ModuleNotInInitrd);
+                };
+                let names = match &self.names {
+                    Some(n) => n,
+                    None => self.names.insert(read_initrd(gfs, ir)?),
+                };
+                match names {
+                    Ok(n) if initrd::has_module(n, module) => Ok(Driver::Module),
+                    Ok(_) => Ok(Driver::ModuleNotInInitrd),
+                    Err(_) => Ok(Driver::Module),
+                }
+            }
+            _ => Ok(Driver::Missing),
+        }
+    }
 }
 
 fn read_initrd(gfs: &GuestFs, path: &str) -> Result<Result<Vec<String>, String>, GuestFsError> {

@@ -1,8 +1,11 @@
-//! The xl domain config (xl.cfg(5)): what `xl create` reads.
+//! The xl domain config (xl.cfg(5)): what `xl create` reads, and how the
+//! conversion writes it.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
-use super::XenType;
+use super::convert::{BootFiles, BootRoute, Conversion, Route, now};
+use super::{GuestError, XenType};
 
 pub const PVGRUB_PV: &str = "/usr/lib/grub-xen/grub-x86_64-xen.bin";
 pub const PVGRUB_PVH: &str = "/usr/lib/grub-xen/grub-i386-xen_pvh.bin";
@@ -88,4 +91,122 @@ pub fn valid_mac(mac: &str) -> bool {
 /// refuse what would break the syntax rather than escape it.
 pub fn safe_value(v: &str) -> bool {
     !v.is_empty() && !v.contains(['\'', '"', '\\', '\n', '\r', ','])
+}
+
+/// The config for the converted guest. `images`: (vdev, image) pairs;
+/// `root_device`: the root as the guest names it (dom0-kernel route).
+pub(super) fn xl_config(
+    conv: &mut Conversion,
+    route: &Route,
+    images: &[(String, PathBuf)],
+    root_device: &str,
+    boot_files: Option<&BootFiles>,
+) -> XlConfig {
+    let mut cfg = XlConfig {
+        header: header(conv, route),
+        name: conv.req.name.clone(),
+        xen_type: Some(route.xen_type),
+        memory_mib: conv.settings.memory_mib,
+        vcpus: conv.settings.vcpus,
+        disks: disks(images, route.xen_type == XenType::Hvm),
+        vifs: vifs(conv),
+        ..Default::default()
+    };
+    match route.boot {
+        BootRoute::Pvgrub2 => cfg.kernel = Some(PVGRUB_PV.to_string()),
+        BootRoute::Pvgrub2Pvh => cfg.kernel = Some(PVGRUB_PVH.to_string()),
+        BootRoute::Pygrub => cfg.bootloader = Some("pygrub".to_string()),
+        BootRoute::Dom0Kernel => {
+            if let Some(files) = boot_files {
+                cfg.kernel = Some(files.kernel.display().to_string());
+                cfg.ramdisk = files.initrd.as_ref().map(|i| i.display().to_string());
+            }
+            cfg.root = Some(format!("{root_device} ro"));
+            cfg.extra = Some("console=hvc0".to_string());
+        }
+        BootRoute::Hvm => cfg.serial = Some("pty".to_string()),
+    }
+    cfg
+}
+
+/// Comment lines: where the guest came from and why it boots as it does.
+fn header(conv: &Conversion, route: &Route) -> Vec<String> {
+    let (req, m) = (conv.req, &conv.req.machine);
+    let source = m
+        .hostname
+        .clone()
+        .or(m.name.clone())
+        .unwrap_or_else(|| req.name.clone());
+    vec![
+        format!(
+            "Xen domain config for {}, written by p2xen convert.",
+            req.name
+        ),
+        format!(
+            "Migrated from physical server {source}; images in {}.",
+            std::path::absolute(&req.store_dir)
+                .unwrap_or_else(|_| req.store_dir.clone())
+                .display()
+        ),
+        format!(
+            "Written {} (layout {}, boot route {}).",
+            now(),
+            conv.settings.layout.as_str(),
+            route.boot.as_str()
+        ),
+        format!("Boot: {}", route.reason),
+    ]
+}
+
+fn disks(images: &[(String, PathBuf)], hvm: bool) -> Vec<String> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, (vdev, p))| {
+            // Emulated IDE (hda..hdd) keeps old guests' /dev/hdX names.
+            let vdev = if hvm && i < 4 {
+                vdev.replacen("xvd", "hd", 1)
+            } else {
+                vdev.clone()
+            };
+            format!("format=raw, vdev={vdev}, access=rw, target={}", p.display())
+        })
+        .collect()
+}
+
+/// One vif per source NIC with a usable MAC (the guest's network
+/// configuration may name it), else one on the bridge.
+fn vifs(conv: &mut Conversion) -> Vec<String> {
+    let (req, bridge) = (conv.req, conv.settings.bridge.clone());
+    let mut vifs = Vec::new();
+    for n in &req.machine.nics {
+        match n.mac.as_deref() {
+            Some(mac) if valid_mac(mac) => {
+                vifs.push(format!("mac={}, bridge={bridge}", mac.to_ascii_lowercase()))
+            }
+            other => conv.warn(format!(
+                "network: NIC {} has no usable MAC ({other:?}): not in the config",
+                n.name.as_deref().unwrap_or("?")
+            )),
+        }
+    }
+    if vifs.is_empty() {
+        vifs.push(format!("bridge={bridge}"));
+    }
+    vifs
+}
+
+pub(super) fn write_config(
+    xen_dir: &Path,
+    cfg_path: &Path,
+    config: &str,
+) -> Result<(), GuestError> {
+    std::fs::create_dir_all(xen_dir).map_err(|source| GuestError::Io {
+        path: xen_dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(cfg_path, config).map_err(|source| GuestError::Io {
+        path: cfg_path.to_path_buf(),
+        source,
+    })
 }

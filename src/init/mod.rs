@@ -66,6 +66,37 @@ pub fn run() -> ! {
 /// console the rescue shell should use.
 fn setup() -> PathBuf {
     let started = Instant::now();
+    let booted = boot();
+    // A command line with an error still gets the default settle time and
+    // boot medium detection: the rescue shell needs the disks too.
+    let defaults = cmdline::Cmdline::default();
+    let cmd = booted.cmdline.as_ref().unwrap_or(&defaults);
+    coldplug_all(cmd);
+    let inv = inventory(cmd);
+    log::info!(
+        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
+        started.elapsed().as_secs_f64(),
+        inv.sources.len(),
+        inv.boot_medium
+            .map(|b| format!(", boot medium /dev/{b} left alone"))
+            .unwrap_or_default()
+    );
+    dispatch(&booted, inv.sources);
+    booted.primary
+}
+
+/// What the boot step leaves behind.
+struct Booted {
+    logger: &'static console::InitLogger,
+    /// The kernel command line; an error means no unattended run.
+    cmdline: Result<cmdline::Cmdline, cmdline::CmdlineError>,
+    /// The console the rescue shell (and the messages for it) use.
+    primary: PathBuf,
+}
+
+/// Logging, signals, the base mounts and devices (the step table), the
+/// kernel command line and the consoles it names.
+fn boot() -> Booted {
     let logger = console::InitLogger::install(log::LevelFilter::Debug);
     log::set_max_level(log::LevelFilter::Info);
     // Before any other thread exists, so every thread inherits the mask.
@@ -74,18 +105,7 @@ fn setup() -> PathBuf {
 
     let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let parsed = cmdline::Cmdline::parse(&line);
-    let mut consoles: Vec<PathBuf> = match &parsed {
-        Ok(c) => c
-            .consoles
-            .iter()
-            .map(|c| Path::new("/dev").join(&c.device))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    if consoles.is_empty() {
-        consoles.push(PathBuf::from("/dev/console"));
-    }
-    let opened = logger.attach(&consoles);
+    let opened = logger.attach(&console_devices(parsed.as_ref().ok()));
     match &parsed {
         Ok(c) => {
             if c.debug {
@@ -111,13 +131,38 @@ fn setup() -> PathBuf {
             .join(" ")
     );
     let _ = nix::unistd::sethostname("p2xen");
+    Booted {
+        logger,
+        cmdline: parsed,
+        primary,
+    }
+}
 
-    // A command line with an error still gets the default settle time and
-    // boot medium detection: the rescue shell needs the disks too.
-    let defaults = cmdline::Cmdline::default();
-    let cmd = parsed.as_ref().unwrap_or(&defaults);
-    coldplug_all(cmd);
+/// The `console=` devices, else /dev/console.
+fn console_devices(cmd: Option<&cmdline::Cmdline>) -> Vec<PathBuf> {
+    let mut consoles: Vec<PathBuf> = cmd
+        .map(|c| {
+            c.consoles
+                .iter()
+                .map(|c| Path::new("/dev").join(&c.device))
+                .collect()
+        })
+        .unwrap_or_default();
+    if consoles.is_empty() {
+        consoles.push(PathBuf::from("/dev/console"));
+    }
+    consoles
+}
 
+/// The disks after coldplug, every one set read-only first.
+struct Inventory {
+    /// Source disks to copy: read-only, not the boot medium.
+    sources: Vec<PathBuf>,
+    /// The medium the live environment booted from, left alone.
+    boot_medium: Option<String>,
+}
+
+fn inventory(cmd: &cmdline::Cmdline) -> Inventory {
     let sys_block = Path::new("/sys/block");
     let listed = crate::source::sysfs::list_disks(Path::new("/sys")).unwrap_or_else(|e| {
         log::error!("{e}; no disks found");
@@ -126,15 +171,19 @@ fn setup() -> PathBuf {
     let all: Vec<String> = listed.iter().map(|d| d.name.clone()).collect();
     // Read-only first: nothing below (boot medium detection, inspection, the
     // copy) may read a disk that is still writable.
-    let unprotected = protect::protect_all(sys_block, Path::new("/dev"), &all, cmd.settle);
+    let unprotected: Vec<String> =
+        protect::protect_all(sys_block, Path::new("/dev"), &all, cmd.settle)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
     // Only protected disks are read, and a disk that did not answer would
     // block the reader again.
     let protected: Vec<String> = all
         .iter()
-        .filter(|d| !unprotected.iter().any(|(u, _)| u == *d))
+        .filter(|d| !unprotected.contains(d))
         .cloned()
         .collect();
-    let boot = protect::boot_medium(
+    let boot_medium = protect::boot_medium(
         sys_block,
         Path::new("/dev"),
         &protected,
@@ -142,7 +191,7 @@ fn setup() -> PathBuf {
     );
     let sources: Vec<&crate::source::sysfs::DiskAttrs> = listed
         .iter()
-        .filter(|d| Some(&d.name) != boot.as_ref())
+        .filter(|d| Some(&d.name) != boot_medium.as_ref())
         .collect();
     for d in &sources {
         log::info!(
@@ -159,45 +208,51 @@ fn setup() -> PathBuf {
             unprotected.len()
         );
     }
-    let paths: Vec<PathBuf> = sources
+    let sources = sources
         .iter()
-        .filter(|d| !unprotected.iter().any(|(u, _)| *u == d.name))
+        .filter(|d| !unprotected.contains(&d.name))
         .map(|d| Path::new("/dev").join(&d.name))
         .collect();
-    log::info!(
-        "{READY_MARKER} in {:.1} s: {} source disk(s){}",
-        started.elapsed().as_secs_f64(),
-        paths.len(),
-        boot.map(|b| format!(", boot medium /dev/{b} left alone"))
-            .unwrap_or_default()
-    );
-    match &parsed {
-        Ok(cmd) if cmd.mode == cmdline::Mode::Auto => {
-            if let Some(plan) = unattended::plan(cmd) {
-                unattended::log_summary(&paths);
-                let end = match unattended::network(cmd, &plan.server)
-                    .and_then(|()| unattended::migrate(cmd, &paths))
-                {
-                    Ok(()) => {
-                        log::info!("migration to {} finished", plan.server);
-                        plan.post
-                    }
-                    Err(e) => {
-                        log::error!("{e}");
-                        plan.fail
-                    }
-                };
-                finish(end, logger);
-            }
-        }
-        Ok(cmd) if cmd.mode == cmdline::Mode::Menu => run_menu(cmd, paths, logger),
+    Inventory {
+        sources,
+        boot_medium,
+    }
+}
+
+/// What the command line asks for: the unattended run, the menu or the
+/// rescue shell (which follows when this returns).
+fn dispatch(booted: &Booted, sources: Vec<PathBuf>) {
+    let logger = booted.logger;
+    match &booted.cmdline {
+        Ok(cmd) if cmd.mode == cmdline::Mode::Auto => run_unattended(cmd, &sources, logger),
+        Ok(cmd) if cmd.mode == cmdline::Mode::Menu => run_menu(cmd, sources, logger),
         Ok(_) => logger.console_write("\nRescue shell (p2xen.mode=shell).\n\n"),
         Err(_) => logger.console_write(
             "\nThe kernel command line has an error (see above); fix it at the boot menu.\n\
              Rescue shell follows; `poweroff` or `reboot` leave cleanly.\n\n",
         ),
     }
-    primary
+}
+
+/// The unattended migration (`p2xen.mode=auto`), then its end action.
+fn run_unattended(cmd: &cmdline::Cmdline, sources: &[PathBuf], logger: &console::InitLogger) {
+    let Some(plan) = unattended::plan(cmd) else {
+        return;
+    };
+    unattended::log_summary(sources);
+    let end = match unattended::network(cmd, &plan.server)
+        .and_then(|()| unattended::migrate(cmd, sources))
+    {
+        Ok(()) => {
+            log::info!("migration to {} finished", plan.server);
+            plan.post
+        }
+        Err(e) => {
+            log::error!("{e}");
+            plan.fail
+        }
+    };
+    finish(end, logger);
 }
 
 /// The interactive migration on every console; returns when the user asks

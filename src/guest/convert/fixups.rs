@@ -1,0 +1,224 @@
+//! The fix-ups on the mounted copy: the guest's kernels checked (and their
+//! initrds given Xen's block frontend), the boot route chosen, the device
+//! map for the route, then every file change planned, described for the
+//! report and, unless `dry_run`, applied.
+
+use std::collections::HashMap;
+
+use super::super::change::Planned;
+use super::super::devmap::{DevMap, xvd_name};
+use super::super::guestfs::GuestFs;
+use super::super::initrd_drivers::InitrdFix;
+use super::super::xencheck::{self, KernelInfo};
+use super::super::{
+    FixupKind, GuestError, XenType, bootcfg, console, fstab, initrd_drivers, mdraid, modalias,
+    monitoring, netrules,
+};
+use super::Conversion;
+use super::route::{self, Route};
+use super::volumes::Volume;
+
+/// The initrd fixes planned for the kernels that lack xen-blkfront there.
+#[derive(Default)]
+struct InitrdFixes {
+    fixes: Vec<InitrdFix>,
+    /// Kernel version → why its initrd could not be fixed.
+    not_added: HashMap<String, String>,
+}
+
+/// `flattened`: the indexes in `vols` of the md members flattened before
+/// mounting. Returns the route and the guest's kernels for the report.
+pub(super) fn plan_and_apply(
+    conv: &mut Conversion,
+    gfs: &GuestFs,
+    vols: &[Volume],
+    root: &Volume,
+    flattened: &[usize],
+) -> Result<(Route, Vec<KernelInfo>), GuestError> {
+    let (mut kernels, kw) = xencheck::scan(gfs)?;
+    conv.warn_all(kw);
+    // Host-only initrds get the block frontend before the route is chosen,
+    // so a kernel that can boot under Xen once fixed is chosen as such.
+    let mut initrd = if conv.skips(FixupKind::XenDrivers) {
+        InitrdFixes::default()
+    } else {
+        plan_initrd_fixes(gfs, &mut kernels)
+    };
+    let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
+    let route = route::choose_route(conv, &kernels, root);
+    if !conv.skips(FixupKind::XenDrivers) {
+        kernel_warnings(conv, gfs, &route, &kernels, &initrd.not_added);
+    }
+    let map = device_map(conv, gfs, vols, flattened, route.xen_type == XenType::Hvm)?;
+    let mut planned = plan_files(conv, gfs, &map, &route, has_grub2, !flattened.is_empty())?;
+    for fix in &mut initrd.fixes {
+        planned.append(&mut fix.planned);
+    }
+    for p in &planned {
+        conv.fixup(p.describe(gfs));
+    }
+    if !conv.req.dry_run {
+        for p in &planned {
+            p.apply(gfs)?;
+        }
+        for fix in &initrd.fixes {
+            initrd_drivers::verify(gfs, fix)?;
+        }
+    }
+    Ok((route, kernels))
+}
+
+/// Plans adding xen-blkfront to each initrd that lacks it, and marks the
+/// kernels so fixed.
+fn plan_initrd_fixes(gfs: &GuestFs, kernels: &mut [KernelInfo]) -> InitrdFixes {
+    let mut out = InitrdFixes::default();
+    for k in kernels.iter_mut() {
+        if k.blkfront != xencheck::Driver::ModuleNotInInitrd {
+            continue;
+        }
+        match initrd_drivers::plan(gfs, k) {
+            Ok(Some(fix)) => {
+                k.blkfront = xencheck::Driver::AddedToInitrd;
+                out.fixes.push(fix);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                out.not_added.insert(k.version.clone(), e.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What keeps the kernel that will boot (the route's, else the best) from
+/// running under Xen.
+fn kernel_warnings(
+    conv: &mut Conversion,
+    gfs: &GuestFs,
+    route: &Route,
+    kernels: &[KernelInfo],
+    not_added: &HashMap<String, String>,
+) {
+    let dracut = gfs.exists("/etc/dracut.conf") && !gfs.exists("/etc/initramfs-tools");
+    let checked: Vec<&KernelInfo> = match &route.kernel {
+        Some(k) => vec![k],
+        None => route::best_kernel(kernels).into_iter().collect(),
+    };
+    for k in checked {
+        let why = not_added.get(&k.version).map(String::as_str);
+        conv.warn_all(xencheck::warnings(k, dracut, why));
+    }
+}
+
+/// Source device names → the guest's, including the md arrays whose
+/// members were flattened.
+fn device_map(
+    conv: &mut Conversion,
+    gfs: &GuestFs,
+    vols: &[Volume],
+    flattened: &[usize],
+    hvm: bool,
+) -> Result<DevMap, GuestError> {
+    let disks = &conv.req.machine.disks;
+    let parts = disks
+        .iter()
+        .map(|d| d.partitions.iter().map(|p| p.number).collect())
+        .collect();
+    let mut map = DevMap::new(disks.len(), !hvm).with_partitions(parts);
+    if flattened.is_empty() {
+        return Ok(map);
+    }
+    let arrays = mdraid::arrays(gfs)?;
+    if arrays.len() != flattened.len() {
+        conv.warn(format!(
+            "md-raid: {} array(s) in mdadm.conf for {} flattened member(s): /dev/mdN names \
+             left unmapped; check /etc/fstab",
+            arrays.len(),
+            flattened.len()
+        ));
+        return Ok(map);
+    }
+    for (md, vi) in arrays.iter().zip(flattened) {
+        let Some(v) = vols.get(*vi) else { continue };
+        // Emulated disks may be hdX or sdX in the guest: name by UUID.
+        match (hvm, &v.inner_uuid) {
+            (false, _) => map.add_md(md, &xvd_name(v.dp())),
+            (true, Some(u)) => map.add_md(md, &format!("UUID={u}")),
+            (true, None) => conv.warn(format!(
+                "md-raid: no filesystem UUID in {}: /dev/{md} left unmapped; check /etc/fstab",
+                v.describe()
+            )),
+        }
+    }
+    Ok(map)
+}
+
+/// The file changes of every fix-up not skipped, in the order they are
+/// described and applied. `md_flattened`: some md member was flattened.
+fn plan_files(
+    conv: &mut Conversion,
+    gfs: &GuestFs,
+    map: &DevMap,
+    route: &Route,
+    has_grub2: bool,
+    md_flattened: bool,
+) -> Result<Vec<Planned>, GuestError> {
+    // HVM guests may lack Xen's console driver; xl's serial = "pty" is ttyS0.
+    let tty = if route.xen_type == XenType::Hvm {
+        "ttyS0"
+    } else {
+        "hvc0"
+    };
+    let mut planned: Vec<Planned> = Vec::new();
+    if !conv.skips(FixupKind::Fstab) {
+        planned.extend(fstab::plan(gfs, map)?);
+    }
+    if !conv.skips(FixupKind::Bootloader) {
+        planned.extend(bootcfg::plan(gfs, map, tty)?);
+        if route.boot.needs_grub_cfg() && !has_grub2 {
+            match bootcfg::plan_generated_grub_cfg(gfs, &planned)? {
+                Some(p) => planned.push(p),
+                None => conv.warn(
+                    "bootloader: no grub.cfg, menu.lst or lilo.conf found: pvgrub2 will find \
+                     nothing to boot; use --layout partitions",
+                ),
+            }
+        }
+    }
+    if !conv.skips(FixupKind::Modules) {
+        planned.extend(modalias::plan(gfs)?);
+    }
+    if !conv.skips(FixupKind::NetRules) {
+        planned.extend(netrules::plan(gfs)?);
+    }
+    if !conv.skips(FixupKind::Console) {
+        let (p, w) = console::plan(gfs, uses_systemd(conv, gfs), tty)?;
+        planned.extend(p);
+        conv.warn_all(w);
+    }
+    if !conv.skips(FixupKind::MdRaid) && md_flattened {
+        planned.extend(mdraid::plan_mdadm_conf(gfs)?);
+    }
+    if !conv.skips(FixupKind::Monitoring) {
+        planned.extend(monitoring::plan(gfs)?);
+    }
+    Ok(planned)
+}
+
+/// Whether the guest runs systemd: the sender's inspection says so, else
+/// the guest's files.
+fn uses_systemd(conv: &Conversion, gfs: &GuestFs) -> bool {
+    let hint = conv
+        .req
+        .machine
+        .disks
+        .iter()
+        .flat_map(|d| {
+            d.partitions
+                .iter()
+                .filter_map(|p| p.os.as_ref())
+                .chain(d.os.as_ref())
+        })
+        .find_map(|o| o.init_system.as_deref());
+    console::uses_systemd(gfs, hint)
+}
