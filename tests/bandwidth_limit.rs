@@ -126,3 +126,44 @@ fn bad_rates_are_refused_with_the_syntax() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("bandwidth limit \"10X\""), "{err}");
 }
+
+#[test]
+fn a_slow_link_raises_the_compression_level() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("log.img");
+    // A log: compressible, and better at higher levels.
+    let log: String = (0..400_000u64)
+        .map(|i| {
+            format!(
+                "Dec  6 10:{:02}:{:02} web01 app[{}]: request {} from 10.0.{}.{} took {} ms\n",
+                (i / 60) % 60,
+                i % 60,
+                1000 + i % 97,
+                i.wrapping_mul(2654435761) % 1_000_003,
+                i % 251,
+                (i * 7) % 253,
+                (i * 13) % 997
+            )
+        })
+        .collect();
+    std::fs::write(&src, log).unwrap();
+    let r = Receiver::start(&d.path().join("store"), &d.path().join("state"), &[]);
+    let (ok, last, err) = r.send("logs", &[&src], &["--all-blocks", "--limit", "512K"]);
+    assert!(ok, "{err}");
+    let levels = last["report"]["disks"][0]["zstd_levels"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{last}"));
+    let top = levels
+        .keys()
+        .filter_map(|k| k.parse::<i32>().ok())
+        .max()
+        .unwrap_or(0);
+    println!("zstd chunks by level on a 512 KiB/s link: {levels:?}");
+    // One step a second while the link is the bottleneck; the chunks
+    // compressed ahead of the link lag a step or two behind.
+    assert!(top >= 3, "the level never rose on a slow link: {levels:?}");
+    assert_eq!(
+        blake3_file(&src),
+        blake3_file(&d.path().join("store/logs/disk0.img"))
+    );
+}

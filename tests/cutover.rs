@@ -279,3 +279,68 @@ fn a_mounted_source_is_refused_unless_warm() {
     drop(disk);
     assert_eq!(blake3_file(&src), before, "the source changed");
 }
+
+#[test]
+fn a_cutover_survives_a_cut_connection_and_a_killed_receiver() {
+    let d = tempfile::tempdir().unwrap();
+    let src = mbr_ext4_swap(d.path());
+    let store = d.path().join("store");
+    let state = d.path().join("state");
+    let mut r1 = Receiver::start(&store, &state, &[]);
+    let (ok, _, err) = r1.send("erp", &[&src], &[]);
+    assert!(ok, "{err}");
+    // Much changed: 12 MiB of new data to send in the cutover.
+    let big = d.path().join("big.bin");
+    std::fs::write(&big, noise(12 << 20, 99)).unwrap();
+    let req = format!("write {} /big.bin", big.display());
+    run(Command::new("debugfs")
+        .args(["-w", "-R", &req])
+        .arg(at_offset(&src, PART1_START)));
+    let changed = blake3_file(&src);
+    // First connection stalls mid-pass (then the receiver is killed), the
+    // second is cut, the third goes through.
+    let proxy = Proxy::start(r1.addr().parse().unwrap(), |n| match n {
+        0 => Fault::StallAt(6 << 20),
+        1 => Fault::CutAt(2 << 20),
+        _ => Fault::Pass,
+    });
+    let (addr, token, fp, s) = (
+        proxy.addr(),
+        r1.token.clone(),
+        r1.fingerprint.clone(),
+        src.clone(),
+    );
+    let sender =
+        std::thread::spawn(move || send(&addr, &token, &fp, "erp", &[&s], &["--retry-for", "60"]));
+    let journal = state.join("journal/erp/disk0.journal");
+    let t = std::time::Instant::now();
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 48 {
+        assert!(t.elapsed().as_secs() < 60, "the cutover never committed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    r1.kill9();
+    // Until a pass finishes, the copy says it is not to be used.
+    let marker = store.join("erp/disk0.img.incomplete");
+    assert!(marker.exists(), "a half-updated copy looks finished");
+    let r2 = Receiver::start(&store, &state, &[]);
+    *proxy.target.lock().unwrap() = r2.addr().parse().unwrap();
+    proxy
+        .release
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, last, err) = sender.join().unwrap();
+    assert!(ok, "{err}\n{}", r2.stderr.lock().unwrap());
+    let rep = &last["report"];
+    assert!(u64_at(rep, &["connections"]) >= 3, "{last}");
+    assert_eq!(rep["receiver_report"]["cutover"], true, "{last}");
+    assert!(u64_at(rep, &["receiver_report", "sessions"]) >= 2, "{last}");
+    assert!(!marker.exists());
+    assert_eq!(blake3_file(&src), changed, "the source changed");
+    let (ok, _, err) = r2.send("fresh", &[&src], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        blake3_file(&store.join("erp/disk0.img")),
+        blake3_file(&store.join("fresh/disk0.img")),
+        "the resumed cutover differs from a fresh copy"
+    );
+}

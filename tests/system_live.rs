@@ -527,3 +527,89 @@ fn live_stuck_driver_is_reported_and_boot_goes_on() {
     vm.send("echo SHELL-$((6*7))\n");
     vm.wait_for("SHELL-42", Duration::from_secs(60));
 }
+
+/// Rehearsal, then cutover: the live image migrates the server, the server
+/// "runs" (a file is written on it), and the live image boots again and
+/// sends only what changed; the copy then equals the source byte for byte.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_rehearsal_then_cutover_sends_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixture_disk(tmp.path(), 0);
+    let fs = fixtures::at_offset(&img, 1 << 20);
+    let debugfs_write = |file: &Path, to: &str| {
+        let req = format!("write {} {to}", file.display());
+        fixtures::run(Command::new("debugfs").args(["-w", "-R", &req]).arg(&fs));
+    };
+    // 16 MiB that stay as they are between the two passes.
+    let bulk = tmp.path().join("bulk.bin");
+    std::fs::write(&bulk, noise(77, 16 << 20)).unwrap();
+    debugfs_write(&bulk, "/srv/bulk.bin");
+    let name = "live-cutover";
+    let boot = |receiver: &Receiver| {
+        let vm = live_vm()
+            .append(&format!(
+                "quiet {} p2xen.name={name} p2xen.fail=poweroff",
+                receiver.guest_params()
+            ))
+            .nic("virtio-net-pci")
+            .disk(&img, DiskBus::Virtio, false)
+            .hard_timeout(Duration::from_secs(600))
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = vm.wait_exit(Duration::from_secs(600));
+        let log = vm.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("migration to 10.0.2.2:") && l.contains(" finished")),
+            "the live VM did not finish the migration (serial log below)"
+        );
+        assert_clean_poweroff(&vm, status);
+        log
+    };
+    let mut rehearsal = Receiver::start(tmp.path(), &["--no-convert"]);
+    boot(&rehearsal);
+    assert!(rehearsal.wait(Duration::from_secs(120)).success());
+
+    // A day of service: 2 MiB of new data.
+    let orders = tmp.path().join("orders.db");
+    std::fs::write(&orders, noise(78, 2 << 20)).unwrap();
+    debugfs_write(&orders, "/srv/orders.db");
+    let changed = fixtures::hash_file(&img);
+
+    let mut cutover = Receiver::start(tmp.path(), &["--no-convert"]);
+    let log = boot(&cutover);
+    assert!(cutover.wait(Duration::from_secs(120)).success());
+    assert!(
+        log.contains("cutover:"),
+        "the second pass was not a cutover"
+    );
+    let dir = cutover.store.join(name);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["cutover"], true, "{report}");
+    let disk = &report["disks"][0];
+    let plan = disk["plan_bytes"].as_u64().unwrap();
+    let unchanged = disk["unchanged_bytes"].as_u64().unwrap();
+    let sent = plan - unchanged;
+    eprintln!(
+        "cutover: plan {} KiB, {} KiB sent, {} KiB unchanged",
+        plan >> 10,
+        sent >> 10,
+        unchanged >> 10
+    );
+    // The new file, plus the chunks its metadata lives in (bitmaps, inode
+    // table, directory, superblock): a few 4 MiB chunks at most.
+    assert!(sent <= (2 << 20) + 3 * (4 << 20), "{report}");
+    assert!(unchanged >= 12 << 20, "{report}");
+    assert_eq!(
+        fixtures::hash_file(&dir.join("disk0.img")),
+        changed,
+        "the cutover's copy differs from the source"
+    );
+    assert_eq!(
+        fixtures::hash_file(&img),
+        changed,
+        "the cutover changed the source"
+    );
+}

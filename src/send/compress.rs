@@ -25,8 +25,11 @@ pub enum LinkState {
 }
 
 pub struct Encoder {
-    level1: zstd::bulk::Compressor<'static>,
-    level3: zstd::bulk::Compressor<'static>,
+    /// Level 1 for the sample that predicts whether a chunk shrinks.
+    sampler: zstd::bulk::Compressor<'static>,
+    /// The chunk's compressor, at the level asked for.
+    compressor: zstd::bulk::Compressor<'static>,
+    level: i32,
     out: Vec<u8>,
 }
 
@@ -36,26 +39,32 @@ pub struct Encoded {
     pub encoding: Encoding,
     /// Empty for zero records; the raw bytes for raw chunks.
     pub payload: Vec<u8>,
+    /// The zstd level of a zstd chunk, else 0.
+    pub level: i32,
 }
 
 impl Encoder {
     pub fn new() -> std::io::Result<Self> {
         Ok(Encoder {
-            level1: zstd::bulk::Compressor::new(1)?,
-            level3: zstd::bulk::Compressor::new(3)?,
+            sampler: zstd::bulk::Compressor::new(1)?,
+            compressor: zstd::bulk::Compressor::new(1)?,
+            level: 1,
             out: Vec::new(),
         })
     }
 
-    /// Hashes `data` and picks its encoding. Takes ownership so a raw chunk
-    /// is passed on without a copy.
-    pub fn encode(&mut self, data: Vec<u8>, link: LinkState) -> Encoded {
+    /// Hashes `data` and picks its encoding, compressing at `level` (from
+    /// [`super::level::LevelControl`]; one higher when the send queue is
+    /// full right now). Takes ownership so a raw chunk is passed on without
+    /// a copy.
+    pub fn encode(&mut self, data: Vec<u8>, link: LinkState, level: i32) -> Encoded {
         let hash = *blake3::hash(&data).as_bytes();
         if is_zero(&data) {
             return Encoded {
                 hash,
                 encoding: Encoding::Zero,
                 payload: Vec::new(),
+                level: 0,
             };
         }
         let needed = if link == LinkState::Idle {
@@ -64,26 +73,30 @@ impl Encoder {
             MUST_SHRINK
         };
         let sample = &data[..data.len().min(SAMPLE)];
-        let predicted = match self.level1.compress(sample) {
+        let predicted = match self.sampler.compress(sample) {
             Ok(c) => c.len() as f64 / sample.len() as f64,
             Err(_) => 1.0,
         };
         if predicted > needed {
             return raw(hash, data);
         }
-        let enc = if link == LinkState::Saturated {
-            &mut self.level3
-        } else {
-            &mut self.level1
-        };
+        let level = match link {
+            LinkState::Saturated => level.saturating_add(1),
+            _ => level,
+        }
+        .clamp(1, zstd::zstd_safe::max_c_level());
+        if level != self.level && self.compressor.set_compression_level(level).is_ok() {
+            self.level = level;
+        }
         self.out.clear();
         self.out
             .reserve(zstd::zstd_safe::compress_bound(data.len()));
-        match enc.compress_to_buffer(&data, &mut self.out) {
+        match self.compressor.compress_to_buffer(&data, &mut self.out) {
             Ok(n) if (n as f64) <= MUST_SHRINK * data.len() as f64 => Encoded {
                 hash,
                 encoding: Encoding::Zstd,
                 payload: std::mem::take(&mut self.out),
+                level: self.level,
             },
             _ => raw(hash, data),
         }
@@ -95,6 +108,7 @@ fn raw(hash: [u8; 32], data: Vec<u8>) -> Encoded {
         hash,
         encoding: Encoding::Raw,
         payload: data,
+        level: 0,
     }
 }
 
@@ -106,7 +120,10 @@ mod tests {
     fn encodings_follow_the_content() {
         let mut e = Encoder::new().unwrap();
         let zeros = vec![0u8; 300_001];
-        assert_eq!(e.encode(zeros, LinkState::Normal).encoding, Encoding::Zero);
+        assert_eq!(
+            e.encode(zeros, LinkState::Normal, 1).encoding,
+            Encoding::Zero
+        );
         let mut almost = vec![0u8; 300_001];
         almost[300_000] = 1;
         assert!(!is_zero(&almost));
@@ -116,8 +133,16 @@ mod tests {
             .take(1 << 20)
             .copied()
             .collect();
-        let t = e.encode(text.clone(), LinkState::Idle);
+        let t = e.encode(text.clone(), LinkState::Idle, 1);
         assert_eq!(t.encoding, Encoding::Zstd);
+        assert_eq!(t.level, 1);
+        // A higher level is used when asked for, and decodes the same.
+        let t9 = e.encode(text.clone(), LinkState::Normal, 9);
+        assert_eq!(t9.level, 9);
+        assert_eq!(
+            zstd::bulk::decompress(&t9.payload, text.len()).unwrap(),
+            text
+        );
         assert_eq!(
             zstd::bulk::decompress(&t.payload, text.len()).unwrap(),
             text
@@ -133,7 +158,7 @@ mod tests {
                 x as u8
             })
             .collect();
-        let n = e.encode(noise.clone(), LinkState::Saturated);
+        let n = e.encode(noise.clone(), LinkState::Saturated, 3);
         assert_eq!(n.encoding, Encoding::Raw);
         assert_eq!(n.payload, noise);
     }

@@ -79,7 +79,9 @@ impl Offers {
 
     /// Encodes a wanted chunk as a fresh copy would have sent it.
     pub fn encode(&mut self, data: Vec<u8>) -> super::compress::Encoded {
-        self.encoder.encode(data, LinkState::Normal)
+        // The connection thread encodes these itself: the cheapest level, so
+        // a cutover never waits for compression.
+        self.encoder.encode(data, LinkState::Normal, 1)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod compress;
 pub mod delta;
 pub mod layout;
+pub mod level;
 pub mod paced;
 pub mod pipeline;
 pub mod plan;
@@ -151,6 +152,8 @@ pub struct DiskSendReport {
     pub data_bytes: u64,
     /// Chunk payload bytes put on the wire.
     pub wire_bytes: u64,
+    /// Chunks sent zstd-compressed, by level (see `send/level.rs`).
+    pub zstd_levels: std::collections::BTreeMap<i32, u64>,
     pub content_digest: String,
     pub notes: Vec<String>,
 }
@@ -575,13 +578,24 @@ fn transfer(
         false => None,
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pipe = Pipeline::start(work, workers);
+    let levels = Arc::new(level::LevelControl::new(workers, level::mem_available()));
+    let pipe = Pipeline::start(work, workers, levels.clone());
+    let mut window = level::Window::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut failure: Option<Attempt> = None;
     let mut sent_now = 0u64;
     let total: u64 = disks.iter().map(|d| d.announce.plan_bytes).sum();
-    for item in pipe.rx.iter() {
+    loop {
+        let asked = Instant::now();
+        let Ok(item) = pipe.rx.recv() else {
+            break;
+        };
+        window.waited(asked.elapsed());
+        // In a cutover the connection thread encodes, at level 1, itself.
+        if !cutover {
+            window.tick(&levels);
+        }
         pipe.queued.fetch_sub(1, Ordering::Relaxed);
         let out = match item {
             Ok(o) => o,
@@ -614,7 +628,12 @@ fn transfer(
                 Some(batch) => send_offer(&mut tls, server, o, batch, disks),
                 None => Ok(()),
             },
-            None => send_chunk(&mut tls, server, d, encoding, out.record, &payload),
+            None => {
+                if out.level > 0 {
+                    *d.report.zstd_levels.entry(out.level).or_default() += 1;
+                }
+                send_chunk(&mut tls, server, d, encoding, out.record, &payload)
+            }
         };
         if let Err(a) = step {
             pipe.abort.store(true, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::compress::{Encoder, LinkState};
+use super::level::LevelControl;
 use super::plan::DiskPlan;
 use crate::source::device::{DeviceError, ReadAt};
 use crate::wire::digest::{ChunkRecord, ContentHasher};
@@ -38,6 +39,8 @@ pub struct Out {
     pub record: ChunkRecord,
     /// `None` for hash-only chunks.
     pub payload: Option<(Encoding, Vec<u8>)>,
+    /// The zstd level of a zstd chunk, else 0.
+    pub level: i32,
 }
 
 /// Per disk, kept across reconnects: the content digest folded in plan
@@ -120,7 +123,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(work: Vec<DiskWork>, workers: usize) -> Pipeline {
+    pub fn start(work: Vec<DiskWork>, workers: usize, levels: Arc<LevelControl>) -> Pipeline {
         let abort = Arc::new(AtomicBool::new(false));
         let queued = Arc::new(AtomicUsize::new(0));
         let (job_tx, job_rx) = sync_channel::<Job>(workers);
@@ -138,7 +141,10 @@ impl Pipeline {
             let rx = job_rx.clone();
             let tx = out_tx.clone();
             let queued = queued.clone();
-            handles.push(std::thread::spawn(move || work_loop(rx, tx, queued)));
+            let levels = levels.clone();
+            handles.push(std::thread::spawn(move || {
+                work_loop(rx, tx, queued, levels)
+            }));
         }
         Pipeline {
             rx: out_rx,
@@ -193,7 +199,12 @@ fn read_disk(
     }
 }
 
-fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: Arc<AtomicUsize>) {
+fn work_loop(
+    rx: Arc<Mutex<Receiver<Job>>>,
+    tx: SyncSender<OutResult>,
+    queued: Arc<AtomicUsize>,
+    levels: Arc<LevelControl>,
+) {
     let mut enc = match Encoder::new() {
         Ok(e) => e,
         Err(e) => {
@@ -212,11 +223,11 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
             reason = "a job holds one chunk of at most CHUNK_SIZE (4 MiB)"
         )]
         let len = job.data.len() as u32;
-        let (hash, payload) = if job.hash_only {
-            (*blake3::hash(&job.data).as_bytes(), None)
+        let (hash, payload, level) = if job.hash_only {
+            (*blake3::hash(&job.data).as_bytes(), None, 0)
         } else if job.raw {
             let hash = *blake3::hash(&job.data).as_bytes();
-            (hash, Some((Encoding::Raw, job.data)))
+            (hash, Some((Encoding::Raw, job.data)), 0)
         } else {
             let q = queued.load(Ordering::Relaxed);
             let link = if q == 0 {
@@ -226,8 +237,8 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
             } else {
                 LinkState::Normal
             };
-            let e = enc.encode(job.data, link);
-            (e.hash, Some((e.encoding, e.payload)))
+            let e = enc.encode(job.data, link, levels.current());
+            (e.hash, Some((e.encoding, e.payload)), e.level)
         };
         let out = Out {
             disk: job.disk,
@@ -238,6 +249,7 @@ fn work_loop(rx: Arc<Mutex<Receiver<Job>>>, tx: SyncSender<OutResult>, queued: A
                 hash,
             },
             payload,
+            level,
         };
         queued.fetch_add(1, Ordering::Relaxed);
         if tx.send(Ok(out)).is_err() {
