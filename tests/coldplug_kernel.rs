@@ -112,3 +112,72 @@ fn real_dep_table_orders_dependencies() {
         d.load_order(&m).unwrap_or_else(|e| panic!("{m}: {e}"));
     }
 }
+
+/// The RAID controllers of the seed's era, as their PCI functions present
+/// themselves (IDs from the drivers' own tables): the real alias table
+/// names a driver for each, and the live image's modules.list carries it.
+#[test]
+fn old_raid_controllers_have_their_driver_in_the_live_image() {
+    let dir = moddir();
+    let t = AliasTable::parse(&std::fs::read_to_string(dir.join("modules.alias")).unwrap());
+    let dep_path = dir.join("modules.dep");
+    let deps = ModuleDeps::parse(&std::fs::read_to_string(&dep_path).unwrap()).unwrap();
+    let list = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/initramfs/modules.list"
+    ));
+    let carried = p2xen::init::mkinitramfs::resolve_module_list(&list, &deps, &dep_path).unwrap();
+    let cases = [
+        // HP Smart Array P400 (a cciss board: hpsa claims it by class code,
+        // and takes it only with hpsa_allow_any=1, which coldplug sets).
+        (
+            "pci:v0000103Cd00003230sv0000103Csd00003234bc01sc04i00",
+            "hpsa",
+        ),
+        // HP Smart Array P410i.
+        (
+            "pci:v0000103Cd0000323Asv0000103Csd00003245bc01sc04i00",
+            "hpsa",
+        ),
+        // 3ware 9550SX and 8006.
+        (
+            "pci:v000013C1d00001003sv000013C1sd00001003bc01sc04i00",
+            "3w_9xxx",
+        ),
+        (
+            "pci:v000013C1d00001001sv000013C1sd00001001bc01sc04i00",
+            "3w_xxxx",
+        ),
+        // Adaptec 2820SA.
+        (
+            "pci:v00009005d00000285sv00009005sd00000298bc01sc04i00",
+            "aacraid",
+        ),
+        // LSI SAS1068E (Fusion-MPT) and a MegaRAID SAS 8708.
+        (
+            "pci:v00001000d00000058sv00001000sd00003140bc01sc00i00",
+            "mptsas",
+        ),
+        (
+            "pci:v00001000d00000060sv00001000sd00001013bc01sc04i00",
+            "megaraid_sas",
+        ),
+        // Dell PERC 4 (LSI MegaRAID, megaraid_mbox).
+        (
+            "pci:v00001000d00001960sv00001028sd00000518bc01sc04i00",
+            "megaraid_mbox",
+        ),
+    ];
+    for (modalias, module) in cases {
+        let found = t.lookup(modalias);
+        assert!(
+            found.contains(&module),
+            "{modalias}: {found:?}, expected {module}"
+        );
+        assert!(
+            carried.contains(module),
+            "{module} is not in {}",
+            list.display()
+        );
+    }
+}

@@ -71,7 +71,7 @@ fn setup() -> PathBuf {
     // boot medium detection: the rescue shell needs the disks too.
     let defaults = cmdline::Cmdline::default();
     let cmd = booted.cmdline.as_ref().unwrap_or(&defaults);
-    coldplug_all(cmd);
+    coldplug_all(cmd, &booted.module_options);
     let inv = inventory(cmd);
     log::info!(
         "{READY_MARKER} in {:.1} s: {} source disk(s){}",
@@ -92,6 +92,9 @@ struct Booted {
     cmdline: Result<cmdline::Cmdline, cmdline::CmdlineError>,
     /// The console the rescue shell (and the messages for it) use.
     primary: PathBuf,
+    /// `MODULE.PARAM=` of the command line, even when p2xen's own keys
+    /// have an error: the rescue shell needs the disks too.
+    module_options: coldplug::options::ModuleOptions,
 }
 
 /// Logging, signals, the base mounts and devices (the step table), the
@@ -105,6 +108,7 @@ fn boot() -> Booted {
 
     let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let parsed = cmdline::Cmdline::parse(&line);
+    let module_options = coldplug::options::ModuleOptions::from_cmdline(&cmdline::split(&line));
     let opened = logger.attach(&console_devices(parsed.as_ref().ok()));
     match &parsed {
         Ok(c) => {
@@ -135,6 +139,7 @@ fn boot() -> Booted {
         logger,
         cmdline: parsed,
         primary,
+        module_options,
     }
 }
 
@@ -306,10 +311,11 @@ fn finish(end: EndAction, logger: &console::InitLogger) {
     }
 }
 
-fn coldplug_all(cmd: &cmdline::Cmdline) {
+fn coldplug_all(cmd: &cmdline::Cmdline, options: &coldplug::options::ModuleOptions) {
     let policy = coldplug::Policy {
         blacklist: cmd.blacklist.clone(),
         load_timeout: cmd.settle,
+        options: options.clone(),
     };
     let moddir = coldplug::running_moddir();
     let events = match coldplug::uevent::UeventSocket::open() {

@@ -102,6 +102,9 @@ fn disk_lines(d: &DiskEntry, v: &mut Vec<String>) {
         r.model.as_deref().unwrap_or(""),
         r.table
     ));
+    if let Some(c) = &r.controller {
+        v.push(format!("  controller: {}", c.summary()));
+    }
     let fs_text = |fs: &Option<crate::source::filesystems::Filesystem>| match fs {
         None => "no filesystem".to_string(),
         Some(f) => {

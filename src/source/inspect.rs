@@ -6,6 +6,7 @@
 //! implausible thing becomes a message in `errors` of the disk or partition
 //! it belongs to, and the rest is still inspected.
 
+use crate::source::controllers::Controller;
 use crate::source::device::{Device, DeviceError, ReadAt, Window};
 use crate::source::filesystems::{self, Filesystem};
 use crate::source::os::{self, BootFiles};
@@ -47,6 +48,9 @@ pub struct DiskReport {
     pub rotational: Option<bool>,
     pub removable: Option<bool>,
     pub transport: Option<String>,
+    /// The PCI host adapter the disk hangs off.
+    #[serde(default)]
+    pub controller: Option<Controller>,
     /// "mbr", "gpt" or "none".
     pub table: String,
     /// MBR disk signature ("0x1234abcd") or GPT disk GUID.
@@ -165,6 +169,7 @@ pub fn inspect_source(disk: Arc<dyn ReadAt>, attrs: Option<&DiskAttrs>) -> DiskR
         rotational: attrs.and_then(|a| a.rotational),
         removable: attrs.and_then(|a| a.removable),
         transport: attrs.and_then(|a| a.transport.clone()),
+        controller: attrs.and_then(|a| a.controller.clone()),
         table: TableKind::None.as_str().to_string(),
         ..DiskReport::default()
     };
@@ -454,6 +459,9 @@ fn write_text(out: &mut dyn Write, d: &DiskReport) -> std::io::Result<()> {
             yes_no(d.rotational),
             yes_no(d.removable)
         )?;
+    }
+    if let Some(c) = &d.controller {
+        writeln!(out, "  controller: {}", c.summary())?;
     }
     if let Some(b) = &d.boot_code {
         writeln!(out, "  boot: {b}")?;

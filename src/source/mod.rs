@@ -1,6 +1,7 @@
 //! The source side: the server's disks as they are, read without touching them.
 
 pub mod cli;
+pub mod controllers;
 pub mod device;
 pub mod extent;
 pub mod filesystems;

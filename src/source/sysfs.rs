@@ -7,6 +7,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::controllers::{self, Controller};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {
     #[error("{path}: cannot list block devices: {source}")]
@@ -31,6 +33,8 @@ pub struct DiskAttrs {
     pub removable: Option<bool>,
     /// "nvme", "usb", "sata", "scsi", "virtio", "xen", "mmc".
     pub transport: Option<String>,
+    /// The PCI host adapter and its driver.
+    pub controller: Option<Controller>,
 }
 
 /// Names in /sys/block that are never a server's fixed disks.
@@ -96,6 +100,7 @@ fn attrs_in(dir: &Path, name: &str) -> DiskAttrs {
     // `size` is always in 512-byte units, whatever the sector size.
     let size_bytes = read_num::<u64>(&dir.join("size")).and_then(|s| s.checked_mul(512));
     let serial = read_attr(&dev.join("serial")).or_else(|| read_attr(&dev.join("wwid")));
+    let real = fs::canonicalize(dir).unwrap_or(dir.to_path_buf());
     DiskAttrs {
         name: name.to_string(),
         size_bytes,
@@ -105,7 +110,8 @@ fn attrs_in(dir: &Path, name: &str) -> DiskAttrs {
         serial,
         rotational: read_num::<u8>(&dir.join("queue/rotational")).map(|v| v != 0),
         removable: read_num::<u8>(&dir.join("removable")).map(|v| v != 0),
-        transport: transport(name, &fs::canonicalize(dir).unwrap_or(dir.to_path_buf())),
+        transport: transport(name, &real),
+        controller: controllers::of_device(&real),
     }
 }
 
@@ -168,6 +174,9 @@ mod tests {
         write(&sda.join("removable"), "0\n");
         write(&sda.join("device/model"), "WDC WD10EZEX-00B \n");
         write(&sda.join("device/wwid"), "t10.ATA     WDC WD10EZEX\n");
+        let ahci = root.join("bus/pci/drivers/ahci");
+        fs::create_dir_all(&ahci).unwrap();
+        symlink(&ahci, root.join("devices/pci0000:00/0000:00:1f.2/driver")).unwrap();
         let nvme = fake_disk(
             root,
             "nvme0n1",
@@ -207,6 +216,11 @@ mod tests {
         assert_eq!(sda.serial.as_deref(), Some("t10.ATA     WDC WD10EZEX"));
         assert_eq!(sda.rotational, Some(true));
         assert_eq!(sda.removable, Some(false));
+        assert_eq!(
+            sda.controller.as_ref().map(Controller::summary).as_deref(),
+            Some("ahci at 0000:00:1f.2 (AHCI SATA)")
+        );
+        assert_eq!(disks[2].controller, None, "no driver bound on sdb's path");
         let transports: Vec<_> = disks.iter().map(|d| d.transport.as_deref()).collect();
         assert_eq!(
             transports,

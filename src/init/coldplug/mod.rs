@@ -15,11 +15,13 @@
 pub mod alias;
 pub mod deps;
 pub mod glob;
+pub mod options;
 pub mod timed;
 pub mod uevent;
 
 use alias::AliasTable;
 use deps::ModuleDeps;
+use options::ModuleOptions;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub enum ColdplugError {
     },
     #[error("{path}: finit_module failed: {errno}")]
     Load { path: PathBuf, errno: nix::Error },
+    #[error("{path}: module parameters {params:?} contain a NUL byte")]
+    Params { path: PathBuf, params: String },
     #[error("{path}: cannot start a thread to load it: {source}")]
     Thread {
         path: PathBuf,
@@ -83,6 +87,8 @@ pub struct Policy {
     pub blacklist: Vec<String>,
     /// `p2xen.settle=`: the longest wait for one module's load.
     pub load_timeout: Duration,
+    /// `MODULE.PARAM=VALUE` of the command line, after p2xen's defaults.
+    pub options: ModuleOptions,
 }
 
 pub struct Coldplug {
@@ -90,6 +96,7 @@ pub struct Coldplug {
     aliases: AliasTable,
     deps: ModuleDeps,
     builtin: HashSet<String>,
+    options: ModuleOptions,
     loaded: HashSet<String>,
     failed: HashSet<String>,
     seen: HashSet<(PathBuf, String)>,
@@ -181,6 +188,7 @@ impl Coldplug {
             aliases,
             deps,
             builtin,
+            options: policy.options.clone(),
             loaded: HashSet::new(),
             failed: HashSet::new(),
             seen: HashSet::new(),
@@ -237,7 +245,8 @@ impl Coldplug {
                 continue;
             };
             let path = self.moddir.join(rel);
-            let (waited, first) = match self.loader.load(&m, &path) {
+            let params = self.options.for_module(&m);
+            let (waited, first) = match self.loader.load(&m, &path, &params) {
                 Outcome::Loaded => {
                     self.loaded.insert(m.clone());
                     inserted.push(m);

@@ -53,6 +53,12 @@ struct Fixture {
 }
 
 fn fixture(blacklist: &[&str], timeout: Duration) -> Fixture {
+    fixture_with(blacklist, timeout, "")
+}
+
+/// The fixture with module parameters from kernel command line `cmdline`;
+/// the loader records `NAME PARAMS` for a load with parameters.
+fn fixture_with(blacklist: &[&str], timeout: Duration, cmdline: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let moddir = dir.path().join("modules");
     std::fs::create_dir_all(&moddir).unwrap();
@@ -68,9 +74,13 @@ fn fixture(blacklist: &[&str], timeout: Duration) -> Fixture {
     let (release, gate) = mpsc::channel::<()>();
     let gate = Mutex::new(gate);
     let seen = Arc::clone(&calls);
-    let loader: Arc<LoadFn> = Arc::new(move |path: &Path| {
+    let loader: Arc<LoadFn> = Arc::new(move |path: &Path, params: &str| {
         let name = deps::module_name(&path.to_string_lossy());
-        seen.lock().unwrap().push(name.clone());
+        seen.lock().unwrap().push(if params.is_empty() {
+            name.clone()
+        } else {
+            format!("{name} {params}")
+        });
         if name == "p2xt_stuckblk" {
             let _ = gate.lock().unwrap().recv();
         }
@@ -79,6 +89,7 @@ fn fixture(blacklist: &[&str], timeout: Duration) -> Fixture {
     let policy = Policy {
         blacklist: blacklist.iter().map(|s| s.to_string()).collect(),
         load_timeout: timeout,
+        options: options::ModuleOptions::from_cmdline(&crate::bootparams::split(cmdline)),
     };
     let cp = Coldplug::open(&moddir, &policy)
         .unwrap()
@@ -170,4 +181,25 @@ fn blacklisted_dependency_stops_its_dependants() {
     assert_eq!(inserted, ["p2xt_nic"]);
     assert_eq!(f.cp.problems(), " | blacklisted: p2xt_core");
     drop(f.release);
+}
+
+#[test]
+fn command_line_parameters_reach_the_module_load() {
+    let mut f = fixture_with(
+        &[],
+        Duration::from_secs(5),
+        "quiet p2xt-core.debug=1 p2xt_nic.mode=\"x y\" p2xen.settle=5 p2xt_nic.fast",
+    );
+    let mut inserted = Vec::new();
+    f.cp.load("p2xt_stuckblk", &mut inserted).ok();
+    f.release.send(()).ok();
+    f.cp.load("p2xt_nic", &mut inserted).unwrap();
+    assert_eq!(
+        *f.calls.lock().unwrap(),
+        [
+            "p2xt_core debug=1",
+            "p2xt_stuckblk",
+            "p2xt_nic mode=\"x y\" fast"
+        ]
+    );
 }

@@ -16,18 +16,23 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-/// Inserts one module file into the kernel; injected so tests need no kernel.
-pub type LoadFn = dyn Fn(&Path) -> Result<(), ColdplugError> + Send + Sync;
+/// Inserts one module file into the kernel with a parameter string
+/// (`"a=1 b"`); injected so tests need no kernel.
+pub type LoadFn = dyn Fn(&Path, &str) -> Result<(), ColdplugError> + Send + Sync;
 
 /// The real loader: `finit_module` on the file. `EEXIST` (loaded meanwhile,
 /// e.g. by the kernel's own request_module) counts as success.
-pub fn finit(path: &Path) -> Result<(), ColdplugError> {
+pub fn finit(path: &Path, params: &str) -> Result<(), ColdplugError> {
     use nix::kmod::{ModuleInitFlags, finit_module};
+    let params = std::ffi::CString::new(params).map_err(|_| ColdplugError::Params {
+        path: path.to_path_buf(),
+        params: params.to_string(),
+    })?;
     let file = std::fs::File::open(path).map_err(|source| ColdplugError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    match finit_module(&file, c"", ModuleInitFlags::empty()) {
+    match finit_module(&file, &params, ModuleInitFlags::empty()) {
         Ok(()) | Err(nix::Error::EEXIST) => Ok(()),
         Err(errno) => Err(ColdplugError::Load {
             path: path.to_path_buf(),
@@ -76,15 +81,18 @@ impl TimedLoader {
         self.timeout
     }
 
-    /// Loads module `name` from `path`, waiting at most the timeout.
-    pub fn load(&mut self, name: &str, path: &Path) -> Outcome {
+    /// Loads module `name` from `path` with `params`, waiting at most the timeout.
+    pub fn load(&mut self, name: &str, path: &Path, params: &str) -> Outcome {
         if let Some(outcome) = self.poll_stuck(name) {
             return outcome;
         }
         let load = Arc::clone(&self.load);
         let file: PathBuf = path.to_path_buf();
+        let params = params.to_string();
         let started = Instant::now();
-        match bounded::run(format!("load {name}"), self.timeout, move || load(&file)) {
+        match bounded::run(format!("load {name}"), self.timeout, move || {
+            load(&file, &params)
+        }) {
             Bounded::Done(Ok(())) => Outcome::Loaded,
             Bounded::Done(Err(e)) => Outcome::Failed(e),
             Bounded::Overran(rx) => {
@@ -155,7 +163,7 @@ mod tests {
     /// the test sends, and fails `bad*`.
     fn fake(gate: Receiver<()>, calls: Arc<Mutex<Vec<String>>>) -> Arc<LoadFn> {
         let gate = Mutex::new(gate);
-        Arc::new(move |path: &Path| {
+        Arc::new(move |path: &Path, _params: &str| {
             let name = path.to_string_lossy().into_owned();
             calls.lock().unwrap().push(name.clone());
             if name.starts_with("slow") {
@@ -176,8 +184,11 @@ mod tests {
         let (open, gate) = mpsc::channel();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let mut l = TimedLoader::new(fake(gate, calls.clone()), Duration::from_millis(100));
-        assert!(matches!(l.load("fast", Path::new("fast")), Outcome::Loaded));
-        match l.load("slow", Path::new("slow")) {
+        assert!(matches!(
+            l.load("fast", Path::new("fast"), ""),
+            Outcome::Loaded
+        ));
+        match l.load("slow", Path::new("slow"), "") {
             Outcome::Overran { waited } => assert!(waited >= Duration::from_millis(100)),
             other => panic!("expected an overrun, got {other:?}"),
         }
@@ -191,20 +202,20 @@ mod tests {
         );
         // Asked again: no second load, no second wait.
         assert!(matches!(
-            l.load("slow", Path::new("slow")),
+            l.load("slow", Path::new("slow"), ""),
             Outcome::StillStuck { .. }
         ));
         assert_eq!(*calls.lock().unwrap(), ["fast", "slow"]);
         // Other modules still load while the first one hangs.
         assert!(matches!(
-            l.load("other", Path::new("other")),
+            l.load("other", Path::new("other"), ""),
             Outcome::Loaded
         ));
         // The probe finishes late: the next request sees the success.
         open.send(()).unwrap();
         let t0 = Instant::now();
         loop {
-            match l.load("slow", Path::new("slow")) {
+            match l.load("slow", Path::new("slow"), "") {
                 Outcome::Loaded => break,
                 Outcome::StillStuck { .. } => {}
                 other => panic!("expected the late success, got {other:?}"),
@@ -224,7 +235,7 @@ mod tests {
             fake(gate, Arc::new(Mutex::new(Vec::new()))),
             Duration::from_secs(5),
         );
-        match l.load("bad", Path::new("bad")) {
+        match l.load("bad", Path::new("bad"), "") {
             Outcome::Failed(e) => assert_eq!(
                 e.to_string(),
                 "bad: finit_module failed: ENODEV: No such device"

@@ -240,17 +240,13 @@ fn add_busybox<W: Write>(tree: &mut Tree<W>, name: &str, source: &Path) -> Resul
     Ok(())
 }
 
-fn add_modules<W: Write>(
-    tree: &mut Tree<W>,
-    dest: &str,
+/// The modules `list` (a modules.list) names, with their dependencies,
+/// resolved against `deps` (read from `dep_path`); normalised names.
+pub fn resolve_module_list(
     list: &Path,
-    dir: &Path,
-) -> Result<usize, MkError> {
-    let dep_path = dir.join("modules.dep");
-    let deps = ModuleDeps::parse(&read_text(&dep_path)?).map_err(|source| MkError::Deps {
-        path: dep_path.clone(),
-        source,
-    })?;
+    deps: &ModuleDeps,
+    dep_path: &Path,
+) -> Result<HashSet<String>, MkError> {
     let mut wanted: Vec<String> = Vec::new();
     for (i, raw) in read_text(list)?.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -278,18 +274,33 @@ fn add_modules<W: Write>(
                 list: list.to_path_buf(),
                 line: i + 1,
                 name: line.to_string(),
-                dep: dep_path.clone(),
+                dep: dep_path.to_path_buf(),
             });
         }
     }
     let mut keep = HashSet::new();
     for name in &wanted {
         let order = deps.load_order(name).map_err(|source| MkError::Deps {
-            path: dep_path.clone(),
+            path: dep_path.to_path_buf(),
             source,
         })?;
         keep.extend(order);
     }
+    Ok(keep)
+}
+
+fn add_modules<W: Write>(
+    tree: &mut Tree<W>,
+    dest: &str,
+    list: &Path,
+    dir: &Path,
+) -> Result<usize, MkError> {
+    let dep_path = dir.join("modules.dep");
+    let deps = ModuleDeps::parse(&read_text(&dep_path)?).map_err(|source| MkError::Deps {
+        path: dep_path.clone(),
+        source,
+    })?;
+    let keep = resolve_module_list(list, &deps, &dep_path)?;
     let version = dir
         .file_name()
         .map(|v| v.to_string_lossy().into_owned())
