@@ -241,6 +241,15 @@ const P2: u64 = 41 * MIB;
 const P2_SIZE: u64 = 16 * MIB;
 
 fn seed() -> Fixture {
+    seed_with(
+        SEED_FSTAB,
+        SEED_MENU,
+        "alias eth0 8139too\nalias scsi_hostadapter aha1740\nalias char-major-10-135 rtc\n",
+    )
+}
+
+/// The seed server with its own fstab, menu.lst and modules.conf.
+fn seed_with(fstab: &str, menu: &str, modules_conf: &str) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let initrd_img = initrd(
@@ -251,11 +260,8 @@ fn seed() -> Fixture {
     write_tree(
         &root,
         &[
-            ("/etc/fstab", SEED_FSTAB),
-            (
-                "/etc/modules.conf",
-                "alias eth0 8139too\nalias scsi_hostadapter aha1740\nalias char-major-10-135 rtc\n",
-            ),
+            ("/etc/fstab", fstab),
+            ("/etc/modules.conf", modules_conf),
             ("/etc/inittab", SEED_INITTAB),
             ("/etc/securetty", "console\ntty1\ntty2\n"),
             (
@@ -265,7 +271,7 @@ fn seed() -> Fixture {
             ("/etc/init.d/smartmontools", "#!/bin/sh\n"),
             ("/etc/rc2.d/S20smartmontools", "->../init.d/smartmontools"),
             ("/etc/rc2.d/S10sysklogd", "->../init.d/sysklogd"),
-            ("/boot/grub/menu.lst", SEED_MENU),
+            ("/boot/grub/menu.lst", menu),
             ("/boot/vmlinuz-2.6.18-6-xen-686", "kernel-image"),
             (
                 "/boot/config-2.6.18-6-xen-686",
@@ -294,6 +300,37 @@ fn seed() -> Fixture {
         64 * MIB
     );
     Fixture::new(tmp, src, "seed", &machine)
+}
+
+/// The seed's servers on Compaq/HP Smart Array (cciss, cpqarray) and
+/// Mylex (DAC960) boards name their disks `/dev/cciss/c0d0p1`,
+/// `/dev/ida/c0d0p1`, `/dev/rd/c0d0p1`: the guest's names are xvd ones.
+#[test]
+fn raid_controller_device_names_map_to_xvd() {
+    for (dir, driver) in [("cciss", "cciss"), ("ida", "cpqarray"), ("rd", "DAC960")] {
+        let fstab = format!(
+            "/dev/{dir}/c0d0p1 / ext3 defaults 0 1\n/dev/{dir}/c0d0p2 none swap sw 0 0\n"
+        );
+        let menu = SEED_MENU.replace("/dev/hda1", &format!("/dev/{dir}/c0d0p1"));
+        let fx = seed_with(&fstab, &menu, &format!("alias scsi_hostadapter {driver}\n"));
+        guest::convert(&fx.request("seed")).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let img = fx.disk();
+        assert_eq!(
+            guest_file(&img, P1, "/etc/fstab").unwrap(),
+            "/dev/xvda1 / ext3 defaults 0 1\n/dev/xvda2 none swap sw 0 0\n",
+            "{dir}"
+        );
+        let menu = guest_file(&img, P1, "/boot/grub/menu.lst").unwrap();
+        assert!(
+            menu.contains("kernel /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0\n"),
+            "{dir}: {menu}"
+        );
+        assert_eq!(
+            guest_file(&img, P1, "/etc/modules.conf").unwrap(),
+            format!("# p2xen: hardware not present under Xen: alias scsi_hostadapter {driver}\n"),
+            "{dir}"
+        );
+    }
 }
 
 #[test]
