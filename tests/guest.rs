@@ -308,9 +308,8 @@ fn seed_with(fstab: &str, menu: &str, modules_conf: &str) -> Fixture {
 #[test]
 fn raid_controller_device_names_map_to_xvd() {
     for (dir, driver) in [("cciss", "cciss"), ("ida", "cpqarray"), ("rd", "DAC960")] {
-        let fstab = format!(
-            "/dev/{dir}/c0d0p1 / ext3 defaults 0 1\n/dev/{dir}/c0d0p2 none swap sw 0 0\n"
-        );
+        let fstab =
+            format!("/dev/{dir}/c0d0p1 / ext3 defaults 0 1\n/dev/{dir}/c0d0p2 none swap sw 0 0\n");
         let menu = SEED_MENU.replace("/dev/hda1", &format!("/dev/{dir}/c0d0p1"));
         let fx = seed_with(&fstab, &menu, &format!("alias scsi_hostadapter {driver}\n"));
         guest::convert(&fx.request("seed")).unwrap_or_else(|e| panic!("{dir}: {e}"));
@@ -322,7 +321,9 @@ fn raid_controller_device_names_map_to_xvd() {
         );
         let menu = guest_file(&img, P1, "/boot/grub/menu.lst").unwrap();
         assert!(
-            menu.contains("kernel /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0\n"),
+            menu.contains(
+                "kernel /boot/vmlinuz-2.6.18-6-xen-686 root=/dev/xvda1 ro console=hvc0\n"
+            ),
             "{dir}: {menu}"
         );
         assert_eq!(
@@ -331,6 +332,114 @@ fn raid_controller_device_names_map_to_xvd() {
             "{dir}"
         );
     }
+}
+
+/// A dom0 kernel with its modules, as `--guest-kernel` takes it: the
+/// files are stand-ins (the conversion copies, it does not run them).
+fn supplied_kernel(dir: &Path, module_bytes: usize) -> guest::supplied_kernel::SuppliedKernel {
+    let m = dir.join("lib/modules/6.1.0-57-amd64");
+    std::fs::create_dir_all(m.join("kernel/drivers/block")).unwrap();
+    std::fs::write(
+        m.join("modules.dep"),
+        "kernel/drivers/block/xen-blkfront.ko:\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("kernel/drivers/block/xen-blkfront.ko"),
+        "blkfront".repeat(module_bytes / 8),
+    )
+    .unwrap();
+    std::fs::write(dir.join("vmlinuz-6.1.0-57-amd64"), "dom0-kernel-image").unwrap();
+    std::fs::write(dir.join("initrd.img-6.1.0-57-amd64"), "dom0-initrd").unwrap();
+    guest::supplied_kernel::SuppliedKernel::resolve(
+        dir.join("vmlinuz-6.1.0-57-amd64").to_str().unwrap(),
+        Some(&dir.join("initrd.img-6.1.0-57-amd64")),
+        Some(&m),
+    )
+    .unwrap()
+}
+
+/// The seed's 32-bit 2.6.18 kernel cannot run under today's Xen: dom0
+/// boots a supplied kernel, whose modules go into the guest's /lib/modules.
+#[test]
+fn seed_server_boots_a_supplied_kernel() {
+    let fx = seed();
+    let dom0 = fx.store.parent().unwrap().join("dom0");
+    let mut req = fx.request("seed");
+    req.guest_kernel = Some(supplied_kernel(&dom0, 4096));
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(rep.boot_route, "supplied-kernel");
+    assert_eq!(rep.xen_type, XenType::Pv);
+    assert!(
+        rep.boot_reason.starts_with("--guest-kernel: dom0 boots ")
+            && rep.boot_reason.contains(
+                "(6.1.0-57-amd64), its modules installed into the guest's /lib/modules/6.1.0-57-amd64"
+            ),
+        "{}",
+        rep.boot_reason
+    );
+    assert!(
+        !rep.warnings.iter().any(|w| w.contains("2.6.18")),
+        "warnings about the replaced kernel: {:?}",
+        rep.warnings
+    );
+    let xl = parse_xl(&rep.config);
+    let kernel = PathBuf::from(&xl["kernel"][0]);
+    assert!(kernel.starts_with(std::path::absolute(&fx.store).unwrap().join("boot")));
+    assert_eq!(std::fs::read(&kernel).unwrap(), b"dom0-kernel-image");
+    assert_eq!(std::fs::read(&xl["ramdisk"][0]).unwrap(), b"dom0-initrd");
+    assert_eq!(xl["root"], ["/dev/xvda1 ro"]);
+    assert!(
+        rep.config.contains("boot route supplied-kernel"),
+        "{}",
+        rep.config
+    );
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(
+            &img,
+            P1,
+            "/lib/modules/6.1.0-57-amd64/kernel/drivers/block/xen-blkfront.ko"
+        )
+        .unwrap(),
+        "blkfront".repeat(512)
+    );
+    assert_eq!(
+        diff_of(&rep, "/lib/modules/6.1.0-57-amd64"),
+        format!(
+            "cp -a {} /lib/modules/6.1.0-57-amd64\n",
+            dom0.join("lib/modules/6.1.0-57-amd64").display()
+        )
+    );
+    assert!(
+        guest_file(&img, P1, "/etc/fstab")
+            .unwrap()
+            .contains("/dev/xvda1       /")
+    );
+}
+
+/// Modules that do not fit the guest's root: refused before any file of
+/// the copy is changed.
+#[test]
+fn supplied_kernel_modules_that_do_not_fit_change_nothing() {
+    let fx = seed();
+    let dom0 = fx.store.parent().unwrap().join("dom0");
+    let mut req = fx.request("seed");
+    req.guest_kernel = Some(supplied_kernel(&dom0, 48 << 20));
+    let e = guest::convert(&req).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/lib/modules/6.1.0-57-amd64: the guest's filesystem has ")
+            && e.contains(
+                "MiB free, the modules of 6.1.0-57-amd64 need 59 MiB; grow the guest's root"
+            ),
+        "{e}"
+    );
+    // The mount itself updates the superblock; the files must be as they were.
+    let img = fx.disk();
+    assert_eq!(guest_file(&img, P1, "/etc/fstab").unwrap(), SEED_FSTAB);
+    assert_eq!(guest_file(&img, P1, "/boot/grub/menu.lst").unwrap(), SEED_MENU);
+    assert_eq!(guest_file(&img, P1, "/lib/modules/6.1.0-57-amd64/modules.dep"), None);
+    assert!(!fx.xen_dir.join("seed.cfg").exists());
 }
 
 #[test]

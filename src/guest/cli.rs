@@ -43,6 +43,17 @@ pub struct ConvertArgs {
     /// Overwrite an existing config and partition images.
     #[arg(long)]
     pub force: bool,
+    /// Boot the guest PV with this Xen-capable kernel from dom0 instead of
+    /// its own (which lacks Xen support, or is 32-bit); `dom0` for dom0's
+    /// running kernel. Its modules are installed into the guest.
+    #[arg(long, value_name = "PATH|dom0")]
+    pub guest_kernel: Option<String>,
+    /// The initrd for --guest-kernel (default for dom0: /boot/initrd.img-VERSION).
+    #[arg(long, value_name = "PATH", requires = "guest_kernel")]
+    pub guest_initrd: Option<PathBuf>,
+    /// The modules of --guest-kernel, /lib/modules/VERSION (default for dom0: its own).
+    #[arg(long, value_name = "DIR", requires = "guest_kernel")]
+    pub guest_modules: Option<PathBuf>,
 }
 
 /// `p2xen convert`: prints the summary, or logs the error; the exit status says which.
@@ -72,6 +83,17 @@ fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     req.dry_run = args.dry_run;
     req.skip = args.no_fixup.clone();
     req.force = args.force;
+    req.guest_kernel = args
+        .guest_kernel
+        .as_deref()
+        .map(|k| {
+            super::supplied_kernel::SuppliedKernel::resolve(
+                k,
+                args.guest_initrd.as_deref(),
+                args.guest_modules.as_deref(),
+            )
+        })
+        .transpose()?;
     super::convert(&req)
 }
 

@@ -20,6 +20,7 @@ pub mod mount;
 pub mod netrules;
 pub mod report;
 pub mod split;
+pub mod supplied_kernel;
 pub mod xencheck;
 pub mod xlcfg;
 
@@ -90,6 +91,8 @@ pub struct ConvertRequest {
     pub dry_run: bool,
     pub skip: Vec<FixupKind>,
     pub force: bool,
+    /// `--guest-kernel`: dom0 boots this kernel, whose modules go into the guest.
+    pub guest_kernel: Option<supplied_kernel::SuppliedKernel>,
 }
 
 impl ConvertRequest {
@@ -110,6 +113,7 @@ impl ConvertRequest {
             dry_run: false,
             skip: Vec::new(),
             force: false,
+            guest_kernel: None,
         }
     }
 

@@ -116,7 +116,7 @@ pub(super) fn xl_config(
         BootRoute::Pvgrub2 => cfg.kernel = Some(PVGRUB_PV.to_string()),
         BootRoute::Pvgrub2Pvh => cfg.kernel = Some(PVGRUB_PVH.to_string()),
         BootRoute::Pygrub => cfg.bootloader = Some("pygrub".to_string()),
-        BootRoute::Dom0Kernel => {
+        BootRoute::Dom0Kernel | BootRoute::SuppliedKernel => {
             if let Some(files) = boot_files {
                 cfg.kernel = Some(files.kernel.display().to_string());
                 cfg.ramdisk = files.initrd.as_ref().map(|i| i.display().to_string());

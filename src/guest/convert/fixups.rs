@@ -9,6 +9,7 @@ use super::super::change::Planned;
 use super::super::devmap::{DevMap, xvd_name};
 use super::super::guestfs::GuestFs;
 use super::super::initrd_drivers::InitrdFix;
+use super::super::supplied_kernel;
 use super::super::xencheck::{self, KernelInfo};
 use super::super::{
     FixupKind, GuestError, XenType, bootcfg, console, fstab, initrd_drivers, mdraid, modalias,
@@ -46,7 +47,8 @@ pub(super) fn plan_and_apply(
     };
     let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
     let route = route::choose_route(conv, &kernels, root);
-    if !conv.skips(FixupKind::XenDrivers) {
+    // A supplied kernel replaces the guest's: their Xen support is moot.
+    if !conv.skips(FixupKind::XenDrivers) && conv.req.guest_kernel.is_none() {
         kernel_warnings(conv, gfs, &route, &kernels, &initrd.not_added);
     }
     let map = device_map(conv, gfs, vols, flattened, route.xen_type == XenType::Hvm)?;
@@ -54,8 +56,17 @@ pub(super) fn plan_and_apply(
     for fix in &mut initrd.fixes {
         planned.append(&mut fix.planned);
     }
+    // Checked before anything is applied; asked for explicitly, so not
+    // subject to --no-fixup xen-drivers.
+    let modules = match &conv.req.guest_kernel {
+        Some(sk) => Some(supplied_kernel::plan_modules(gfs, sk)?),
+        None => None,
+    };
     for p in &planned {
         conv.fixup(p.describe(gfs));
+    }
+    if let Some(m) = &modules {
+        conv.fixup(m.describe());
     }
     if !conv.req.dry_run {
         for p in &planned {
@@ -64,6 +75,9 @@ pub(super) fn plan_and_apply(
         for fix in &initrd.fixes {
             initrd_drivers::verify(gfs, fix)?;
         }
+    }
+    if let (Some(m), false) = (&modules, conv.req.dry_run) {
+        m.apply(gfs)?;
     }
     Ok((route, kernels))
 }

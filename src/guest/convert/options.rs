@@ -31,6 +31,13 @@ pub(super) fn validate(req: &ConvertRequest) -> Result<(), GuestError> {
             req.name
         )));
     }
+    if req.guest_kernel.is_some() && req.xen_type == Some(XenType::Hvm) {
+        return Err(GuestError::Invalid(
+            "--guest-kernel boots the guest PV (or PVH) with a kernel from dom0; drop --type hvm, \
+             or drop --guest-kernel to boot the guest's own kernel on emulated hardware"
+                .to_string(),
+        ));
+    }
     if let Some(b) = &req.bridge {
         if !safe_value(b) {
             return Err(GuestError::Invalid(format!("bridge name {b:?}")));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::devmap::xvd_name;
 use super::super::guestfs::GuestFs;
+use super::super::supplied_kernel::SuppliedKernel;
 use super::super::xencheck::KernelInfo;
 use super::super::{Bootloader, ConvertRequest, GuestError, Layout, XenType};
 use super::Conversion;
@@ -22,6 +23,9 @@ pub(in crate::guest) enum BootRoute {
     Pygrub,
     /// dom0 boots the guest's kernel, copied out of the guest's /boot.
     Dom0Kernel,
+    /// dom0 boots a kernel from dom0 (`--guest-kernel`), whose modules are
+    /// installed into the guest.
+    SuppliedKernel,
     /// Emulated hardware; the guest's own boot loader.
     Hvm,
 }
@@ -34,6 +38,7 @@ impl BootRoute {
             BootRoute::Pvgrub2Pvh => "pvgrub2-pvh",
             BootRoute::Pygrub => "pygrub",
             BootRoute::Dom0Kernel => "dom0-kernel",
+            BootRoute::SuppliedKernel => "supplied-kernel",
             BootRoute::Hvm => "hvm",
         }
     }
@@ -84,6 +89,9 @@ pub(super) fn best_kernel(kernels: &[KernelInfo]) -> Option<&KernelInfo> {
 
 pub(super) fn choose_route(conv: &mut Conversion, kernels: &[KernelInfo], root: &Volume) -> Route {
     let best = best_kernel(kernels).cloned();
+    if let Some(sk) = &conv.req.guest_kernel {
+        return supplied_kernel_route(conv, sk, best.as_ref(), root);
+    }
     if conv.settings.layout == Layout::Partitions {
         return dom0_kernel_route(conv, best, root);
     }
@@ -129,6 +137,36 @@ fn dom0_kernel_route(conv: &mut Conversion, best: Option<KernelInfo>, root: &Vol
         kernel: best,
         ..Route::new(xen_type, BootRoute::Dom0Kernel, reason)
     }
+}
+
+/// `--guest-kernel`: the guest's own kernels are left in place (the HVM
+/// route can still boot them later) and dom0 boots the supplied one.
+fn supplied_kernel_route(
+    conv: &Conversion,
+    sk: &SuppliedKernel,
+    best: Option<&KernelInfo>,
+    root: &Volume,
+) -> Route {
+    let xen_type = match conv.settings.type_override {
+        Some(XenType::Pvh) => XenType::Pvh,
+        _ => XenType::Pv,
+    };
+    let own = match best {
+        Some(k) if k.pv_ready() => format!("the guest's own {} could boot PV too", k.version),
+        Some(k) => format!("the guest's own {} cannot boot under Xen", k.version),
+        None => "the guest has no kernel in /boot".to_string(),
+    };
+    Route::new(
+        xen_type,
+        BootRoute::SuppliedKernel,
+        format!(
+            "--guest-kernel: dom0 boots {} ({}), its modules installed into the guest's {}; {own}; root {}",
+            sk.kernel.display(),
+            sk.version,
+            sk.guest_dir(),
+            xvd_name(root.dp())
+        ),
+    )
 }
 
 /// Layout disk: a boot loader reads the guest's own boot menu, pvgrub2
@@ -191,6 +229,9 @@ pub(super) fn boot_files(
     route: &Route,
     req: &ConvertRequest,
 ) -> Result<Option<BootFiles>, GuestError> {
+    if let (BootRoute::SuppliedKernel, Some(sk)) = (route.boot, &req.guest_kernel) {
+        return supplied_boot_files(sk, &req.store_dir, req.dry_run).map(Some);
+    }
     Ok(match (&route.kernel, req.dry_run) {
         (Some(k), false) => Some(copy_boot_files(gfs, k, &req.store_dir)?),
         (Some(k), true) => Some(boot_file_paths(k, &req.store_dir)),
@@ -198,8 +239,12 @@ pub(super) fn boot_files(
     })
 }
 
+fn boot_dir(store: &Path) -> PathBuf {
+    std::path::absolute(store.join("boot")).unwrap_or_else(|_| store.join("boot"))
+}
+
 fn boot_file_paths(k: &KernelInfo, store: &Path) -> BootFiles {
-    let dir = std::path::absolute(store.join("boot")).unwrap_or_else(|_| store.join("boot"));
+    let dir = boot_dir(store);
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
     BootFiles {
         kernel: dir.join(base(&k.kernel)),
@@ -207,22 +252,59 @@ fn boot_file_paths(k: &KernelInfo, store: &Path) -> BootFiles {
     }
 }
 
-fn copy_boot_files(gfs: &GuestFs, k: &KernelInfo, store: &Path) -> Result<BootFiles, GuestError> {
-    let files = boot_file_paths(k, store);
+fn create_boot_dir(files: &BootFiles) -> Result<(), GuestError> {
     if let Some(dir) = files.kernel.parent() {
         std::fs::create_dir_all(dir).map_err(|source| GuestError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
     }
+    Ok(())
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<(), GuestError> {
+    std::fs::copy(from, to).map_err(|source| GuestError::Io {
+        path: to.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// The supplied kernel and initrd, copied into the store: a dom0 kernel
+/// upgrade must not take the guest's kernel away.
+fn supplied_boot_files(
+    sk: &SuppliedKernel,
+    store: &Path,
+    dry_run: bool,
+) -> Result<BootFiles, GuestError> {
+    let dir = boot_dir(store);
+    let named = |p: &Path, what: &str| {
+        dir.join(p.file_name().map_or_else(
+            || format!("{what}-{}", sk.version),
+            |n| n.to_string_lossy().into_owned(),
+        ))
+    };
+    let files = BootFiles {
+        kernel: named(&sk.kernel, "vmlinuz"),
+        initrd: sk.initrd.as_deref().map(|i| named(i, "initrd.img")),
+    };
+    if !dry_run {
+        create_boot_dir(&files)?;
+        copy_file(&sk.kernel, &files.kernel)?;
+        if let (Some(from), Some(to)) = (&sk.initrd, &files.initrd) {
+            copy_file(from, to)?;
+        }
+    }
+    Ok(files)
+}
+
+fn copy_boot_files(gfs: &GuestFs, k: &KernelInfo, store: &Path) -> Result<BootFiles, GuestError> {
+    let files = boot_file_paths(k, store);
+    create_boot_dir(&files)?;
     let pairs = std::iter::once((k.kernel.as_str(), &files.kernel))
         .chain(k.initrd.as_deref().zip(files.initrd.as_ref()));
     for (src, dst) in pairs {
-        let from = gfs.resolve(src)?;
-        std::fs::copy(&from, dst).map_err(|source| GuestError::Io {
-            path: dst.clone(),
-            source,
-        })?;
+        copy_file(&gfs.resolve(src)?, dst)?;
     }
     Ok(files)
 }
