@@ -437,8 +437,14 @@ fn supplied_kernel_modules_that_do_not_fit_change_nothing() {
     // The mount itself updates the superblock; the files must be as they were.
     let img = fx.disk();
     assert_eq!(guest_file(&img, P1, "/etc/fstab").unwrap(), SEED_FSTAB);
-    assert_eq!(guest_file(&img, P1, "/boot/grub/menu.lst").unwrap(), SEED_MENU);
-    assert_eq!(guest_file(&img, P1, "/lib/modules/6.1.0-57-amd64/modules.dep"), None);
+    assert_eq!(
+        guest_file(&img, P1, "/boot/grub/menu.lst").unwrap(),
+        SEED_MENU
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/lib/modules/6.1.0-57-amd64/modules.dep"),
+        None
+    );
     assert!(!fx.xen_dir.join("seed.cfg").exists());
 }
 

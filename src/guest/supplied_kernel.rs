@@ -167,8 +167,10 @@ pub fn plan_modules(gfs: &GuestFs, sk: &SuppliedKernel) -> Result<ModulesInstall
         .ancestors()
         .find(|a| a.is_dir())
         .unwrap_or(gfs.root());
+    // fsblkcnt_t and c_ulong are u32 on i686, where p2xen is built too.
+    #[allow(clippy::useless_conversion)]
     let free = nix::sys::statvfs::statvfs(existing)
-        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+        .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
         .map_err(|e| io_at(existing)(e.into()))?;
     // Some room for the directories and for the guest to go on writing logs.
     let needed = bytes.saturating_add(bytes / 20).saturating_add(8 << 20);

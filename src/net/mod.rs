@@ -6,6 +6,7 @@
 //! this is what makes `p2xen.server=dom0.example` reachable.
 
 pub mod dhcp;
+mod ifmap;
 pub mod netlink;
 pub mod resolv;
 pub mod socket;

@@ -215,14 +215,19 @@ impl Rtnl {
             let mut offset = 0usize;
             while offset < data.len() {
                 let chunk = data.get(offset..).unwrap_or_default();
-                let reply =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk).map_err(|e| {
-                        NetlinkError::Malformed {
-                            what: what.to_string(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                let len = reply.header.length as usize;
+                let fixed = super::ifmap::without_short_ifmap(chunk);
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
+                    fixed.as_deref().unwrap_or(chunk),
+                )
+                .map_err(|e| NetlinkError::Malformed {
+                    what: what.to_string(),
+                    reason: e.to_string(),
+                })?;
+                // The length as received: the fixed copy may be shorter.
+                let len = match chunk.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                    Some(b) => u32::from_ne_bytes(b) as usize,
+                    None => reply.header.length as usize,
+                };
                 // Messages are 4-byte aligned; a zero length would loop forever.
                 let step = len.checked_add(3).map(|l| l & !3).filter(|&l| l > 0);
                 offset = match step.and_then(|s| offset.checked_add(s)) {

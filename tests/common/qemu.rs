@@ -59,9 +59,18 @@ pub struct VmBuilder {
     hard_timeout: Duration,
     consoles: String,
     serials: usize,
+    /// The QEMU system binary and its `-cpu` model.
+    system: (&'static str, String),
 }
 
 impl VmBuilder {
+    /// A 32-bit PC with this CPU model (`qemu-system-i386 -cpu pentium3`:
+    /// no long mode, as the servers of the seed's era).
+    pub fn i386(mut self, cpu: &str) -> Self {
+        self.system = ("qemu-system-i386", cpu.to_string());
+        self
+    }
+
     /// The kernel's `console=` words (default `console=ttyS0`); ignored on
     /// a firmware boot, where the boot loader chooses them.
     pub fn consoles(mut self, words: &str) -> Self {
@@ -157,13 +166,12 @@ impl VmBuilder {
     }
 
     pub fn start(self) -> Result<Vm, String> {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-smp", "1",
-        ])
-        .args(["-m", &self.memory_mib.to_string()])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .arg("-no-reboot");
+        let (qemu, cpu) = &self.system;
+        let mut cmd = Command::new(qemu);
+        cmd.args(["-accel", "tcg", "-machine", "pc", "-cpu", cpu, "-smp", "1"])
+            .args(["-m", &self.memory_mib.to_string()])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .arg("-no-reboot");
         let mut vars_dir = None;
         match &self.boot {
             Boot::Kernel { kernel, initrd } => {
@@ -204,7 +212,7 @@ impl VmBuilder {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+            .map_err(|e| format!("{qemu}: {e} (apt-get install qemu-system-x86)"))?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
         for stream in [
@@ -304,6 +312,7 @@ impl Vm {
             hard_timeout: Duration::from_secs(300),
             consoles: "console=ttyS0".to_string(),
             serials: 0,
+            system: ("qemu-system-x86_64", "qemu64".to_string()),
         }
     }
 
