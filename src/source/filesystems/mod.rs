@@ -6,7 +6,7 @@
 //! free-space btrees, give the map of used blocks that lets the copy skip
 //! free space.
 
-mod btrfs;
+pub mod btrfs;
 mod bytes;
 pub mod ext;
 pub mod lvm;
@@ -185,6 +185,11 @@ pub enum ProbeError {
         path: PathBuf,
         source: xfs::XfsError,
     },
+    #[error("{path}: btrfs filesystem: {source}")]
+    Btrfs {
+        path: PathBuf,
+        source: btrfs::BtrfsError,
+    },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
         path: PathBuf,
@@ -252,6 +257,7 @@ pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentL
     match fs.kind {
         k if k.is_ext() => ext::used_extents(part).map(Some),
         FsKind::Xfs => xfs::used_extents(part).map(Some),
+        FsKind::Btrfs => btrfs::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
         FsKind::Lvm2Pv => lvm::used_extents(part),
         _ => Ok(None),
