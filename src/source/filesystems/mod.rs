@@ -13,7 +13,7 @@ pub mod lvm;
 mod md;
 mod ntfs;
 mod swap;
-mod vfat;
+pub mod vfat;
 pub mod xfs;
 
 use std::fmt;
@@ -190,6 +190,11 @@ pub enum ProbeError {
         path: PathBuf,
         source: btrfs::BtrfsError,
     },
+    #[error("{path}: vfat filesystem: {source}")]
+    Vfat {
+        path: PathBuf,
+        source: vfat::VfatError,
+    },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
         path: PathBuf,
@@ -258,6 +263,7 @@ pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentL
         k if k.is_ext() => ext::used_extents(part).map(Some),
         FsKind::Xfs => xfs::used_extents(part).map(Some),
         FsKind::Btrfs => btrfs::used_extents(part).map(Some),
+        FsKind::Vfat => vfat::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
         FsKind::Lvm2Pv => lvm::used_extents(part),
         _ => Ok(None),
