@@ -46,7 +46,9 @@ pub(super) fn used_map(part: &dyn ReadAt, bpb: &Bpb) -> Result<ExtentList, VfatE
     let bits = bpb.fat_bits();
     let geometry = |why: String| VfatError::Geometry { why };
     if bits != 32 && bpb.root_entries == 0 {
-        return Err(geometry(format!("FAT{bits} without root directory entries")));
+        return Err(geometry(format!(
+            "FAT{bits} without root directory entries"
+        )));
     }
     let data_start = bpb.data_start();
     if data_start >= bpb.total_sectors {
