@@ -11,13 +11,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use common::fixtures::{run_output, sparse_image, tool_stdout};
 use common::used_map::{Mount, Mutated, content, copy_from_map, missing_tool, path_str};
-use p2xen::source::device::{Device, DeviceError, ReadAt};
+use p2xen::source::device::Device;
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::xfs::XfsError;
 use p2xen::source::filesystems::{FsKind, ProbeError, probe, used_extents};

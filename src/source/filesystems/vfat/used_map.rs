@@ -104,11 +104,8 @@ pub(super) fn used_map(part: &dyn ReadAt, bpb: &Bpb) -> Result<ExtentList, VfatE
         // At most 4086 entries: about 6 KiB, read at once.
         let fat = read_vec(part, offset, usize::try_from(need).unwrap_or(usize::MAX))?;
         for n in 0..entries {
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "n < 4087, so n * 3 / 2 is a small index"
-            )]
-            let pair = le16(&fat, (n * 3 / 2) as usize);
+            // n < 4087: the index is small; an impossible one reads as 0.
+            let pair = le16(&fat, usize::try_from(n * 3 / 2).unwrap_or(usize::MAX));
             let entry = if n % 2 == 0 { pair & 0xFFF } else { pair >> 4 };
             mark(n, u32::from(entry));
         }
