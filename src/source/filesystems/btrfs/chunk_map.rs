@@ -195,3 +195,83 @@ impl ChunkMap {
         Ok(map)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::filesystems::btrfs::test_image::chunk_item;
+
+    fn with_stripes(len: u64, kind: u64, stripes: &[(u64, u64)], sub: u16) -> Vec<u8> {
+        let mut c = chunk_item(len, kind, 0);
+        c.truncate(48);
+        c[44..46].copy_from_slice(&u16::try_from(stripes.len()).unwrap().to_le_bytes());
+        c[46..48].copy_from_slice(&sub.to_le_bytes());
+        for &(dev, off) in stripes {
+            c.extend(dev.to_le_bytes());
+            c.extend(off.to_le_bytes());
+            c.extend([0; 16]);
+        }
+        c
+    }
+
+    #[test]
+    fn stripe_bytes_follow_the_profile() {
+        let mib = 1 << 20;
+        let cases: &[(u64, &[(u64, u64)], u16, u64)] = &[
+            (4 | DUP, &[(1, 10 * mib), (1, 40 * mib)], 1, 32 * mib),
+            (1 | RAID0, &[(1, 0), (1, 0)], 1, 16 * mib),
+            (1 | RAID10, &[(1, 0), (1, 0), (1, 0), (1, 0)], 2, 16 * mib),
+            (1 | RAID5, &[(1, 0), (1, 0), (1, 0)], 1, 16 * mib),
+            (1 | RAID6, &[(1, 0), (1, 0), (1, 0)], 1, 32 * mib),
+        ];
+        for &(kind, stripes, sub, want) in cases {
+            let (c, size) = Chunk::parse(mib, &with_stripes(32 * mib, kind, stripes, sub)).unwrap();
+            assert_eq!(
+                (c.stripe_bytes, size),
+                (want, 48 + 32 * stripes.len()),
+                "{kind:#x}"
+            );
+        }
+        let e = Chunk::parse(
+            mib,
+            &with_stripes(32 * mib, 1 | RAID6, &[(1, 0), (1, 0)], 1),
+        );
+        assert!(e.unwrap_err().contains("does not divide"));
+        let mut short = with_stripes(32 * mib, 1, &[(1, 0)], 1);
+        short.truncate(70);
+        assert!(Chunk::parse(mib, &short).unwrap_err().contains("need 80"));
+    }
+
+    #[test]
+    fn map_refuses_overlaps_and_reads_mirrors_only() {
+        let mib = 1 << 20;
+        let mut m = ChunkMap::default();
+        let dup = Chunk::parse(
+            8 * mib,
+            &with_stripes(8 * mib, 4 | DUP, &[(1, 20 * mib), (1, 30 * mib)], 1),
+        );
+        m.insert(dup.unwrap().0).unwrap();
+        assert_eq!(m.physical(9 * mib, 4096).unwrap(), 21 * mib);
+        assert!(matches!(
+            m.physical(16 * mib - 100, 4096),
+            Err(BtrfsError::Unmapped { .. })
+        ));
+        let over = Chunk::parse(15 * mib, &with_stripes(2 * mib, 1, &[(1, 0)], 1))
+            .unwrap()
+            .0;
+        let e = m.insert(over).unwrap_err().to_string();
+        assert!(
+            e.contains("chunk at logical 15728640: length 2097152 overlaps"),
+            "{e}"
+        );
+        let raid0 = Chunk::parse(
+            64 * mib,
+            &with_stripes(8 * mib, 4 | RAID0, &[(1, 0), (1, 4 * mib)], 1),
+        );
+        m.insert(raid0.unwrap().0).unwrap();
+        assert!(matches!(
+            m.physical(64 * mib, 4096),
+            Err(BtrfsError::Profile { .. })
+        ));
+    }
+}

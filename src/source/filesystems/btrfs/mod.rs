@@ -263,6 +263,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_node_pointing_at_itself_ends() {
+        let mut img = tiny(true);
+        let at = meta_physical(test_image::DEV_ROOT);
+        // The second child pointer of the device tree's root node.
+        let ptr = at + 101 + 33 + 17;
+        img[ptr..ptr + 8].copy_from_slice(&test_image::DEV_ROOT.to_le_bytes());
+        test_image::reseal_block(&mut img, at);
+        let s = err(img).to_string();
+        assert!(
+            s.starts_with(&format!("tree block at logical {}:", test_image::DEV_ROOT))
+                && s.contains("level 1, its parent says 0"),
+            "{s}"
+        );
+    }
+
     /// Offsets of everything the map reads: superblock, chunk tree leaf,
     /// root tree leaf, device tree blocks.
     const METADATA: [usize; 5] = [SB, 1 << 20, 2 << 20, (2 << 20) + 4096, (2 << 20) + 8192];
