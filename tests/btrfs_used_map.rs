@@ -16,7 +16,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use common::fixtures::{patch, resize, sparse_image, tool_stdout};
-use common::used_map::{Mount, Mutated, content, copy_from_map, hash, missing_tool, path_str};
+use common::used_map::{
+    Mount, Mutated, assert_checker_clean, assert_used_bytes_match_map, content, copy_from_map,
+    hash, missing_tool, path_str,
+};
 use p2xen::source::device::Device;
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::btrfs::BtrfsError;
@@ -156,16 +159,7 @@ fn expected_map(dev_extents: &[(u64, u64)], size: u64) -> ExtentList {
 }
 
 fn check_readonly_clean(img: &Path) {
-    let out = std::process::Command::new("btrfs")
-        .args(["check", "--readonly", path_str(img)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "btrfs check --readonly on the copy: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_checker_clean("btrfs", &["check", "--readonly"], img);
 }
 
 /// The default layout (DUP metadata, single data) written by the kernel:
@@ -276,10 +270,7 @@ fn mkfs_variants_match_dump_tree() {
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("xx.img");
     mkfs(&img, 200 * MIB, &["--csum", "xxhash"]);
-    let dev = Device::open(&img).unwrap();
-    let fs = probe(&dev).unwrap().unwrap();
-    assert_eq!(fs.used_bytes, None);
-    let e = btrfs_error(used_extents(&dev, &fs).unwrap_err());
+    let e = refused(&img);
     assert!(
         matches!(e, BtrfsError::ChecksumType { csum_type: 1 }),
         "{e}"
@@ -386,8 +377,16 @@ fn real() -> Option<&'static Real> {
     .as_ref()
 }
 
-fn btrfs_error(e: ProbeError) -> BtrfsError {
-    match e {
+/// Probes `img` as a Btrfs whose map is refused (no used_bytes, no
+/// state) and returns why.
+fn refused(img: &Path) -> BtrfsError {
+    let dev = Device::open(img).unwrap();
+    let fs = probe(&dev).unwrap().unwrap();
+    assert_eq!(
+        (fs.kind, fs.used_bytes, fs.state.as_deref()),
+        (FsKind::Btrfs, None, None)
+    );
+    match used_extents(&dev, &fs).unwrap_err() {
         ProbeError::Btrfs { source, .. } => source,
         other => panic!("not a btrfs error: {other}"),
     }
@@ -404,19 +403,13 @@ fn damaged_chunk_tree_is_refused_and_copied_whole() {
     fs::write(&img, &r.bytes).unwrap();
     let at = r.chunk_root + 300;
     patch(&img, at, &[r.bytes[at as usize] ^ 0x5a]);
-    let dev = Device::open(&img).unwrap();
-    let fs = probe(&dev).unwrap().unwrap();
-    assert_eq!(
-        (fs.kind, fs.used_bytes, fs.state.as_deref()),
-        (FsKind::Btrfs, None, None)
-    );
-    let e = btrfs_error(used_extents(&dev, &fs).unwrap_err());
+    let e = refused(&img);
     eprintln!("damaged chunk tree: {e}");
     assert!(
         matches!(&e, BtrfsError::Node { logical, why } if *logical == r.chunk_root_logical && why.contains("checksum")),
         "{e}"
     );
-    let (layout, _) = p2xen::send::layout::describe(&dev);
+    let (layout, _) = p2xen::send::layout::describe(&Device::open(&img).unwrap());
     assert_eq!(layout.regions.len(), 1, "{layout:?}");
     assert!(layout.regions[0].used.is_none(), "copied whole");
     let note = layout.notes.join("\n");
@@ -438,15 +431,21 @@ fn bad_magic_and_truncation_are_typed() {
     patch(&img, r.superblock + 64, b"_BHRfS_X");
     let dev = Device::open(&img).unwrap();
     assert!(probe(&dev).unwrap().is_none());
-    let e = btrfs_error(used_extents(&dev, &fs).unwrap_err());
-    assert!(matches!(e, BtrfsError::NoSuperblock), "{e}");
+    let e = used_extents(&dev, &fs).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ProbeError::Btrfs {
+                source: BtrfsError::NoSuperblock,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     fs::write(&img, &r.bytes).unwrap();
     resize(&img, 200 * MIB);
-    let dev = Device::open(&img).unwrap();
-    let fs = probe(&dev).unwrap().unwrap();
-    assert_eq!(fs.used_bytes, None);
-    let e = btrfs_error(used_extents(&dev, &fs).unwrap_err());
+    let e = refused(&img);
     eprintln!("truncated: {e}");
     assert!(
         matches!(
@@ -470,10 +469,7 @@ fn multi_device_is_refused() {
     let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
     sparse_image(&b, 256 * MIB);
     mkfs(&a, 256 * MIB, &["-d", "single", "-m", "dup", path_str(&b)]);
-    let dev = Device::open(&a).unwrap();
-    let fs = probe(&dev).unwrap().unwrap();
-    assert_eq!(fs.used_bytes, None);
-    let e = btrfs_error(used_extents(&dev, &fs).unwrap_err());
+    let e = refused(&a);
     assert!(
         matches!(e, BtrfsError::MultiDevice { num_devices: 2 }),
         "{e}"
@@ -498,10 +494,6 @@ proptest! {
                 (regions[i] + at % span, v)
             })
             .collect();
-        let disk = Mutated { base: &r.bytes, muts };
-        if let Ok(Some(fs)) = probe(&disk) {
-            let m = used_extents(&disk, &fs);
-            prop_assert_eq!(fs.used_bytes, m.ok().flatten().map(|u| u.total_bytes()));
-        }
+        assert_used_bytes_match_map(&Mutated { base: &r.bytes, muts });
     }
 }

@@ -16,7 +16,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::fixtures::{run_output, sparse_image, tool_stdout};
-use common::used_map::{Mount, Mutated, content, copy_from_map, missing_tool, path_str};
+use common::used_map::{
+    Mount, Mutated, assert_checker_clean, assert_used_bytes_match_map, content, copy_from_map,
+    missing_tool, path_str,
+};
 use p2xen::source::device::Device;
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::xfs::XfsError;
@@ -284,16 +287,7 @@ fn check_against_xfs_db(img: &Path) -> Measured {
 
 fn repair_n_clean(img: &Path) {
     // -n: check only; exit 1 when it finds anything to repair.
-    let out = Command::new("xfs_repair")
-        .args(["-n", path_str(img)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "xfs_repair -n on the copy: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_checker_clean("xfs_repair", &["-n"], img);
 }
 
 /// v5 (the default) with 4 AGs of 1 KiB blocks, filled and fragmented by
@@ -674,10 +668,6 @@ proptest! {
                 (r + at % span, v)
             })
             .collect();
-        let disk = Mutated { base, muts };
-        if let Ok(Some(fs)) = probe(&disk) {
-            let r = used_extents(&disk, &fs);
-            prop_assert_eq!(fs.used_bytes, r.ok().flatten().map(|u| u.total_bytes()));
-        }
+        assert_used_bytes_match_map(&Mutated { base, muts });
     }
 }

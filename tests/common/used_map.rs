@@ -10,6 +10,7 @@ use std::process::Command;
 
 use p2xen::source::device::{DeviceError, ReadAt};
 use p2xen::source::extent::ExtentList;
+use p2xen::source::filesystems::{probe, used_extents};
 use tempfile::TempDir;
 
 use super::fixtures::tool_stdout;
@@ -121,4 +122,27 @@ impl ReadAt for Mutated<'_> {
     fn name(&self) -> &Path {
         Path::new("<mutated image>")
     }
+}
+
+/// Whatever `disk` holds, probing and mapping it must not panic, and a
+/// probe's `used_bytes` must be the map's total (None when it is refused).
+pub fn assert_used_bytes_match_map(disk: &dyn ReadAt) {
+    if let Ok(Some(fs)) = probe(disk) {
+        let map = used_extents(disk, &fs);
+        assert_eq!(fs.used_bytes, map.ok().flatten().map(|u| u.total_bytes()));
+    }
+}
+
+/// Runs a read-only checker (`xfs_repair -n`, `btrfs check --readonly`)
+/// on an image; fails the test with its output unless it exits 0.
+pub fn assert_checker_clean(tool: &str, args: &[&str], img: &Path) -> String {
+    let out = Command::new(tool).args(args).arg(img).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} on {}: {stdout}\n{}",
+        img.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

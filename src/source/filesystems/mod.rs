@@ -277,6 +277,19 @@ pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentL
     }
 }
 
+/// For the parsers' property tests: probing and mapping `disk` must not
+/// panic, and a filesystem of `kind` must report the map's total as
+/// `used_bytes` (None when the map is refused).
+#[cfg(test)]
+fn assert_used_bytes_match_map(disk: &dyn ReadAt, kind: FsKind) {
+    if let Ok(Some(fs)) = probe(disk) {
+        let map = used_extents(disk, &fs);
+        if fs.kind == kind {
+            assert_eq!(fs.used_bytes, map.ok().flatten().map(|u| u.total_bytes()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,8 @@ mod tests {
     use super::*;
     use crate::source::filesystems::btrfs::test_image::chunk_item;
 
+    const MIB: u64 = 1 << 20;
+
     fn with_stripes(len: u64, kind: u64, stripes: &[(u64, u64)], sub: u16) -> Vec<u8> {
         let mut c = chunk_item(len, kind, 0);
         c.truncate(48);
@@ -216,16 +218,17 @@ mod tests {
 
     #[test]
     fn stripe_bytes_follow_the_profile() {
-        let mib = 1 << 20;
-        let cases: &[(u64, &[(u64, u64)], u16, u64)] = &[
-            (4 | DUP, &[(1, 10 * mib), (1, 40 * mib)], 1, 32 * mib),
-            (1 | RAID0, &[(1, 0), (1, 0)], 1, 16 * mib),
-            (1 | RAID10, &[(1, 0), (1, 0), (1, 0), (1, 0)], 2, 16 * mib),
-            (1 | RAID5, &[(1, 0), (1, 0), (1, 0)], 1, 16 * mib),
-            (1 | RAID6, &[(1, 0), (1, 0), (1, 0)], 1, 32 * mib),
+        // (type, stripes (devid, offset), sub-stripes, bytes per stripe)
+        type Case = (u64, &'static [(u64, u64)], u16, u64);
+        let cases: &[Case] = &[
+            (4 | DUP, &[(1, 10 * MIB), (1, 40 * MIB)], 1, 32 * MIB),
+            (1 | RAID0, &[(1, 0), (1, 0)], 1, 16 * MIB),
+            (1 | RAID10, &[(1, 0), (1, 0), (1, 0), (1, 0)], 2, 16 * MIB),
+            (1 | RAID5, &[(1, 0), (1, 0), (1, 0)], 1, 16 * MIB),
+            (1 | RAID6, &[(1, 0), (1, 0), (1, 0)], 1, 32 * MIB),
         ];
         for &(kind, stripes, sub, want) in cases {
-            let (c, size) = Chunk::parse(mib, &with_stripes(32 * mib, kind, stripes, sub)).unwrap();
+            let (c, size) = Chunk::parse(MIB, &with_stripes(32 * MIB, kind, stripes, sub)).unwrap();
             assert_eq!(
                 (c.stripe_bytes, size),
                 (want, 48 + 32 * stripes.len()),
@@ -233,30 +236,29 @@ mod tests {
             );
         }
         let e = Chunk::parse(
-            mib,
-            &with_stripes(32 * mib, 1 | RAID6, &[(1, 0), (1, 0)], 1),
+            MIB,
+            &with_stripes(32 * MIB, 1 | RAID6, &[(1, 0), (1, 0)], 1),
         );
         assert!(e.unwrap_err().contains("does not divide"));
-        let mut short = with_stripes(32 * mib, 1, &[(1, 0)], 1);
+        let mut short = with_stripes(32 * MIB, 1, &[(1, 0)], 1);
         short.truncate(70);
-        assert!(Chunk::parse(mib, &short).unwrap_err().contains("need 80"));
+        assert!(Chunk::parse(MIB, &short).unwrap_err().contains("need 80"));
     }
 
     #[test]
     fn map_refuses_overlaps_and_reads_mirrors_only() {
-        let mib = 1 << 20;
         let mut m = ChunkMap::default();
         let dup = Chunk::parse(
-            8 * mib,
-            &with_stripes(8 * mib, 4 | DUP, &[(1, 20 * mib), (1, 30 * mib)], 1),
+            8 * MIB,
+            &with_stripes(8 * MIB, 4 | DUP, &[(1, 20 * MIB), (1, 30 * MIB)], 1),
         );
         m.insert(dup.unwrap().0).unwrap();
-        assert_eq!(m.physical(9 * mib, 4096).unwrap(), 21 * mib);
+        assert_eq!(m.physical(9 * MIB, 4096).unwrap(), 21 * MIB);
         assert!(matches!(
-            m.physical(16 * mib - 100, 4096),
+            m.physical(16 * MIB - 100, 4096),
             Err(BtrfsError::Unmapped { .. })
         ));
-        let over = Chunk::parse(15 * mib, &with_stripes(2 * mib, 1, &[(1, 0)], 1))
+        let over = Chunk::parse(15 * MIB, &with_stripes(2 * MIB, 1, &[(1, 0)], 1))
             .unwrap()
             .0;
         let e = m.insert(over).unwrap_err().to_string();
@@ -265,12 +267,12 @@ mod tests {
             "{e}"
         );
         let raid0 = Chunk::parse(
-            64 * mib,
-            &with_stripes(8 * mib, 4 | RAID0, &[(1, 0), (1, 4 * mib)], 1),
+            64 * MIB,
+            &with_stripes(8 * MIB, 4 | RAID0, &[(1, 0), (1, 4 * MIB)], 1),
         );
         m.insert(raid0.unwrap().0).unwrap();
         assert!(matches!(
-            m.physical(64 * mib, 4096),
+            m.physical(64 * MIB, 4096),
             Err(BtrfsError::Profile { .. })
         ));
     }

@@ -141,6 +141,7 @@ mod tests {
     use super::*;
     use crate::source::device::MemDisk;
     use crate::source::extent::Extent;
+    use crate::source::filesystems::assert_used_bytes_match_map;
     use proptest::prelude::*;
     use test_image::{CHUNKS, SB, meta_physical, tiny};
 
@@ -295,11 +296,7 @@ mod tests {
             img[SB..SB + data.len()].copy_from_slice(&data);
             img[SB + 0x40..SB + 0x48].copy_from_slice(b"_BHRfS_M");
             img[SB + 0x30..SB + 0x38].copy_from_slice(&(SB as u64).to_le_bytes());
-            let disk = MemDisk::new(img);
-            if let Ok(Some(fs)) = probe(&disk) {
-                let r = used_extents(&disk);
-                prop_assert_eq!(fs.used_bytes, r.ok().map(|u| u.total_bytes()));
-            }
+            assert_used_bytes_match_map(&MemDisk::new(img), FsKind::Btrfs);
         }
 
         #[test]
@@ -319,11 +316,7 @@ mod tests {
                     test_image::reseal_block(&mut img, *at);
                 }
             }
-            let disk = MemDisk::new(img);
-            if let Ok(Some(fs)) = probe(&disk) {
-                let r = used_extents(&disk);
-                prop_assert_eq!(fs.used_bytes, r.ok().map(|u| u.total_bytes()));
-            }
+            assert_used_bytes_match_map(&MemDisk::new(img), FsKind::Btrfs);
         }
     }
 }
