@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 
 use common::fixtures::{dd_into, patch, resize, run_output, sfdisk, sparse_image};
 use common::used_map::{
-    Mutated, assert_used_bytes_match_map, content, copy_from_map, hash, missing_tool, path_str,
+    Mutated, assert_copied_whole, assert_used_bytes_match_map, content, copy_from_map, hash,
+    missing_tool, path_str,
 };
 use p2xen::source::device::Device;
 use p2xen::source::filesystems::vfat::VfatError;
@@ -240,19 +241,7 @@ fn damaged_images_are_refused_by_name() {
     sparse_image(&disk, 10 << 20);
     sfdisk(&disk, "label: dos\nstart=2048, size=16384, type=ef\n");
     dd_into(&disk, 1 << 20, &img);
-    let dev = Device::open(&disk).unwrap();
-    let (layout, report) = p2xen::send::layout::describe(&dev);
-    assert_eq!(layout.regions.len(), 1, "{layout:?} {report:?}");
-    assert_eq!(
-        (layout.regions[0].start, layout.regions[0].len),
-        (1 << 20, 8 << 20)
-    );
-    assert!(layout.regions[0].used.is_none(), "copied whole");
-    let note = layout.notes.join("\n");
-    assert!(
-        note.contains("vfat: used-block map unreadable (") && note.contains("do not fit"),
-        "{note}"
-    );
+    assert_copied_whole(&disk, (1 << 20, 8 << 20), "vfat", "do not fit");
 
     fs::write(&img, bytes).unwrap();
     patch(&img, 22, &2u16.to_le_bytes()); // sectors per FAT

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use p2xen::source::device::{DeviceError, ReadAt};
+use p2xen::source::device::{Device, DeviceError, ReadAt};
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::{probe, used_extents};
 use tempfile::TempDir;
@@ -145,4 +145,22 @@ pub fn assert_checker_clean(tool: &str, args: &[&str], img: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// The send layout of `disk` copies its one filesystem, `kind` at
+/// `(start, len)`, whole and notes that its map is unreadable because of
+/// something containing `why`.
+pub fn assert_copied_whole(disk: &Path, (start, len): (u64, u64), kind: &str, why: &str) {
+    let (layout, report) = p2xen::send::layout::describe(&Device::open(disk).unwrap());
+    assert_eq!(layout.regions.len(), 1, "{layout:?} {report:?}");
+    assert_eq!(
+        (layout.regions[0].start, layout.regions[0].len),
+        (start, len)
+    );
+    assert!(layout.regions[0].used.is_none(), "copied whole");
+    let note = layout.notes.join("\n");
+    assert!(
+        note.contains(&format!("{kind}: used-block map unreadable (")) && note.contains(why),
+        "{note}"
+    );
 }
