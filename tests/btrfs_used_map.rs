@@ -277,6 +277,47 @@ fn mkfs_variants_match_dump_tree() {
     );
 }
 
+/// A file fsync'ed after the last commit lives only in the tree log: an
+/// image taken then (as after a power cut) says `needs_recovery`, maps
+/// exactly, and its copy replays the log at mount and holds the file.
+#[test]
+fn tree_log_is_needs_recovery_and_travels() {
+    if skip() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let img = dir.path().join("live.img");
+    let cut = dir.path().join("cut.img");
+    mkfs(&img, 300 * MIB, &[]);
+    let data = content(9, 100_003);
+    {
+        // No periodic commit while the image is taken.
+        let m = Mount::new(&img, &dir, "rw,commit=300");
+        tool_stdout("sync", "coreutils", &["-f", path_str(&m.0)]);
+        let f = m.0.join("logged");
+        fs::write(&f, &data).unwrap();
+        fs::File::open(&f).unwrap().sync_all().unwrap();
+        fs::copy(&img, &cut).unwrap();
+    }
+    assert_ne!(
+        super_field(&cut, "log_root"),
+        0,
+        "the fsync left a tree log"
+    );
+    let dev = Device::open(&cut).unwrap();
+    let fs = probe(&dev).unwrap().unwrap();
+    assert_eq!(fs.state.as_deref(), Some("needs_recovery"), "{fs:?}");
+    let used = used_extents(&dev, &fs).unwrap().unwrap();
+    assert_eq!(used, expected_map(&dump_tree_dev_extents(&cut), 300 * MIB));
+    let copy = dir.path().join("copy.img");
+    copy_from_map(&cut, &copy, &used);
+    drop(dev);
+    check_readonly_clean(&copy);
+    // Replaying the log needs a writable device.
+    let mc = Mount::new(&copy, &dir, "rw");
+    assert!(fs::read(mc.0.join("logged")).unwrap() == data, "replayed");
+}
+
 /// Where a logical address lies on the device, from `dump-tree -t chunk`
 /// (stripe 0 of the chunk holding it).
 fn physical_of(img: &Path, logical: u64) -> u64 {

@@ -33,6 +33,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("mcopy", "mtools"),
     ("mmd", "mtools"),
     ("mdel", "mtools"),
+    ("mtype", "mtools"),
+    ("sfdisk", "fdisk"),
 ];
 
 fn skip() -> bool {
