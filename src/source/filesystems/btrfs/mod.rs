@@ -50,6 +50,8 @@ pub enum BtrfsError {
         dev_total_bytes: u64,
         device_size: u64,
     },
+    #[error("superblock: a device of {dev_total_bytes} bytes cannot hold its own superblock")]
+    DeviceTooSmall { dev_total_bytes: u64 },
     #[error("superblock: sys_chunk_array at byte {at}: {why}")]
     SysChunkArray { at: usize, why: String },
     #[error("chunk at logical {logical}: {why}")]

@@ -166,7 +166,12 @@ impl Superblock {
                 ),
             });
         }
-        if self.dev_total_bytes > device_size || self.dev_total_bytes < OFFSET + SIZE as u64 {
+        if self.dev_total_bytes < OFFSET + SIZE as u64 {
+            return Err(BtrfsError::DeviceTooSmall {
+                dev_total_bytes: self.dev_total_bytes,
+            });
+        }
+        if self.dev_total_bytes > device_size {
             return Err(BtrfsError::BeyondDevice {
                 dev_total_bytes: self.dev_total_bytes,
                 device_size,
