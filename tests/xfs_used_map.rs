@@ -11,12 +11,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use common::fixtures::{run_output, sparse_image, tool_stdout};
-use p2xen::source::device::{Device, DeviceError, ReadAt};
+use common::used_map::{
+    Mount, Mutated, assert_checker_clean, assert_copied_whole, assert_used_bytes_match_map,
+    content, copy_from_map, missing_tool, path_str,
+};
+use p2xen::source::device::Device;
 use p2xen::source::extent::ExtentList;
 use p2xen::source::filesystems::xfs::XfsError;
 use p2xen::source::filesystems::{FsKind, ProbeError, probe, used_extents};
@@ -33,29 +37,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("umount", "mount"),
 ];
 
-fn on_path(tool: &str) -> bool {
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    dirs.iter()
-        .map(PathBuf::as_path)
-        .chain([Path::new("/usr/sbin"), Path::new("/sbin")])
-        .any(|d| d.join(tool).is_file())
-}
-
 /// True (after saying why) when a tool these tests drive is not installed.
 fn skip() -> bool {
-    match TOOLS.iter().find(|(t, _)| !on_path(t)) {
-        Some((t, pkg)) => {
-            eprintln!("skipping: {t} not found (install the Debian package {pkg})");
-            true
-        }
-        None => false,
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
+    missing_tool(TOOLS)
 }
 
 /// mkfs.xfs on a sparse file of `size` bytes. The fstests variables lift
@@ -72,34 +56,6 @@ fn mkfs(path: &Path, size: u64, args: &[&str]) {
             .args(args)
             .arg(path),
     );
-}
-
-/// A loop mount, unmounted on drop (also when the test fails).
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(img: &Path, dir: &TempDir, opts: &str) -> Mount {
-        let mnt = dir.path().join("mnt");
-        fs::create_dir_all(&mnt).unwrap();
-        tool_stdout(
-            "mount",
-            "mount",
-            &["-o", &format!("loop,{opts}"), path_str(img), path_str(&mnt)],
-        );
-        Mount(mnt)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect()
 }
 
 /// Writes `dirs` directories (XFS puts each in another AG) of `files`
@@ -329,35 +285,9 @@ fn check_against_xfs_db(img: &Path) -> Measured {
     }
 }
 
-/// A zero-filled image of the same size with only `used` copied over.
-fn copy_from_map(src: &Path, dst: &Path, used: &ExtentList) {
-    let from = fs::File::open(src).unwrap();
-    let to = fs::File::create(dst).unwrap();
-    to.set_len(from.metadata().unwrap().len()).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    for e in used.as_slice() {
-        let mut done = 0;
-        while done < e.len {
-            let n = (e.len - done).min(buf.len() as u64) as usize;
-            from.read_exact_at(&mut buf[..n], e.offset + done).unwrap();
-            to.write_all_at(&buf[..n], e.offset + done).unwrap();
-            done += n as u64;
-        }
-    }
-}
-
 fn repair_n_clean(img: &Path) {
     // -n: check only; exit 1 when it finds anything to repair.
-    let out = Command::new("xfs_repair")
-        .args(["-n", path_str(img)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "xfs_repair -n on the copy: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_checker_clean("xfs_repair", &["-n"], img);
 }
 
 /// v5 (the default) with 4 AGs of 1 KiB blocks, filled and fragmented by
@@ -577,19 +507,8 @@ fn dirty_log_is_refused_and_copied_whole() {
         "{e}"
     );
 
-    let (layout, _) = p2xen::send::layout::describe(&dev);
-    assert_eq!(layout.regions.len(), 1, "{layout:?}");
-    assert_eq!(
-        (layout.regions[0].start, layout.regions[0].len),
-        (0, 32 << 20)
-    );
-    assert!(layout.regions[0].used.is_none(), "copied whole");
-    let note = layout.notes.join("\n");
-    assert!(
-        note.contains("xfs: used-block map unreadable (")
-            && note.contains("log not clean at log sector"),
-        "{note}"
-    );
+    assert_copied_whole(&img, (0, 32 << 20), "xfs", "log not clean at log sector");
+
     drop(dev);
 
     // The remedy the error suggests.
@@ -685,39 +604,6 @@ fn external_log_is_refused() {
 
 // ------------------------------------------------------------- properties
 
-/// A real image with some bytes changed, without copying it per case.
-struct Mutated<'a> {
-    base: &'a [u8],
-    muts: BTreeMap<u64, u8>,
-}
-
-impl ReadAt for Mutated<'_> {
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.base.len() as u64)
-            .ok_or_else(|| DeviceError::OutOfRange {
-                path: self.name().to_path_buf(),
-                offset,
-                len: buf.len(),
-                size: self.size(),
-            })?;
-        buf.copy_from_slice(&self.base[offset as usize..end as usize]);
-        for (&at, &v) in self.muts.range(offset..end) {
-            buf[(at - offset) as usize] = v;
-        }
-        Ok(())
-    }
-
-    fn size(&self) -> u64 {
-        self.base.len() as u64
-    }
-
-    fn name(&self) -> &Path {
-        Path::new("<mutated xfs>")
-    }
-}
-
 /// A 32 MiB v5 image (2 AGs, the smallest mkfs makes) with a file, and the
 /// byte offsets of what the map reads: each AG's first 8 KiB (headers,
 /// btree roots) and the log's first 64 KiB (the unmount record is there).
@@ -771,10 +657,6 @@ proptest! {
                 (r + at % span, v)
             })
             .collect();
-        let disk = Mutated { base, muts };
-        if let Ok(Some(fs)) = probe(&disk) {
-            let r = used_extents(&disk, &fs);
-            prop_assert_eq!(fs.used_bytes, r.ok().flatten().map(|u| u.total_bytes()));
-        }
+        assert_used_bytes_match_map(&Mutated { base, muts });
     }
 }

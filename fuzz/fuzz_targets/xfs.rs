@@ -11,22 +11,17 @@
 //!   cargo +nightly fuzz run xfs -- -max_total_time=300
 #![no_main]
 
+mod patched_disk;
+
 use libfuzzer_sys::fuzz_target;
 use p2xen::source::device::MemDisk;
 use p2xen::source::filesystems::{probe, used_extents};
+use patched_disk::patched_disk;
 
-const SECTOR: usize = 512;
 const DISK: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    let mut disk = vec![0u8; DISK];
-    for patch in data.chunks(2 + SECTOR) {
-        let Some((at, body)) = patch.split_first_chunk::<2>() else {
-            break;
-        };
-        let start = usize::from(u16::from_be_bytes(*at)) % (DISK / SECTOR) * SECTOR;
-        disk[start..start + body.len()].copy_from_slice(body);
-    }
+    let mut disk = patched_disk(data, DISK);
     disk[..4].copy_from_slice(b"XFSB");
     let disk = MemDisk::new(disk);
     if let Ok(Some(fs)) = probe(&disk) {

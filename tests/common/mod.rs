@@ -6,3 +6,4 @@ pub mod pty;
 pub mod qemu;
 pub mod receiver;
 pub mod terminal;
+pub mod used_map;

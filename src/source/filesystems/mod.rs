@@ -2,18 +2,19 @@
 //!
 //! Hand-written because no well-kept crate probes these signatures without
 //! libblkid (C); the parsers only read fixed-size headers at known offsets,
-//! except ext2/3/4, whose group descriptors and block bitmaps, and XFS, whose
-//! free-space btrees, give the map of used blocks that lets the copy skip
+//! except ext2/3/4, whose group descriptors and block bitmaps, XFS, whose
+//! free-space btrees, Btrfs, whose chunk and device trees, and FAT, whose
+//! allocation table, give the map of used blocks that lets the copy skip
 //! free space.
 
-mod btrfs;
+pub mod btrfs;
 mod bytes;
 pub mod ext;
 pub mod lvm;
 mod md;
 mod ntfs;
 mod swap;
-mod vfat;
+pub mod vfat;
 pub mod xfs;
 
 use std::fmt;
@@ -142,10 +143,13 @@ pub struct Filesystem {
     pub uuid: Option<String>,
     /// Size as the filesystem (or volume header) says.
     pub size_bytes: Option<u64>,
-    /// ext, xfs: from the used-block map; others: where the fs records it exactly.
+    /// ext, xfs, btrfs, vfat: from the used-block map; others: where the fs
+    /// records it exactly.
     pub used_bytes: Option<u64>,
     /// ext: "clean" | "needs_recovery" | "errors" | "not_clean";
-    /// xfs: "clean" (log ends in an unmount record) | "needs_recovery".
+    /// xfs: "clean" (log ends in an unmount record) | "needs_recovery";
+    /// btrfs: "clean" | "needs_recovery" (a tree log awaits replay), both
+    /// only when the used map was read.
     pub state: Option<String>,
     #[serde(flatten)]
     pub details: FsDetails,
@@ -184,6 +188,16 @@ pub enum ProbeError {
     Xfs {
         path: PathBuf,
         source: xfs::XfsError,
+    },
+    #[error("{path}: btrfs filesystem: {source}")]
+    Btrfs {
+        path: PathBuf,
+        source: btrfs::BtrfsError,
+    },
+    #[error("{path}: vfat filesystem: {source}")]
+    Vfat {
+        path: PathBuf,
+        source: vfat::VfatError,
     },
     #[error("{path}: {kind} header at offset {offset}: {what}")]
     Corrupt {
@@ -245,16 +259,34 @@ fn probe_with(part: &dyn ReadAt, lvm: Prober) -> Result<Option<Filesystem>, Prob
 
 /// Byte extents (relative to the partition start) that hold data worth
 /// copying: `Some` for ext2/3/4 (block bitmaps), xfs (free-space btrees),
-/// swap (header page only) and LVM2 PVs (allocated extents, by their LVs'
-/// filesystems where mapped);
-/// `None` means copy everything.
+/// btrfs (allocated device extents of a one-device filesystem), vfat
+/// (metadata and the clusters the FAT allocates), swap (header page only)
+/// and LVM2 PVs (allocated extents, by their LVs' filesystems where
+/// mapped); `None` means copy everything. An error means a map was
+/// expected but cannot be trusted: the caller copies the partition whole
+/// and reports why.
 pub fn used_extents(part: &dyn ReadAt, fs: &Filesystem) -> Result<Option<ExtentList>, ProbeError> {
     match fs.kind {
         k if k.is_ext() => ext::used_extents(part).map(Some),
         FsKind::Xfs => xfs::used_extents(part).map(Some),
+        FsKind::Btrfs => btrfs::used_extents(part).map(Some),
+        FsKind::Vfat => vfat::used_extents(part).map(Some),
         FsKind::Swap => swap::used_extents(part),
         FsKind::Lvm2Pv => lvm::used_extents(part),
         _ => Ok(None),
+    }
+}
+
+/// For the parsers' property tests: probing and mapping `disk` must not
+/// panic, and a filesystem of `kind` must report the map's total as
+/// `used_bytes` (None when the map is refused).
+#[cfg(test)]
+fn assert_used_bytes_match_map(disk: &dyn ReadAt, kind: FsKind) {
+    if let Ok(Some(fs)) = probe(disk) {
+        let map = used_extents(disk, &fs);
+        if fs.kind == kind {
+            assert_eq!(fs.used_bytes, map.ok().flatten().map(|u| u.total_bytes()));
+        }
     }
 }
 

@@ -169,6 +169,7 @@ pub(super) fn used_extents(part: &dyn ReadAt) -> Result<ExtentList, ProbeError> 
 mod tests {
     use super::*;
     use crate::source::device::MemDisk;
+    use crate::source::filesystems::assert_used_bytes_match_map;
     use proptest::prelude::*;
 
     #[test]
@@ -212,11 +213,7 @@ mod tests {
             let mut img = vec![0u8; size.max(data.len() + 4)];
             img[..4].copy_from_slice(superblock::MAGIC);
             img[4..4 + data.len()].copy_from_slice(&data);
-            let disk = MemDisk::new(img);
-            if let Ok(Some(fs)) = probe(&disk) {
-                let r = used_extents(&disk);
-                prop_assert_eq!(fs.used_bytes, r.ok().map(|u| u.total_bytes()));
-            }
+            assert_used_bytes_match_map(&MemDisk::new(img), FsKind::Xfs);
         }
 
         #[test]
@@ -232,11 +229,7 @@ mod tests {
             for (region, at, val) in muts {
                 img[METADATA[region] + at] = val;
             }
-            let disk = MemDisk::new(img);
-            if let Ok(Some(fs)) = probe(&disk) {
-                let r = used_extents(&disk);
-                prop_assert_eq!(fs.used_bytes, r.ok().map(|u| u.total_bytes()));
-            }
+            assert_used_bytes_match_map(&MemDisk::new(img), FsKind::Xfs);
         }
     }
 }

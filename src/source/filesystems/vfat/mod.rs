@@ -1,9 +1,52 @@
 //! FAT12/16/32 ("vfat"): the BIOS parameter block in the boot sector, and
-//! the volume label entry of the root directory, which blkid prefers.
+//! the volume label entry of the root directory, which blkid prefers. The
+//! used map comes from the file allocation table: the reserved sectors,
+//! the FATs, the FAT12/16 root directory and every allocated cluster.
+
+mod used_map;
 
 use super::bytes::{has_magic, label_string, le16, le32, read_if_fits, u8_at};
 use super::{Filesystem, FsKind, ProbeError};
-use crate::source::device::ReadAt;
+use crate::source::device::{DeviceError, ReadAt};
+use crate::source::extent::ExtentList;
+
+/// Why a FAT filesystem's used map cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum VfatError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("no FAT boot sector at byte 0")]
+    NoBootSector,
+    #[error(
+        "boot sector: {total_sectors} sectors of {sector} bytes do not fit in the {device_size}-byte partition (truncated image or wrong partition size)"
+    )]
+    BeyondDevice {
+        total_sectors: u64,
+        sector: u64,
+        device_size: u64,
+    },
+    #[error("boot sector: {why}")]
+    Geometry { why: String },
+    #[error(
+        "FAT {fat} at byte {offset}: {fat_bytes} bytes cannot hold the entries of {clusters} clusters"
+    )]
+    FatTooSmall {
+        fat: u64,
+        offset: u64,
+        fat_bytes: u64,
+        clusters: u64,
+    },
+}
+
+fn wrap(part: &dyn ReadAt, e: VfatError) -> ProbeError {
+    match e {
+        VfatError::Device(d) => ProbeError::Device(d),
+        source => ProbeError::Vfat {
+            path: part.name().to_path_buf(),
+            source,
+        },
+    }
+}
 
 const DIR_ENTRY: usize = 32;
 const ATTR_VOLUME_ID: u8 = 0x08;
@@ -21,6 +64,40 @@ struct Bpb {
     total_sectors: u64,
     fat_sectors: u64,
     fat32: bool,
+    /// FAT32: bit 7 set means only FAT number `ext_flags & 0xf` is used.
+    ext_flags: u16,
+}
+
+// All factors are at most 16 or 32 bits, so none of this overflows u64.
+impl Bpb {
+    fn root_sectors(&self) -> u64 {
+        (self.root_entries * DIR_ENTRY as u64).div_ceil(self.sector)
+    }
+
+    fn fat_area(&self) -> u64 {
+        self.fats * self.fat_sectors
+    }
+
+    /// First sector of cluster 2.
+    fn data_start(&self) -> u64 {
+        self.reserved + self.fat_area() + self.root_sectors()
+    }
+
+    fn clusters(&self) -> u64 {
+        self.total_sectors.saturating_sub(self.data_start()) / self.cluster_sectors
+    }
+
+    /// As Linux decides it: FAT32 when the 16-bit FAT size is zero, else
+    /// by the cluster count (FAT12 below 4085).
+    fn fat_bits(&self) -> u32 {
+        if self.fat32 {
+            32
+        } else if self.clusters() < 4085 {
+            12
+        } else {
+            16
+        }
+    }
 }
 
 fn parse_bpb(b: &[u8]) -> Option<Bpb> {
@@ -69,6 +146,7 @@ fn parse_bpb(b: &[u8]) -> Option<Bpb> {
         total_sectors,
         fat_sectors,
         fat32,
+        ext_flags: if fat32 { le16(b, 40) } else { 0 },
     })
 }
 
@@ -79,17 +157,12 @@ pub(super) fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError>
     let Some(bpb) = parse_bpb(&b) else {
         return Ok(None);
     };
-    // All factors are at most 16 or 32 bits, so none of this overflows u64.
-    let root_sectors = (bpb.root_entries * DIR_ENTRY as u64).div_ceil(bpb.sector);
-    let fat_area = bpb.fats * bpb.fat_sectors;
-    let meta_sectors = bpb.reserved + fat_area + root_sectors;
-    let clusters = bpb.total_sectors.saturating_sub(meta_sectors) / bpb.cluster_sectors;
-    let version = if bpb.fat32 {
-        "FAT32"
-    } else if clusters < 4085 {
-        "FAT12"
-    } else {
-        "FAT16"
+    let root_sectors = bpb.root_sectors();
+    let fat_area = bpb.fat_area();
+    let version = match bpb.fat_bits() {
+        32 => "FAT32",
+        12 => "FAT12",
+        _ => "FAT16",
     };
     let (serial_off, label_off) = if bpb.fat32 { (67, 71) } else { (39, 43) };
     let serial = le32(&b, serial_off);
@@ -118,7 +191,25 @@ pub(super) fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError>
     fs.size_bytes = Some(bpb.total_sectors * bpb.sector);
     fs.details.block_size = Some(bpb.cluster_sectors * bpb.sector);
     fs.details.fat_type = Some(version.to_string());
+    match used_map::used_map(part, &bpb) {
+        Ok(used) => fs.used_bytes = Some(used.total_bytes()),
+        Err(VfatError::Device(e)) => return Err(e.into()),
+        Err(e) => log::info!(
+            "{}: vfat: no used map, the partition is copied whole: {e}",
+            part.name().display()
+        ),
+    }
     Ok(Some(fs))
+}
+
+/// The used map of the FAT filesystem on `part`.
+pub(super) fn used_extents(part: &dyn ReadAt) -> Result<ExtentList, ProbeError> {
+    let b = read_if_fits(part, 0, 512)?;
+    let bpb = b
+        .as_deref()
+        .and_then(parse_bpb)
+        .ok_or_else(|| wrap(part, VfatError::NoBootSector))?;
+    used_map::used_map(part, &bpb).map_err(|e| wrap(part, e))
 }
 
 fn root_label(part: &dyn ReadAt, offset: u64, len: u64) -> Result<Option<String>, ProbeError> {
