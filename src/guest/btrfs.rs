@@ -159,7 +159,11 @@ mod tests {
         let t = tmp.path();
         std::fs::create_dir_all(t.join("etc")).unwrap();
         std::fs::create_dir_all(t.join("sys/root/etc")).unwrap();
-        std::fs::write(t.join("sys/root/etc/fstab"), "x / btrfs subvol=sys/root 0 0\n").unwrap();
+        std::fs::write(
+            t.join("sys/root/etc/fstab"),
+            "x / btrfs subvol=sys/root 0 0\n",
+        )
+        .unwrap();
         std::fs::write(t.join("etc/fstab"), "x / btrfs subvol=/missing 0 0\n").unwrap();
         assert_eq!(root_subvol(t).unwrap(), None, "names no existing tree");
         std::fs::write(t.join("etc/fstab"), "x / btrfs subvol=/sys/root 0 0\n").unwrap();

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::super::guestfs::GuestFs;
 use super::super::btrfs::Subvol;
+use super::super::guestfs::GuestFs;
 use super::super::mount::{LoopDevice, MountPoint, Mounted, fstypes_for, mount_root};
 use super::super::{ConvertRequest, GuestError};
 use super::volumes::{Volume, find_volume};
