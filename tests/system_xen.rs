@@ -502,7 +502,12 @@ fn btrfs_subvolume_server_migrated_by_p2xen_boots_under_xen() {
             .arg(&copy)
             .output()
             .expect("btrfs check");
-        check_out = String::from_utf8_lossy(&out.stderr).into_owned();
+        // The verdict goes to stdout, the steps to stderr.
+        check_out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "btrfs check of the copy: {check_out}");
         std::fs::remove_file(&copy).expect("rm copy-p3.img");
     });
