@@ -1689,3 +1689,169 @@ fn hostonly_fix_skipped_with_no_fixup_xen_drivers() {
     assert!(!rep.fixups.iter().any(|f| f.action == "append"));
     assert_eq!(rep.boot_route, "hvm", "without the driver no PV route");
 }
+
+// ---------------------------------------------- (e) Btrfs root in subvolume @
+
+const BT_UUID: &str = "b7f5c0de-0000-4000-8000-000000000001";
+const BT_SIZE: u64 = 120 * MIB;
+const BT_SWAP: u64 = 121 * MIB;
+const BT_FSTAB: &str = "/dev/sda1 /     btrfs subvol=@     0 0\n\
+                        /dev/sda1 /home btrfs subvol=@home 0 0\n\
+                        /dev/sda2 none  swap  sw           0 0\n";
+/// A stale tree at the top level (as an in-place conversion leaves behind):
+/// mounting the top level would find and edit this one.
+const BT_DECOY_FSTAB: &str = "/dev/sda1 / btrfs defaults 0 0\n/dev/sdb1 /srv ext4 defaults 0 2\n";
+
+/// The Btrfs on partition 1 of `img` mounted at its top level (subvolid 5),
+/// through p2xen's own loop and mount guards, so a failing assertion
+/// unwinds them.
+fn btrfs_top(
+    img: &Path,
+    read_only: bool,
+) -> (
+    guest::mount::MountPoint,
+    guest::mount::LoopDevice,
+    guest::mount::Mounted,
+) {
+    need("mkfs.btrfs", "btrfs-progs");
+    let mnt = guest::mount::MountPoint::new().unwrap();
+    let lo = guest::mount::LoopDevice::attach(img, P1, BT_SIZE, read_only).unwrap();
+    let mo = guest::mount::Mounted::mount_with(
+        lo.path(),
+        mnt.path(),
+        "btrfs",
+        read_only,
+        Some("subvolid=5"),
+    )
+    .unwrap();
+    (mnt, lo, mo)
+}
+
+/// GPT; Btrfs on 1 with subvolumes @ (root, its /boot inside) and @home,
+/// the top level the default subvolume and holding a decoy /etc; swap on 2.
+/// machine.json names no OS, so the conversion has to find the root itself.
+fn btrfs_server() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let ird = initrd(
+        &tmp.path().join("ird"),
+        &[
+            "usr/lib/modules/6.1.0-13-amd64/kernel/drivers/block/xen-blkfront.ko",
+            "usr/lib/modules/6.1.0-13-amd64/kernel/fs/btrfs/btrfs.ko",
+        ],
+        "gzip",
+    );
+    let src = tmp.path().join("source.img");
+    sparse_image(&src, 160 * MIB);
+    sfdisk(
+        &src,
+        "label: gpt\nstart=2048, size=245760, type=L\nstart=247808, size=32768, type=S\n",
+    );
+    let part = tmp.path().join("p1.img");
+    sparse_image(&part, BT_SIZE);
+    tool(
+        "mkfs.btrfs",
+        "btrfs-progs",
+        &["-q", "-f", "-U", BT_UUID, &part.to_string_lossy()],
+    );
+    {
+        let mnt = guest::mount::MountPoint::new().unwrap();
+        let lo = guest::mount::LoopDevice::attach(&part, 0, BT_SIZE, false).unwrap();
+        let mo = guest::mount::Mounted::mount(lo.path(), mnt.path(), "btrfs", false).unwrap();
+        let top = mnt.path();
+        for sv in ["@", "@home"] {
+            tool(
+                "btrfs",
+                "btrfs-progs",
+                &["subvolume", "create", &top.join(sv).to_string_lossy()],
+            );
+        }
+        write_tree(
+            &top.join("@"),
+            &[
+                ("/etc/fstab", BT_FSTAB),
+                ("/etc/hostname", "bt1\n"),
+                (
+                    "/boot/grub/grub.cfg",
+                    "menuentry 'Debian' {\n\tlinux /@/boot/vmlinuz-6.1.0-13-amd64 \
+                     root=/dev/sda1 rootflags=subvol=@ ro\n\tinitrd /@/boot/initrd.img-6.1.0-13-amd64\n}\n",
+                ),
+                ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+                (
+                    "/boot/config-6.1.0-13-amd64",
+                    "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\n",
+                ),
+                ("/home/.keep", ""),
+                ("/sbin/init", "init"),
+            ],
+        );
+        std::fs::write(top.join("@/boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
+        write_tree(&top.join("@home"), &[("/user/notes", "home\n")]);
+        write_tree(
+            top,
+            &[("/etc/fstab", BT_DECOY_FSTAB), ("/etc/hostname", "decoy\n")],
+        );
+        mo.unmount().unwrap();
+        lo.detach().unwrap();
+    }
+    dd_into(&src, P1, &part);
+    std::fs::remove_file(&part).unwrap();
+    mkswap_at(&src, BT_SWAP, 16 * MIB, None);
+    let machine = format!(
+        r#"{{"name":"bt1","cpus":1,"memory_bytes":1073741824,"nics":[],
+  "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"gpt",
+    "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{BT_SIZE},
+      "type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4","filesystem":{{"type":"btrfs","uuid":"{BT_UUID}"}}}},
+      {{"number":2,"start_bytes":{BT_SWAP},"size_bytes":{},
+      "type_id":"0657fd6d-a4ab-43c4-84e5-0933c84b4f4f","filesystem":{{"type":"swap"}}}}]}}]}}"#,
+        160 * MIB,
+        16 * MIB
+    );
+    Fixture::new(tmp, src, "bt1", &machine)
+}
+
+#[test]
+fn btrfs_root_subvolume_is_converted_not_the_top_level() {
+    let fx = btrfs_server();
+    let rep = guest::convert(&fx.request("bt1")).unwrap();
+    let (mnt, lo, mo) = btrfs_top(&fx.disk(), true);
+    let top = mnt.path();
+    let read = |p: &str| std::fs::read_to_string(top.join(p)).unwrap();
+    assert_eq!(
+        read("@/etc/fstab"),
+        BT_FSTAB.replace("/dev/sda", "/dev/xvda"),
+        "the fstab inside @ was not mapped"
+    );
+    assert_eq!(
+        read("etc/fstab"),
+        BT_DECOY_FSTAB,
+        "the top level's decoy was edited"
+    );
+    assert_eq!(read("etc/hostname"), "decoy\n");
+    assert!(
+        read("@/boot/grub/grub.cfg").contains("root=/dev/xvda1 rootflags=subvol=@ ro console=hvc0"),
+        "{}",
+        read("@/boot/grub/grub.cfg")
+    );
+    assert_eq!(read("@home/user/notes"), "home\n");
+    assert!(!top.join("boot").exists() && !top.join("@home/etc").exists());
+    mo.unmount().unwrap();
+    lo.detach().unwrap();
+    drop(mnt);
+    assert!(diff_of(&rep, "/etc/fstab").contains("/dev/xvda1 /     btrfs subvol=@"));
+}
+
+/// Layout partitions: dom0 boots the kernel itself, so the subvolume the
+/// guest's boot menu passed must be in the config's kernel arguments.
+#[test]
+fn btrfs_root_subvolume_passed_as_rootflags_when_dom0_boots_the_kernel() {
+    let fx = btrfs_server();
+    let m = std::fs::read_to_string(fx.store.join("machine.json")).unwrap();
+    let m = m.trim_end().trim_end_matches('}').to_string()
+        + r#","options":{"layout":"partitions","type":null,"bridge":null,"memory_mib":null,"vcpus":null}}"#;
+    std::fs::write(fx.store.join("machine.json"), m).unwrap();
+    let rep = guest::convert(&fx.request("bt1")).unwrap();
+    assert_eq!(rep.boot_route, "dom0-kernel");
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("bt1.cfg")).unwrap());
+    assert_eq!(xl["extra"], ["rootflags=subvol=@ console=hvc0"]);
+    assert_eq!(xl["root"], ["/dev/xvda1 ro"]);
+}

@@ -3,6 +3,7 @@
 //! migrated server. Never touches anything but the store's images.
 
 pub mod bootcfg;
+pub mod btrfs;
 pub mod change;
 pub mod cli;
 pub mod console;
@@ -188,6 +189,8 @@ pub enum GuestError {
     BootNotFound { spec: String },
     #[error(transparent)]
     Mount(#[from] mount::MountError),
+    #[error(transparent)]
+    RootMount(#[from] mount::RootMountError),
     #[error(transparent)]
     GuestFs(#[from] guestfs::GuestFsError),
     #[error(transparent)]

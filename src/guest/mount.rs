@@ -128,14 +128,29 @@ impl Mounted {
         fstypes: &str,
         read_only: bool,
     ) -> Result<Self, MountError> {
+        Self::mount_with(dev, target, fstypes, read_only, None)
+    }
+
+    /// [`Mounted::mount`] with more `-o` options (a Btrfs `subvol=`).
+    pub fn mount_with(
+        dev: &str,
+        target: &Path,
+        fstypes: &str,
+        read_only: bool,
+        extra: Option<&str>,
+    ) -> Result<Self, MountError> {
         let t = target.to_string_lossy();
-        let opts = match (read_only, fstypes.contains("xfs")) {
+        let base = match (read_only, fstypes.contains("xfs")) {
             (true, false) if fstypes.contains("ext") => "ro,noload",
             (true, true) => "ro,norecovery",
             (true, _) => "ro",
             (false, _) => "rw",
         };
-        run("mount", &["-t", fstypes, "-o", opts, dev, &t])?;
+        let opts = match extra {
+            Some(e) => format!("{base},{e}"),
+            None => base.to_string(),
+        };
+        run("mount", &["-t", fstypes, "-o", &opts, dev, &t])?;
         Ok(Mounted {
             target: Some(target.to_path_buf()),
         })
@@ -208,6 +223,40 @@ impl Drop for MountPoint {
             log::warn!("{}: not removed: {e}", self.path.display());
         }
     }
+}
+
+/// The guest's root filesystem on `dev` mounted at `target`, with the
+/// subvolume option used where it is a Btrfs (see [`super::btrfs`]): its
+/// top level is mounted read-only first to read the fstabs in it.
+pub fn mount_root(
+    dev: &str,
+    target: &Path,
+    kind: Option<&str>,
+    read_only: bool,
+) -> Result<(Mounted, Option<super::btrfs::Subvol>), RootMountError> {
+    let fstypes = fstypes_for(kind);
+    if fstypes != "btrfs" {
+        return Ok((Mounted::mount(dev, target, fstypes, read_only)?, None));
+    }
+    let top = Mounted::mount_with(dev, target, fstypes, true, Some("subvolid=5"))?;
+    let chosen = super::btrfs::root_subvol(target);
+    top.unmount()?;
+    let subvol = chosen?;
+    let opt = subvol.as_ref().map(super::btrfs::Subvol::mount_option);
+    match &opt {
+        Some(o) => log::info!("btrfs root {dev}: the guest's fstab mounts {o} as /"),
+        None => log::info!("btrfs root {dev}: default subvolume (fstab names none for /)"),
+    }
+    let m = Mounted::mount_with(dev, target, fstypes, read_only, opt.as_deref())?;
+    Ok((m, subvol))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootMountError {
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("choosing the Btrfs root subvolume: {0}")]
+    Subvol(#[from] super::guestfs::GuestFsError),
 }
 
 /// `mount -t` types for a filesystem named by the inspect data; an md

@@ -122,7 +122,10 @@ pub(super) fn xl_config(
                 cfg.ramdisk = files.initrd.as_ref().map(|i| i.display().to_string());
             }
             cfg.root = Some(format!("{root_device} ro"));
-            cfg.extra = Some("console=hvc0".to_string());
+            cfg.extra = Some(match &conv.root_flags {
+                Some(f) => format!("rootflags={f} console=hvc0"),
+                None => "console=hvc0".to_string(),
+            });
         }
         BootRoute::Hvm => cfg.serial = Some("pty".to_string()),
     }

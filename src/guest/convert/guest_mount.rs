@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use super::super::btrfs::Subvol;
 use super::super::guestfs::GuestFs;
-use super::super::mount::{LoopDevice, MountPoint, Mounted, fstypes_for};
+use super::super::mount::{LoopDevice, MountPoint, Mounted, fstypes_for, mount_root};
 use super::super::{ConvertRequest, GuestError};
 use super::volumes::{Volume, find_volume};
 
@@ -16,6 +17,8 @@ pub(super) struct GuestMount {
     root_mount: Mounted,
     root_loop: LoopDevice,
     mnt: MountPoint,
+    /// The Btrfs subvolume mounted as root, if one was.
+    pub(super) subvol: Option<Subvol>,
 }
 
 impl GuestMount {
@@ -26,10 +29,10 @@ impl GuestMount {
     ) -> Result<Self, GuestError> {
         let mnt = MountPoint::new()?;
         let root_loop = LoopDevice::attach(&root.image, root.offset, root.size, req.dry_run)?;
-        let root_mount = Mounted::mount(
+        let (root_mount, subvol) = mount_root(
             root_loop.path(),
             mnt.path(),
-            fstypes_for(root.fs_kind.as_deref()),
+            root.fs_kind.as_deref(),
             req.dry_run,
         )?;
         let mut mounted = GuestMount {
@@ -37,6 +40,7 @@ impl GuestMount {
             root_mount,
             root_loop,
             mnt,
+            subvol,
         };
         let gfs = GuestFs::new(mounted.path());
         if let Some(spec) = guest_boot_spec(&gfs)? {

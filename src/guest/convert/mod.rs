@@ -27,6 +27,9 @@ pub(super) use route::{BootFiles, BootRoute, Route};
 pub(super) struct Conversion<'a> {
     pub req: &'a ConvertRequest,
     pub settings: Settings,
+    /// `rootflags=` the guest's kernel needs when dom0 boots it (a Btrfs
+    /// root's subvolume, which the guest's boot menu would have passed).
+    pub root_flags: Option<String>,
     fixups: Vec<Fixup>,
     warnings: Vec<String>,
 }
@@ -37,6 +40,7 @@ impl<'a> Conversion<'a> {
         Ok(Conversion {
             req,
             settings: options::guest_options(req)?,
+            root_flags: None,
             fixups: Vec::new(),
             warnings: Vec::new(),
         })
@@ -133,6 +137,7 @@ fn fix_mounted_copy(
     flattened: &[usize],
 ) -> Result<(Route, Vec<KernelInfo>, Option<BootFiles>), GuestError> {
     let mounted = GuestMount::mount(conv.req, vols, root)?;
+    conv.root_flags = mounted.subvol.as_ref().map(|s| s.mount_option());
     let gfs = GuestFs::new(mounted.path());
     let result =
         fixups::plan_and_apply(conv, &gfs, vols, root, flattened).and_then(|(route, kernels)| {

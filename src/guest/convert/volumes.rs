@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::super::change::Fixup;
 use super::super::devmap::{DiskPart, parse_disk_name, vdev_disk};
 use super::super::guestfs::GuestFs;
-use super::super::mount::{LoopDevice, MountPoint, Mounted, fstypes_for, run};
+use super::super::mount::{LoopDevice, MountPoint, mount_root, run};
 use super::super::xlcfg::safe_value;
 use super::super::{ConvertRequest, FixupKind, GuestError, Layout, mdraid, split};
 use super::Conversion;
@@ -338,12 +338,7 @@ fn find_root(req: &ConvertRequest, vols: &[Volume]) -> Result<usize, GuestError>
         let probe = || -> Result<bool, GuestError> {
             let mnt = MountPoint::new()?;
             let lo = LoopDevice::attach(&v.image, v.offset, v.size, true)?;
-            let mo = Mounted::mount(
-                lo.path(),
-                mnt.path(),
-                fstypes_for(v.fs_kind.as_deref()),
-                true,
-            )?;
+            let (mo, _) = mount_root(lo.path(), mnt.path(), v.fs_kind.as_deref(), true)?;
             let found = GuestFs::new(mnt.path()).exists("/etc/fstab");
             mo.unmount()?;
             lo.detach()?;
