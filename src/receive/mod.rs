@@ -1,7 +1,6 @@
 //! `p2xen receive`: the dom0 end of the copy.
 
 pub mod admission;
-pub mod blockdev;
 pub mod cli;
 pub mod conversion;
 pub mod delta;
@@ -9,7 +8,6 @@ pub mod direct;
 pub mod in_use;
 pub mod journal;
 pub mod limit;
-pub mod lvm;
 pub mod report;
 pub mod session;
 pub mod store;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::store::StoreError;
+use super::lvm_error::LvmError;
 
 /// A volume group's allocation unit and free space, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +45,20 @@ fn lvm(tool: &str) -> Command {
 }
 
 /// Runs an lvm2 tool; returns its stdout, or its stderr as the error.
-fn run(cmd: &mut Command) -> Result<String, StoreError> {
+fn run(cmd: &mut Command) -> Result<String, LvmError> {
     let shown = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let out = cmd.output().map_err(|e| StoreError::Lvm {
+    let out = cmd.output().map_err(|e| LvmError::Command {
         cmd: shown.clone(),
         msg: format!("cannot run: {e} (install the Debian package lvm2)"),
     })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(StoreError::Lvm {
+        Err(LvmError::Command {
             cmd: shown,
             msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
@@ -76,10 +76,10 @@ const REPORT: [&str; 6] = [
 ];
 
 /// `vgs`/`lvs` report columns `fields` of `vg`; a VG that LVM does not know
-/// becomes [`StoreError::NoVg`] with LVM's last line.
-fn report(vg: &str, cmd: &str, fields: &str) -> Result<String, StoreError> {
+/// becomes [`LvmError::NoVg`] with LVM's last line.
+fn report(vg: &str, cmd: &str, fields: &str) -> Result<String, LvmError> {
     run(lvm(cmd).args(REPORT).args(["-o", fields, vg])).map_err(|e| match e {
-        StoreError::Lvm { msg, .. } if !msg.starts_with("cannot run") => StoreError::NoVg {
+        LvmError::Command { msg, .. } if !msg.starts_with("cannot run") => LvmError::NoVg {
             vg: vg.to_string(),
             msg: msg.lines().last().unwrap_or_default().to_string(),
         },
@@ -88,9 +88,9 @@ fn report(vg: &str, cmd: &str, fields: &str) -> Result<String, StoreError> {
 }
 
 /// Extent size and free space of `vg`; a clear error when it does not exist.
-pub fn vg_info(vg: &str) -> Result<VgInfo, StoreError> {
+pub fn vg_info(vg: &str) -> Result<VgInfo, LvmError> {
     let out = report(vg, "vgs", "vg_extent_size,vg_free")?;
-    parse_vg_info(&out).ok_or_else(|| StoreError::Lvm {
+    parse_vg_info(&out).ok_or_else(|| LvmError::Command {
         cmd: format!("vgs {vg}"),
         msg: format!("unexpected output {:?}", out.trim()),
     })
@@ -105,7 +105,7 @@ fn parse_vg_info(out: &str) -> Option<VgInfo> {
 }
 
 /// The logical volumes of `vg`.
-pub fn list_lvs(vg: &str) -> Result<Vec<LvInfo>, StoreError> {
+pub fn list_lvs(vg: &str) -> Result<Vec<LvInfo>, LvmError> {
     let out = report(vg, "lvs", "lv_name,lv_size,lv_attr")?;
     Ok(parse_lvs(&out))
 }
@@ -185,13 +185,13 @@ pub fn dm_path(vg: &str, lv: &str) -> PathBuf {
 
 /// Opens (activating if needed) or creates LV `lv` in `vg` for a disk of
 /// `size` bytes; returns the device path.
-pub fn open_or_create(vg: &str, lv: &str, size: u64) -> Result<PathBuf, StoreError> {
+pub fn open_or_create(vg: &str, lv: &str, size: u64) -> Result<PathBuf, LvmError> {
     let qualified = format!("{vg}/{lv}");
     match list_lvs(vg)?.into_iter().find(|l| l.name == lv) {
         // Resuming: the LV holds the committed chunks.
         Some(found) => {
             if found.size < size {
-                return Err(StoreError::LvTooSmall {
+                return Err(LvmError::LvTooSmall {
                     path: lv_path(vg, lv),
                     have: found.size,
                     need: size,
@@ -203,13 +203,13 @@ pub fn open_or_create(vg: &str, lv: &str, size: u64) -> Result<PathBuf, StoreErr
         }
         None => {
             let info = vg_info(vg)?;
-            let extents = extents_for(size, info.extent_size).ok_or_else(|| StoreError::Lvm {
+            let extents = extents_for(size, info.extent_size).ok_or_else(|| LvmError::Command {
                 cmd: format!("vgs {vg}"),
                 msg: "extent size 0".into(),
             })?;
             let need = extents.saturating_mul(info.extent_size);
             if need > info.free {
-                return Err(StoreError::VgFull {
+                return Err(LvmError::VgFull {
                     vg: vg.to_string(),
                     lv: lv.to_string(),
                     need,
@@ -234,7 +234,7 @@ pub fn open_or_create(vg: &str, lv: &str, size: u64) -> Result<PathBuf, StoreErr
     if dm.exists() {
         return Ok(dm);
     }
-    Err(StoreError::Lvm {
+    Err(LvmError::Command {
         cmd: format!("lvcreate/lvchange {qualified}"),
         msg: format!(
             "the LV is active but neither {} nor {} exists (is udev running? try vgmknodes {vg})",
@@ -245,7 +245,7 @@ pub fn open_or_create(vg: &str, lv: &str, size: u64) -> Result<PathBuf, StoreErr
 }
 
 /// Removes an LV of an earlier migration (`--force`).
-pub fn remove(vg: &str, lv: &str) -> Result<(), StoreError> {
+pub fn remove(vg: &str, lv: &str) -> Result<(), LvmError> {
     run(lvm("lvremove").args(["--yes", "--force", &format!("{vg}/{lv}")])).map(|_| ())
 }
 

@@ -1,145 +1,15 @@
-//! Where received disks go: a storage backend creates one target per disk.
-//!
-//! Sparse image files (`STORE/NAME/diskN.img`) keep holes as holes: zero
-//! records punch holes instead of writing. LVM (`lvm:VG`) creates one logical
-//! volume per disk (`lvm.rs`). A new LV may hold another volume's old data,
-//! so zero records are written as zeros there, and at the end of the copy
-//! everything the sender skipped (unused blocks, the LV's rounding tail) is
-//! zeroed too: both backends promise the same content, unsent = zero.
+//! The targets a disk is written to: a sparse image file or a block device
+//! (an LV of ours or a `dev:` device). Both promise the same content:
+//! whatever the sender did not send reads as zeros.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{blockdev, lvm};
-
-use super::direct::DirectIo;
-use crate::wire::name::{BadName, MigrationName};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "target full: {path}: no space left writing {len} bytes at offset {offset}; free space on the store and run the sender again (it resumes)"
-    )]
-    Full {
-        path: PathBuf,
-        offset: u64,
-        len: usize,
-    },
-    #[error("{path}: {op} at offset {offset}: {source}")]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        offset: u64,
-        source: io::Error,
-    },
-    #[error("{path}: {source}")]
-    File { path: PathBuf, source: io::Error },
-    #[error(transparent)]
-    BadName(#[from] BadName),
-    #[error(
-        "{0} already exists: pick another --name on the sender, or start the receiver with --force to replace it"
-    )]
-    Exists(PathBuf),
-    #[error("{cmd}: {msg}")]
-    Lvm { cmd: String, msg: String },
-    #[error(
-        "volume group {vg} not found ({msg}): create it (vgcreate {vg} /dev/DISK) or start the receiver with --store lvm:<a VG listed by vgs>"
-    )]
-    NoVg { vg: String, msg: String },
-    #[error(
-        "volume group {vg}: {lv} needs {need} bytes but only {free} are free: extend the VG (vgextend {vg} /dev/DISK) or free space in it (lvremove), then run the sender again"
-    )]
-    VgFull {
-        vg: String,
-        lv: String,
-        need: u64,
-        free: u64,
-    },
-    #[error(
-        "{path} is {have} bytes, smaller than the {need} bytes of the disk it would receive: remove it (lvremove) or start the receiver with --force"
-    )]
-    LvTooSmall { path: PathBuf, have: u64, need: u64 },
-    #[error(
-        "store {0:?}: expected a directory, lvm:VG or dev:/dev/X[,/dev/Y...] (absolute device paths)"
-    )]
-    BadSpec(String),
-    #[error(
-        "{0} is not a block device: --store dev: takes devices (/dev/sdX, /dev/VG/LV, /dev/disk/by-id/...); for image files use --store DIR"
-    )]
-    NotBlock(PathBuf),
-    #[error(
-        "{0} does not exist: list existing block devices in --store dev: (lsblk, ls /dev/disk/by-id)"
-    )]
-    DevMissing(PathBuf),
-    #[error(
-        "{path} is listed twice in --store dev: (for disks {first} and {second}): list each device once, one per disk"
-    )]
-    DevTwice {
-        path: PathBuf,
-        first: usize,
-        second: usize,
-    },
-    #[error(
-        "{path} is mounted ({what} on {point}): unmount it (umount {point}) or list another device in --store dev:"
-    )]
-    DevMounted {
-        path: PathBuf,
-        what: String,
-        point: String,
-    },
-    #[error(
-        "{path} is held by {holders} (an md array, LVM or dm mapping on it): stop that (mdadm --stop, vgchange -an, dmsetup remove) or list another device in --store dev:"
-    )]
-    DevHeld { path: PathBuf, holders: String },
-    #[error(
-        "{0} is in use (exclusive open: device busy; active swap, a mount elsewhere or another program): stop that or list another device in --store dev:"
-    )]
-    DevBusy(PathBuf),
-    #[error(
-        "--store dev: lists {have} device(s) but the migration has {need} disk(s): list one device per disk (disk N goes to the Nth device)"
-    )]
-    DevCount { have: usize, need: usize },
-    #[error(
-        "{path} is {have} bytes, smaller than the {need} bytes of disk {disk}: list a device of at least {need} bytes in --store dev:"
-    )]
-    DevTooSmall {
-        path: PathBuf,
-        disk: usize,
-        have: u64,
-        need: u64,
-    },
-    #[error(
-        "{path} is not empty: it carries {what}, maybe someone's data: wipe it (wipefs -a {path}) or start the receiver with --force to overwrite it"
-    )]
-    DevSignature { path: PathBuf, what: String },
-    #[error(transparent)]
-    Device(#[from] crate::source::device::DeviceError),
-}
-
-impl StoreError {
-    pub fn io(path: &Path, op: &'static str, offset: u64, len: usize, source: io::Error) -> Self {
-        if source.raw_os_error() == Some(nix::libc::ENOSPC) {
-            StoreError::Full {
-                path: path.to_path_buf(),
-                offset,
-                len,
-            }
-        } else {
-            StoreError::Io {
-                path: path.to_path_buf(),
-                op,
-                offset,
-                source,
-            }
-        }
-    }
-
-    pub fn is_full(&self) -> bool {
-        matches!(self, StoreError::Full { .. })
-    }
-}
+use super::blockdev;
+use super::error::StoreError;
+use crate::receive::direct::DirectIo;
 
 /// One disk being received. Every target is an open file (an image or a
 /// block device) at a path; they differ only in how they write and zero.
@@ -187,196 +57,6 @@ pub trait Target: Send {
             source,
         })
     }
-}
-
-/// The parsed `--store` argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
-    Dir(PathBuf),
-    Lvm(String),
-    /// `dev:/dev/X,/dev/Y`: disk N goes to the Nth device.
-    Dev(Vec<PathBuf>),
-}
-
-impl StoreSpec {
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        if let Some(vg) = s.strip_prefix("lvm:") {
-            if MigrationName::parse(vg).is_err() {
-                return Err(StoreError::BadSpec(s.to_string()));
-            }
-            return Ok(StoreSpec::Lvm(vg.to_string()));
-        }
-        if let Some(list) = s.strip_prefix("dev:") {
-            return blockdev::parse_list(s, list).map(StoreSpec::Dev);
-        }
-        if s.is_empty() {
-            return Err(StoreError::BadSpec(s.to_string()));
-        }
-        Ok(StoreSpec::Dir(PathBuf::from(s)))
-    }
-}
-
-/// Where a migration's metadata (machine.json, report.json) and targets live.
-pub struct Store {
-    pub spec: StoreSpec,
-    /// For lvm:VG the JSON files go to `STATE/lvm/VG`, for dev: to
-    /// `STATE/dev`; that directory takes the role of STORE.
-    pub meta_root: PathBuf,
-}
-
-impl Store {
-    pub fn new(spec: StoreSpec, state_dir: &Path) -> Store {
-        let meta_root = match &spec {
-            StoreSpec::Dir(d) => d.clone(),
-            StoreSpec::Lvm(vg) => state_dir.join("lvm").join(vg),
-            StoreSpec::Dev(_) => state_dir.join("dev"),
-        };
-        Store { spec, meta_root }
-    }
-
-    /// `STORE/NAME`.
-    pub fn dir(&self, name: &str) -> PathBuf {
-        self.meta_root.join(name)
-    }
-
-    /// True when a migration called `name` left anything behind: its
-    /// directory or, with LVM, any of its LVs (an LV without a directory is
-    /// still somebody's data and is never written over without --force).
-    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        if self.dir(name).exists() {
-            return Ok(true);
-        }
-        match &self.spec {
-            // A device's content is checked for signatures instead (check_disks).
-            StoreSpec::Dir(_) | StoreSpec::Dev(_) => Ok(false),
-            StoreSpec::Lvm(vg) => Ok(!lvm::lvs_of(&lvm::list_lvs(vg)?, name).is_empty()),
-        }
-    }
-
-    /// The first thing of `name` that exists, for the "already exists" error.
-    pub fn existing_path(&self, name: &str) -> PathBuf {
-        let dir = self.dir(name);
-        if let (false, StoreSpec::Lvm(vg)) = (dir.exists(), &self.spec) {
-            if let Some(lv) = lvm::list_lvs(vg)
-                .ok()
-                .and_then(|l| lvm::lvs_of(&l, name).first().map(|lv| lv.name.clone()))
-            {
-                return lvm::lv_path(vg, &lv);
-            }
-        }
-        dir
-    }
-
-    /// Checks the store is usable before the receiver listens: for LVM, that
-    /// the volume group exists; for devices, that each is a block device,
-    /// listed once, and not mounted, held or in use.
-    pub fn check(&self) -> Result<(), StoreError> {
-        match &self.spec {
-            StoreSpec::Dir(_) => Ok(()),
-            StoreSpec::Lvm(vg) => lvm::vg_info(vg).map(|_| ()),
-            StoreSpec::Dev(paths) => blockdev::check_devices(paths),
-        }
-    }
-
-    /// Checks, before anything is created or written, that disks of `sizes`
-    /// bytes fit the store. Only devices need it: a device per disk, each
-    /// big enough and (unless `resuming` our own copy, or `force`) without
-    /// a partition table or filesystem on it.
-    pub fn check_disks(
-        &self,
-        sizes: &[u64],
-        resuming: bool,
-        force: bool,
-    ) -> Result<(), StoreError> {
-        match &self.spec {
-            StoreSpec::Dev(paths) => blockdev::check_for_copy(paths, sizes, resuming, force),
-            _ => Ok(()),
-        }
-    }
-
-    /// Removes everything of an earlier migration called `name` (--force).
-    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
-        if let StoreSpec::Lvm(vg) = &self.spec {
-            for lv in lvm::lvs_of(&lvm::list_lvs(vg)?, name) {
-                lvm::remove(vg, &lv.name)?;
-            }
-        }
-        let dir = self.dir(name);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|source| StoreError::File { path: dir, source })?;
-        }
-        Ok(())
-    }
-
-    pub fn create_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
-        let dir = self.dir(name);
-        fs::create_dir_all(&dir).map_err(|source| StoreError::File {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(dir)
-    }
-
-    /// Opens disk `index` of `name`, creating it with `size` bytes if absent.
-    pub fn open_disk(
-        &self,
-        name: &str,
-        index: usize,
-        size: u64,
-    ) -> Result<Box<dyn Target>, StoreError> {
-        match &self.spec {
-            StoreSpec::Dir(_) => Ok(Box::new(SparseFile::open(
-                &self.image_path(name, index),
-                size,
-            )?)),
-            StoreSpec::Lvm(vg) => {
-                let dev = lvm::open_or_create(vg, &lv_name(name, index), size)?;
-                Ok(Box::new(BlockTarget::open(&dev)?))
-            }
-            StoreSpec::Dev(paths) => {
-                let path = paths.get(index).ok_or(StoreError::DevCount {
-                    have: paths.len(),
-                    need: index.saturating_add(1),
-                })?;
-                Ok(Box::new(BlockTarget::open_device(path, size)?))
-            }
-        }
-    }
-
-    /// What the guest conversion opens as `STORE/NAME/diskN.img`: for LVM
-    /// and devices a symlink there to the device, so the conversion finds
-    /// every disk the same way and the xl config names the device.
-    pub fn link_disks(&self, name: &str, disks: usize) -> Result<(), StoreError> {
-        if let StoreSpec::Dir(_) = &self.spec {
-            return Ok(());
-        }
-        for i in 0..disks {
-            let link = self.image_path(name, i);
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(self.disk_path(name, i), &link)
-                .map_err(|source| StoreError::File { path: link, source })?;
-        }
-        Ok(())
-    }
-
-    /// `STORE/NAME/diskN.img`: the image, or the link to the device.
-    fn image_path(&self, name: &str, index: usize) -> PathBuf {
-        self.dir(name).join(format!("disk{index}.img"))
-    }
-
-    /// Human-readable path of a disk target, for reports.
-    pub fn disk_path(&self, name: &str, index: usize) -> PathBuf {
-        match &self.spec {
-            StoreSpec::Dir(_) => self.image_path(name, index),
-            StoreSpec::Lvm(vg) => lvm::lv_path(vg, &lv_name(name, index)),
-            // As the admin wrote it: a /dev/disk/by-id name stays stable.
-            StoreSpec::Dev(paths) => paths.get(index).cloned().unwrap_or_default(),
-        }
-    }
-}
-
-fn lv_name(name: &str, index: usize) -> String {
-    format!("{name}-disk{index}")
 }
 
 /// A sparse image file.
@@ -549,7 +229,7 @@ impl BlockTarget {
                     path: path.to_path_buf(),
                     source,
                 },
-                _ => blockdev::busy_or(path, source),
+                _ => blockdev::busy_or(path, source).into(),
             })?;
         Ok(BlockTarget {
             file,
@@ -634,6 +314,7 @@ pub fn gaps(written: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn sparse_targets_keep_holes_and_punch_zeros() {
@@ -650,30 +331,6 @@ mod tests {
         t.read_at(8 << 20, &mut b).unwrap();
         assert!(b.iter().all(|x| *x == 0));
         assert_eq!(fs::metadata(&p).unwrap().len(), 64 << 20);
-        assert_eq!(
-            StoreSpec::parse("lvm:vg0").unwrap(),
-            StoreSpec::Lvm("vg0".into())
-        );
-        assert!(StoreSpec::parse("lvm:../x").is_err());
-    }
-
-    #[test]
-    fn device_lists_are_parsed() {
-        assert_eq!(
-            StoreSpec::parse("dev:/dev/sdb,/dev/sdc").unwrap(),
-            StoreSpec::Dev(vec!["/dev/sdb".into(), "/dev/sdc".into()])
-        );
-        let e = StoreSpec::parse("dev:").unwrap_err();
-        assert!(e.to_string().contains("dev:/dev/X[,/dev/Y...]"), "{e}");
-        assert!(StoreSpec::parse("dev:/dev/sdb,sdc").is_err());
-        let e = StoreSpec::parse("dev:/dev/sdb,/dev/sdb").unwrap_err();
-        assert!(e.to_string().contains("listed twice"), "{e}");
-        let s = Store::new(
-            StoreSpec::parse("dev:/dev/sdb").unwrap(),
-            Path::new("/var/lib/p2xen"),
-        );
-        assert_eq!(s.meta_root, Path::new("/var/lib/p2xen/dev"));
-        assert_eq!(s.disk_path("web", 0), Path::new("/dev/sdb"));
     }
 
     #[test]

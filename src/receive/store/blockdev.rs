@@ -5,39 +5,18 @@
 //! checked to be a block device, listed once, not mounted, not held by an
 //! md/LVM/dm device, not open exclusively by anyone, big enough, and free of
 //! a partition table or filesystem signature (unless `--force`). Writing
-//! reuses [`super::store::BlockTarget`].
+//! reuses [`super::target::BlockTarget`].
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::store::StoreError;
+use super::dev_error::DevError;
 use crate::source::device::{Device, ReadAt, Window};
 use crate::source::mounts::{devnum, holders, mounted_at, with_partitions};
 use crate::source::{filesystems, partitions, sysfs};
 
 const SYSFS: &str = "/sys";
-
-/// The device list of `dev:LIST` (after the prefix): absolute paths,
-/// comma-separated, each once.
-pub fn parse_list(spec: &str, list: &str) -> Result<Vec<PathBuf>, StoreError> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for item in list.split(',') {
-        let p = PathBuf::from(item.trim());
-        if !p.is_absolute() {
-            return Err(StoreError::BadSpec(spec.to_string()));
-        }
-        if let Some(first) = out.iter().position(|q| *q == p) {
-            return Err(StoreError::DevTwice {
-                path: p,
-                first,
-                second: out.len(),
-            });
-        }
-        out.push(p);
-    }
-    Ok(out)
-}
 
 /// A listed device, as the checks see it.
 struct Dev {
@@ -46,34 +25,34 @@ struct Dev {
     size: u64,
 }
 
-fn stat_block(path: &Path) -> Result<u64, StoreError> {
+fn stat_block(path: &Path) -> Result<u64, DevError> {
     let meta = fs::metadata(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => StoreError::DevMissing(path.to_path_buf()),
-        _ => StoreError::File {
+        std::io::ErrorKind::NotFound => DevError::Missing(path.to_path_buf()),
+        _ => DevError::Open {
             path: path.to_path_buf(),
             source,
         },
     })?;
     if !meta.file_type().is_block_device() {
-        return Err(StoreError::NotBlock(path.to_path_buf()));
+        return Err(DevError::NotBlock(path.to_path_buf()));
     }
     Ok(meta.rdev())
 }
 
 /// Checks that need no knowledge of the migration: run before the receiver
 /// listens and again before a migration writes.
-pub fn check_devices(paths: &[PathBuf]) -> Result<(), StoreError> {
+pub fn check_devices(paths: &[PathBuf]) -> Result<(), DevError> {
     devices(paths).map(|_| ())
 }
 
-fn devices(paths: &[PathBuf]) -> Result<Vec<Dev>, StoreError> {
+fn devices(paths: &[PathBuf]) -> Result<Vec<Dev>, DevError> {
     let mut devs: Vec<Dev> = Vec::new();
     let mountinfo = fs::read_to_string(crate::source::mounts::MOUNTINFO).unwrap_or_default();
     for (i, path) in paths.iter().enumerate() {
         let rdev = stat_block(path)?;
         // Two names of one device (/dev/sdb and /dev/disk/by-id/...).
         if let Some(first) = devs.iter().position(|d| d.rdev == rdev) {
-            return Err(StoreError::DevTwice {
+            return Err(DevError::Twice {
                 path: path.clone(),
                 first,
                 second: i,
@@ -82,7 +61,7 @@ fn devices(paths: &[PathBuf]) -> Result<Vec<Dev>, StoreError> {
         let sys = Path::new(SYSFS).join("dev/block").join(devnum(rdev));
         for (name, num) in with_partitions(&sys) {
             if let Some(point) = mounted_at(&mountinfo, &num, &name) {
-                return Err(StoreError::DevMounted {
+                return Err(DevError::Mounted {
                     path: path.clone(),
                     what: name,
                     point,
@@ -91,7 +70,7 @@ fn devices(paths: &[PathBuf]) -> Result<Vec<Dev>, StoreError> {
         }
         let held = holders(&sys);
         if !held.is_empty() {
-            return Err(StoreError::DevHeld {
+            return Err(DevError::Held {
                 path: path.clone(),
                 holders: held.join(", "),
             });
@@ -109,7 +88,7 @@ fn devices(paths: &[PathBuf]) -> Result<Vec<Dev>, StoreError> {
 
 /// Opens `path` exclusively for a moment: EBUSY means a mount (maybe in
 /// another namespace), active swap, or a program holding it exclusively.
-fn claim_test(path: &Path) -> Result<(), StoreError> {
+fn claim_test(path: &Path) -> Result<(), DevError> {
     match fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_EXCL | nix::libc::O_CLOEXEC)
@@ -120,12 +99,12 @@ fn claim_test(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// EBUSY from an exclusive open as [`StoreError::DevBusy`].
-pub fn busy_or(path: &Path, source: std::io::Error) -> StoreError {
+/// EBUSY from an exclusive open as [`DevError::Busy`].
+pub fn busy_or(path: &Path, source: std::io::Error) -> DevError {
     if source.raw_os_error() == Some(nix::libc::EBUSY) {
-        StoreError::DevBusy(path.to_path_buf())
+        DevError::Busy(path.to_path_buf())
     } else {
-        StoreError::File {
+        DevError::Open {
             path: path.to_path_buf(),
             source,
         }
@@ -141,9 +120,9 @@ pub fn check_for_copy(
     sizes: &[u64],
     resuming: bool,
     force: bool,
-) -> Result<(), StoreError> {
+) -> Result<(), DevError> {
     if paths.len() < sizes.len() {
-        return Err(StoreError::DevCount {
+        return Err(DevError::Count {
             have: paths.len(),
             need: sizes.len(),
         });
@@ -151,7 +130,7 @@ pub fn check_for_copy(
     let devs = devices(paths)?;
     for (i, (dev, &need)) in devs.iter().zip(sizes).enumerate() {
         if dev.size < need {
-            return Err(StoreError::DevTooSmall {
+            return Err(DevError::TooSmall {
                 path: dev.path.clone(),
                 disk: i,
                 have: dev.size,
@@ -163,7 +142,7 @@ pub fn check_for_copy(
         for dev in devs.iter().take(sizes.len()) {
             if let Some(what) = signature(&dev.path, dev.rdev)? {
                 if !force {
-                    return Err(StoreError::DevSignature {
+                    return Err(DevError::Signature {
                         path: dev.path.clone(),
                         what,
                     });
@@ -195,7 +174,7 @@ pub fn check_for_copy(
 /// What `path` carries, as blkid would say it: a partition table or a
 /// filesystem/RAID/LVM signature. Read through our own parsers on a
 /// read-only open.
-fn signature(path: &Path, rdev: u64) -> Result<Option<String>, StoreError> {
+fn signature(path: &Path, rdev: u64) -> Result<Option<String>, DevError> {
     let dev = Device::open(path)?;
     let sector = sysfs::attrs_for_devnum(
         Path::new(SYSFS),
@@ -234,36 +213,4 @@ fn describe(fs: &filesystems::Filesystem) -> String {
         s.push_str(&format!(" (UUID {u})"));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_are_parsed_and_checked() {
-        let s = "dev:/dev/sdb,/dev/disk/by-id/wwn-0x5000";
-        assert_eq!(
-            parse_list(s, "/dev/sdb,/dev/disk/by-id/wwn-0x5000").unwrap(),
-            [
-                PathBuf::from("/dev/sdb"),
-                PathBuf::from("/dev/disk/by-id/wwn-0x5000")
-            ]
-        );
-        assert_eq!(
-            parse_list("dev:/dev/sdb", "/dev/sdb").unwrap(),
-            [PathBuf::from("/dev/sdb")]
-        );
-        for bad in ["", "sdb", "/dev/sdb,", "/dev/sdb,,/dev/sdc", "dev/sdb"] {
-            assert!(
-                matches!(parse_list("x", bad), Err(StoreError::BadSpec(_))),
-                "{bad:?}"
-            );
-        }
-        let e = parse_list("x", "/dev/sdb,/dev/sdc,/dev/sdb").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/dev/sdb is listed twice in --store dev: (for disks 0 and 2): list each device once, one per disk"
-        );
-    }
 }
