@@ -1124,6 +1124,7 @@ mod xlutil {
             "extra",
             "bootloader",
             "serial",
+            "bios",
             "on_poweroff",
             "on_reboot",
             "on_crash",
@@ -1245,6 +1246,18 @@ fn xl_parses_the_written_configs() {
     assert_eq!(p.strings["type"], "hvm");
     assert_eq!(p.strings["serial"], "pty");
     assert_eq!(p.disks[0].vdev, "hda");
+    assert!(!p.strings.contains_key("bios"));
+
+    let (efi, _, _) = uefi_debian("uefi");
+    let mut req = efi.request("efi1");
+    req.xen_type = Some(XenType::Hvm);
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    let efi_cfg = efi.xen_dir.with_file_name("efi.cfg");
+    std::fs::write(&efi_cfg, &rep.config).unwrap();
+    let p = xlutil::parse(&efi_cfg);
+    assert_eq!(p.strings["type"], "hvm");
+    assert_eq!(p.strings["bios"], "ovmf");
 }
 
 #[test]
