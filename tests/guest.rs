@@ -1613,8 +1613,22 @@ fn esp_file(img: &Path, off: u64, path: &str) -> Vec<u8> {
     std::fs::read(out.path()).unwrap()
 }
 
+/// `mdir -/ -b`; empty for an empty ESP (where mdir fails).
 fn esp_listing(img: &Path, off: u64) -> String {
-    String::from_utf8_lossy(&mtool("mdir", img, off, &["-/", "-b", "::/"]).stdout).into_owned()
+    need("mdir", "mtools");
+    let out = Command::new("mdir")
+        .arg("-i")
+        .arg(format!("{}@@{off}", img.display()))
+        .args(["-/", "-b", "::/"])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("\"::/\" not found"),
+        "mdir: {err}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Pseudo-random bytes standing for a signed EFI binary.
@@ -1628,6 +1642,78 @@ fn efi_binary(seed: u8, len: usize) -> Vec<u8> {
             x.to_le_bytes()[0]
         })
         .collect()
+}
+
+/// A GPT source disk: an ESP (FAT made with mkfs.vfat --offset, `esp`
+/// files put in with mtools) and an ext4 root made from `root`.
+fn gpt_esp_disk(tmp: &Path, root: &Path, esp: &[(&str, &[u8])]) -> PathBuf {
+    let src = source_disk(
+        tmp,
+        "label: gpt\nstart=2048, size=20480, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n\
+         start=22528, size=81920, type=L\n",
+    );
+    mkfs_into(
+        &src,
+        EFI_ROOT_OFF,
+        "ext4",
+        root,
+        P1_SIZE,
+        EFI_ROOT_UUID,
+        None,
+    );
+    tool(
+        "mkfs.vfat",
+        "dosfstools",
+        &[
+            "-F",
+            "16",
+            "-i",
+            &EFI_ESP_UUID.replace('-', ""),
+            "--offset",
+            &(ESP_OFF / 512).to_string(),
+            &src.to_string_lossy(),
+            &(ESP_SIZE / 1024).to_string(),
+        ],
+    );
+    let stage = tmp.join("esp-file");
+    for (path, data) in esp {
+        let mut dir = String::new();
+        let parent = path.rsplit_once('/').map_or("", |(d, _)| d);
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            dir = format!("{dir}/{part}");
+            let listing = esp_listing(&src, ESP_OFF);
+            if !listing.lines().any(|l| l == format!("::{dir}/")) {
+                mtool("mmd", &src, ESP_OFF, &[&format!("::{dir}")]);
+            }
+        }
+        std::fs::write(&stage, data).unwrap();
+        mtool(
+            "mcopy",
+            &src,
+            ESP_OFF,
+            &[&stage.to_string_lossy(), &format!("::{path}")],
+        );
+    }
+    src
+}
+
+/// machine.json of the UEFI fixtures; `firmware` "" for an older sender.
+fn efi_machine(firmware: &str) -> String {
+    let firmware = match firmware {
+        "" => String::new(),
+        f => format!(r#","firmware":"{f}""#),
+    };
+    format!(
+        r#"{{"name":"efi1","hostname":"efi1","cpus":2,"memory_bytes":2147483648,
+  "nics":[{{"name":"eno1","mac":"52:54:00:12:34:60","driver":"e1000e"}}],
+  "disks":[{{"path":"/dev/nvme0n1","size_bytes":{},"table":"gpt","serial":"S6JXNX0T123456",
+    "partitions":[
+      {{"number":1,"start_bytes":{ESP_OFF},"size_bytes":{ESP_SIZE},"type_id":"c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+        "filesystem":{{"type":"vfat","uuid":"{EFI_ESP_UUID}"}}}},
+      {{"number":2,"start_bytes":{EFI_ROOT_OFF},"size_bytes":{P1_SIZE},"type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4",
+        "filesystem":{{"type":"ext4","uuid":"{EFI_ROOT_UUID}"}},"os":{{"id":"debian","init_system":"systemd"}}}}]}}]{firmware}}}"#,
+        64 * MIB
+    )
 }
 
 /// A UEFI Debian: GPT, an ESP (FAT made with mkfs.vfat --offset, filled
@@ -1677,68 +1763,19 @@ fn uefi_debian(firmware: &str) -> (Fixture, Vec<u8>, Vec<u8>) {
         );
         std::fs::write(root.join(format!("boot/initrd.img-{v}")), ird).unwrap();
     }
-    let src = source_disk(
-        tmp.path(),
-        "label: gpt\nstart=2048, size=20480, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n\
-         start=22528, size=81920, type=L\n",
-    );
-    mkfs_into(
-        &src,
-        EFI_ROOT_OFF,
-        "ext4",
-        &root,
-        P1_SIZE,
-        EFI_ROOT_UUID,
-        None,
-    );
-    tool(
-        "mkfs.vfat",
-        "dosfstools",
-        &[
-            "-F",
-            "16",
-            "-i",
-            &EFI_ESP_UUID.replace('-', ""),
-            "--offset",
-            &(ESP_OFF / 512).to_string(),
-            &src.to_string_lossy(),
-            &(ESP_SIZE / 1024).to_string(),
-        ],
-    );
     let shim = efi_binary(1, 9000);
     let grub = efi_binary(2, 20000);
-    let stage = tmp.path().join("esp");
-    std::fs::create_dir_all(&stage).unwrap();
-    std::fs::write(stage.join("shimx64.efi"), &shim).unwrap();
-    std::fs::write(stage.join("grubx64.efi"), &grub).unwrap();
-    std::fs::write(stage.join("grub.cfg"), debian_esp_stub()).unwrap();
-    mtool("mmd", &src, ESP_OFF, &["::/EFI", "::/EFI/debian"]);
-    for f in ["shimx64.efi", "grubx64.efi", "grub.cfg"] {
-        mtool(
-            "mcopy",
-            &src,
-            ESP_OFF,
-            &[
-                &stage.join(f).to_string_lossy(),
-                &format!("::/EFI/debian/{f}"),
-            ],
-        );
-    }
-    let firmware = match firmware {
-        "" => String::new(),
-        f => format!(r#","firmware":"{f}""#),
-    };
-    let machine = format!(
-        r#"{{"name":"efi1","hostname":"efi1","cpus":2,"memory_bytes":2147483648,
-  "nics":[{{"name":"eno1","mac":"52:54:00:12:34:60","driver":"e1000e"}}],
-  "disks":[{{"path":"/dev/nvme0n1","size_bytes":{},"table":"gpt","serial":"S6JXNX0T123456",
-    "partitions":[
-      {{"number":1,"start_bytes":{ESP_OFF},"size_bytes":{ESP_SIZE},"type_id":"c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
-        "filesystem":{{"type":"vfat","uuid":"{EFI_ESP_UUID}"}}}},
-      {{"number":2,"start_bytes":{EFI_ROOT_OFF},"size_bytes":{P1_SIZE},"type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4",
-        "filesystem":{{"type":"ext4","uuid":"{EFI_ROOT_UUID}"}},"os":{{"id":"debian","init_system":"systemd"}}}}]}}]{firmware}}}"#,
-        64 * MIB
+    let stub = debian_esp_stub();
+    let src = gpt_esp_disk(
+        tmp.path(),
+        &root,
+        &[
+            ("/EFI/debian/shimx64.efi", &shim),
+            ("/EFI/debian/grubx64.efi", &grub),
+            ("/EFI/debian/grub.cfg", stub.as_bytes()),
+        ],
     );
+    let machine = efi_machine(firmware);
     (Fixture::new(tmp, src, "efi1", &machine), shim, grub)
 }
 

@@ -155,10 +155,17 @@ impl EspFiles {
     /// Every file and directory (directories end in `/`), by ESP path.
     pub fn list(&self) -> Result<Vec<String>, EfiError> {
         match &self.mounted {
-            None => {
-                let out = self.mtool("mdir", &["-/", "-b", "::/"])?;
-                Ok(parse_mdir(&String::from_utf8_lossy(&out)))
-            }
+            None => match self.mtool("mdir", &["-/", "-b", "::/"]) {
+                Ok(out) => Ok(parse_mdir(&String::from_utf8_lossy(&out))),
+                // mdir's bare listing of an empty root fails so; a
+                // filesystem that is no FAT says "non DOS media".
+                Err(EfiError::Tool { stderr, .. })
+                    if stderr.trim() == "mdir: File \"::/\" not found" =>
+                {
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            },
             Some((_, _, mnt)) => {
                 let mut out = Vec::new();
                 walk(mnt.path(), "", &mut out).map_err(self.io("/"))?;
@@ -735,6 +742,47 @@ mod tests {
             parse_mdir("::/EFI/\n::/EFI/debian/\n::/EFI/debian/shimx64.efi\n"),
             ["/EFI/", "/EFI/debian/", "/EFI/debian/shimx64.efi"]
         );
+    }
+
+    #[test]
+    fn mtools_list_write_and_read_back_at_an_offset() {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("disk0.img");
+        std::fs::write(&img, vec![0u8; 5 << 20]).unwrap();
+        let out = Command::new("mkfs.vfat")
+            .args(["--offset", "2048"])
+            .arg(&img)
+            .arg("4096")
+            .output()
+            .expect("mkfs.vfat (dosfstools)");
+        assert!(out.status.success(), "{out:?}");
+        let esp = Esp {
+            image: img,
+            offset: 1 << 20,
+            size: 4 << 20,
+            what: "disk0 partition 1".into(),
+        };
+        assert!(have_mtools(), "mtools needed");
+        let f = EspFiles::open_with(esp, false, true).unwrap();
+        assert_eq!(f.list().unwrap(), Vec::<String>::new());
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        f.write("/EFI/BOOT/BOOTX64.EFI", &data).unwrap();
+        f.write("/EFI/BOOT/grubx64.efi", b"grub").unwrap();
+        assert_eq!(
+            f.list().unwrap(),
+            [
+                "/EFI/",
+                "/EFI/BOOT/",
+                "/EFI/BOOT/BOOTX64.EFI",
+                "/EFI/BOOT/grubx64.efi"
+            ]
+        );
+        assert_eq!(f.read("/EFI/BOOT/BOOTX64.EFI").unwrap(), data);
+        // The FAT is case-insensitive, as firmware reads it.
+        assert_eq!(f.read("/efi/boot/GRUBX64.EFI").unwrap(), b"grub");
+        let e = f.read("/EFI/none").unwrap_err().to_string();
+        assert!(e.starts_with("ESP (disk0 partition 1): mcopy"), "{e}");
+        f.close().unwrap();
     }
 
     #[test]
