@@ -1910,3 +1910,146 @@ fn uefi_source_pv_routes_boot_the_real_grub_cfg() {
     // Layout partitions has no firmware boot: no fallback loader either.
     assert!(!rep.fixups.iter().any(|f| f.kind == FixupKind::Efi));
 }
+
+/// A RHEL 8 style UEFI guest: the full grub.cfg in the ESP boots BLS
+/// entries (`blscfg`), no grub.cfg under /boot, and the distro's own
+/// fallback loader already in `\EFI\BOOT`.
+fn uefi_rhel(firmware: &str) -> (Fixture, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mid = "3c2a0f9e6b1d4e8fa1b2c3d4e5f60718";
+    let mut files: Vec<(String, String)> = vec![
+        (
+            "/etc/fstab".into(),
+            format!(
+                "UUID={EFI_ROOT_UUID} / ext4 defaults 0 1\n\
+                 UUID={EFI_ESP_UUID} /boot/efi vfat umask=0077,shortname=winnt 0 2\n"
+            ),
+        ),
+        ("/etc/dracut.conf".into(), String::new()),
+        (
+            "/boot/grub2/grubenv".into(),
+            "# GRUB Environment Block\n".into(),
+        ),
+        ("/lib/systemd/systemd".into(), "systemd".into()),
+        ("/sbin/init".into(), "->/lib/systemd/systemd".into()),
+    ];
+    for v in ["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"] {
+        files.push((format!("/boot/vmlinuz-{v}"), format!("kernel {v}")));
+        files.push((
+            format!("/boot/config-{v}"),
+            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n".into(),
+        ));
+        files.push((
+            format!("/boot/loader/entries/{mid}-{v}.conf"),
+            format!(
+                "title Rocky Linux ({v}) 8\nversion {v}\nlinux /boot/vmlinuz-{v}\n\
+                 initrd /boot/initramfs-{v}.img $tuned_initrd\n\
+                 options root=UUID={EFI_ROOT_UUID} ro crashkernel=auto\nid rocky-{v}\n"
+            ),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_tree(&root, &refs);
+    for v in ["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"] {
+        let ird = initrd(
+            &tmp.path().join(format!("ird-{v}")),
+            &[&format!(
+                "usr/lib/modules/{v}/kernel/drivers/block/xen-blkfront.ko.xz"
+            )],
+            "gzip",
+        );
+        std::fs::write(root.join(format!("boot/initramfs-{v}.img")), ird).unwrap();
+    }
+    let shim = efi_binary(3, 8000);
+    let esp_cfg = "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\n\
+                   insmod blscfg\nblscfg\n";
+    let src = gpt_esp_disk(
+        tmp.path(),
+        &root,
+        &[
+            ("/EFI/redhat/shimx64.efi", &shim),
+            ("/EFI/redhat/grubx64.efi", &efi_binary(4, 12000)),
+            ("/EFI/redhat/grub.cfg", esp_cfg.as_bytes()),
+            ("/EFI/BOOT/BOOTX64.EFI", &shim),
+            ("/EFI/BOOT/fbx64.efi", &efi_binary(5, 3000)),
+        ],
+    );
+    (Fixture::new(tmp, src, "efi1", &efi_machine(firmware)), shim)
+}
+
+#[test]
+fn uefi_rhel_bls_entries_become_pvgrub2_menu() {
+    let (fx, shim) = uefi_rhel("uefi");
+    let img = fx.disk();
+    let esp_before = hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap());
+    let rep = guest::convert(&fx.request("efi1")).unwrap();
+    assert_eq!(rep.firmware, guest::Firmware::Uefi);
+    assert_eq!(rep.boot_route, "pvgrub2");
+    // The distro's own fallback loader stays; the ESP is unchanged.
+    assert!(!rep.fixups.iter().any(|f| f.kind == FixupKind::Efi));
+    assert_eq!(
+        hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap()),
+        esp_before
+    );
+    assert_eq!(esp_file(&img, ESP_OFF, "/EFI/BOOT/BOOTX64.EFI"), shim);
+
+    let cfg = guest_file(&img, EFI_ROOT_OFF, "/boot/grub/grub.cfg").unwrap();
+    let (first, second) = (
+        cfg.find("linux /boot/vmlinuz-4.18.0-477.el8.x86_64 root=UUID=")
+            .unwrap_or_else(|| panic!("{cfg}")),
+        cfg.find("linux /boot/vmlinuz-4.18.0-305.el8.x86_64 root=UUID=")
+            .unwrap_or_else(|| panic!("{cfg}")),
+    );
+    assert!(first < second, "newest entry first: {cfg}");
+    assert!(cfg.contains("set default=0\n"), "{cfg}");
+    assert!(
+        cfg.contains(&format!(
+            "\tlinux /boot/vmlinuz-4.18.0-477.el8.x86_64 root=UUID={EFI_ROOT_UUID} ro crashkernel=auto console=hvc0\n\
+             \tinitrd /boot/initramfs-4.18.0-477.el8.x86_64.img\n"
+        )),
+        "{cfg}"
+    );
+    let f = rep
+        .fixups
+        .iter()
+        .find(|f| f.file == "/boot/grub/grub.cfg")
+        .unwrap();
+    assert_eq!(f.action, "create");
+    assert!(
+        f.note
+            .ends_with("ESP (disk0 partition 1):/EFI/redhat/grub.cfg"),
+        "{}",
+        f.note
+    );
+
+    // A second run plans no further grub.cfg change.
+    let mut req = fx.request("efi1");
+    req.force = true;
+    let again = guest::convert(&req).unwrap();
+    assert!(
+        !again.fixups.iter().any(|f| f.file == "/boot/grub/grub.cfg"),
+        "{:#?}",
+        again.fixups
+    );
+}
+
+#[test]
+fn recorded_bios_wins_over_an_esp_loader() {
+    let (fx, _) = uefi_rhel("bios");
+    let mut req = fx.request("efi1");
+    req.xen_type = Some(XenType::Hvm);
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(rep.firmware, guest::Firmware::Bios);
+    assert!(
+        rep.firmware_reason
+            .starts_with("the live system booted by BIOS (no /sys/firmware/efi), though the ESP"),
+        "{}",
+        rep.firmware_reason
+    );
+    assert!(!rep.config.contains("bios ="), "{}", rep.config);
+}
