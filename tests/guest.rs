@@ -204,6 +204,13 @@ impl Drop for Fixture {
     }
 }
 
+/// The conversion run again over its own config (`--force`).
+fn convert_again(fx: &Fixture, name: &str) -> ConversionReport {
+    let mut req = fx.request(name);
+    req.force = true;
+    guest::convert(&req).unwrap()
+}
+
 fn diff_of<'a>(r: &'a ConversionReport, file: &str) -> &'a str {
     &r.fixups
         .iter()
@@ -1508,9 +1515,7 @@ fn hostonly_initramfs_tools_initrd_gains_xen_blkfront() {
         "# modules\nxen-blkfront\nxen-netfront\n"
     );
     // A second conversion finds the driver and changes nothing more.
-    let mut req = fx.request("ho");
-    req.force = true;
-    let again = guest::convert(&req).unwrap();
+    let again = convert_again(&fx, "ho");
     assert!(
         !again.fixups.iter().any(|f| f.action == "append"),
         "{:#?}",
@@ -1716,6 +1721,45 @@ fn efi_machine(firmware: &str) -> String {
     )
 }
 
+/// Writes `files` into `root` with, per kernel version, a kernel, a config
+/// with Xen PV support and an initrd (`/boot/{initrd_prefix}V[.img]`)
+/// holding xen-blkfront.
+fn xen_ready_tree(
+    tmp: &Path,
+    root: &Path,
+    mut files: Vec<(String, String)>,
+    versions: &[&str],
+    initrd_prefix: &str,
+) {
+    let suffix = if initrd_prefix.starts_with("initramfs") {
+        ".img"
+    } else {
+        ""
+    };
+    for v in versions {
+        files.push((format!("/boot/vmlinuz-{v}"), format!("kernel {v}")));
+        files.push((
+            format!("/boot/config-{v}"),
+            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n".into(),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_tree(root, &refs);
+    for v in versions {
+        let ird = initrd(
+            &tmp.join(format!("ird-{v}")),
+            &[&format!(
+                "usr/lib/modules/{v}/kernel/drivers/block/xen-blkfront.ko"
+            )],
+            "gzip",
+        );
+        std::fs::write(root.join(format!("boot/{initrd_prefix}{v}{suffix}")), ird).unwrap();
+    }
+}
+
 /// A UEFI Debian: GPT, an ESP (FAT made with mkfs.vfat --offset, filled
 /// with mtools) holding shim, grub and the stub, ext4 root with the real
 /// grub.cfg; LVM's devices file and SELinux on, for item 6.
@@ -1728,7 +1772,7 @@ fn uefi_debian(firmware: &str) -> (Fixture, Vec<u8>, Vec<u8>) {
          /dev/disk/by-id/nvme-SAMSUNG_MZVL2512_S6JXNX0T123456-part2 /srv ext4 noauto 0 2\n"
     );
     let grub_cfg = efi_grub_cfg();
-    let mut files: Vec<(String, String)> = vec![
+    let files: Vec<(String, String)> = vec![
         ("/etc/fstab".into(), fstab),
         ("/boot/grub/grub.cfg".into(), grub_cfg),
         ("/boot/efi/.keep".into(), String::new()),
@@ -1741,28 +1785,13 @@ fn uefi_debian(firmware: &str) -> (Fixture, Vec<u8>, Vec<u8>) {
         ("/lib/systemd/systemd".into(), "systemd".into()),
         ("/sbin/init".into(), "->/lib/systemd/systemd".into()),
     ];
-    for v in ["6.1.0-9-amd64", "6.1.0-13-amd64"] {
-        files.push((format!("/boot/vmlinuz-{v}"), format!("kernel {v}")));
-        files.push((
-            format!("/boot/config-{v}"),
-            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n".into(),
-        ));
-    }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&root, &refs);
-    for v in ["6.1.0-9-amd64", "6.1.0-13-amd64"] {
-        let ird = initrd(
-            &tmp.path().join(format!("ird-{v}")),
-            &[&format!(
-                "usr/lib/modules/{v}/kernel/drivers/block/xen-blkfront.ko"
-            )],
-            "gzip",
-        );
-        std::fs::write(root.join(format!("boot/initrd.img-{v}")), ird).unwrap();
-    }
+    xen_ready_tree(
+        tmp.path(),
+        &root,
+        files,
+        &["6.1.0-9-amd64", "6.1.0-13-amd64"],
+        "initrd.img-",
+    );
     let shim = efi_binary(1, 9000);
     let grub = efi_binary(2, 20000);
     let stub = debian_esp_stub();
@@ -1935,11 +1964,6 @@ fn uefi_rhel(firmware: &str) -> (Fixture, Vec<u8>) {
         ("/sbin/init".into(), "->/lib/systemd/systemd".into()),
     ];
     for v in ["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"] {
-        files.push((format!("/boot/vmlinuz-{v}"), format!("kernel {v}")));
-        files.push((
-            format!("/boot/config-{v}"),
-            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n".into(),
-        ));
         files.push((
             format!("/boot/loader/entries/{mid}-{v}.conf"),
             format!(
@@ -1949,21 +1973,13 @@ fn uefi_rhel(firmware: &str) -> (Fixture, Vec<u8>) {
             ),
         ));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&root, &refs);
-    for v in ["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"] {
-        let ird = initrd(
-            &tmp.path().join(format!("ird-{v}")),
-            &[&format!(
-                "usr/lib/modules/{v}/kernel/drivers/block/xen-blkfront.ko.xz"
-            )],
-            "gzip",
-        );
-        std::fs::write(root.join(format!("boot/initramfs-{v}.img")), ird).unwrap();
-    }
+    xen_ready_tree(
+        tmp.path(),
+        &root,
+        files,
+        &["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"],
+        "initramfs-",
+    );
     let shim = efi_binary(3, 8000);
     let esp_cfg = "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\n\
                    insmod blscfg\nblscfg\n";
@@ -2027,9 +2043,7 @@ fn uefi_rhel_bls_entries_become_pvgrub2_menu() {
     );
 
     // A second run plans no further grub.cfg change.
-    let mut req = fx.request("efi1");
-    req.force = true;
-    let again = guest::convert(&req).unwrap();
+    let again = convert_again(&fx, "efi1");
     assert!(
         !again.fixups.iter().any(|f| f.file == "/boot/grub/grub.cfg"),
         "{:#?}",

@@ -352,40 +352,36 @@ mod tests {
             (p(1, Some(2)), "bbbb-2".to_string()),
         ];
         let one = DevMap::new(1, true).with_uuids(uuids.clone());
-        assert_eq!(
-            one.map("/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1"),
-            Mapped::To("UUID=aaaa-1".into())
-        );
-        assert_eq!(
-            one.map("/dev/disk/by-id/ata-ST380011A_5JV4A1B2-part3"),
-            Mapped::To("/dev/xvda3".into())
-        );
-        assert_eq!(
-            one.map("/dev/disk/by-id/ata-ST380011A_5JV4A1B2"),
-            Mapped::To("/dev/xvda".into())
-        );
         let two = DevMap::new(2, false)
             .with_uuids(uuids)
             .with_serials(vec![Some("5JV4A1B2".into()), Some("S4EW NX0M".into())]);
-        assert_eq!(
-            two.map("/dev/disk/by-id/nvme-Samsung_SSD_970_S4EW_NX0M-part2"),
-            Mapped::To("UUID=bbbb-2".into())
-        );
-        assert_eq!(
-            two.map("/dev/disk/by-id/ata-ST380011A_5JV4A1B2-part1"),
-            Mapped::To("UUID=aaaa-1".into())
-        );
-        // No UUID under HVM: the emulated disk has other by-id names, but
-        // nothing better is known.
-        assert_eq!(
-            two.map("/dev/disk/by-id/ata-ST380011A_5JV4A1B2-part9"),
-            Mapped::Same
-        );
-        // Two disks and no serial to tell them apart.
-        assert_eq!(
-            two.map("/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1"),
-            Mapped::Same
-        );
+        let to = |s: &str| Mapped::To(s.to_string());
+        for (map, dev, want) in [
+            (
+                &one,
+                "by-path/pci-0000:00:1f.2-ata-1-part1",
+                to("UUID=aaaa-1"),
+            ),
+            (&one, "by-id/ata-ST380011A_5JV4A1B2-part3", to("/dev/xvda3")),
+            (&one, "by-id/ata-ST380011A_5JV4A1B2", to("/dev/xvda")),
+            (
+                &two,
+                "by-id/nvme-Samsung_SSD_970_S4EW_NX0M-part2",
+                to("UUID=bbbb-2"),
+            ),
+            (
+                &two,
+                "by-id/ata-ST380011A_5JV4A1B2-part1",
+                to("UUID=aaaa-1"),
+            ),
+            // No UUID under HVM: the emulated disk has other by-id names,
+            // but nothing better is known.
+            (&two, "by-id/ata-ST380011A_5JV4A1B2-part9", Mapped::Same),
+            // Two disks and no serial to tell them apart.
+            (&two, "by-path/pci-0000:00:1f.2-ata-1-part1", Mapped::Same),
+        ] {
+            assert_eq!(map.map(&format!("/dev/disk/{dev}")), want, "{dev}");
+        }
         assert_eq!(
             map_cmdline_devices(
                 "linux /vmlinuz root=/dev/disk/by-id/wwn-0x5000-part1 ro",

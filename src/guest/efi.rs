@@ -585,32 +585,34 @@ mod tests {
     }
 
     #[test]
-    fn debian_stub_is_followed_to_the_root_grub_cfg() {
-        let stub = "search.fs_uuid 8d3e9f0a-1b2c-4d5e-8f90-123456789abc root hd0,gpt2 \n\
-                    set prefix=($root)'/boot/grub'\n\
-                    configfile $prefix/grub.cfg\n";
-        assert_eq!(
-            classify_esp_config(stub),
-            EspConfig::Stub {
-                uuid: Some("8d3e9f0a-1b2c-4d5e-8f90-123456789abc".into()),
-                path: "/boot/grub/grub.cfg".into()
-            }
-        );
-    }
-
-    #[test]
-    fn rhel9_stub_names_the_boot_filesystem() {
-        let stub = "search --no-floppy --root-dev-only --fs-uuid --set=dev 1d2f-aa\n\
-                    set prefix=($dev)/grub2\n\
-                    export $prefix\n\
-                    configfile $prefix/grub.cfg\n";
-        assert_eq!(
-            classify_esp_config(stub),
-            EspConfig::Stub {
-                uuid: Some("1d2f-aa".into()),
-                path: "/grub2/grub.cfg".into()
-            }
-        );
+    fn debian_and_rhel9_stubs_are_followed() {
+        for (stub, uuid, path) in [
+            // Debian: the root filesystem's /boot/grub.
+            (
+                "search.fs_uuid 8d3e9f0a-1b2c-4d5e-8f90-123456789abc root hd0,gpt2 \n\
+                 set prefix=($root)'/boot/grub'\n\
+                 configfile $prefix/grub.cfg\n",
+                "8d3e9f0a-1b2c-4d5e-8f90-123456789abc",
+                "/boot/grub/grub.cfg",
+            ),
+            // RHEL 9: the separate /boot filesystem's /grub2.
+            (
+                "search --no-floppy --root-dev-only --fs-uuid --set=dev 1d2f-aa\n\
+                 set prefix=($dev)/grub2\n\
+                 export $prefix\n\
+                 configfile $prefix/grub.cfg\n",
+                "1d2f-aa",
+                "/grub2/grub.cfg",
+            ),
+        ] {
+            assert_eq!(
+                classify_esp_config(stub),
+                EspConfig::Stub {
+                    uuid: Some(uuid.into()),
+                    path: path.into()
+                }
+            );
+        }
     }
 
     #[test]
