@@ -1914,6 +1914,41 @@ fn uefi_source_pv_routes_boot_the_real_grub_cfg() {
     );
     assert!(!rep.config.contains("bios"), "{}", rep.config);
 
+    // The command line says so too, and knows the new fix-up kinds.
+    let store = fx.store.parent().unwrap().to_string_lossy().into_owned();
+    let xen_dir = fx.xen_dir.to_string_lossy().into_owned();
+    let out = p2xen(&[
+        "convert",
+        "--name",
+        "efi1",
+        "--store",
+        &store,
+        "--xen-dir",
+        &xen_dir,
+        "--force",
+        "--dry-run",
+        "--type",
+        "hvm",
+        "--no-fixup",
+        "efi",
+        "--no-fixup",
+        "selinux",
+        "--no-fixup",
+        "device-caches",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\nfirmware: uefi (GPT disk with an ESP (disk0 partition 1) holding /EFI/debian/shimx64.efi)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bios = \"ovmf\""), "{stdout}");
+    assert!(!stdout.contains("== efi "), "{stdout}");
+
     // Layout partitions: dom0 boots the kernel the real grub.cfg boots by
     // default (entry 1, the older one), not the newest.
     let mut req = fx.request("efi1");

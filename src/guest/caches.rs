@@ -70,16 +70,7 @@ pub fn plan_relabel(gfs: &GuestFs, planned: &[Planned]) -> Result<Option<Planned
 mod tests {
     use super::*;
 
-    fn guest(files: &[(&str, &str)]) -> (tempfile::TempDir, GuestFs) {
-        let t = tempfile::tempdir().unwrap();
-        for (p, text) in files {
-            let full = t.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(full, text).unwrap();
-        }
-        let gfs = GuestFs::new(t.path());
-        (t, gfs)
-    }
+    use crate::guest::guestfs::test_guest as guest;
 
     #[test]
     fn caches_naming_the_old_disks_are_removed() {

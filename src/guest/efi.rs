@@ -180,11 +180,11 @@ impl EspFiles {
                 let tmp = tempfile::NamedTempFile::new().map_err(self.io(path))?;
                 let local = tmp.path().to_string_lossy().to_string();
                 self.mtool("mcopy", &["-n", &format!("::{path}"), &local])?;
-                read_limited(tmp.path(), path).map_err(|e| self.limit_err(path, e))
+                read_limited(tmp.path()).map_err(|e| self.limit_err(path, e))
             }
             Some((_, _, mnt)) => {
                 let p = mnt.path().join(path.trim_start_matches('/'));
-                read_limited(&p, path).map_err(|e| self.limit_err(path, e))
+                read_limited(&p).map_err(|e| self.limit_err(path, e))
             }
         }
     }
@@ -240,7 +240,7 @@ enum ReadErr {
     TooBig(u64),
 }
 
-fn read_limited(p: &Path, _guest: &str) -> Result<Vec<u8>, ReadErr> {
+fn read_limited(p: &Path) -> Result<Vec<u8>, ReadErr> {
     let size = std::fs::metadata(p).map_err(ReadErr::Io)?.len();
     if size > MAX_ESP_FILE {
         return Err(ReadErr::TooBig(size));

@@ -47,7 +47,8 @@ pub(super) fn plan_and_apply(
         plan_initrd_fixes(gfs, &mut kernels)
     };
     let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
-    let real = uefi::real_grub_cfg(conv, gfs, uefi, vols, root, &[])?;
+    let (real, w) = uefi::real_grub_cfg(gfs, uefi, vols, root, &[])?;
+    conv.warn_all(w);
     let preferred = real.as_ref().and_then(|r| uefi::default_kernel(gfs, r));
     let route = route::choose_route(conv, &kernels, root, preferred.as_deref());
     if !conv.skips(FixupKind::XenDrivers) {
@@ -211,7 +212,8 @@ fn plan_files(
     if !conv.skips(FixupKind::Bootloader) {
         planned.extend(bootcfg::plan(gfs, map, tty)?);
         let real = if route.boot.needs_grub_cfg() {
-            uefi::real_grub_cfg(conv, gfs, ctx.uefi, ctx.vols, ctx.root, &planned)?
+            // Its warnings were given when the route was chosen.
+            uefi::real_grub_cfg(gfs, ctx.uefi, ctx.vols, ctx.root, &planned)?.0
         } else {
             None
         };

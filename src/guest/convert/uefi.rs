@@ -174,24 +174,26 @@ fn pending_text(
 }
 
 /// The real grub.cfg: the one the ESP's stub hands over to, the ESP's own
-/// where it is a full config, else the guest's grub2 config.
+/// where it is a full config, else the guest's grub2 config; and warnings
+/// about stubs that lead nowhere.
 pub(super) fn real_grub_cfg(
-    conv: &mut Conversion,
     gfs: &GuestFs,
     uefi: &Uefi,
     vols: &[Volume],
     root: &Volume,
     pending: &[Planned],
-) -> Result<Option<RealCfg>, GuestError> {
+) -> Result<(Option<RealCfg>, Vec<String>), GuestError> {
+    let mut warnings = Vec::new();
     for (path, text) in &uefi.configs {
         let esp = uefi.esp.as_ref().map_or("", |e| e.what.as_str());
         match efi::classify_esp_config(text) {
             EspConfig::Full => {
-                return Ok(Some(RealCfg {
+                let real = RealCfg {
                     name: format!("ESP ({esp}):{path}"),
                     text: text.clone(),
                     in_esp: true,
-                }));
+                };
+                return Ok((Some(real), warnings));
             }
             EspConfig::Stub { uuid, path: target } => {
                 let same = |v: &Volume, u: &str| {
@@ -203,7 +205,7 @@ pub(super) fn real_grub_cfg(
                     // Only /boot is mounted besides the root.
                     Some(u) if vols.iter().any(|v| same(v, u)) => Some(format!("/boot{target}")),
                     Some(u) => {
-                        conv.warn(format!(
+                        warnings.push(format!(
                             "efi: {path} in the ESP hands over to {target} on the filesystem \
                              with UUID {u}, which is in none of the copied volumes"
                         ));
@@ -212,13 +214,14 @@ pub(super) fn real_grub_cfg(
                 };
                 if let Some(gp) = guest_path {
                     if let Some(text) = pending_text(gfs, pending, &gp)? {
-                        return Ok(Some(RealCfg {
+                        let real = RealCfg {
                             name: gp,
                             text,
                             in_esp: false,
-                        }));
+                        };
+                        return Ok((Some(real), warnings));
                     }
-                    conv.warn(format!(
+                    warnings.push(format!(
                         "efi: {path} in the ESP hands over to {gp}, which the copy lacks"
                     ));
                 }
@@ -227,14 +230,15 @@ pub(super) fn real_grub_cfg(
     }
     for p in GRUB2_CFGS {
         if let Some(text) = pending_text(gfs, pending, p)? {
-            return Ok(Some(RealCfg {
+            let real = RealCfg {
                 name: p.to_string(),
                 text,
                 in_esp: false,
-            }));
+            };
+            return Ok((Some(real), warnings));
         }
     }
-    Ok(None)
+    Ok((None, warnings))
 }
 
 /// The kernel file name the real config boots by default.
@@ -396,4 +400,160 @@ fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn vol(part: u32, uuid: &str) -> Volume {
+        Volume {
+            disk: 0,
+            part: Some(part),
+            image: PathBuf::from("/srv/p2xen/g/disk0.img"),
+            offset: 0,
+            size: 0,
+            fs_kind: Some("ext4".to_string()),
+            uuid: Some(uuid.to_string()),
+            label: None,
+            has_os: part == 2,
+            raid_member: false,
+            inner_uuid: None,
+        }
+    }
+
+    fn uefi(configs: &[(&str, &str)]) -> Uefi {
+        Uefi {
+            firmware: Firmware::Uefi,
+            reason: String::new(),
+            esp: Some(Esp {
+                image: PathBuf::from("/srv/p2xen/g/disk0.img"),
+                offset: 1 << 20,
+                size: 1 << 20,
+                what: "disk0 partition 1".to_string(),
+            }),
+            files: Vec::new(),
+            configs: configs
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
+        }
+    }
+
+    use crate::guest::guestfs::test_guest as guest;
+
+    const MENU: &str = "menuentry 'x' {\n\tlinux /vmlinuz-6.1 root=/dev/sda2 ro\n}\n";
+
+    #[test]
+    fn stubs_lead_to_the_root_or_boot_filesystem_or_warn() {
+        let (_t, gfs) = guest(&[
+            ("/boot/grub/grub.cfg", MENU),
+            ("/boot/grub2/grub.cfg", "blscfg\n"),
+        ]);
+        let (root, boot) = (vol(2, "r-1"), vol(1, "b-1"));
+        let vols = [boot.clone(), root.clone()];
+        let stub = |uuid: &str, prefix: &str| {
+            format!(
+                "search.fs_uuid {uuid} root\nset prefix=($root)'{prefix}'\nconfigfile $prefix/grub.cfg\n"
+            )
+        };
+        let debian = stub("r-1", "/boot/grub");
+        let rhel9 = stub("b-1", "/grub2");
+        let lost = stub("0-0", "/boot/grub");
+        let cases = [
+            (debian.as_str(), "/boot/grub/grub.cfg", 0),
+            (rhel9.as_str(), "/boot/grub2/grub.cfg", 0),
+            // The UUID is nowhere: the guest's own grub.cfg, and a warning.
+            (lost.as_str(), "/boot/grub/grub.cfg", 1),
+        ];
+        for (text, want, warnings) in cases {
+            let u = uefi(&[("/EFI/debian/grub.cfg", text)]);
+            let (real, w) = real_grub_cfg(&gfs, &u, &vols, &root, &[]).unwrap();
+            let real = real.unwrap();
+            assert_eq!((real.name.as_str(), real.in_esp), (want, false), "{text}");
+            assert_eq!(w.len(), warnings, "{w:?}");
+        }
+        assert_eq!(
+            default_kernel(
+                &gfs,
+                &RealCfg {
+                    name: String::new(),
+                    text: MENU.to_string(),
+                    in_esp: false,
+                }
+            )
+            .as_deref(),
+            Some("vmlinuz-6.1")
+        );
+    }
+
+    #[test]
+    fn an_esp_menu_with_linuxefi_becomes_pvgrub2s_grub_cfg() {
+        let (_t, gfs) = guest(&[]);
+        let text = "set default=0\nmenuentry 'CentOS 7' {\n\tlinuxefi /vmlinuz-3.10 root=/dev/sda2 ro\n\tinitrdefi /initramfs-3.10.img\n}\n";
+        let u = uefi(&[("/EFI/centos/grub.cfg", text)]);
+        let root = vol(2, "r-1");
+        let (real, _) = real_grub_cfg(&gfs, &u, std::slice::from_ref(&root), &root, &[]).unwrap();
+        let real = real.unwrap();
+        assert!(real.in_esp);
+        assert_eq!(real.name, "ESP (disk0 partition 1):/EFI/centos/grub.cfg");
+        let map = DevMap::new(1, true);
+        let p = plan_pvgrub_cfg(&gfs, &real, &map, "hvc0", &[])
+            .unwrap()
+            .unwrap();
+        let Change::Write { path, old, new } = &p.change else {
+            panic!("{:?}", p.change)
+        };
+        assert_eq!((path.as_str(), old), ("/boot/grub/grub.cfg", &None));
+        assert!(
+            new.ends_with(
+                "menuentry 'CentOS 7' {\n\tlinux /vmlinuz-3.10 root=/dev/xvda2 ro console=hvc0\n\tinitrd /initramfs-3.10.img\n}\n"
+            ),
+            "{new}"
+        );
+        assert!(
+            new.starts_with("# Copied by p2xen from ESP (disk0 partition 1):/EFI/centos/grub.cfg"),
+            "{new}"
+        );
+    }
+
+    #[test]
+    fn blscfg_configs_get_a_menu_of_the_bls_entries() {
+        let (_t, gfs) = guest(&[
+            (
+                "/boot/grub2/grub.cfg",
+                "set default=\"${saved_entry}\"\nblscfg\n",
+            ),
+            (
+                "/boot/loader/entries/m-5.14.0-70.el9.x86_64.conf",
+                "title old\nlinux /vmlinuz-5.14.0-70.el9.x86_64\noptions root=UUID=r-1 ro\n",
+            ),
+            (
+                "/boot/loader/entries/m-5.14.0-162.el9.x86_64.conf",
+                "title new\nlinux /vmlinuz-5.14.0-162.el9.x86_64\ninitrd /initramfs-5.14.0-162.el9.x86_64.img\noptions root=UUID=r-1 ro\n",
+            ),
+        ]);
+        let root = vol(2, "r-1");
+        let (real, _) =
+            real_grub_cfg(&gfs, &uefi(&[]), std::slice::from_ref(&root), &root, &[]).unwrap();
+        let real = real.unwrap();
+        assert_eq!(real.name, "/boot/grub2/grub.cfg");
+        assert_eq!(
+            default_kernel(&gfs, &real).as_deref(),
+            Some("vmlinuz-5.14.0-162.el9.x86_64")
+        );
+        let p = plan_pvgrub_cfg(&gfs, &real, &DevMap::new(1, true), "hvc0", &[])
+            .unwrap()
+            .unwrap();
+        let Change::Write { new, .. } = &p.change else {
+            panic!("{:?}", p.change)
+        };
+        let (a, b) = (
+            new.find("menuentry 'new'").unwrap(),
+            new.find("menuentry 'old'").unwrap(),
+        );
+        assert!(a < b, "{new}");
+        assert!(new.contains("\tlinux /vmlinuz-5.14.0-162.el9.x86_64 root=UUID=r-1 ro\n\tinitrd /initramfs-5.14.0-162.el9.x86_64.img\n"), "{new}");
+    }
 }
