@@ -46,6 +46,9 @@ fn migrates_mbr_ext4_swap_and_every_file_is_identical() {
     assert_eq!(machine["name"], "seed");
     assert!(machine["cpus"].as_u64().unwrap() >= 1);
     assert_eq!(machine["disks"].as_array().unwrap().len(), 1);
+    // What the sender saw of its firmware reaches the conversion.
+    let efi = std::path::Path::new("/sys/firmware/efi").is_dir();
+    assert_eq!(machine["firmware"], if efi { "uefi" } else { "bios" });
     assert_eq!(blake3_file(&src), before, "the source image changed");
 }
 

@@ -204,6 +204,13 @@ impl Drop for Fixture {
     }
 }
 
+/// The conversion run again over its own config (`--force`).
+fn convert_again(fx: &Fixture, name: &str) -> ConversionReport {
+    let mut req = fx.request(name);
+    req.force = true;
+    guest::convert(&req).unwrap()
+}
+
 fn diff_of<'a>(r: &'a ConversionReport, file: &str) -> &'a str {
     &r.fixups
         .iter()
@@ -1276,6 +1283,7 @@ mod xlutil {
             "extra",
             "bootloader",
             "serial",
+            "bios",
             "on_poweroff",
             "on_reboot",
             "on_crash",
@@ -1397,6 +1405,18 @@ fn xl_parses_the_written_configs() {
     assert_eq!(p.strings["type"], "hvm");
     assert_eq!(p.strings["serial"], "pty");
     assert_eq!(p.disks[0].vdev, "hda");
+    assert!(!p.strings.contains_key("bios"));
+
+    let (efi, _, _) = uefi_debian("uefi");
+    let mut req = efi.request("efi1");
+    req.xen_type = Some(XenType::Hvm);
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    let efi_cfg = efi.xen_dir.with_file_name("efi.cfg");
+    std::fs::write(&efi_cfg, &rep.config).unwrap();
+    let p = xlutil::parse(&efi_cfg);
+    assert_eq!(p.strings["type"], "hvm");
+    assert_eq!(p.strings["bios"], "ovmf");
 }
 
 #[test]
@@ -1647,9 +1667,7 @@ fn hostonly_initramfs_tools_initrd_gains_xen_blkfront() {
         "# modules\nxen-blkfront\nxen-netfront\n"
     );
     // A second conversion finds the driver and changes nothing more.
-    let mut req = fx.request("ho");
-    req.force = true;
-    let again = guest::convert(&req).unwrap();
+    let again = convert_again(&fx, "ho");
     assert!(
         !again.fixups.iter().any(|f| f.action == "append"),
         "{:#?}",
@@ -1854,4 +1872,551 @@ fn btrfs_root_subvolume_passed_as_rootflags_when_dom0_boots_the_kernel() {
     let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("bt1.cfg")).unwrap());
     assert_eq!(xl["extra"], ["rootflags=subvol=@ console=hvc0"]);
     assert_eq!(xl["root"], ["/dev/xvda1 ro"]);
+}
+
+// ---------------------------------------------------------------- (f) UEFI
+
+const EFI_ROOT_UUID: &str = "e1f10000-2b3c-4d5e-8f90-0123456789ab";
+const EFI_ESP_UUID: &str = "5A1E-0C0A";
+/// ESP: 10 MiB at 1 MiB; root: 40 MiB at 11 MiB.
+const ESP_OFF: u64 = MIB;
+const ESP_SIZE: u64 = 10 * MIB;
+const EFI_ROOT_OFF: u64 = 11 * MIB;
+
+/// Debian's grub-efi stub as grub-install writes it into the ESP.
+fn debian_esp_stub() -> String {
+    format!(
+        "search.fs_uuid {EFI_ROOT_UUID} root hd0,gpt2 \n\
+         set prefix=($root)'/boot/grub'\n\
+         configfile $prefix/grub.cfg\n"
+    )
+}
+
+/// The real grub.cfg: two kernels, the default (1) the older one.
+fn efi_grub_cfg() -> String {
+    let entry = |v: &str| {
+        format!(
+            "menuentry 'Debian GNU/Linux, with Linux {v}' --class debian {{\n\
+             \tinsmod part_gpt\n\tinsmod ext2\n\
+             \tsearch --no-floppy --fs-uuid --set=root {EFI_ROOT_UUID}\n\
+             \tlinux\t/boot/vmlinuz-{v} root=UUID={EFI_ROOT_UUID} ro quiet\n\
+             \tinitrd\t/boot/initrd.img-{v}\n}}\n"
+        )
+    };
+    format!(
+        "set default=\"1\"\n{}{}",
+        entry("6.1.0-13-amd64"),
+        entry("6.1.0-9-amd64")
+    )
+}
+
+/// mtools on an image at a byte offset, as the conversion uses them.
+fn mtool(cmd: &str, img: &Path, off: u64, args: &[&str]) -> std::process::Output {
+    need(cmd, "mtools");
+    let out = Command::new(cmd)
+        .arg("-i")
+        .arg(format!("{}@@{off}", img.display()))
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A file of the ESP at `off` in `img`, copied out with mcopy.
+fn esp_file(img: &Path, off: u64, path: &str) -> Vec<u8> {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let local = out.path().to_string_lossy().to_string();
+    mtool("mcopy", img, off, &["-n", &format!("::{path}"), &local]);
+    std::fs::read(out.path()).unwrap()
+}
+
+/// `mdir -/ -b`; empty for an empty ESP (where mdir fails).
+fn esp_listing(img: &Path, off: u64) -> String {
+    need("mdir", "mtools");
+    let out = Command::new("mdir")
+        .arg("-i")
+        .arg(format!("{}@@{off}", img.display()))
+        .args(["-/", "-b", "::/"])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("\"::/\" not found"),
+        "mdir: {err}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pseudo-random bytes standing for a signed EFI binary.
+fn efi_binary(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = u32::from(seed) | 0x9e37_0000;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// A GPT source disk: an ESP (FAT made with mkfs.vfat --offset, `esp`
+/// files put in with mtools) and an ext4 root made from `root`.
+fn gpt_esp_disk(tmp: &Path, root: &Path, esp: &[(&str, &[u8])]) -> PathBuf {
+    let src = source_disk(
+        tmp,
+        "label: gpt\nstart=2048, size=20480, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n\
+         start=22528, size=81920, type=L\n",
+    );
+    mkfs_into(
+        &src,
+        EFI_ROOT_OFF,
+        "ext4",
+        root,
+        P1_SIZE,
+        EFI_ROOT_UUID,
+        None,
+    );
+    tool(
+        "mkfs.vfat",
+        "dosfstools",
+        &[
+            "-F",
+            "16",
+            "-i",
+            &EFI_ESP_UUID.replace('-', ""),
+            "--offset",
+            &(ESP_OFF / 512).to_string(),
+            &src.to_string_lossy(),
+            &(ESP_SIZE / 1024).to_string(),
+        ],
+    );
+    let stage = tmp.join("esp-file");
+    for (path, data) in esp {
+        let mut dir = String::new();
+        let parent = path.rsplit_once('/').map_or("", |(d, _)| d);
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            dir = format!("{dir}/{part}");
+            let listing = esp_listing(&src, ESP_OFF);
+            if !listing.lines().any(|l| l == format!("::{dir}/")) {
+                mtool("mmd", &src, ESP_OFF, &[&format!("::{dir}")]);
+            }
+        }
+        std::fs::write(&stage, data).unwrap();
+        mtool(
+            "mcopy",
+            &src,
+            ESP_OFF,
+            &[&stage.to_string_lossy(), &format!("::{path}")],
+        );
+    }
+    src
+}
+
+/// machine.json of the UEFI fixtures; `firmware` "" for an older sender.
+fn efi_machine(firmware: &str) -> String {
+    let firmware = match firmware {
+        "" => String::new(),
+        f => format!(r#","firmware":"{f}""#),
+    };
+    format!(
+        r#"{{"name":"efi1","hostname":"efi1","cpus":2,"memory_bytes":2147483648,
+  "nics":[{{"name":"eno1","mac":"52:54:00:12:34:60","driver":"e1000e"}}],
+  "disks":[{{"path":"/dev/nvme0n1","size_bytes":{},"table":"gpt","serial":"S6JXNX0T123456",
+    "partitions":[
+      {{"number":1,"start_bytes":{ESP_OFF},"size_bytes":{ESP_SIZE},"type_id":"c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+        "filesystem":{{"type":"vfat","uuid":"{EFI_ESP_UUID}"}}}},
+      {{"number":2,"start_bytes":{EFI_ROOT_OFF},"size_bytes":{P1_SIZE},"type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4",
+        "filesystem":{{"type":"ext4","uuid":"{EFI_ROOT_UUID}"}},"os":{{"id":"debian","init_system":"systemd"}}}}]}}]{firmware}}}"#,
+        64 * MIB
+    )
+}
+
+/// Writes `files` into `root` with, per kernel version, a kernel, a config
+/// with Xen PV support and an initrd (`/boot/{initrd_prefix}V[.img]`)
+/// holding xen-blkfront.
+fn xen_ready_tree(
+    tmp: &Path,
+    root: &Path,
+    mut files: Vec<(String, String)>,
+    versions: &[&str],
+    initrd_prefix: &str,
+) {
+    let suffix = if initrd_prefix.starts_with("initramfs") {
+        ".img"
+    } else {
+        ""
+    };
+    for v in versions {
+        files.push((format!("/boot/vmlinuz-{v}"), format!("kernel {v}")));
+        files.push((
+            format!("/boot/config-{v}"),
+            "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n".into(),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_tree(root, &refs);
+    for v in versions {
+        let ird = initrd(
+            &tmp.join(format!("ird-{v}")),
+            &[&format!(
+                "usr/lib/modules/{v}/kernel/drivers/block/xen-blkfront.ko"
+            )],
+            "gzip",
+        );
+        std::fs::write(root.join(format!("boot/{initrd_prefix}{v}{suffix}")), ird).unwrap();
+    }
+}
+
+/// A UEFI Debian: GPT, an ESP (FAT made with mkfs.vfat --offset, filled
+/// with mtools) holding shim, grub and the stub, ext4 root with the real
+/// grub.cfg; LVM's devices file and SELinux on, for item 6.
+fn uefi_debian(firmware: &str) -> (Fixture, Vec<u8>, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let fstab = format!(
+        "UUID={EFI_ROOT_UUID} /         ext4 errors=remount-ro 0 1\n\
+         UUID={EFI_ESP_UUID}  /boot/efi vfat umask=0077 0 1\n\
+         /dev/disk/by-id/nvme-SAMSUNG_MZVL2512_S6JXNX0T123456-part2 /srv ext4 noauto 0 2\n"
+    );
+    let grub_cfg = efi_grub_cfg();
+    let files: Vec<(String, String)> = vec![
+        ("/etc/fstab".into(), fstab),
+        ("/boot/grub/grub.cfg".into(), grub_cfg),
+        ("/boot/efi/.keep".into(), String::new()),
+        ("/etc/selinux/config".into(), "SELINUX=permissive\nSELINUXTYPE=default\n".into()),
+        (
+            "/etc/lvm/devices/system.devices".into(),
+            "VERSION=1.1.1\nIDTYPE=sys_wwid IDNAME=eui.0025388b1234 DEVNAME=/dev/nvme0n1p3 PVID=x\n"
+                .into(),
+        ),
+        ("/lib/systemd/systemd".into(), "systemd".into()),
+        ("/sbin/init".into(), "->/lib/systemd/systemd".into()),
+    ];
+    xen_ready_tree(
+        tmp.path(),
+        &root,
+        files,
+        &["6.1.0-9-amd64", "6.1.0-13-amd64"],
+        "initrd.img-",
+    );
+    let shim = efi_binary(1, 9000);
+    let grub = efi_binary(2, 20000);
+    let stub = debian_esp_stub();
+    let src = gpt_esp_disk(
+        tmp.path(),
+        &root,
+        &[
+            ("/EFI/debian/shimx64.efi", &shim),
+            ("/EFI/debian/grubx64.efi", &grub),
+            ("/EFI/debian/grub.cfg", stub.as_bytes()),
+        ],
+    );
+    let machine = efi_machine(firmware);
+    (Fixture::new(tmp, src, "efi1", &machine), shim, grub)
+}
+
+#[test]
+fn uefi_source_hvm_boots_ovmf_from_the_fallback_loader() {
+    let (fx, shim, grub) = uefi_debian("uefi");
+    let mut req = fx.request("efi1");
+    req.xen_type = Some(XenType::Hvm);
+    let rep = guest::convert(&req).unwrap();
+    let img = fx.disk();
+
+    assert_eq!(rep.firmware, guest::Firmware::Uefi);
+    assert!(
+        rep.firmware_reason.contains("/EFI/debian/shimx64.efi"),
+        "{}",
+        rep.firmware_reason
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.store.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["conversion"]["firmware"], "uefi");
+
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("efi1.cfg")).unwrap());
+    assert_eq!(xl["type"], ["hvm"]);
+    assert_eq!(xl["bios"], ["ovmf"]);
+
+    // The fallback loader is the distro's shim, byte for byte, with its grub
+    // beside it; the distro's own files are untouched.
+    assert_eq!(esp_file(&img, ESP_OFF, "/EFI/BOOT/BOOTX64.EFI"), shim);
+    assert_eq!(esp_file(&img, ESP_OFF, "/EFI/BOOT/grubx64.efi"), grub);
+    assert_eq!(esp_file(&img, ESP_OFF, "/EFI/debian/shimx64.efi"), shim);
+    let f = rep
+        .fixups
+        .iter()
+        .find(|f| f.kind == FixupKind::Efi && f.file.ends_with(":/EFI/BOOT/BOOTX64.EFI"))
+        .unwrap_or_else(|| panic!("{:#?}", rep.fixups));
+    assert!(
+        f.diff
+            .starts_with("copied /EFI/debian/shimx64.efi (9000 bytes, sha256 "),
+        "{}",
+        f.diff
+    );
+    assert!(f.file.starts_with("ESP (disk0 partition 1)"), "{}", f.file);
+
+    // Item 6: the by-id name is the root disk's (its serial), now by UUID;
+    // LVM's devices file is gone; SELinux relabels at first boot.
+    let fstab = guest_file(&img, EFI_ROOT_OFF, "/etc/fstab").unwrap();
+    assert!(
+        fstab.contains(&format!("UUID={EFI_ROOT_UUID} /srv ext4 noauto 0 2")),
+        "{fstab}"
+    );
+    assert_eq!(
+        guest_file(&img, EFI_ROOT_OFF, "/etc/lvm/devices/system.devices"),
+        None
+    );
+    assert_eq!(
+        guest_file(&img, EFI_ROOT_OFF, "/.autorelabel").as_deref(),
+        Some("")
+    );
+    assert!(rep.fixups.iter().any(|f| f.kind == FixupKind::Selinux));
+
+    // Again, with the fallback there: nothing more is written to the ESP.
+    let before = hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap());
+    req.force = true;
+    let again = guest::convert(&req).unwrap();
+    assert!(
+        !again.fixups.iter().any(|f| f.kind == FixupKind::Efi),
+        "{:#?}",
+        again.fixups
+    );
+    assert_eq!(
+        hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap()),
+        before
+    );
+}
+
+#[test]
+fn uefi_source_pv_routes_boot_the_real_grub_cfg() {
+    // No firmware in machine.json (an older sender): the ESP decides.
+    let (fx, _, _) = uefi_debian("");
+    let img = fx.disk();
+    let esp_before = hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap());
+    let mut req = fx.request("efi1");
+    req.skip = vec![FixupKind::Efi];
+    let rep = guest::convert(&req).unwrap();
+    // --no-fixup efi: the ESP is as it was.
+    assert_eq!(
+        hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap()),
+        esp_before
+    );
+    assert!(!esp_listing(&img, ESP_OFF).contains("BOOT"));
+    assert_eq!(rep.firmware, guest::Firmware::Uefi);
+    assert!(
+        rep.firmware_reason
+            .starts_with("GPT disk with an ESP (disk0 partition 1)"),
+        "{}",
+        rep.firmware_reason
+    );
+    assert_eq!(rep.boot_route, "pvgrub2");
+    // pvgrub2 reads the grub.cfg the stub hands over to, as it is.
+    assert!(
+        !rep.fixups
+            .iter()
+            .any(|f| f.file == "/boot/grub/grub.cfg" && f.action == "create"),
+        "{:#?}",
+        rep.fixups
+    );
+    assert!(!rep.config.contains("bios"), "{}", rep.config);
+
+    // The command line says so too, and knows the new fix-up kinds.
+    let store = fx.store.parent().unwrap().to_string_lossy().into_owned();
+    let xen_dir = fx.xen_dir.to_string_lossy().into_owned();
+    let out = p2xen(&[
+        "convert",
+        "--name",
+        "efi1",
+        "--store",
+        &store,
+        "--xen-dir",
+        &xen_dir,
+        "--force",
+        "--dry-run",
+        "--type",
+        "hvm",
+        "--no-fixup",
+        "efi",
+        "--no-fixup",
+        "selinux",
+        "--no-fixup",
+        "device-caches",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\nfirmware: uefi (GPT disk with an ESP (disk0 partition 1) holding /EFI/debian/shimx64.efi)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bios = \"ovmf\""), "{stdout}");
+    assert!(!stdout.contains("== efi "), "{stdout}");
+
+    // Layout partitions: dom0 boots the kernel the real grub.cfg boots by
+    // default (entry 1, the older one), not the newest.
+    let mut req = fx.request("efi1");
+    req.layout = Some(Layout::Partitions);
+    req.force = true;
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(rep.boot_route, "dom0-kernel");
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("efi1.cfg")).unwrap());
+    assert!(
+        xl["kernel"][0].ends_with("/boot/vmlinuz-6.1.0-9-amd64"),
+        "{:?}",
+        xl["kernel"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.store.join("boot/vmlinuz-6.1.0-9-amd64")).unwrap(),
+        "kernel 6.1.0-9-amd64"
+    );
+    assert!(
+        xl["ramdisk"][0].ends_with("/boot/initrd.img-6.1.0-9-amd64"),
+        "{:?}",
+        xl["ramdisk"]
+    );
+    // Layout partitions has no firmware boot: no fallback loader either.
+    assert!(!rep.fixups.iter().any(|f| f.kind == FixupKind::Efi));
+}
+
+/// A RHEL 8 style UEFI guest: the full grub.cfg in the ESP boots BLS
+/// entries (`blscfg`), no grub.cfg under /boot, and the distro's own
+/// fallback loader already in `\EFI\BOOT`.
+fn uefi_rhel(firmware: &str) -> (Fixture, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mid = "3c2a0f9e6b1d4e8fa1b2c3d4e5f60718";
+    let mut files: Vec<(String, String)> = vec![
+        (
+            "/etc/fstab".into(),
+            format!(
+                "UUID={EFI_ROOT_UUID} / ext4 defaults 0 1\n\
+                 UUID={EFI_ESP_UUID} /boot/efi vfat umask=0077,shortname=winnt 0 2\n"
+            ),
+        ),
+        ("/etc/dracut.conf".into(), String::new()),
+        (
+            "/boot/grub2/grubenv".into(),
+            "# GRUB Environment Block\n".into(),
+        ),
+        ("/lib/systemd/systemd".into(), "systemd".into()),
+        ("/sbin/init".into(), "->/lib/systemd/systemd".into()),
+    ];
+    for v in ["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"] {
+        files.push((
+            format!("/boot/loader/entries/{mid}-{v}.conf"),
+            format!(
+                "title Rocky Linux ({v}) 8\nversion {v}\nlinux /boot/vmlinuz-{v}\n\
+                 initrd /boot/initramfs-{v}.img $tuned_initrd\n\
+                 options root=UUID={EFI_ROOT_UUID} ro crashkernel=auto\nid rocky-{v}\n"
+            ),
+        ));
+    }
+    xen_ready_tree(
+        tmp.path(),
+        &root,
+        files,
+        &["4.18.0-305.el8.x86_64", "4.18.0-477.el8.x86_64"],
+        "initramfs-",
+    );
+    let shim = efi_binary(3, 8000);
+    let esp_cfg = "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\n\
+                   insmod blscfg\nblscfg\n";
+    let src = gpt_esp_disk(
+        tmp.path(),
+        &root,
+        &[
+            ("/EFI/redhat/shimx64.efi", &shim),
+            ("/EFI/redhat/grubx64.efi", &efi_binary(4, 12000)),
+            ("/EFI/redhat/grub.cfg", esp_cfg.as_bytes()),
+            ("/EFI/BOOT/BOOTX64.EFI", &shim),
+            ("/EFI/BOOT/fbx64.efi", &efi_binary(5, 3000)),
+        ],
+    );
+    (Fixture::new(tmp, src, "efi1", &efi_machine(firmware)), shim)
+}
+
+#[test]
+fn uefi_rhel_bls_entries_become_pvgrub2_menu() {
+    let (fx, shim) = uefi_rhel("uefi");
+    let img = fx.disk();
+    let esp_before = hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap());
+    let rep = guest::convert(&fx.request("efi1")).unwrap();
+    assert_eq!(rep.firmware, guest::Firmware::Uefi);
+    assert_eq!(rep.boot_route, "pvgrub2");
+    // The distro's own fallback loader stays; the ESP is unchanged.
+    assert!(!rep.fixups.iter().any(|f| f.kind == FixupKind::Efi));
+    assert_eq!(
+        hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap()),
+        esp_before
+    );
+    assert_eq!(esp_file(&img, ESP_OFF, "/EFI/BOOT/BOOTX64.EFI"), shim);
+
+    let cfg = guest_file(&img, EFI_ROOT_OFF, "/boot/grub/grub.cfg").unwrap();
+    let (first, second) = (
+        cfg.find("linux /boot/vmlinuz-4.18.0-477.el8.x86_64 root=UUID=")
+            .unwrap_or_else(|| panic!("{cfg}")),
+        cfg.find("linux /boot/vmlinuz-4.18.0-305.el8.x86_64 root=UUID=")
+            .unwrap_or_else(|| panic!("{cfg}")),
+    );
+    assert!(first < second, "newest entry first: {cfg}");
+    assert!(cfg.contains("set default=0\n"), "{cfg}");
+    assert!(
+        cfg.contains(&format!(
+            "\tlinux /boot/vmlinuz-4.18.0-477.el8.x86_64 root=UUID={EFI_ROOT_UUID} ro crashkernel=auto console=hvc0\n\
+             \tinitrd /boot/initramfs-4.18.0-477.el8.x86_64.img\n"
+        )),
+        "{cfg}"
+    );
+    let f = rep
+        .fixups
+        .iter()
+        .find(|f| f.file == "/boot/grub/grub.cfg")
+        .unwrap();
+    assert_eq!(f.action, "create");
+    assert!(
+        f.note
+            .ends_with("ESP (disk0 partition 1):/EFI/redhat/grub.cfg"),
+        "{}",
+        f.note
+    );
+
+    // A second run plans no further grub.cfg change.
+    let again = convert_again(&fx, "efi1");
+    assert!(
+        !again.fixups.iter().any(|f| f.file == "/boot/grub/grub.cfg"),
+        "{:#?}",
+        again.fixups
+    );
+}
+
+#[test]
+fn recorded_bios_wins_over_an_esp_loader() {
+    let (fx, _) = uefi_rhel("bios");
+    let mut req = fx.request("efi1");
+    req.xen_type = Some(XenType::Hvm);
+    req.dry_run = true;
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(rep.firmware, guest::Firmware::Bios);
+    assert!(
+        rep.firmware_reason
+            .starts_with("the live system booted by BIOS (no /sys/firmware/efi), though the ESP"),
+        "{}",
+        rep.firmware_reason
+    );
+    assert!(!rep.config.contains("bios ="), "{}", rep.config);
 }

@@ -99,7 +99,7 @@ fn first_word(line: &str) -> &str {
     line.split_whitespace().next().unwrap_or("")
 }
 
-fn grub2_line(line: &str, map: &DevMap, con: &str) -> String {
+pub(crate) fn grub2_line(line: &str, map: &DevMap, con: &str) -> String {
     match first_word(line) {
         "linux" | "linux16" | "linuxefi" => with_console(&map_cmdline_devices(line, map), con),
         _ => line.to_string(),

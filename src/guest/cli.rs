@@ -135,6 +135,11 @@ pub fn summary(r: &ConversionReport) -> String {
         s.push_str(&format!("warning: {w}\n"));
     }
     s.push_str(&format!(
+        "firmware: {} ({})\n",
+        r.firmware.as_str(),
+        r.firmware_reason
+    ));
+    s.push_str(&format!(
         "boot route: {} ({}): {}\n",
         r.boot_route,
         r.xen_type.as_str(),

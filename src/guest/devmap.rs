@@ -5,6 +5,11 @@
 //! The disk index comes from the name (hda/sda = first disk, cciss c0d1 and
 //! nvme1 = second disk), matching the sender's disk order; a name whose
 //! disk was not migrated, and CD-ROM/floppy names, map to `NotMigrated`.
+//!
+//! `/dev/disk/by-id/...` and `/dev/disk/by-path/...` name hardware the guest
+//! does not have: a partition so named becomes `UUID=` of the filesystem
+//! copied from it (the same under PV and HVM), the disk being the one whose
+//! serial the by-id name carries, or the only disk.
 
 /// What becomes of one device name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +33,10 @@ pub struct DevMap {
     md: Vec<(String, String)>,
     /// Partition numbers copied, per disk; `None` = not known (map all).
     parts: Option<Vec<Vec<u32>>>,
+    /// Filesystem UUIDs of the copied volumes.
+    uuids: Vec<(DiskPart, String)>,
+    /// Serial numbers of the disks, in disk order (by-id names carry them).
+    serials: Vec<Option<String>>,
 }
 
 /// A parsed block-device name: disk index and optional partition number.
@@ -44,6 +53,50 @@ impl DevMap {
             rename,
             md: Vec::new(),
             parts: None,
+            uuids: Vec::new(),
+            serials: Vec::new(),
+        }
+    }
+
+    /// The filesystem UUIDs by-id/by-path partition names are replaced with.
+    pub fn with_uuids(mut self, uuids: Vec<(DiskPart, String)>) -> Self {
+        self.uuids = uuids;
+        self
+    }
+
+    /// The disks' serial numbers, which identify a disk by its by-id name.
+    pub fn with_serials(mut self, serials: Vec<Option<String>>) -> Self {
+        self.serials = serials;
+        self
+    }
+
+    /// `by-id/ata-MODEL_SERIAL-part2`, `by-path/pci-0000:00:1f.2-ata-1-part2`.
+    fn map_persistent(&self, name: &str) -> Mapped {
+        let (disk_name, part) = match name.rsplit_once("-part") {
+            Some((d, p)) => match parse_num(p) {
+                Some(n) => (d, Some(n)),
+                None => (name, None),
+            },
+            None => (name, None),
+        };
+        let by_serial = self.serials.iter().position(|s| {
+            s.as_deref()
+                .map(|s| s.trim().replace(' ', "_"))
+                .is_some_and(|s| s.len() >= 4 && disk_name.ends_with(&s))
+        });
+        let disk = match by_serial {
+            Some(d) => d,
+            None if self.disks == 1 => 0,
+            None => return Mapped::Same,
+        };
+        let dp = DiskPart { disk, part };
+        if let Some((_, u)) = self.uuids.iter().find(|(d, _)| *d == dp) {
+            return Mapped::To(format!("UUID={u}"));
+        }
+        if self.rename {
+            Mapped::To(xvd_name(dp))
+        } else {
+            Mapped::Same
         }
     }
 
@@ -64,6 +117,12 @@ impl DevMap {
         let Some(name) = dev.strip_prefix("/dev/") else {
             return Mapped::Same;
         };
+        if let Some(n) = name
+            .strip_prefix("disk/by-id/")
+            .or_else(|| name.strip_prefix("disk/by-path/"))
+        {
+            return self.map_persistent(n);
+        }
         if is_removable_name(name) {
             return Mapped::NotMigrated("CD-ROM/floppy device");
         }
@@ -282,6 +341,53 @@ mod tests {
         assert_eq!(
             m.map("/dev/sdb1"),
             Mapped::NotMigrated("no such partition in the copy")
+        );
+    }
+
+    #[test]
+    fn by_id_and_by_path_become_uuids() {
+        let p = |disk, part| DiskPart { disk, part };
+        let uuids = vec![
+            (p(0, Some(1)), "aaaa-1".to_string()),
+            (p(1, Some(2)), "bbbb-2".to_string()),
+        ];
+        let one = DevMap::new(1, true).with_uuids(uuids.clone());
+        let two = DevMap::new(2, false)
+            .with_uuids(uuids)
+            .with_serials(vec![Some("5JV4A1B2".into()), Some("S4EW NX0M".into())]);
+        let to = |s: &str| Mapped::To(s.to_string());
+        for (map, dev, want) in [
+            (
+                &one,
+                "by-path/pci-0000:00:1f.2-ata-1-part1",
+                to("UUID=aaaa-1"),
+            ),
+            (&one, "by-id/ata-ST380011A_5JV4A1B2-part3", to("/dev/xvda3")),
+            (&one, "by-id/ata-ST380011A_5JV4A1B2", to("/dev/xvda")),
+            (
+                &two,
+                "by-id/nvme-Samsung_SSD_970_S4EW_NX0M-part2",
+                to("UUID=bbbb-2"),
+            ),
+            (
+                &two,
+                "by-id/ata-ST380011A_5JV4A1B2-part1",
+                to("UUID=aaaa-1"),
+            ),
+            // No UUID under HVM: the emulated disk has other by-id names,
+            // but nothing better is known.
+            (&two, "by-id/ata-ST380011A_5JV4A1B2-part9", Mapped::Same),
+            // Two disks and no serial to tell them apart.
+            (&two, "by-path/pci-0000:00:1f.2-ata-1-part1", Mapped::Same),
+        ] {
+            assert_eq!(map.map(&format!("/dev/disk/{dev}")), want, "{dev}");
+        }
+        assert_eq!(
+            map_cmdline_devices(
+                "linux /vmlinuz root=/dev/disk/by-id/wwn-0x5000-part1 ro",
+                &one
+            ),
+            "linux /vmlinuz root=UUID=aaaa-1 ro"
         );
     }
 

@@ -157,6 +157,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn by_id_specs_become_uuid() {
+        let map = DevMap::new(1, true).with_uuids(vec![(
+            crate::guest::devmap::DiskPart {
+                disk: 0,
+                part: Some(2),
+            },
+            "0c1d-aa".to_string(),
+        )]);
+        assert_eq!(
+            fstab_line(
+                "/dev/disk/by-id/ata-WDC_WD10EZEX_WD-WCC3F1-part2 /srv ext4 defaults 0 2",
+                &map
+            ),
+            "UUID=0c1d-aa /srv ext4 defaults 0 2"
+        );
+        assert_eq!(
+            map_field(
+                "data /dev/disk/by-path/pci-0000:00:17.0-ata-1-part2 none luks",
+                1,
+                &map
+            ),
+            "data UUID=0c1d-aa none luks"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_on_fstab_lines(line in "\\PC{0,80}") {

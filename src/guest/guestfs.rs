@@ -201,6 +201,19 @@ pub fn gjoin(dir: &str, name: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)
 }
 
+/// A guest tree in a temporary directory holding `files` (guest path, text).
+#[cfg(test)]
+pub fn test_guest(files: &[(&str, &str)]) -> (tempfile::TempDir, GuestFs) {
+    let t = tempfile::tempdir().unwrap();
+    for (p, text) in files {
+        let full = t.path().join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    let gfs = GuestFs::new(t.path());
+    (t, gfs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

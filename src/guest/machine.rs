@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use std::path::Path;
 
-use super::{GuestError, Layout, XenType};
+use super::{Firmware, GuestError, Layout, XenType};
 
 /// Largest machine.json accepted: it is a description, not data.
 const MAX_MACHINE_JSON: u64 = 16 * 1024 * 1024;
@@ -26,6 +26,10 @@ pub struct Machine {
     pub disks: Vec<Disk>,
     #[serde(default)]
     pub options: Option<Options>,
+    /// How the source booted, as the live system saw it; `None` from older
+    /// senders.
+    #[serde(default)]
+    pub firmware: Option<Firmware>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -44,6 +48,9 @@ pub struct Disk {
     pub path: Option<String>,
     #[serde(default)]
     pub size_bytes: Option<u64>,
+    /// Identifies the disk in `/dev/disk/by-id` names.
+    #[serde(default)]
+    pub serial: Option<String>,
     #[serde(default)]
     pub table: Option<String>,
     #[serde(default)]

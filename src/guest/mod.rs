@@ -4,11 +4,13 @@
 
 pub mod bootcfg;
 pub mod btrfs;
+pub mod caches;
 pub mod change;
 pub mod cli;
 pub mod console;
 mod convert;
 pub mod devmap;
+pub mod efi;
 pub mod fstab;
 pub mod guestfs;
 pub mod initrd;
@@ -33,7 +35,7 @@ pub use convert::convert;
 pub use machine::Machine;
 pub use xencheck::KernelInfo;
 
-pub use crate::wire::machine::{Layout, XenType};
+pub use crate::wire::machine::{Firmware, Layout, XenType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +58,12 @@ pub enum FixupKind {
     MdRaid,
     Monitoring,
     XenDrivers,
+    /// The fallback `\EFI\BOOT\BOOTX64.EFI` in the copy's ESP.
+    Efi,
+    /// Caches naming the source's disks (LVM devices file, blkid.tab).
+    DeviceCaches,
+    /// `/.autorelabel` for SELinux guests whose files were changed.
+    Selinux,
 }
 
 impl FixupKind {
@@ -70,6 +78,9 @@ impl FixupKind {
             FixupKind::MdRaid => "md-raid",
             FixupKind::Monitoring => "monitoring",
             FixupKind::XenDrivers => "xen-drivers",
+            FixupKind::Efi => "efi",
+            FixupKind::DeviceCaches => "device-caches",
+            FixupKind::Selinux => "selinux",
         }
     }
 }
@@ -143,6 +154,11 @@ pub struct ConversionReport {
     pub boot_route: String,
     /// Why that route.
     pub boot_reason: String,
+    /// How the source booted ("bios" or "uefi") and why that is known.
+    #[serde(default = "default_firmware")]
+    pub firmware: Firmware,
+    #[serde(default)]
+    pub firmware_reason: String,
     /// Guest's root device as the guest will see it.
     pub root_device: String,
     pub config_path: PathBuf,
@@ -152,6 +168,10 @@ pub struct ConversionReport {
     pub fixups: Vec<Fixup>,
     pub warnings: Vec<String>,
     pub next_command: String,
+}
+
+fn default_firmware() -> Firmware {
+    Firmware::Bios
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +217,8 @@ pub enum GuestError {
     Md(#[from] mdraid::MdError),
     #[error(transparent)]
     Split(#[from] split::SplitError),
+    #[error(transparent)]
+    Efi(#[from] efi::EfiError),
     #[error("xen-drivers: {0}")]
     InitrdFix(#[from] initrd_drivers::InitrdFixError),
 }

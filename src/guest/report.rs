@@ -58,6 +58,8 @@ mod tests {
             xen_type: XenType::Pv,
             boot_route: "pvgrub2".into(),
             boot_reason: "r".into(),
+            firmware: crate::guest::Firmware::Bios,
+            firmware_reason: String::new(),
             root_device: "/dev/xvda1".into(),
             config_path: "/etc/xen/g.cfg".into(),
             config: String::new(),

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::convert::{BootFiles, BootRoute, Conversion, Route, now};
-use super::{GuestError, XenType};
+use super::{Firmware, GuestError, XenType};
 
 pub const PVGRUB_PV: &str = "/usr/lib/grub-xen/grub-x86_64-xen.bin";
 pub const PVGRUB_PVH: &str = "/usr/lib/grub-xen/grub-i386-xen_pvh.bin";
@@ -15,6 +15,8 @@ pub struct XlConfig {
     pub header: Vec<String>,
     pub name: String,
     pub xen_type: Option<XenType>,
+    /// HVM firmware: `ovmf` for a source that booted by UEFI.
+    pub bios: Option<String>,
     pub kernel: Option<String>,
     pub ramdisk: Option<String>,
     pub root: Option<String>,
@@ -42,6 +44,9 @@ impl XlConfig {
         kv("name", &self.name);
         if let Some(t) = self.xen_type {
             kv("type", t.as_str());
+        }
+        if let Some(b) = &self.bios {
+            kv("bios", b);
         }
         if let Some(b) = &self.bootloader {
             kv("bootloader", b);
@@ -101,6 +106,7 @@ pub(super) fn xl_config(
     images: &[(String, PathBuf)],
     root_device: &str,
     boot_files: Option<&BootFiles>,
+    firmware: Firmware,
 ) -> XlConfig {
     let mut cfg = XlConfig {
         header: header(conv, route),
@@ -127,7 +133,14 @@ pub(super) fn xl_config(
                 None => "console=hvc0".to_string(),
             });
         }
-        BootRoute::Hvm => cfg.serial = Some("pty".to_string()),
+        BootRoute::Hvm => {
+            cfg.serial = Some("pty".to_string());
+            // SeaBIOS cannot start a UEFI loader; OVMF boots the ESP's
+            // fallback loader, as NVRAM entries do not travel.
+            if firmware == Firmware::Uefi {
+                cfg.bios = Some("ovmf".to_string());
+            }
+        }
     }
     cfg
 }

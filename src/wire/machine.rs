@@ -34,6 +34,14 @@ keyword_enum!(
     XenType { Pv = "pv", Pvh = "pvh", Hvm = "hvm" }
 );
 
+keyword_enum!(
+    /// How the source machine booted: the live system sees `/sys/firmware/efi`
+    /// only when the firmware started it by UEFI.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    Firmware { Bios = "bios", Uefi = "uefi" }
+);
+
 /// Overrides for the guest the user chose on the sender (menu or kernel
 /// parameters); `None` lets the conversion decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +64,9 @@ pub struct MachineDescription {
     /// What `inspect` found on each disk, in the sender's disk order.
     pub disks: Vec<DiskReport>,
     pub options: GuestOptions,
+    /// `None` from senders older than the field.
+    #[serde(default)]
+    pub firmware: Option<Firmware>,
 }
 
 impl MachineDescription {
@@ -93,6 +104,17 @@ pub fn collect(name: &str) -> MachineDescription {
             layout: Layout::Disk,
             ..GuestOptions::default()
         },
+        firmware: Some(firmware_of(Path::new("/sys/firmware/efi"))),
+    }
+}
+
+/// UEFI firmware leaves `/sys/firmware/efi` to the kernel it started; BIOS
+/// (and UEFI's legacy mode) does not.
+pub fn firmware_of(sys_firmware_efi: &Path) -> Firmware {
+    if sys_firmware_efi.is_dir() {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
     }
 }
 
@@ -197,5 +219,27 @@ mod tests {
         }
         assert!(v["options"].get("type").is_some());
         assert!(m.cpus >= 1 && m.memory_bytes > 0);
+        assert!(matches!(v["firmware"].as_str(), Some("bios" | "uefi")));
+    }
+
+    #[test]
+    fn firmware_from_sysfs_and_absent_from_old_senders() {
+        let d = tempfile::tempdir().unwrap();
+        let efi = d.path().join("efi");
+        assert_eq!(firmware_of(&efi), Firmware::Bios);
+        std::fs::create_dir(&efi).unwrap();
+        assert_eq!(firmware_of(&efi), Firmware::Uefi);
+        let old: MachineDescription = serde_json::from_str(
+            r#"{"name":"a","hostname":null,"cpus":1,"memory_bytes":1,"nics":[],"disks":[],
+                "options":{"layout":"disk","type":null,"bridge":null,"memory_mib":null,"vcpus":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.firmware, None);
+        let new = MachineDescription {
+            firmware: Some(Firmware::Uefi),
+            ..old
+        };
+        let v = serde_json::to_value(&new).unwrap();
+        assert_eq!(v["firmware"], "uefi");
     }
 }

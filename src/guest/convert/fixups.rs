@@ -12,11 +12,12 @@ use super::super::initrd_drivers::InitrdFix;
 use super::super::supplied_kernel;
 use super::super::xencheck::{self, KernelInfo};
 use super::super::{
-    FixupKind, GuestError, XenType, bootcfg, console, fstab, initrd_drivers, mdraid, modalias,
-    monitoring, netrules,
+    FixupKind, GuestError, XenType, bootcfg, caches, console, fstab, initrd_drivers, mdraid,
+    modalias, monitoring, netrules,
 };
 use super::Conversion;
 use super::route::{self, Route};
+use super::uefi::{self, Uefi};
 use super::volumes::Volume;
 
 /// The initrd fixes planned for the kernels that lack xen-blkfront there.
@@ -35,6 +36,7 @@ pub(super) fn plan_and_apply(
     vols: &[Volume],
     root: &Volume,
     flattened: &[usize],
+    uefi: &Uefi,
 ) -> Result<(Route, Vec<KernelInfo>), GuestError> {
     let (mut kernels, kw) = xencheck::scan(gfs)?;
     conv.warn_all(kw);
@@ -46,15 +48,30 @@ pub(super) fn plan_and_apply(
         plan_initrd_fixes(gfs, &mut kernels)
     };
     let has_grub2 = bootcfg::GRUB2_CFGS.iter().any(|p| gfs.exists(p));
-    let route = route::choose_route(conv, &kernels, root);
+    let (real, w) = uefi::real_grub_cfg(gfs, uefi, vols, root, &[])?;
+    conv.warn_all(w);
+    let preferred = real.as_ref().and_then(|r| uefi::default_kernel(gfs, r));
+    let route = route::choose_route(conv, &kernels, root, preferred.as_deref());
     // A supplied kernel replaces the guest's: their Xen support is moot.
     if !conv.skips(FixupKind::XenDrivers) && conv.req.guest_kernel.is_none() {
         kernel_warnings(conv, gfs, &route, &kernels, &initrd.not_added);
     }
     let map = device_map(conv, gfs, vols, flattened, route.xen_type == XenType::Hvm)?;
-    let mut planned = plan_files(conv, gfs, &map, &route, has_grub2, !flattened.is_empty())?;
+    let ctx = PlanContext {
+        map: &map,
+        route: &route,
+        has_grub2,
+        md_flattened: !flattened.is_empty(),
+        uefi,
+        vols,
+        root,
+    };
+    let mut planned = plan_files(conv, gfs, &ctx)?;
     for fix in &mut initrd.fixes {
         planned.append(&mut fix.planned);
+    }
+    if !conv.skips(FixupKind::Selinux) {
+        planned.extend(caches::plan_relabel(gfs, &planned)?);
     }
     // Checked before anything is applied; asked for explicitly, so not
     // subject to --no-fixup xen-drivers.
@@ -138,7 +155,16 @@ fn device_map(
         .iter()
         .map(|d| d.partitions.iter().map(|p| p.number).collect())
         .collect();
-    let mut map = DevMap::new(disks.len(), !hvm).with_partitions(parts);
+    let uuids = vols
+        .iter()
+        .filter(|v| !v.raid_member)
+        .filter_map(|v| Some((v.dp(), v.uuid.clone()?)))
+        .collect();
+    let serials = disks.iter().map(|d| d.serial.clone()).collect();
+    let mut map = DevMap::new(disks.len(), !hvm)
+        .with_partitions(parts)
+        .with_uuids(uuids)
+        .with_serials(serials);
     if flattened.is_empty() {
         return Ok(map);
     }
@@ -167,16 +193,26 @@ fn device_map(
     Ok(map)
 }
 
+/// What the file fix-ups are planned from.
+struct PlanContext<'a> {
+    map: &'a DevMap,
+    route: &'a Route,
+    has_grub2: bool,
+    /// Some md member was flattened.
+    md_flattened: bool,
+    uefi: &'a Uefi,
+    vols: &'a [Volume],
+    root: &'a Volume,
+}
+
 /// The file changes of every fix-up not skipped, in the order they are
-/// described and applied. `md_flattened`: some md member was flattened.
+/// described and applied.
 fn plan_files(
     conv: &mut Conversion,
     gfs: &GuestFs,
-    map: &DevMap,
-    route: &Route,
-    has_grub2: bool,
-    md_flattened: bool,
+    ctx: &PlanContext,
 ) -> Result<Vec<Planned>, GuestError> {
+    let (map, route) = (ctx.map, ctx.route);
     // HVM guests may lack Xen's console driver; xl's serial = "pty" is ttyS0.
     let tty = if route.xen_type == XenType::Hvm {
         "ttyS0"
@@ -189,7 +225,19 @@ fn plan_files(
     }
     if !conv.skips(FixupKind::Bootloader) {
         planned.extend(bootcfg::plan(gfs, map, tty)?);
-        if route.boot.needs_grub_cfg() && !has_grub2 {
+        let real = if route.boot.needs_grub_cfg() {
+            // Its warnings were given when the route was chosen.
+            uefi::real_grub_cfg(gfs, ctx.uefi, ctx.vols, ctx.root, &planned)?.0
+        } else {
+            None
+        };
+        let from_real = match &real {
+            Some(r) => uefi::plan_pvgrub_cfg(gfs, r, map, tty, &planned)?,
+            None => None,
+        };
+        if let Some(p) = from_real {
+            planned.push(p);
+        } else if route.boot.needs_grub_cfg() && !ctx.has_grub2 {
             match bootcfg::plan_generated_grub_cfg(gfs, &planned)? {
                 Some(p) => planned.push(p),
                 None => conv.warn(
@@ -210,8 +258,11 @@ fn plan_files(
         planned.extend(p);
         conv.warn_all(w);
     }
-    if !conv.skips(FixupKind::MdRaid) && md_flattened {
+    if !conv.skips(FixupKind::MdRaid) && ctx.md_flattened {
         planned.extend(mdraid::plan_mdadm_conf(gfs)?);
+    }
+    if !conv.skips(FixupKind::DeviceCaches) {
+        planned.extend(caches::plan(gfs));
     }
     if !conv.skips(FixupKind::Monitoring) {
         planned.extend(monitoring::plan(gfs)?);

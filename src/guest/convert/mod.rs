@@ -6,6 +6,7 @@ mod fixups;
 mod guest_mount;
 mod options;
 mod route;
+mod uefi;
 mod volumes;
 
 use std::path::Path;
@@ -87,7 +88,10 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         volumes::flatten_md_members(&mut conv, &vols)?
     };
     let root = volumes::root_volume(req, &vols)?;
-    let (route, kernels, boot_files) = fix_mounted_copy(&mut conv, &vols, &root, &flattened)?;
+    let uefi = uefi::detect(&mut conv, &vols)?;
+    let (route, kernels, boot_files) =
+        fix_mounted_copy(&mut conv, &vols, &root, &flattened, &uefi)?;
+    uefi::add_fallback_loader(&mut conv, &uefi)?;
 
     let root_device = match route.xen_type {
         XenType::Hvm => "(as the guest names it)".to_string(),
@@ -99,6 +103,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         &images,
         &root_device,
         boot_files.as_ref(),
+        uefi.firmware,
     );
     let config = cfg.render();
     if !req.dry_run {
@@ -112,6 +117,8 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
         xen_type: route.xen_type,
         boot_route: route.boot.as_str().to_string(),
         boot_reason: route.reason,
+        firmware: uefi.firmware,
+        firmware_reason: uefi.reason,
         root_device,
         next_command: format!("xl create {}", cfg_path.display()),
         config_path: cfg_path,
@@ -135,15 +142,17 @@ fn fix_mounted_copy(
     vols: &[Volume],
     root: &Volume,
     flattened: &[usize],
+    uefi: &uefi::Uefi,
 ) -> Result<(Route, Vec<KernelInfo>, Option<BootFiles>), GuestError> {
     let mounted = GuestMount::mount(conv.req, vols, root)?;
     conv.root_flags = mounted.subvol.as_ref().map(|s| s.mount_option());
     let gfs = GuestFs::new(mounted.path());
-    let result =
-        fixups::plan_and_apply(conv, &gfs, vols, root, flattened).and_then(|(route, kernels)| {
+    let result = fixups::plan_and_apply(conv, &gfs, vols, root, flattened, uefi).and_then(
+        |(route, kernels)| {
             let files = route::boot_files(&gfs, &route, conv.req)?;
             Ok((route, kernels, files))
-        });
+        },
+    );
     mounted.unmount()?;
     result
 }

@@ -87,8 +87,25 @@ pub(super) fn best_kernel(kernels: &[KernelInfo]) -> Option<&KernelInfo> {
         .or_else(|| kernels.last())
 }
 
-pub(super) fn choose_route(conv: &mut Conversion, kernels: &[KernelInfo], root: &Volume) -> Route {
-    let best = best_kernel(kernels).cloned();
+/// `preferred`: the kernel file name the guest's boot loader boots by
+/// default, taken over the newest where it can boot as well.
+pub(super) fn choose_route(
+    conv: &mut Conversion,
+    kernels: &[KernelInfo],
+    root: &Volume,
+    preferred: Option<&str>,
+) -> Route {
+    let best = best_kernel(kernels);
+    let default = preferred.and_then(|name| {
+        kernels
+            .iter()
+            .find(|k| k.kernel.rsplit('/').next() == Some(name))
+    });
+    let best = match (default, best) {
+        (Some(d), Some(b)) if d.pv_ready() || !b.pv_ready() => Some(d),
+        (_, b) => b,
+    }
+    .cloned();
     if let Some(sk) = &conv.req.guest_kernel {
         return supplied_kernel_route(conv, sk, best.as_ref(), root);
     }
@@ -359,7 +376,7 @@ mod tests {
     /// The route, its name and the warnings it left.
     fn choose(req: &ConvertRequest, kernels: &[KernelInfo]) -> (Route, Vec<String>) {
         let mut conv = Conversion::new(req).unwrap();
-        let route = choose_route(&mut conv, kernels, &root());
+        let route = choose_route(&mut conv, kernels, &root(), None);
         (route, conv.warnings)
     }
 
@@ -431,5 +448,52 @@ mod tests {
         assert_eq!(route.boot, BootRoute::Dom0Kernel);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].starts_with("boot: no /boot/vmlinuz-*"));
+    }
+
+    #[test]
+    fn hvm_of_a_uefi_source_boots_ovmf_and_pv_does_not() {
+        use super::super::super::{Firmware, xlcfg};
+        let images = [(
+            "xvda".to_string(),
+            PathBuf::from("/srv/p2xen/web1/disk0.img"),
+        )];
+        let render = |t: XenType, fw: Firmware| {
+            let req = request(Layout::Disk, Some(t));
+            let mut conv = Conversion::new(&req).unwrap();
+            let route = choose_route(&mut conv, &[], &root(), None);
+            xlcfg::xl_config(&mut conv, &route, &images, "/dev/xvda2", None, fw).render()
+        };
+        let hvm = render(XenType::Hvm, Firmware::Uefi);
+        assert!(hvm.contains("type = \"hvm\"\nbios = \"ovmf\"\n"), "{hvm}");
+        assert!(hvm.contains("serial = \"pty\""), "{hvm}");
+        assert!(!render(XenType::Hvm, Firmware::Bios).contains("bios ="));
+        assert!(!render(XenType::Pv, Firmware::Uefi).contains("bios ="));
+    }
+
+    #[test]
+    fn the_boot_loaders_default_kernel_wins_over_the_newest() {
+        let mut req = request(Layout::Partitions, None);
+        req.layout = Some(Layout::Partitions);
+        let kernels = [
+            kernel("6.1.0-9", true, Driver::Module),
+            kernel("6.1.0-13", true, Driver::Module),
+            kernel("6.5.0", false, Driver::Missing),
+        ];
+        let mut conv = Conversion::new(&req).unwrap();
+        let pick = |conv: &mut Conversion, name| {
+            choose_route(conv, &kernels, &root(), name)
+                .kernel
+                .map(|k| k.version)
+        };
+        assert_eq!(pick(&mut conv, None).as_deref(), Some("6.1.0-13"));
+        assert_eq!(
+            pick(&mut conv, Some("vmlinuz-6.1.0-9")).as_deref(),
+            Some("6.1.0-9")
+        );
+        // A default that cannot boot under Xen loses to one that can.
+        assert_eq!(
+            pick(&mut conv, Some("vmlinuz-6.5.0")).as_deref(),
+            Some("6.1.0-13")
+        );
     }
 }
