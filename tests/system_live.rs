@@ -196,33 +196,13 @@ impl Drop for Dns {
     }
 }
 
-/// One unattended migration: the live VM boots with `sources` attached and
+/// One unattended migration: the live VM of `arch` boots with `sources` attached and
 /// one NIC (`nic_model` in QEMU, `nic_driver` in Linux), migrates every disk
 /// to `p2xen receive --once` on the host and powers off (`p2xen.post=`
 /// default). Asserts the receiver verified the copy (exit 0), each received
 /// image equals its source byte for byte, the sources are unchanged, the
 /// drivers were loaded, the disks were set read-only, and the VM powered off.
 fn migrate(
-    label: &str,
-    sources: &[Source],
-    nic_model: &str,
-    nic_driver: &str,
-    memory_mib: u32,
-    net: Net,
-) {
-    migrate_on(
-        Arch::Amd64,
-        label,
-        sources,
-        nic_model,
-        nic_driver,
-        memory_mib,
-        net,
-    )
-}
-
-/// [`migrate`] with the live image of `arch`.
-fn migrate_on(
     arch: Arch,
     label: &str,
     sources: &[Source],
@@ -335,6 +315,7 @@ fn migrate_on(
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_migrates_virtio_blk_and_nvme_over_virtio_net() {
     migrate(
+        Arch::Amd64,
         "virtio-nvme",
         &[
             Source {
@@ -360,6 +341,7 @@ fn live_migrates_virtio_blk_and_nvme_over_virtio_net() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_migrates_megasas_over_e1000e_in_256_mib() {
     migrate(
+        Arch::Amd64,
         "megasas",
         &[Source {
             bus: DiskBus::Megasas,
@@ -378,6 +360,7 @@ fn live_migrates_megasas_over_e1000e_in_256_mib() {
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_migrates_ide_over_rtl8139_to_a_receiver_named_in_dns() {
     migrate(
+        Arch::Amd64,
         "ide",
         &[Source {
             bus: DiskBus::Ide,
@@ -398,7 +381,7 @@ fn live_migrates_ide_over_rtl8139_to_a_receiver_named_in_dns() {
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn live_i386_migrates_ide_over_e1000_without_long_mode() {
-    migrate_on(
+    migrate(
         Arch::I386,
         "i386",
         &[Source {

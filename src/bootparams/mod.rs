@@ -25,7 +25,8 @@ pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
 pub use tokens::{Param, split};
 pub use values::{
     DEFAULT_PORT, EndAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_SETTLE_SECS, MAX_VCPUS, Mode,
-    Server, Token, XenType, guest_name, interface_name, memory_mib, settle_secs, vcpus,
+    Server, Token, XenType, guest_name, interface_name, memory_mib, module_name, settle_secs,
+    vcpus,
 };
 
 /// Where the running kernel shows its command line.

@@ -116,21 +116,20 @@ impl SuppliedKernel {
 /// Files and directories below `dir` (relative paths), depth first, and
 /// the bytes of the regular files. Symlinks are entries of their own.
 fn walk(dir: &Path) -> Result<(Vec<PathBuf>, u64), GuestError> {
-    let io = io_at;
     let mut out = Vec::new();
     let mut bytes = 0u64;
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
         let here = dir.join(&rel);
         let mut names: Vec<_> = fs::read_dir(&here)
-            .map_err(io(&here))?
+            .map_err(io_at(&here))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
-            .map_err(io(&here))?;
+            .map_err(io_at(&here))?;
         names.sort();
         for name in names {
             let r = rel.join(&name);
-            let meta = fs::symlink_metadata(dir.join(&r)).map_err(io(&dir.join(&r)))?;
+            let meta = fs::symlink_metadata(dir.join(&r)).map_err(io_at(&dir.join(&r)))?;
             if meta.is_dir() {
                 todo.push(r.clone());
             } else if meta.is_file() {
@@ -219,32 +218,31 @@ impl ModulesInstall {
 /// A symlink already at a target name is removed first: writing through it
 /// could land outside the guest.
 fn copy_tree(from: &Path, to: &Path, entries: &[PathBuf]) -> Result<(), GuestError> {
-    let io = io_at;
     if fs::symlink_metadata(to).is_ok_and(|m| !m.is_dir()) {
-        fs::remove_file(to).map_err(io(to))?;
+        fs::remove_file(to).map_err(io_at(to))?;
     }
-    fs::create_dir_all(to).map_err(io(to))?;
+    fs::create_dir_all(to).map_err(io_at(to))?;
     for rel in entries {
         let (src, dst) = (from.join(rel), to.join(rel));
-        let meta = fs::symlink_metadata(&src).map_err(io(&src))?;
+        let meta = fs::symlink_metadata(&src).map_err(io_at(&src))?;
         let existing = fs::symlink_metadata(&dst).ok();
         if meta.is_dir() {
             if existing.as_ref().is_some_and(|m| !m.is_dir()) {
-                fs::remove_file(&dst).map_err(io(&dst))?;
+                fs::remove_file(&dst).map_err(io_at(&dst))?;
             }
-            fs::create_dir_all(&dst).map_err(io(&dst))?;
+            fs::create_dir_all(&dst).map_err(io_at(&dst))?;
             continue;
         }
         match existing {
-            Some(m) if m.is_dir() => fs::remove_dir_all(&dst).map_err(io(&dst))?,
-            Some(_) => fs::remove_file(&dst).map_err(io(&dst))?,
+            Some(m) if m.is_dir() => fs::remove_dir_all(&dst).map_err(io_at(&dst))?,
+            Some(_) => fs::remove_file(&dst).map_err(io_at(&dst))?,
             None => {}
         }
         if meta.file_type().is_symlink() {
-            let link = fs::read_link(&src).map_err(io(&src))?;
-            std::os::unix::fs::symlink(&link, &dst).map_err(io(&dst))?;
+            let link = fs::read_link(&src).map_err(io_at(&src))?;
+            std::os::unix::fs::symlink(&link, &dst).map_err(io_at(&dst))?;
         } else if meta.is_file() {
-            fs::copy(&src, &dst).map_err(io(&dst))?;
+            fs::copy(&src, &dst).map_err(io_at(&dst))?;
         }
         // Device nodes and sockets have no place in a modules tree: skipped.
     }

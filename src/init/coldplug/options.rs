@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::bootparams::Param;
+use crate::bootparams::{Param, module_name};
 
 use super::alias;
 
@@ -43,15 +43,9 @@ impl ModuleOptions {
             let Some((module, param)) = p.key.split_once('.') else {
                 continue;
             };
-            // p2xen.* are ours; a dotted key with anything but module-name
-            // characters before the dot (`a/b.c`) names no module.
-            if module == "p2xen"
-                || module.is_empty()
-                || param.is_empty()
-                || !module
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
+            // p2xen.* are ours; a dotted key with anything but a module
+            // name before the dot (`a/b.c`) names no module.
+            if module == "p2xen" || param.is_empty() || module_name(module).is_err() {
                 continue;
             }
             o.push(module, param, p.value);
