@@ -144,35 +144,13 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
             source,
         })?;
     }
-    let listener = TcpListener::bind(&opts.listen).map_err(|source| ReceiveError::Listen {
+    let listen_error = |source| ReceiveError::Listen {
         addr: opts.listen.clone(),
         source,
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ReceiveError::Listen {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let server = advertised(local);
-    let params = format!(
-        "p2xen.server={server} p2xen.token={} p2xen.fingerprint={}",
-        creds.token, creds.fingerprint
-    );
-    let mut out = io::stdout().lock();
-    if opts.json {
-        let ev = serde_json::json!({"event": "listening", "address": local.to_string(), "server": server,
-            "fingerprint": creds.fingerprint, "token": creds.token, "kernel_parameters": params});
-        let _ = writeln!(out, "{ev}");
-    } else {
-        let _ = writeln!(out, "p2xen receiver listening on {local}");
-        let _ = writeln!(out, "fingerprint: {}", creds.fingerprint);
-        let _ = writeln!(out, "token: {}", creds.token);
-        let _ = writeln!(out, "kernel parameters: {params}");
-    }
-    let _ = out.flush();
-    drop(out);
-
+    };
+    let listener = TcpListener::bind(&opts.listen).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    print_listening(opts.json, local, &creds);
     let ctx = Arc::new(Ctx::new(
         tls::server_config(&creds.identity)?,
         creds.token,
@@ -181,40 +159,7 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
         opts,
     ));
     let (done_tx, done_rx) = mpsc::channel::<Outcome>();
-    let accept_ctx = ctx.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let tcp = match conn {
-                Ok(t) => t,
-                Err(e) => {
-                    log::warn!("accept: {e}");
-                    continue;
-                }
-            };
-            // Over the cap: closed before any TLS state or thread exists.
-            let ticket = match tcp
-                .peer_addr()
-                .map(|a| (a, accept_ctx.admission.admit(a.ip())))
-            {
-                Ok((_, Ok(t))) => t,
-                Ok((addr, Err(e))) => {
-                    log::warn!("refused: {addr}: {e}");
-                    continue;
-                }
-                Err(e) => {
-                    log::warn!("accept: no peer address: {e}");
-                    continue;
-                }
-            };
-            let ctx = accept_ctx.clone();
-            let tx = done_tx.clone();
-            // One thread per session: several sources migrate at once.
-            std::thread::spawn(move || {
-                let outcome = session::serve(tcp, &ctx, ticket);
-                let _ = tx.send(outcome);
-            });
-        }
-    });
+    std::thread::spawn(move || accept(listener, ctx, done_tx));
     for outcome in done_rx.iter() {
         match outcome {
             Outcome::Refused(r) => log::warn!("refused: {r}"),
@@ -239,6 +184,61 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
         }
     }
     Ok(())
+}
+
+/// What the administrator needs to start the live image: address,
+/// fingerprint, token, and all three as kernel parameters.
+fn print_listening(json: bool, local: SocketAddr, creds: &Credentials) {
+    let server = advertised(local);
+    let params = format!(
+        "p2xen.server={server} p2xen.token={} p2xen.fingerprint={}",
+        creds.token, creds.fingerprint
+    );
+    let mut out = io::stdout().lock();
+    if json {
+        let ev = serde_json::json!({"event": "listening", "address": local.to_string(), "server": server,
+            "fingerprint": creds.fingerprint, "token": creds.token, "kernel_parameters": params});
+        let _ = writeln!(out, "{ev}");
+    } else {
+        let _ = writeln!(out, "p2xen receiver listening on {local}");
+        let _ = writeln!(out, "fingerprint: {}", creds.fingerprint);
+        let _ = writeln!(out, "token: {}", creds.token);
+        let _ = writeln!(out, "kernel parameters: {params}");
+    }
+    let _ = out.flush();
+}
+
+/// Accepts connections for ever, one session thread each; every session's
+/// outcome goes to `done`.
+fn accept(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<Outcome>) {
+    for conn in listener.incoming() {
+        let tcp = match conn {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        // Over the cap: closed before any TLS state or thread exists.
+        let ticket = match tcp.peer_addr().map(|a| (a, ctx.admission.admit(a.ip()))) {
+            Ok((_, Ok(t))) => t,
+            Ok((addr, Err(e))) => {
+                log::warn!("refused: {addr}: {e}");
+                continue;
+            }
+            Err(e) => {
+                log::warn!("accept: no peer address: {e}");
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let tx = done.clone();
+        // One thread per session: several sources migrate at once.
+        std::thread::spawn(move || {
+            let outcome = session::serve(tcp, &ctx, ticket);
+            let _ = tx.send(outcome);
+        });
+    }
 }
 
 /// An unfinished migration found in the state directory.
