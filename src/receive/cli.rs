@@ -11,11 +11,11 @@ use crate::wire::rate::Rate;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiveArgs {
     /// Address to listen on, ADDR:PORT.
-    #[arg(long, required_unless_present_any = ["list", "limit"])]
+    #[arg(long, required_unless_present_any = ["list", "status", "limit"])]
     pub listen: Option<String>,
     /// Where images go: a directory (sparse STORE/NAME/diskN.img), lvm:VG,
     /// or dev:/dev/X[,/dev/Y...] (disk N to the Nth existing device).
-    #[arg(long, required_unless_present_any = ["list", "limit"])]
+    #[arg(long, required_unless_present_any = ["list", "status", "limit"])]
     pub store: Option<String>,
     /// Bandwidth limit: `--limit RATE` for every session of this receiver;
     /// `--limit NAME RATE` (no --listen) changes migration NAME's limit,
@@ -41,6 +41,10 @@ pub struct ReceiveArgs {
     /// List interrupted migrations and exit.
     #[arg(long)]
     pub list: bool,
+    /// Show running and interrupted migrations with their progress (a
+    /// table, or JSON with --json) and exit; reads only the state directory.
+    #[arg(long)]
+    pub status: bool,
     /// Directory for the guests' xl configs written by the conversion.
     #[arg(long, default_value = "/etc/xen")]
     pub xen_dir: PathBuf,
@@ -60,8 +64,8 @@ pub struct ReceiveArgs {
 
 /// Serves migrations, or lists the interrupted ones with `--list`.
 pub fn run(a: ReceiveArgs) -> ExitCode {
-    if a.list {
-        print_interrupted(&a);
+    if a.list || a.status {
+        print_unfinished(&a);
         return ExitCode::SUCCESS;
     }
     if let [name, rate] = a.limit.as_slice() {
@@ -136,12 +140,22 @@ fn set_limit(state_dir: &std::path::Path, name: &str, rate: &str) -> ExitCode {
     }
 }
 
-fn print_interrupted(a: &ReceiveArgs) {
-    let list = super::list_interrupted(&a.state_dir);
+fn print_unfinished(a: &ReceiveArgs) {
+    let mut list = super::list_unfinished(&a.state_dir);
+    if !a.status {
+        list.retain(|m| m.state == super::RunState::Interrupted);
+    }
     if a.json {
         println!("{}", serde_json::to_string(&list).unwrap_or_default());
     } else if list.is_empty() {
-        println!("no interrupted migrations in {}", a.state_dir.display());
+        let what = if a.status {
+            "unfinished"
+        } else {
+            "interrupted"
+        };
+        println!("no {what} migrations in {}", a.state_dir.display());
+    } else if a.status {
+        print!("{}", status_table(&list));
     } else {
         for m in list {
             println!(
@@ -155,4 +169,49 @@ fn print_interrupted(a: &ReceiveArgs) {
             );
         }
     }
+}
+
+/// One line per migration under a header, columns aligned.
+fn status_table(list: &[super::Unfinished]) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "STATE".into(),
+        "DISKS".into(),
+        "COMMITTED".into(),
+        "RATE".into(),
+        "SESSIONS".into(),
+        "STORE".into(),
+    ]];
+    for m in list {
+        let pct = 100.0 * m.committed_bytes as f64 / m.plan_bytes.max(1) as f64;
+        let rate = m.progress.as_ref().map_or("-".to_string(), |p| {
+            format!("{:.1} MiB/s", p.bytes_per_sec / 1048576.0)
+        });
+        rows.push([
+            m.name.clone(),
+            m.state.to_string(),
+            m.disks.to_string(),
+            format!(
+                "{} of {} MiB ({pct:.0}%)",
+                m.committed_bytes >> 20,
+                m.plan_bytes >> 20
+            ),
+            rate,
+            m.sessions.to_string(),
+            m.store.display().to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect()
 }

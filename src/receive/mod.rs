@@ -241,40 +241,72 @@ fn accept(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<Outcome>) {
     }
 }
 
+/// Whether a session is writing an unfinished migration now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    /// Nobody writes it: the sender resumes it when it reconnects.
+    Interrupted,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Interrupted => "interrupted",
+        })
+    }
+}
+
 /// An unfinished migration found in the state directory.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Interrupted {
+pub struct Unfinished {
     pub name: String,
+    pub state: RunState,
     pub store: PathBuf,
     pub sessions: u32,
     pub disks: usize,
     pub committed_bytes: u64,
     pub plan_bytes: u64,
+    /// A running session's last progress record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<session::Progress>,
 }
 
-/// `p2xen receive --list`: migrations with a journal but no verified report.
-pub fn list_interrupted(state_dir: &Path) -> Vec<Interrupted> {
+/// `p2xen receive --status` / `--list`: migrations with a journal but no
+/// verified report, by name.
+pub fn list_unfinished(state_dir: &Path) -> Vec<Unfinished> {
     let Ok(dir) = std::fs::read_dir(state_dir.join("journal")) else {
         return Vec::new();
     };
-    let mut out: Vec<Interrupted> = dir
+    let mut out: Vec<Unfinished> = dir
         .flatten()
         .filter_map(|e| {
+            let jdir = e.path();
             let meta: session::Meta =
-                serde_json::from_slice(&std::fs::read(e.path().join("meta.json")).ok()?).ok()?;
+                serde_json::from_slice(&std::fs::read(jdir.join("meta.json")).ok()?).ok()?;
             let committed_bytes = (0..meta.disks.len())
-                .filter_map(|i| {
-                    journal::Journal::open(&e.path().join(format!("disk{i}.journal"))).ok()
-                })
+                .filter_map(|i| journal::Journal::open(&jdir.join(format!("disk{i}.journal"))).ok())
                 .map(|j| j.committed_bytes())
                 .sum();
-            Some(Interrupted {
+            let state = match session::is_running(&jdir) {
+                true => RunState::Running,
+                false => RunState::Interrupted,
+            };
+            let progress = (state == RunState::Running)
+                .then(|| std::fs::read(session::progress_path(&jdir)).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            Some(Unfinished {
                 name: meta.name,
+                state,
                 store: meta.store,
                 sessions: meta.sessions,
                 disks: meta.disks.len(),
                 committed_bytes,
                 plan_bytes: meta.disks.iter().map(|d| d.plan_bytes).sum(),
+                progress,
             })
         })
         .collect();

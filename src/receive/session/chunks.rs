@@ -7,8 +7,12 @@ use super::super::delta::{self, TargetReader};
 use super::super::limit::SessionLimit;
 use super::super::store;
 use super::super::writer::{DiskSink, Input, Writer};
+use std::path::Path;
+
+use super::super::report;
 use super::finish::{disk_reports, save_report};
-use super::{Session, SessionError, Tls, linger, refuse, send};
+use super::meta::{Progress, progress_path, write_progress};
+use super::{Session, SessionError, Tls, journal_dir, linger, refuse, send};
 use crate::wire::frame::{Frame, read_frame};
 use crate::wire::message::Message;
 use crate::wire::report::CopyReport;
@@ -37,8 +41,15 @@ impl Session<'_> {
             Vec::new()
         };
         let writer = Writer::new(sinks);
+        let jdir = journal_dir(&self.ctx.state_dir, name);
         let handle = std::thread::spawn(move || {
-            writer.run(rx, Box::new(move |d, secs| progress(&pname, d, secs, json)))
+            writer.run(
+                rx,
+                Box::new(move |d, secs| {
+                    progress(&pname, d, secs, json);
+                    record_progress(&jdir, d, secs);
+                }),
+            )
         });
         let mut digests: Vec<Option<String>> = vec![None; n];
         let read_result = self.read_until_finish(s, &tx, &mut readers, &mut digests);
@@ -143,5 +154,18 @@ fn progress(name: &str, disks: &[DiskSink], secs: f64, json: bool) {
                 100.0 * done as f64 / (total.max(1)) as f64
             );
         }
+    }
+}
+
+/// For `p2xen receive --status`, beside the journal.
+fn record_progress(jdir: &Path, disks: &[DiskSink], secs: f64) {
+    let received: u64 = disks.iter().map(|d| d.received_bytes).sum();
+    let p = Progress {
+        updated_unix: report::now_unix(),
+        received_bytes: received,
+        bytes_per_sec: received as f64 / secs.max(0.001),
+    };
+    if let Err(e) = write_progress(jdir, &p) {
+        log::debug!("{}: {e}", progress_path(jdir).display());
     }
 }

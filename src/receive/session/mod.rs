@@ -24,7 +24,7 @@ use crate::wire::bufsock::BufSock;
 use crate::wire::message::{DiskResume, Message};
 use crate::wire::report::{CopyReport, CopyState};
 pub use ctx::Ctx;
-pub use meta::{Meta, create_private_dir, journal_dir};
+pub use meta::{Meta, Progress, create_private_dir, is_running, journal_dir, progress_path};
 use prepare::Prepared;
 
 /// A sender that sends nothing for this long is gone.
@@ -141,8 +141,12 @@ fn serve_peer(
     let _guard = ctx
         .lock_name(name, &start.disks)
         .map_err(|r| r.tell(&mut s))?;
-    let Prepared { sinks, meta, dir } =
-        prepare::prepare(ctx, &start).map_err(|r| r.tell(&mut s))?;
+    let Prepared {
+        sinks,
+        meta,
+        dir,
+        lock: _lock,
+    } = prepare::prepare(ctx, &start).map_err(|r| r.tell(&mut s))?;
     log_start(name, &meta, peer, start.disks.len());
     let ready = Message::Ready {
         resumed: meta.sessions > 1,

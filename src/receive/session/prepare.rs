@@ -3,13 +3,14 @@
 //! anything is written); then the targets and journals are opened.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::super::journal::Journal;
 use super::super::report;
 use super::super::writer::DiskSink;
 use super::ctx::other_disk;
 use super::handshake::Start;
+use super::meta::{JournalLock, clear_journal};
 use super::{Ctx, Meta, Refusal, create_private_dir, journal_dir};
 use crate::wire::auth::token_owner;
 use crate::wire::identity;
@@ -20,10 +21,21 @@ use crate::wire::tls;
 /// Creates (or reopens, to resume) the targets of `start`.
 pub(super) fn prepare(ctx: &Ctx, start: &Start) -> Result<Prepared, Refusal> {
     let jdir = journal_dir(&ctx.state_dir, &start.name);
+    let created = !jdir.exists();
+    let lock = lock_journal(ctx, start, &jdir)?;
     let old: Option<Meta> = fs::read(jdir.join("meta.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let kind = decide(ctx, start, old.as_ref())?;
+    let kind = match decide(ctx, start, old.as_ref()) {
+        Ok(k) => k,
+        Err(r) => {
+            // Refused: nothing of this session stays behind.
+            if created {
+                let _ = fs::remove_dir_all(&jdir);
+            }
+            return Err(r);
+        }
+    };
     let meta = match old.filter(|_| kind == Kind::Resume) {
         Some(mut m) => {
             m.sessions += 1;
@@ -31,7 +43,21 @@ pub(super) fn prepare(ctx: &Ctx, start: &Start) -> Result<Prepared, Refusal> {
         }
         None => fresh_meta(ctx, start, kind, &jdir)?,
     };
-    open_targets(ctx, start, meta, &jdir)
+    open_targets(ctx, start, meta, lock, &jdir)
+}
+
+/// The journal's lock, before the journal is read: another receiver
+/// process on the same state directory may be writing it.
+fn lock_journal(ctx: &Ctx, start: &Start, jdir: &Path) -> Result<JournalLock, Refusal> {
+    let at = |e: std::io::Error| fatal(format!("{}: {e}", jdir.display()));
+    create_private_dir(jdir).map_err(at)?;
+    JournalLock::try_acquire(jdir).map_err(at)?.ok_or_else(|| {
+        Refusal::retry(format!(
+            "migration {} is being received by another p2xen receive process on {}; retrying",
+            start.name,
+            ctx.state_dir.display()
+        ))
+    })
 }
 
 /// What this session does with the store's copy under its name.
@@ -133,7 +159,7 @@ fn fresh_meta(
         log::warn!("{name}: replacing the existing migration (--force)");
         ctx.store.remove(name).map_err(fatal)?;
     }
-    let _ = fs::remove_dir_all(jdir);
+    clear_journal(jdir);
     Ok(Meta {
         name: name.to_string(),
         store: ctx.store.meta_root.clone(),
@@ -153,7 +179,8 @@ fn open_targets(
     ctx: &Ctx,
     start: &Start,
     meta: Meta,
-    jdir: &std::path::Path,
+    lock: JournalLock,
+    jdir: &Path,
 ) -> Result<Prepared, Refusal> {
     let name = start.name.as_str();
     create_private_dir(jdir).map_err(fatal)?;
@@ -175,7 +202,12 @@ fn open_targets(
     ctx.store
         .link_disks(name, start.disks.len())
         .map_err(fatal)?;
-    Ok(Prepared { sinks, meta, dir })
+    Ok(Prepared {
+        sinks,
+        meta,
+        dir,
+        lock,
+    })
 }
 
 /// Whether the copy the store holds under `name` is of the server that
@@ -219,6 +251,8 @@ pub(super) struct Prepared {
     pub(super) meta: Meta,
     /// STORE/NAME.
     pub(super) dir: PathBuf,
+    /// Held until the session ends.
+    pub(super) lock: JournalLock,
 }
 
 fn same_plan(a: &[DiskAnnounce], b: &[DiskAnnounce]) -> bool {
