@@ -46,6 +46,8 @@ pub struct Ctx {
     pub json: bool,
     /// Where the conversion writes xl configs; `None`: no conversion.
     pub xen_dir: Option<PathBuf>,
+    /// `--guest-kernel` for each conversion.
+    pub guest_kernel: Option<crate::guest::supplied_kernel::SuppliedKernel>,
     /// Caps and deadline for connections that have not shown the token.
     pub admission: Admission,
     /// Each session's bandwidth limit unless STATE/limits/NAME says otherwise.
@@ -71,6 +73,7 @@ impl Ctx {
             force: opts.force,
             json: opts.json,
             xen_dir: opts.xen_dir.clone(),
+            guest_kernel: opts.guest_kernel.clone(),
             admission: Admission::new(opts.admission),
             limit: opts.limit,
             active: Mutex::new(HashMap::new()),
@@ -554,7 +557,13 @@ impl Session<'_> {
             // A cutover converts the new state again, over its own earlier
             // config and partition images.
             let replace = self.cutover;
-            match super::conversion::after_verified_copy(self.dir, name, xen_dir, replace) {
+            match super::conversion::after_verified_copy(
+                self.dir,
+                name,
+                xen_dir,
+                self.ctx.guest_kernel.as_ref(),
+                replace,
+            ) {
                 Ok(conv) => rep.conversion = Some(conv),
                 Err(msg) => {
                     let msg = format!(
