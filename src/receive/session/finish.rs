@@ -86,7 +86,13 @@ impl Session<'_> {
             // A cutover converts the new state again, over its own earlier
             // config and partition images.
             let replace = self.cutover;
-            match super::super::conversion::after_verified_copy(self.dir, name, xen_dir, replace) {
+            match super::super::conversion::after_verified_copy(
+                self.dir,
+                name,
+                xen_dir,
+                self.ctx.guest_kernel.as_ref(),
+                replace,
+            ) {
                 Ok(conv) => rep.conversion = Some(conv),
                 Err(msg) => {
                     let msg = format!(
