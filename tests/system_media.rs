@@ -7,10 +7,16 @@
 //! these tests check the boot loaders, menus and command lines themselves and
 //! do not depend on the live image. Two builds: one plain (default entry
 //! "Migrate (menu)"), one with `--cmdline` baked in (default "Migrate unattended").
+//! Both are hybrid: a second stand-in (`--arch i386`: Debian's 686 kernel, an
+//! i386 busybox) is the 32-bit kernel, which the BIOS loaders and the iPXE
+//! script must boot on a CPU without long mode (`qemu-system-i386 -cpu
+//! pentium3`) and never on an x86_64 one: every boot checks the kernel's
+//! banner.
 //!
-//! One test boots the real live image instead: a USB image with the
-//! parameters of a `p2xen receive --once` on the host baked in runs a whole
-//! unattended migration of a fixture disk on OVMF.
+//! Three tests boot the real live image instead: USB images with the
+//! parameters of a `p2xen receive --once` on the host baked in run a whole
+//! unattended migration of a fixture disk on OVMF and on a 32-bit CPU, and
+//! a per-MAC pxelinux config does on SeaBIOS.
 
 mod common;
 
@@ -29,6 +35,8 @@ const BAKED: &str = "ip=dhcp p2xen.server=10.0.2.2:7777 p2xen.token=t0ken-baked 
 const EXAMPLE_MAC_PARAMS: &str =
     "ip=dhcp p2xen.server=192.0.2.10:7777 p2xen.token=EDIT_ME p2xen.fingerprint=sha256:EDIT_ME";
 const MARKER: &str = "P2XEN-STANDIN: cmdline: ";
+/// The kernel's first line: `Linux version 6.1.0-57-686 (debian-kernel@...) ...`.
+const BANNER: &str = "Linux version ";
 /// Hard limit per VM; TCG on a loaded 2-core machine boots each medium in 25-40 s.
 const VM_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -45,15 +53,44 @@ fn build_media() -> Command {
 }
 
 /// `build/media` around the stand-in in `standin`, into `out`.
+/// `standin` holds the amd64 stand-in, `standin/i386` the 32-bit one.
 fn build_standin_media(standin: &Path, out: &Path) -> Command {
     let mut cmd = build_media();
     cmd.arg("--kernel")
         .arg(standin.join("vmlinuz"))
         .arg("--initramfs")
         .arg(standin.join("initramfs.img"))
+        .arg("--kernel32")
+        .arg(standin.join("i386/vmlinuz"))
+        .arg("--initramfs32")
+        .arg(standin.join("i386/initramfs.img"))
         .arg("--out")
         .arg(out);
     cmd
+}
+
+/// Which of a hybrid medium's kernels must boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Debian's amd64 kernel (`/p2xen/vmlinuz`), on an x86_64 CPU.
+    Amd64,
+    /// Debian's 686 kernel (`/p2xen/vmlinuz32`), on a CPU without long mode.
+    I686,
+}
+
+impl Kernel {
+    /// Checks the banner line (after `Linux version `) names this kernel's flavour.
+    fn check_banner(self, what: &str, banner: &str) {
+        let release = banner.split_whitespace().next().unwrap_or_default();
+        let flavour = match self {
+            Kernel::Amd64 => "-amd64",
+            Kernel::I686 => "-686",
+        };
+        assert!(
+            release.ends_with(flavour),
+            "{what}: booted kernel {release:?} is not the {flavour} one ({BANNER}{banner})"
+        );
+    }
 }
 
 struct Media {
@@ -68,6 +105,9 @@ fn media() -> &'static Media {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
         let standin = base.join("standin");
         run(Command::new(repo().join("build/media-standin")).arg(&standin));
+        run(Command::new(repo().join("build/media-standin"))
+            .args(["--arch", "i386"])
+            .arg(standin.join("i386")));
         let build = |out: &Path, cmdline: Option<&str>| {
             let mut cmd = build_standin_media(&standin, out);
             if let Some(c) = cmdline {
@@ -87,24 +127,41 @@ fn media() -> &'static Media {
 
 /// Starts a VM that boots through `firmware` with the media in `args`.
 fn start(firmware: Firmware, args: &[&str]) -> Vm {
+    start_on(Vm::firmware(firmware), args)
+}
+
+/// A BIOS PC whose CPU has no long mode: a Pentium III (1999), as the issue
+/// names it. The stand-in's 686 kernel and i386 busybox run on it (the live
+/// image's p2xen needs SSE2, so its migration test uses a Core Duo).
+fn start32(args: &[&str]) -> Vm {
+    start_on(Vm::firmware(Firmware::SeaBios).i386("pentium3"), args)
+}
+
+fn start_on(vm: VmBuilder, args: &[&str]) -> Vm {
     args.iter()
-        .fold(
-            Vm::firmware(firmware)
-                .memory_mib(1024)
-                .hard_timeout(VM_TIMEOUT),
-            |vm, a| vm.arg(a),
-        )
+        .fold(vm.memory_mib(1024).hard_timeout(VM_TIMEOUT), |vm, a| {
+            vm.arg(a)
+        })
         .start()
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Boots to the stand-in init, checks the command line the boot loader
-/// passed and that the init powered the VM off; reports the time. A failed
-/// check prints the serial log (the VM's drop does).
+/// Boots the 64-bit stand-in ([`assert_boots_kernel`]).
 fn assert_boots(what: &str, vm: Vm, expect: &str) {
+    assert_boots_kernel(what, vm, expect, Kernel::Amd64);
+}
+
+/// Boots to the stand-in init, checks the kernel's banner names `kernel`,
+/// the command line the boot loader passed and that the init powered the
+/// VM off; reports the time. A failed check prints the serial log (the VM's
+/// drop does).
+fn assert_boots_kernel(what: &str, vm: Vm, expect: &str, kernel: Kernel) {
+    let (banner, _) = vm.wait_for_line(BANNER, VM_TIMEOUT);
+    kernel.check_banner(what, &banner);
     let (cmdline, took) = vm.wait_for_line(MARKER, VM_TIMEOUT);
     eprintln!(
-        "{what}: init reached after {:.1} s (TCG)",
+        "{what}: {} init reached after {:.1} s (TCG)",
+        banner.split_whitespace().next().unwrap_or_default(),
         took.as_secs_f64()
     );
     let status = vm.wait_exit(VM_TIMEOUT);
@@ -112,6 +169,14 @@ fn assert_boots(what: &str, vm: Vm, expect: &str) {
     assert!(
         cmdline.contains(CONSOLE) && cmdline.ends_with(expect),
         "{what}: kernel command line {cmdline:?} lacks {CONSOLE:?} or does not end with {expect:?}"
+    );
+    // The initramfs belongs to the kernel booted (syslinux and iPXE name it
+    // in the command line, GRUB does not).
+    let initrd32 = cmdline.contains("initramfs32.img ");
+    assert_eq!(
+        initrd32,
+        kernel == Kernel::I686,
+        "{what}: kernel command line {cmdline:?} for the {kernel:?} kernel"
     );
 }
 
@@ -229,6 +294,52 @@ fn iso_written_to_a_disk_boots_on_seabios() {
 
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
+fn usb_image_boots_the_686_kernel_without_long_mode_with_baked_entry() {
+    let drive = usb(&media().baked);
+    let vm = start32(&["-nic", "none", "-drive", &drive]);
+    assert_boots_kernel("USB, SeaBIOS, Pentium III", vm, BAKED, Kernel::I686);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn iso_boots_the_686_kernel_without_long_mode_with_menu_entry() {
+    let iso = path(&media().plain.join("p2xen-x86_64.iso"));
+    let vm = start32(&["-nic", "none", "-cdrom", &iso]);
+    assert_boots_kernel(
+        "ISO, SeaBIOS, Pentium III",
+        vm,
+        "p2xen.mode=menu",
+        Kernel::I686,
+    );
+}
+
+/// A Pentium III PC booting `bootfile` from the media's pxe/ over QEMU's TFTP.
+fn start_pxe32(dir: &Path, bootfile: &str) -> Vm {
+    let net = format!(
+        "user,id=n,tftp={},bootfile={bootfile}",
+        path(&dir.join("pxe"))
+    );
+    start32(&["-netdev", &net, "-device", "e1000,netdev=n", "-boot", "n"])
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_pxelinux_boots_the_686_kernel_without_long_mode_with_baked_entry() {
+    let vm = start_pxe32(&media().baked, "pxelinux.0");
+    let what = "PXE pxelinux, SeaBIOS, Pentium III";
+    assert_boots_kernel(what, vm, BAKED, Kernel::I686);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn pxe_ipxe_script_boots_the_686_kernel_without_long_mode_with_menu_entry() {
+    let vm = start_pxe32(&media().plain, "p2xen.ipxe");
+    let what = "PXE iPXE script, SeaBIOS, Pentium III";
+    assert_boots_kernel(what, vm, "p2xen.mode=menu", Kernel::I686);
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
 fn rebuild_with_nothing_changed_skips_every_step() {
     let m = media();
     let before = fs::metadata(m.plain.join("p2xen-x86_64.img"))
@@ -318,8 +429,26 @@ impl Migration {
 
     /// A VM booting through `firmware` with the fixture disk attached.
     fn vm(&self, firmware: Firmware) -> VmBuilder {
-        Vm::firmware(firmware)
-            .memory_mib(1024)
+        self.vm_on(Vm::firmware(firmware))
+    }
+
+    /// Builds the USB image with the parameters baked in and starts `vm`
+    /// with it and a NIC on user networking.
+    fn start_stick(&self, vm: VmBuilder) -> Vm {
+        let drive = usb(&self.build_media(true));
+        // romfile=: no PXE ROM, so the firmware does not try network boot before the stick.
+        vm.arg("-drive")
+            .arg(&drive)
+            .arg("-netdev")
+            .arg("user,id=n")
+            .arg("-device")
+            .arg("e1000,netdev=n,romfile=")
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn vm_on(&self, vm: VmBuilder) -> VmBuilder {
+        vm.memory_mib(1024)
             .hard_timeout(Duration::from_secs(600))
             .disk(&self.source, DiskBus::Virtio, false)
     }
@@ -328,7 +457,14 @@ impl Migration {
     /// migration: the kernel got the console and the parameters, the live
     /// init's ready marker says `disks`, the receiver exits 0 and reports
     /// exactly the fixture, the copy equals it, and the fixture is unchanged.
-    fn check(mut self, what: &str, vm: Vm, disks: &str) {
+    fn check(self, what: &str, vm: Vm, disks: &str) {
+        self.check_kernel(what, vm, disks, Kernel::Amd64);
+    }
+
+    /// [`Migration::check`], the medium's `kernel` booted.
+    fn check_kernel(mut self, what: &str, vm: Vm, disks: &str, kernel: Kernel) {
+        let (banner, _) = vm.wait_for_line(BANNER, VM_TIMEOUT);
+        kernel.check_banner(what, &banner);
         // The boot loader booted the right entry: the kernel logs what it got.
         let (cmdline, took) = vm.wait_for_line("Kernel command line: ", VM_TIMEOUT);
         eprintln!(
@@ -417,19 +553,7 @@ impl Migration {
 #[ignore = "system test (QEMU): run by build/test"]
 fn usb_image_with_baked_cmdline_migrates_unattended_on_ovmf_and_leaves_its_boot_medium_alone() {
     let m = Migration::prepare();
-    let media = m.build_media(true);
-    let drive = usb(&media);
-    // romfile=: no PXE ROM, so OVMF does not try network boot before the stick.
-    let vm = m
-        .vm(Firmware::Ovmf)
-        .arg("-drive")
-        .arg(&drive)
-        .arg("-netdev")
-        .arg("user,id=n")
-        .arg("-device")
-        .arg("e1000,netdev=n,romfile=")
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let vm = m.start_stick(m.vm(Firmware::Ovmf));
     m.check(
         "USB with baked cmdline, OVMF",
         vm,
@@ -449,9 +573,10 @@ fn pxe_pxelinux_per_mac_config_migrates_unattended_on_seabios() {
     let m = Migration::prepare();
     let pxe = m.build_media(false).join("pxe");
     let example = fs::read_to_string(pxe.join("pxelinux.cfg/01-aa-bb-cc-dd-ee-ff")).unwrap();
+    // Twice: the unattended entry for the 64-bit kernel and its 32-bit twin.
     assert_eq!(
         example.matches(EXAMPLE_MAC_PARAMS).count(),
-        1,
+        2,
         "the per-MAC example lacks {EXAMPLE_MAC_PARAMS:?}:\n{example}"
     );
     fs::write(
@@ -471,4 +596,29 @@ fn pxe_pxelinux_per_mac_config_migrates_unattended_on_seabios() {
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
     m.check("PXE pxelinux per-MAC, SeaBIOS", vm, "1 source disk(s)");
+}
+
+/// The same kind of stick on a 32-bit server: the hybrid USB image (the
+/// live image's out/ and out/i386) with the receiver's parameters baked in,
+/// on SeaBIOS and a Core Duo (no long mode; the 32-bit p2xen needs SSE2,
+/// which a Pentium III lacks). ifcpu64.c32 must pick the baked entry's
+/// 32-bit twin on timeout, and the 686 live image migrates the fixture.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn hybrid_usb_image_with_baked_cmdline_migrates_unattended_on_a_32bit_cpu() {
+    // build/media takes the 32-bit pair from there; without it the media are 64-bit only.
+    for f in ["out/i386/vmlinuz", "out/i386/initramfs.img"] {
+        assert!(
+            repo().join(f).exists(),
+            "{f} missing: run build/live --arch i386"
+        );
+    }
+    let m = Migration::prepare();
+    let vm = m.start_stick(m.vm_on(Vm::firmware(Firmware::SeaBios).i386("coreduo")));
+    m.check_kernel(
+        "hybrid USB with baked cmdline, SeaBIOS, Core Duo",
+        vm,
+        "1 source disk(s), boot medium /dev/sda left alone",
+        Kernel::I686,
+    );
 }
