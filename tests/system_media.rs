@@ -370,6 +370,37 @@ fn rebuild_with_nothing_changed_skips_every_step() {
     assert!(out.contains("p2xen-x86_64.img  "), "no size line:\n{out}");
 }
 
+/// The skip stamps cover the 32-bit inputs: another 32-bit initramfs (one
+/// byte appended) rebuilds the USB image and the ISO and replaces the PXE copy.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn rebuild_with_another_32bit_initramfs_redoes_the_media() {
+    media();
+    let standin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media/standin");
+    let tmp = tempfile::tempdir().unwrap();
+    let initrd32 = tmp.path().join("initramfs32.img");
+    let out = tmp.path().join("media");
+    let mut bytes = fs::read(standin.join("i386/initramfs.img")).unwrap();
+    fs::write(&initrd32, &bytes).unwrap();
+    let build = || {
+        let mut cmd = build_standin_media(&standin, &out);
+        // build/media takes the last --initramfs32.
+        cmd.arg("--initramfs32").arg(&initrd32);
+        let result = cmd.output().unwrap();
+        let log = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(result.status.success(), "{cmd:?} failed:\n{log}");
+        log
+    };
+    build();
+    bytes.push(0);
+    fs::write(&initrd32, &bytes).unwrap();
+    let log = build();
+    for step in ["media: USB image", "media: ISO"] {
+        assert!(log.contains(step), "{step} did not run again:\n{log}");
+    }
+    assert_eq!(fs::read(out.join("pxe/initramfs32.img")).unwrap(), bytes);
+}
+
 /// A migration from a boot medium running the real live image (`out/`,
 /// made by build/live, which build/media runs when it is missing): a fixture
 /// source disk (attached writable over virtio: only p2xen's own read-only
