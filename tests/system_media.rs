@@ -13,10 +13,12 @@
 //! pentium3`) and never on an x86_64 one: every boot checks the kernel's
 //! banner.
 //!
-//! Three tests boot the real live image instead: USB images with the
+//! Four tests boot the real live image instead: USB images with the
 //! parameters of a `p2xen receive --once` on the host baked in run a whole
-//! unattended migration of a fixture disk on OVMF and on a 32-bit CPU, and
-//! a per-MAC pxelinux config does on SeaBIOS.
+//! unattended migration of a fixture disk on OVMF, on OVMF with Secure Boot
+//! enforced (Microsoft's keys enrolled; there the ISO must boot too and an
+//! unsigned loader must be refused) and on a 32-bit CPU, and a per-MAC
+//! pxelinux config does on SeaBIOS.
 
 mod common;
 
@@ -147,15 +149,15 @@ fn start_on(vm: VmBuilder, args: &[&str]) -> Vm {
 }
 
 /// Boots the 64-bit stand-in ([`assert_boots_kernel`]).
-fn assert_boots(what: &str, vm: Vm, expect: &str) {
-    assert_boots_kernel(what, vm, expect, Kernel::Amd64);
+fn assert_boots(what: &str, vm: Vm, expect: &str) -> String {
+    assert_boots_kernel(what, vm, expect, Kernel::Amd64)
 }
 
 /// Boots to the stand-in init, checks the kernel's banner names `kernel`,
 /// the command line the boot loader passed and that the init powered the
-/// VM off; reports the time. A failed check prints the serial log (the VM's
-/// drop does).
-fn assert_boots_kernel(what: &str, vm: Vm, expect: &str, kernel: Kernel) {
+/// VM off; reports the time and returns the serial log. A failed check
+/// prints the serial log (the VM's drop does).
+fn assert_boots_kernel(what: &str, vm: Vm, expect: &str, kernel: Kernel) -> String {
     let (banner, _) = vm.wait_for_line(BANNER, VM_TIMEOUT);
     kernel.check_banner(what, &banner);
     let (cmdline, took) = vm.wait_for_line(MARKER, VM_TIMEOUT);
@@ -178,6 +180,7 @@ fn assert_boots_kernel(what: &str, vm: Vm, expect: &str, kernel: Kernel) {
         kernel == Kernel::I686,
         "{what}: kernel command line {cmdline:?} for the {kernel:?} kernel"
     );
+    vm.log()
 }
 
 fn path(p: &Path) -> String {
@@ -488,12 +491,13 @@ impl Migration {
     /// migration: the kernel got the console and the parameters, the live
     /// init's ready marker says `disks`, the receiver exits 0 and reports
     /// exactly the fixture, the copy equals it, and the fixture is unchanged.
-    fn check(self, what: &str, vm: Vm, disks: &str) {
-        self.check_kernel(what, vm, disks, Kernel::Amd64);
+    /// Returns the serial log.
+    fn check(self, what: &str, vm: Vm, disks: &str) -> String {
+        self.check_kernel(what, vm, disks, Kernel::Amd64)
     }
 
     /// [`Migration::check`], the medium's `kernel` booted.
-    fn check_kernel(mut self, what: &str, vm: Vm, disks: &str, kernel: Kernel) {
+    fn check_kernel(mut self, what: &str, vm: Vm, disks: &str, kernel: Kernel) -> String {
         let (banner, _) = vm.wait_for_line(BANNER, VM_TIMEOUT);
         kernel.check_banner(what, &banner);
         // The boot loader booted the right entry: the kernel logs what it got.
@@ -531,6 +535,7 @@ impl Migration {
         );
         let received = self.receiver.wait(Duration::from_secs(60));
         assert!(received.success(), "p2xen receive --once: {received}");
+        let log = vm.log();
         drop(vm);
         assert_eq!(
             hash_file(&self.source),
@@ -570,25 +575,169 @@ impl Migration {
             self.before,
             "the received image differs from the source"
         );
+        log
     }
 }
 
-/// One stick prepared for one job: a USB image built with `build/media
-/// --cmdline` carrying the receiver's parameters, booted by OVMF next to the
-/// fixture. Without a keypress the baked entry boots (its command line is
-/// checked as in the stand-in tests, so this test also stands for "USB
-/// image, OVMF, baked entry"), the live init takes the fixture as the only
-/// source and leaves its boot medium (/dev/sda) alone, migrates it and
-/// powers off.
+/// A stick for one job on OVMF (see [`usb_image_migrates_unattended`]).
 #[test]
 #[ignore = "system test (QEMU): run by build/test"]
 fn usb_image_with_baked_cmdline_migrates_unattended_on_ovmf_and_leaves_its_boot_medium_alone() {
+    usb_image_migrates_unattended(Firmware::Ovmf, "USB with baked cmdline, OVMF");
+}
+
+/// The same stick on a PC with Secure Boot enforced (Microsoft's keys, as
+/// sold with Windows): shim, GRUB and the kernel pass the firmware's and
+/// shim's checks, and under the kernel's lockdown the live init still loads
+/// its (Debian-signed) modules, reads the source disk and migrates it.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn usb_image_migrates_unattended_with_secure_boot_enforced() {
+    let log = usb_image_migrates_unattended(
+        Firmware::OvmfSecureBoot,
+        "USB with baked cmdline, OVMF Secure Boot",
+    );
+    assert_secure_boot("USB with baked cmdline, OVMF Secure Boot", &log);
+}
+
+/// One stick prepared for one job: a USB image built with `build/media
+/// --cmdline` carrying the receiver's parameters, booted by `firmware` next
+/// to the fixture. Without a keypress the baked entry boots (its command
+/// line is checked as in the stand-in tests, so this also stands for "USB
+/// image, UEFI, baked entry"), the live init takes the fixture as the only
+/// source and leaves its boot medium (/dev/sda) alone, migrates it and
+/// powers off. Returns the serial log.
+fn usb_image_migrates_unattended(firmware: Firmware, what: &str) -> String {
     let m = Migration::prepare();
-    let vm = m.start_stick(m.vm(Firmware::Ovmf));
+    let vm = m.start_stick(m.vm(firmware));
     m.check(
-        "USB with baked cmdline, OVMF",
+        what,
         vm,
         "1 source disk(s), boot medium /dev/sda left alone",
+    )
+}
+
+/// What Debian's kernel logs on the serial console when the firmware booted
+/// it with Secure Boot on: its EFI stub sees it, and the kernel then locks
+/// itself down (integrity mode: unsigned modules, /dev/mem, kexec of
+/// unsigned kernels and the like are refused).
+const SECURE_BOOT_LINES: [&str; 3] = [
+    "EFI stub: UEFI Secure Boot is enabled.",
+    "secureboot: Secure boot enabled",
+    "Kernel is locked down from EFI Secure Boot",
+];
+
+/// The kernel in `log` ran with Secure Boot on, and nothing ran into its
+/// lockdown but the kernel itself at boot: the kernel logs every refusal as
+/// `Lockdown: COMM: WHAT is restricted`, and the only expected one is
+/// `swapper/0: hibernation`, its own check while starting.
+fn assert_secure_boot(what: &str, log: &str) {
+    let missing: Vec<&str> = SECURE_BOOT_LINES
+        .into_iter()
+        .filter(|l| !log.contains(l))
+        .collect();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Lockdown: ") && !l.contains("Lockdown: swapper/"))
+        .collect();
+    if !missing.is_empty() || !refused.is_empty() {
+        eprintln!("--- {what}: serial log ---\n{log}");
+    }
+    assert!(missing.is_empty(), "{what}: no {missing:?} on the console");
+    assert!(refused.is_empty(), "{what}: lockdown refused {refused:?}");
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn iso_boots_as_cdrom_with_secure_boot_enforced() {
+    let iso = path(&media().plain.join("p2xen-x86_64.iso"));
+    let vm = start(Firmware::OvmfSecureBoot, &["-nic", "none", "-cdrom", &iso]);
+    let log = assert_boots("ISO, OVMF Secure Boot", vm, "p2xen.mode=menu");
+    assert_secure_boot("ISO, OVMF Secure Boot", &log);
+}
+
+const UNSIGNED_MARKER: &str = "P2XEN-UNSIGNED-LOADER-RAN";
+
+/// A disk whose ESP holds an unsigned fallback loader: a GRUB made by
+/// grub-mkimage, as build/media's UEFI loader was before the signed chain,
+/// that prints [`UNSIGNED_MARKER`] and powers off.
+fn unsigned_loader_disk(dir: &Path) -> PathBuf {
+    let cfg = dir.join("embed.cfg");
+    fs::write(&cfg, format!("echo {UNSIGNED_MARKER}\nhalt\n")).unwrap();
+    let efi = dir.join("unsigned.efi");
+    run(Command::new("grub-mkimage")
+        .args([
+            "-O",
+            "x86_64-efi",
+            "-d",
+            "/usr/lib/grub/x86_64-efi",
+            "-p",
+            "/none",
+            "-c",
+        ])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&efi)
+        .args(["echo", "halt"]));
+    let disk = dir.join("esp.img");
+    run(Command::new("mkfs.vfat").arg("-C").arg(&disk).arg("4096"));
+    let mtools = |tool: &str, args: &[&str]| {
+        run(Command::new(tool)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&disk)
+            .args(args));
+    };
+    mtools("mmd", &["::/EFI", "::/EFI/BOOT"]);
+    mtools("mcopy", &[&path(&efi), "::/EFI/BOOT/BOOTX64.EFI"]);
+    disk
+}
+
+/// The Secure Boot firmware of the tests above really checks signatures:
+/// an unsigned loader that plain OVMF starts is refused, and the firmware
+/// says why.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn secure_boot_firmware_refuses_an_unsigned_loader_that_plain_ovmf_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = unsigned_loader_disk(tmp.path());
+    let drive = format!("file={},format=raw,snapshot=on", path(&disk));
+    let args = ["-nic", "none", "-drive", &drive];
+
+    // Without Secure Boot the loader runs: the disk is bootable, so the
+    // refusal below comes from the signature check.
+    let vm = start(Firmware::Ovmf, &args);
+    let took = vm.wait_for(UNSIGNED_MARKER, VM_TIMEOUT);
+    eprintln!(
+        "unsigned loader, OVMF: ran after {:.1} s",
+        took.as_secs_f64()
+    );
+    let status = vm.wait_exit(VM_TIMEOUT);
+    assert!(
+        status.success(),
+        "unsigned loader, OVMF: QEMU exited with {status}"
+    );
+
+    let vm = start(Firmware::OvmfSecureBoot, &args);
+    let took = vm.wait_for(
+        "BdsDxe: No bootable option or device was found.",
+        VM_TIMEOUT,
+    );
+    eprintln!(
+        "unsigned loader, OVMF Secure Boot: no boot option left after {:.1} s",
+        took.as_secs_f64()
+    );
+    let log = vm.log();
+    let disk_line = log
+        .lines()
+        .find(|l| l.contains("BdsDxe: failed to load ") && l.contains("HARDDISK"));
+    assert!(
+        disk_line.is_some_and(|l| l.trim_end().ends_with(": Access Denied")),
+        "OVMF Secure Boot: the disk's boot option was not denied: {disk_line:?}"
+    );
+    assert!(
+        !log.contains(UNSIGNED_MARKER),
+        "OVMF Secure Boot: the unsigned loader ran"
     );
 }
 

@@ -61,10 +61,29 @@ pub enum Firmware {
     SeaBios,
     /// UEFI, Debian's `ovmf` package.
     Ovmf,
+    /// UEFI with Secure Boot enforced and Microsoft's keys enrolled, as on a
+    /// PC sold with Windows: it starts only loaders signed by a key in its db
+    /// (Microsoft's UEFI CA among them). Its variable store lets nothing
+    /// but SMM code write the variables, so the VM is a q35 with SMM.
+    OvmfSecureBoot,
 }
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+impl Firmware {
+    /// The firmware code and the variable store each VM gets a copy of.
+    fn ovmf_files(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Firmware::SeaBios => None,
+            Firmware::Ovmf => Some((
+                "/usr/share/OVMF/OVMF_CODE.fd",
+                "/usr/share/OVMF/OVMF_VARS.fd",
+            )),
+            Firmware::OvmfSecureBoot => Some((
+                "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+            )),
+        }
+    }
+}
 
 enum Boot {
     Kernel { kernel: PathBuf, initrd: PathBuf },
@@ -189,10 +208,16 @@ impl VmBuilder {
     pub fn start(self) -> Result<Vm, String> {
         let (qemu, cpu) = &self.system;
         let mut cmd = Command::new(qemu);
-        cmd.args(["-accel", "tcg", "-machine", "pc", "-cpu", cpu, "-smp", "1"])
-            .args(["-m", &self.memory_mib.to_string()])
-            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-            .arg("-no-reboot");
+        let machine = match self.boot {
+            Boot::Firmware(Firmware::OvmfSecureBoot) => "q35,smm=on",
+            _ => "pc",
+        };
+        cmd.args([
+            "-accel", "tcg", "-machine", machine, "-cpu", cpu, "-smp", "1",
+        ])
+        .args(["-m", &self.memory_mib.to_string()])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-no-reboot");
         let mut vars_dir = None;
         match &self.boot {
             Boot::Kernel { kernel, initrd } => {
@@ -213,18 +238,25 @@ impl VmBuilder {
             // A firmware boot keeps QEMU's default devices (VGA above all):
             // the firmware and boot loaders expect a display adapter, as on
             // a real machine. Tests pass `-nic none` when they want no NIC.
-            Boot::Firmware(Firmware::SeaBios) => {}
-            Boot::Firmware(Firmware::Ovmf) => {
-                // Each VM gets its own writable copy of the UEFI variables.
-                let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-                let vars = dir.path().join("OVMF_VARS.fd");
-                std::fs::copy(OVMF_VARS, &vars)
-                    .map_err(|e| format!("{OVMF_VARS}: {e} (apt-get install ovmf)"))?;
-                cmd.arg("-drive")
-                    .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-                    .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,file={}", vars.display()));
-                vars_dir = Some(dir);
+            Boot::Firmware(firmware) => {
+                let firmware = *firmware;
+                if let Some((code, vars_src)) = firmware.ovmf_files() {
+                    // Each VM gets its own writable copy of the UEFI variables.
+                    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                    let vars = dir.path().join("OVMF_VARS.fd");
+                    std::fs::copy(vars_src, &vars)
+                        .map_err(|e| format!("{vars_src}: {e} (apt-get install ovmf)"))?;
+                    if firmware == Firmware::OvmfSecureBoot {
+                        // The flash is writable from SMM only, so the OS cannot
+                        // rewrite the keys that Secure Boot checks against.
+                        cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                    }
+                    cmd.arg("-drive")
+                        .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
+                        .arg("-drive")
+                        .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+                    vars_dir = Some(dir);
+                }
             }
         }
         cmd.args(&self.args)
