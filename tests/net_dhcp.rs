@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use p2xen::bootparams::StaticIp;
+use p2xen::bootparams::{Cmdline, StaticIp};
 use p2xen::net::{self, Configured, NetMethod, NetRequest, NetStatus};
 
 const SERVER_IP: &str = "10.213.7.1";
@@ -146,16 +146,42 @@ impl Lab {
     /// Runs `f` on a thread that has joined the client namespace (setns
     /// affects the calling thread only).
     fn in_client<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = PathBuf::from("/run/netns").join(&self.client_ns);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = File::open(&path).unwrap();
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-        })
+        in_ns(&self.client_ns, f)
+    }
+
+    fn server(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.server_ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// dnsmasq as an IPv6 router only: router advertisements for
+    /// 2001:db8:7::/64, no DHCP of either family.
+    fn start_router_advertisements(&mut self) {
+        self.server(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:7::1/64",
+            "dev",
+            "vs",
+            "nodad",
+        ]);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.server_ns, "dnsmasq", "--no-daemon"])
+            .args([
+                "--conf-file=/dev/null",
+                "--user=root",
+                "--pid-file",
+                "--port=0",
+            ])
+            .args(["--interface=vs", "--bind-interfaces", "--enable-ra"])
+            .arg("--dhcp-range=2001:db8:7::,ra-only,64,1h")
+            .stdout(Stdio::null())
+            .stderr(File::create(self.dir.path().join("dnsmasq.log")).unwrap())
+            .spawn()
+            .expect("ip netns exec dnsmasq");
+        self.dnsmasq = Some(child);
     }
 
     fn client(&self, args: &[&str]) -> String {
@@ -163,6 +189,21 @@ impl Lab {
         full.extend_from_slice(args);
         run(&full)
     }
+}
+
+/// Runs `f` on a thread that has joined namespace `ns` (setns affects the
+/// calling thread only).
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = PathBuf::from("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = File::open(&path).unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
 impl Drop for Lab {
@@ -286,7 +327,7 @@ fn dhcp_lease_lands_on_interface_routes_and_resolv_conf() {
 fn static_configuration_from_ip_param() {
     let lab = Lab::new();
     let mut req = lab.request();
-    req.method = NetMethod::Static(StaticIp {
+    req.methods = vec![NetMethod::Static(StaticIp {
         address: Ipv4Addr::new(10, 213, 7, 20),
         prefix_len: 24,
         gateway: Some(ROUTER),
@@ -295,7 +336,7 @@ fn static_configuration_from_ip_param() {
         device: Some("vc".into()),
         dns: vec![Ipv4Addr::new(10, 213, 7, 1), Ipv4Addr::new(10, 213, 7, 2)],
         ntp: None,
-    });
+    })];
     let status = lab.in_client(|| net::configure(&req)).unwrap();
     let i = vc(&status);
     assert_eq!(i.configured, Configured::Static);
@@ -362,12 +403,172 @@ fn interface_without_carrier_is_reported_not_configured() {
 fn missing_interface_is_an_error_naming_the_others() {
     let lab = Lab::new();
     let mut req = lab.request();
-    req.method = NetMethod::Dhcp {
+    req.methods = vec![NetMethod::Dhcp {
         device: Some("eth9".into()),
-    };
+    }];
     let e = lab.in_client(|| net::configure(&req)).unwrap_err();
     assert_eq!(
         e.to_string(),
         "network: interface eth9 (from ip=) does not exist; interfaces: lo, vc"
     );
+}
+
+/// A TCP listener in the server namespace on `addr`; returns the port and
+/// a thread that accepts one connection and returns the peer's address.
+fn listen_in_server(lab: &Lab, addr: &str) -> (u16, std::thread::JoinHandle<std::net::SocketAddr>) {
+    let listener = in_ns(&lab.server_ns, || {
+        std::net::TcpListener::bind(addr).unwrap()
+    });
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || listener.accept().unwrap().1);
+    (port, accept)
+}
+
+#[test]
+fn static_ipv6_from_ip_param_reaches_the_receiver_side() {
+    let lab = Lab::new();
+    lab.server(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:7::1/64",
+        "dev",
+        "vs",
+        "nodad",
+    ]);
+    let c = Cmdline::parse(
+        "ip=[2001:db8:7::5]::[2001:db8:7::1]:64:src6:vc:none nameserver=[2001:db8:7::53] nameserver=10.213.7.1",
+    )
+    .unwrap();
+    let mut req = lab.request();
+    req.methods = NetRequest::from_cmdline(&c).methods;
+    req.devices = c.net.clone();
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let i = vc(&status);
+    let want: std::net::Ipv6Addr = "2001:db8:7::5".parse().unwrap();
+    assert_eq!(i.ipv6, vec![(want, 64)]);
+    assert_eq!(i.configured6, Some(Configured::Static));
+    assert_eq!(i.address, None);
+    assert!(status.is_up());
+    let addrs = lab.client(&["-6", "-o", "addr", "show", "dev", "vc", "scope", "global"]);
+    assert!(
+        addrs.contains("inet6 2001:db8:7::5/64 scope global"),
+        "{addrs}"
+    );
+    assert!(!addrs.contains("tentative"), "{addrs}");
+    let routes = lab.client(&["-6", "-d", "route", "show", "default"]);
+    assert!(
+        routes.starts_with(
+            "unicast default via 2001:db8:7::1 dev vc proto boot scope global metric 100"
+        ),
+        "{routes}"
+    );
+    // nameserver= first, in the order given, then the ip= entry's own.
+    assert_eq!(
+        std::fs::read_to_string(&req.resolv_conf).unwrap(),
+        "# written by p2xen\nnameserver 2001:db8:7::53\nnameserver 10.213.7.1\n"
+    );
+    let (port, accept) = listen_in_server(&lab, "[2001:db8:7::1]:0");
+    lab.in_client(|| std::net::TcpStream::connect(("2001:db8:7::1", port)).unwrap());
+    assert_eq!(accept.join().unwrap().ip(), std::net::IpAddr::V6(want));
+}
+
+#[test]
+fn slaac_address_and_default_route_from_router_advertisements() {
+    let mut lab = Lab::new();
+    lab.start_router_advertisements();
+    let c = Cmdline::parse("ip=vc:auto6").unwrap();
+    let mut req = lab.request();
+    req.methods = NetRequest::from_cmdline(&c).methods;
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let i = vc(&status);
+    assert_eq!(
+        i.configured6,
+        Some(Configured::Slaac),
+        "{status:?}\ndnsmasq log:\n{}",
+        lab.log()
+    );
+    let (addr, len) = i.ipv6[0];
+    assert_eq!(len, 64);
+    assert_eq!(addr.segments()[..4], [0x2001, 0xdb8, 7, 0], "{addr}");
+    let routes = lab.client(&["-6", "route", "show", "default"]);
+    assert!(
+        routes.starts_with("default via fe80::") && routes.contains("dev vc proto ra"),
+        "{routes}"
+    );
+    let (port, accept) = listen_in_server(&lab, "[2001:db8:7::1]:0");
+    lab.in_client(|| std::net::TcpStream::connect(("2001:db8:7::1", port)).unwrap());
+    assert_eq!(accept.join().unwrap().ip(), std::net::IpAddr::V6(addr));
+}
+
+#[test]
+fn no_router_advertisement_is_reported_per_interface() {
+    let lab = Lab::new();
+    let mut req = lab.request();
+    req.methods = vec![NetMethod::Auto6 { device: None }];
+    req.ra_timeout = Duration::from_secs(2);
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let i = vc(&status);
+    assert_eq!(
+        i.configured6,
+        Some(Configured::Failed {
+            error: "vc: no router advertisement gave an address within 2 s (is a router sending RAs on this link?)".into()
+        })
+    );
+    assert!(!status.is_up());
+}
+
+#[test]
+fn ifname_renames_by_mac_and_rd_route_follows_the_new_name() {
+    let lab = Lab::new();
+    let link = lab.client(&["-o", "link", "show", "vc"]);
+    let mac = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {link}"))
+        .to_string();
+    let c = Cmdline::parse(&format!(
+        "ifname=lan0:{mac} ip=10.213.7.21::10.213.7.1:24::lan0:none rd.route=192.0.2.0/24:10.213.7.254:lan0"
+    ))
+    .unwrap();
+    let mut req = NetRequest::from_cmdline(&c);
+    req.interfaces = None;
+    req.carrier_timeout = Duration::from_secs(5);
+    req.resolv_conf = lab.dir.path().join("etc/resolv.conf");
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let i = vc_named(&status, "lan0");
+    assert_eq!(i.address, Some(Ipv4Addr::new(10, 213, 7, 21)));
+    assert_eq!(i.mac, mac);
+    let links = lab.client(&["-o", "link", "show"]);
+    assert!(
+        links.contains(": lan0@") && !links.contains(": vc@"),
+        "{links}"
+    );
+    // iproute2 hides "proto boot", the default protocol.
+    let routes = lab.client(&["-4", "route", "show", "192.0.2.0/24"]);
+    assert_eq!(
+        routes.trim(),
+        "192.0.2.0/24 via 10.213.7.254 dev lan0 metric 100"
+    );
+    // Running again (a retry) finds lan0 already named and changes nothing.
+    let again = lab.in_client(|| net::configure(&req)).unwrap();
+    assert_eq!(vc_named(&again, "lan0").address, i.address);
+
+    let wrong = Cmdline::parse("ifname=lan1:02:00:00:00:00:99").unwrap();
+    let mut req = NetRequest::from_cmdline(&wrong);
+    req.resolv_conf = lab.dir.path().join("etc/resolv.conf");
+    let e = lab.in_client(|| net::configure(&req)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "network: ifname=lan1:02:00:00:00:00:99: no interface has MAC 02:00:00:00:00:99; interfaces: lo, lan0"
+    );
+}
+
+fn vc_named<'a>(status: &'a NetStatus, name: &str) -> &'a net::InterfaceStatus {
+    status
+        .interfaces
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {status:?}"))
 }

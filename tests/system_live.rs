@@ -12,6 +12,7 @@ mod common;
 
 use common::fixtures;
 use common::qemu::{Arch, DiskBus, Vm, VmBuilder};
+use common::qmp;
 use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,7 +116,7 @@ struct Source {
 }
 
 /// How the live VM finds the receiver.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Net {
     /// DHCP from QEMU's user network, the receiver by address.
     Dhcp,
@@ -123,6 +124,9 @@ enum Net {
     /// the receiver by host name: resolv.conf and name resolution in the
     /// live system are then on the path.
     StaticByName,
+    /// Two NICs in an active-backup bond (dracut's `bond=`), DHCP on the bond,
+    /// the primary's cable pulled during the copy.
+    Bond,
 }
 
 /// QEMU's user network hands the guest's packets for 10.0.2.2 to the host's
@@ -209,6 +213,10 @@ fn migrate(
             ),
             Some(Dns::start()),
         ),
+        Net::Bond => (
+            format!("{BOND} ip=bond0:dhcp {}", receiver.guest_params()),
+            None,
+        ),
     };
     let server = params
         .split_whitespace()
@@ -223,14 +231,32 @@ fn migrate(
         .append(&format!(
             "quiet {params} p2xen.name={name} p2xen.fail=poweroff"
         ))
-        .nic(nic_model)
         .memory_mib(memory_mib)
         .hard_timeout(Duration::from_secs(600));
+    builder = match net {
+        // Both ports on one switch: a QEMU hub in front of one user network.
+        // (Two user networks would be two routers, each with its own TCP
+        // state: a frame on the other port would reset the connection.)
+        Net::Bond => ["user,id=up", "hubport,id=h0,hubid=0,netdev=up"]
+            .into_iter()
+            .chain(["hubport,id=h1,hubid=0", "hubport,id=h2,hubid=0"])
+            .fold(builder, |b, n| b.arg("-netdev").arg(n))
+            .arg("-device")
+            .arg(&format!("{nic_model},netdev=h1,id=port0"))
+            .arg("-device")
+            .arg(&format!("{nic_model},netdev=h2,id=port1"))
+            .arg("-qmp")
+            .arg(&qmp::arg(&tmp.path().join("qmp"))),
+        _ => builder.nic(nic_model),
+    };
     for (img, s) in images.iter().zip(sources) {
         builder = builder.disk(img, s.bus, false);
     }
     let started = Instant::now();
     let vm = builder.start().unwrap_or_else(|e| panic!("{e}"));
+    if net == Net::Bond {
+        pull_the_active_port(&vm, &tmp.path().join("qmp"));
+    }
     let status = vm.wait_exit(Duration::from_secs(600));
     let first_byte = receiver
         .first_contact()
@@ -283,8 +309,56 @@ fn migrate(
         fsck.status,
         String::from_utf8_lossy(&fsck.stdout)
     );
+    if net == Net::Bond {
+        assert!(
+            log.contains("coldplug: bonding loaded for the command line's links"),
+            "bonding was not loaded"
+        );
+        assert!(
+            log.lines().any(|l| l.contains("network: bond0 (")
+                && l.contains(" 10.0.2.15/24 via 10.0.2.2 DHCP from 10.0.2.2")),
+            "bond0 did not get the lease"
+        );
+    }
     let after: Vec<String> = images.iter().map(|i| fixtures::hash_file(i)).collect();
     assert_eq!(after, before, "the migration changed a source image");
+}
+
+/// Two e1000 ports bonded as dracut's `bond=` describes, eth0 preferred.
+const BOND: &str = "bond=bond0:eth0,eth1:mode=active-backup,miimon=100,primary=eth0";
+
+/// Once bond0 has its lease (over eth0, the primary), pulls eth0's cable
+/// before the sender connects: the bond must fail over to eth1, which then
+/// carries the whole copy.
+fn pull_the_active_port(vm: &Vm, qmp_socket: &Path) {
+    vm.wait_for("network: bond0 (", Duration::from_secs(300));
+    qmp::set_link(qmp_socket, "port0", false).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "bond: eth0's cable pulled {:.1} s after QEMU started",
+        vm.elapsed().as_secs_f64()
+    );
+    assert!(
+        !vm.log().contains(" finished"),
+        "the migration finished before the cable was pulled: the test proves nothing"
+    );
+}
+
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_migrates_over_an_active_backup_bond_of_two_nics() {
+    migrate(
+        Arch::Amd64,
+        "bond",
+        &[Source {
+            bus: DiskBus::Virtio,
+            module: "virtio_blk",
+            dev: "vda",
+        }],
+        "e1000",
+        "e1000",
+        512,
+        Net::Bond,
+    );
 }
 
 /// Two disks on two buses in one run (parallel disks), over virtio-net.

@@ -1,12 +1,14 @@
 //! The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst):
 //! `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>:<ntp0>`
-//! or just `ip=<autoconf>`.
+//! or just `ip=<autoconf>`, plus dracut's extensions (`man dracut.cmdline`):
+//! `ip=<interface>:<autoconf>[:<mtu>[:<mac>]]`, IPv6 addresses in brackets
+//! (`ip=[2001:db8::5]::[2001:db8::1]:64::eth0:none`) and `auto6` (SLAAC).
 //!
 //! Debian's kernel has IP autoconfiguration compiled out, so p2xen reads the
 //! same syntax and does the work itself; administrators keep the PXE entries
-//! they already have.
+//! they already have. `ip=` may be given once per interface, as with dracut.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What `ip=` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,36 @@ pub enum IpParam {
     },
     /// A client address was given: static configuration.
     Static(StaticIp),
+    /// `ip=auto6`, `ip=<dev>:auto6`: IPv6 stateless autoconfiguration (router
+    /// advertisements), on `device` only if named.
+    Auto6 { device: Option<String> },
+    /// `ip=[<IPv6>]:...`: a static IPv6 configuration.
+    Static6(StaticIp6),
+}
+
+impl IpParam {
+    /// The interface this entry is for; `None`: any (the first with carrier,
+    /// or every one for DHCP).
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            IpParam::Off => None,
+            IpParam::Dhcp { device, .. } | IpParam::Auto6 { device } => device.as_deref(),
+            IpParam::Static(s) => s.device.as_deref(),
+            IpParam::Static6(s) => s.device.as_deref(),
+        }
+    }
+}
+
+/// A static IPv6 configuration from `ip=[addr]:[peer]:[gw]:prefix:host:dev:none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticIp6 {
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv6Addr>,
+    pub hostname: Option<String>,
+    /// `None`: the first interface with carrier.
+    pub device: Option<String>,
+    pub dns: Vec<Ipv6Addr>,
 }
 
 /// A static configuration from `ip=`.
@@ -43,14 +75,16 @@ pub struct StaticIp {
 pub struct IpError(pub String);
 
 /// What `ip=` accepts, for error messages.
-pub const ACCEPTED: &str = "dhcp, on, any, off, none, or \
-    <client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>";
+pub const ACCEPTED: &str = "dhcp, on, any, off, none, auto6, <device>:<dhcp|auto6|off>, \
+    <client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>, \
+    or [<IPv6>]::[<gw6>]:<prefix length>:<hostname>:<device>:none";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Autoconf {
     Default,
     Off,
     Dhcp,
+    Auto6,
 }
 
 fn autoconf(word: &str) -> Result<Autoconf, IpError> {
@@ -58,6 +92,12 @@ fn autoconf(word: &str) -> Result<Autoconf, IpError> {
         "" => Ok(Autoconf::Default),
         "off" | "none" => Ok(Autoconf::Off),
         "on" | "any" | "dhcp" => Ok(Autoconf::Dhcp),
+        "auto6" => Ok(Autoconf::Auto6),
+        // A DHCPv6 client is not written yet; SLAAC or a static address
+        // covers IPv6-only networks with a router.
+        "dhcp6" | "either6" => Err(IpError(format!(
+            "autoconf {word:?} (DHCPv6) is not supported; use auto6 (SLAAC) or a static [IPv6] address"
+        ))),
         // The kernel's `dhcp,<client-id-type>,<client-id>` form: the client id is
         // not supported, and silently dropping it could hand out another lease.
         w if w.starts_with("dhcp,") => Err(IpError(format!(
@@ -105,35 +145,69 @@ pub fn classful_prefix(a: Ipv4Addr) -> Option<u8> {
     }
 }
 
+/// Splits at `:` except inside `[...]`, so IPv6 addresses stay whole.
+fn fields(value: &str) -> Result<Vec<&str>, IpError> {
+    let mut out = Vec::new();
+    let mut depth = 0u8;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            '[' if depth == 0 => depth = 1,
+            ']' if depth == 1 => depth = 0,
+            '[' | ']' => return Err(IpError(format!("unbalanced brackets at byte {i}"))),
+            ':' if depth == 0 => {
+                out.push(value.get(start..i).unwrap_or(""));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(IpError("an opening '[' is never closed".into()));
+    }
+    out.push(value.get(start..).unwrap_or(""));
+    Ok(out)
+}
+
+fn no_device(method: Autoconf) -> IpParam {
+    match method {
+        Autoconf::Off => IpParam::Off,
+        Autoconf::Auto6 => IpParam::Auto6 { device: None },
+        Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp {
+            device: None,
+            hostname: None,
+        },
+    }
+}
+
 /// Parses the value of `ip=`. Returns the request and any warnings (values the
 /// kernel would accept but that p2xen ignores or derives).
 pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
     let mut warnings = Vec::new();
     if !value.contains(':') {
         return match autoconf(value)? {
-            Autoconf::Off => Ok((IpParam::Off, warnings)),
-            Autoconf::Dhcp => Ok((
-                IpParam::Dhcp {
-                    device: None,
-                    hostname: None,
-                },
-                warnings,
-            )),
             Autoconf::Default => Err(IpError("empty value".into())),
+            method => Ok((no_device(method), warnings)),
         };
     }
-    let fields: Vec<&str> = value.split(':').collect();
+    let fields = fields(value)?;
+    let field = |i: usize| fields.get(i).copied().unwrap_or("");
+    if field(0).starts_with('[') {
+        return parse_static6(&fields, &mut warnings).map(|p| (p, warnings));
+    }
+    if let Some(p) = parse_device_form(&fields, &mut warnings)? {
+        return Ok((p, warnings));
+    }
     if fields.len() > 10 {
         return Err(IpError(format!(
             "{} fields, at most 10 are defined",
             fields.len()
         )));
     }
-    let field = |i: usize| fields.get(i).copied().unwrap_or("");
     let client = addr(field(0), "client address")?;
     let server = addr(field(1), "server address")?;
     let gateway = addr(field(2), "gateway")?;
-    let netmask = addr(field(3), "netmask")?;
+    let netmask = field(3);
     let hostname = text(field(4));
     let device = text(field(5));
     let method = autoconf(field(6))?;
@@ -147,6 +221,7 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
         return Ok((
             match method {
                 Autoconf::Off => IpParam::Off,
+                Autoconf::Auto6 => IpParam::Auto6 { device },
                 Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp { device, hostname },
             },
             warnings,
@@ -154,15 +229,13 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
     };
     // Like the kernel: a given client address means static configuration,
     // whatever the autoconf field says.
-    if method == Autoconf::Dhcp {
+    if matches!(method, Autoconf::Dhcp | Autoconf::Auto6) {
         warnings.push(format!(
             "ip=: client address {address} given, so the autoconf method is ignored (static configuration, as the kernel does)"
         ));
     }
     let prefix_len = match netmask {
-        Some(mask) => netmask_prefix(mask)
-            .ok_or_else(|| IpError(format!("netmask {mask} is not contiguous")))?,
-        None => {
+        "" => {
             let len = classful_prefix(address).ok_or_else(|| {
                 IpError(format!(
                     "no netmask given and {address} has no classful default"
@@ -172,6 +245,13 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
                 "ip=: no netmask given, using the classful /{len} for {address}"
             ));
             len
+        }
+        // dracut also takes a prefix length here.
+        m if !m.contains('.') => prefix(m, 32)?,
+        m => {
+            let mask = addr(m, "netmask")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            netmask_prefix(mask)
+                .ok_or_else(|| IpError(format!("netmask {mask} is not contiguous")))?
         }
     };
     Ok((
@@ -187,6 +267,107 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
         }),
         warnings,
     ))
+}
+
+fn prefix(field: &str, max: u8) -> Result<u8, IpError> {
+    field
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| IpError(format!("prefix length {field:?} is not 0 to {max}")))
+}
+
+/// dracut's `<interface>:<autoconf>[:<mtu>[:<macaddr>]]`; `None` when the
+/// first field is not an interface name.
+fn parse_device_form(
+    fields: &[&str],
+    warnings: &mut Vec<String>,
+) -> Result<Option<IpParam>, IpError> {
+    let (Some(dev), Some(method)) = (fields.first(), fields.get(1)) else {
+        return Ok(None);
+    };
+    if dev.is_empty() || dev.parse::<Ipv4Addr>().is_ok() || fields.len() > 4 {
+        return Ok(None);
+    }
+    // An empty second field is the kernel form (`<client>::...`), whose
+    // client field then gets its own error; a word there that is no method
+    // is best told as such (the kernel form cannot take a name first).
+    let method = match autoconf(method)? {
+        Autoconf::Default => return Ok(None),
+        m => m,
+    };
+    super::values::interface_name(dev).map_err(IpError)?;
+    for (i, what) in [(2, "MTU"), (3, "MAC address")] {
+        if let Some(v) = fields.get(i).filter(|v| !v.is_empty()) {
+            warnings.push(format!(
+                "ip=: the {what} {v:?} for {dev} is ignored (the link keeps its own)"
+            ));
+        }
+    }
+    let device = Some((*dev).to_string());
+    Ok(Some(match method {
+        Autoconf::Off => IpParam::Off,
+        Autoconf::Auto6 => IpParam::Auto6 { device },
+        Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp {
+            device,
+            hostname: None,
+        },
+    }))
+}
+
+fn addr6(field: &str, what: &str) -> Result<Option<Ipv6Addr>, IpError> {
+    if field.is_empty() {
+        return Ok(None);
+    }
+    let inner = field
+        .strip_prefix('[')
+        .and_then(|f| f.strip_suffix(']'))
+        .unwrap_or(field);
+    let a: Ipv6Addr = inner
+        .parse()
+        .map_err(|_| IpError(format!("{what} {field:?} is not an IPv6 address")))?;
+    Ok((!a.is_unspecified()).then_some(a))
+}
+
+/// `[<IPv6>]:[<peer>]:[<gw>]:<prefix>:<hostname>:<device>:none[:<dns1>[:<dns2>]]`.
+fn parse_static6(fields: &[&str], warnings: &mut Vec<String>) -> Result<IpParam, IpError> {
+    if fields.len() > 9 {
+        return Err(IpError(format!(
+            "{} fields, at most 9 are defined for an IPv6 address",
+            fields.len()
+        )));
+    }
+    let field = |i: usize| fields.get(i).copied().unwrap_or("");
+    let address = addr6(field(0), "client address")?
+        .ok_or_else(|| IpError("client address [::] is not usable".into()))?;
+    let gateway = addr6(field(2), "gateway")?;
+    let prefix_len = match field(3) {
+        "" => {
+            warnings.push(format!(
+                "ip=: no prefix length given, using /64 for {address}"
+            ));
+            64
+        }
+        p => prefix(p.trim_start_matches('/'), 128)?,
+    };
+    match autoconf(field(6))? {
+        Autoconf::Default | Autoconf::Off => {}
+        _ => warnings.push(format!(
+            "ip=: client address {address} given, so the autoconf method is ignored (static configuration)"
+        )),
+    }
+    let mut dns = Vec::new();
+    for (i, what) in [(7, "dns1"), (8, "dns2")] {
+        dns.extend(addr6(field(i), what)?);
+    }
+    Ok(IpParam::Static6(StaticIp6 {
+        address,
+        prefix_len,
+        gateway,
+        hostname: text(field(4)),
+        device: text(field(5)),
+        dns,
+    }))
 }
 
 #[cfg(test)]
@@ -324,9 +505,86 @@ mod tests {
         assert_eq!(netmask_prefix(ip("255.0.0.255")), None);
     }
 
+    #[test]
+    fn dracut_device_form() {
+        assert_eq!(
+            parse("eth1:auto6").unwrap().0,
+            IpParam::Auto6 {
+                device: Some("eth1".into())
+            }
+        );
+        assert_eq!(parse("auto6").unwrap().0, IpParam::Auto6 { device: None });
+        let (p, w) = parse("bond0.20:dhcp:9000").unwrap();
+        assert_eq!(
+            p,
+            IpParam::Dhcp {
+                device: Some("bond0.20".into()),
+                hostname: None
+            }
+        );
+        assert!(
+            w[0].contains("MTU \"9000\" for bond0.20 is ignored"),
+            "{w:?}"
+        );
+        assert_eq!(parse("eth2:off").unwrap().0, IpParam::Off);
+        assert!(
+            parse("eth0:dhcp6")
+                .unwrap_err()
+                .0
+                .contains("DHCPv6) is not supported; use auto6")
+        );
+    }
+
+    #[test]
+    fn static_ipv6_in_brackets() {
+        let (p, w) =
+            parse("[2001:db8:7::5]::[2001:db8:7::1]:64:src6:eth0:none:[2001:db8:7::53]").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            p,
+            IpParam::Static6(StaticIp6 {
+                address: "2001:db8:7::5".parse().unwrap(),
+                prefix_len: 64,
+                gateway: Some("2001:db8:7::1".parse().unwrap()),
+                hostname: Some("src6".into()),
+                device: Some("eth0".into()),
+                dns: vec!["2001:db8:7::53".parse().unwrap()],
+            })
+        );
+        assert_eq!(p.device(), Some("eth0"));
+        assert!(
+            parse("[2001:db8::5:::64")
+                .unwrap_err()
+                .0
+                .contains("never closed")
+        );
+        assert!(
+            parse("[2001:db8::5]:::129")
+                .unwrap_err()
+                .0
+                .contains("prefix length \"129\"")
+        );
+        assert!(parse("[10.0.0.1]::").unwrap_err().0.contains("not an IPv6"));
+        let (p, w) = parse("[fd00::9]").unwrap();
+        assert!(
+            matches!(p, IpParam::Static6(ref s) if s.prefix_len == 64),
+            "{p:?}"
+        );
+        assert!(w[0].contains("/64"), "{w:?}");
+    }
+
+    #[test]
+    fn prefix_length_in_the_netmask_field() {
+        let IpParam::Static(s) = parse("10.0.0.5:::23").unwrap().0 else {
+            panic!()
+        };
+        assert_eq!(s.prefix_len, 23);
+        assert!(parse("10.0.0.5:::33").unwrap_err().0.contains("0 to 32"));
+    }
+
     proptest! {
         #[test]
-        fn parse_never_panics(v in "[0-9a-z.:,]{0,60}") {
+        fn parse_never_panics(v in "[0-9a-z.:,\\[\\]]{0,60}") {
             let _ = parse(&v);
         }
     }

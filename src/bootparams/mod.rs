@@ -11,6 +11,7 @@
 
 mod console;
 mod ip;
+pub mod netdev;
 mod tokens;
 mod values;
 
@@ -21,7 +22,8 @@ use std::time::Duration;
 use crate::wire::rate::Rate;
 
 pub use console::{Console, Parity};
-pub use ip::{IpParam, StaticIp, classful_prefix, netmask_prefix};
+pub use ip::{IpParam, StaticIp, StaticIp6, classful_prefix, netmask_prefix};
+pub use netdev::{Bond, BondMode, IfName, Route, Vlan};
 pub use tokens::{Param, split};
 pub use values::{
     DEFAULT_PORT, EndAction, Fingerprint, Layout, MAX_MEMORY_MIB, MAX_SETTLE_SECS, MAX_VCPUS, Mode,
@@ -72,8 +74,13 @@ pub struct Cmdline {
     pub limit: Option<Rate>,
     /// Every kernel `console=`, in order (the last one is /dev/console).
     pub consoles: Vec<Console>,
-    /// The kernel's `ip=`; `None`: DHCP on every interface with carrier.
-    pub ip: Option<IpParam>,
+    /// The kernel's (and dracut's) `ip=`, one per interface and address
+    /// family; empty: DHCP on every interface with carrier.
+    pub ip: Vec<IpParam>,
+    /// dracut's `vlan=`, `bond=`, `ifname=`, `rd.route=`, `nameserver=`.
+    pub net: NetDevices,
+    /// `rd.net.timeout.carrier=`: how long to wait for a link; `None`: the default.
+    pub carrier_timeout: Option<Duration>,
     /// Repeated and unknown keys, ignored options: to be shown to the user.
     pub warnings: Vec<CmdlineWarning>,
 }
@@ -101,11 +108,26 @@ impl Default for Cmdline {
             blacklist: Vec::new(),
             limit: None,
             consoles: Vec::new(),
-            ip: None,
+            ip: Vec::new(),
+            net: NetDevices::default(),
+            carrier_timeout: None,
             warnings: Vec::new(),
         }
     }
 }
+
+/// The network devices and settings of dracut's syntax, in the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetDevices {
+    pub vlans: Vec<Vlan>,
+    pub bonds: Vec<Bond>,
+    pub ifnames: Vec<IfName>,
+    pub routes: Vec<Route>,
+    pub nameservers: Vec<std::net::IpAddr>,
+}
+
+/// Keys that may be given several times, each value kept (dracut's rule).
+const REPEATABLE: [&str; 5] = ["vlan", "bond", "ifname", "rd.route", "nameserver"];
 
 /// `p2xen.settle=` when not given: enough for SAS HBAs that scan their ports.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
@@ -248,6 +270,30 @@ const KEYS: &[Key] = &[
         name: "ip",
         accepted: ip::ACCEPTED,
     },
+    Key {
+        name: "vlan",
+        accepted: netdev::VLAN_ACCEPTED,
+    },
+    Key {
+        name: "bond",
+        accepted: netdev::BOND_ACCEPTED,
+    },
+    Key {
+        name: "ifname",
+        accepted: netdev::IFNAME_ACCEPTED,
+    },
+    Key {
+        name: "rd.route",
+        accepted: netdev::ROUTE_ACCEPTED,
+    },
+    Key {
+        name: "nameserver",
+        accepted: netdev::NAMESERVER_ACCEPTED,
+    },
+    Key {
+        name: "rd.net.timeout.carrier",
+        accepted: "seconds from 1 to 600",
+    },
 ];
 
 fn accepted(key: &str) -> &'static str {
@@ -262,6 +308,7 @@ impl Cmdline {
         let mut cmdline = Cmdline::default();
         // Last value per key, in the order keys first appear, with a count.
         let mut last: Vec<(&str, Option<&str>, usize)> = Vec::new();
+        let mut ips = IpEntries::default();
         for Param { key, value } in split(line) {
             if key == "--" && value.is_none() {
                 continue;
@@ -270,7 +317,17 @@ impl Cmdline {
                 cmdline.add_console(value);
                 continue;
             }
-            if key != "ip" && !key.starts_with("p2xen.") {
+            if key == "ip" {
+                let (param, notes) = parse_with(key, value, |v| ip::parse(v).map_err(|e| e.0))?;
+                cmdline.note("ip", notes);
+                ips.add(param);
+                continue;
+            }
+            if REPEATABLE.contains(&key) {
+                cmdline.add_net_device(key, value)?;
+                continue;
+            }
+            if key != "rd.net.timeout.carrier" && !key.starts_with("p2xen.") {
                 continue;
             }
             match last.iter_mut().find(|(k, _, _)| *k == key) {
@@ -295,6 +352,9 @@ impl Cmdline {
                 cmdline.apply(key, value)?;
             }
         }
+        let (ip, repeated) = ips.finish();
+        cmdline.ip = ip;
+        cmdline.warnings.extend(repeated);
         cmdline.mode = match explicit_mode {
             Some(mode) => mode,
             None if cmdline.server.is_some() => Mode::Auto,
@@ -313,6 +373,28 @@ impl Cmdline {
             source,
         })?;
         Cmdline::parse(&line)
+    }
+
+    fn note(&mut self, key: &str, notes: Vec<String>) {
+        self.warnings
+            .extend(notes.into_iter().map(|message| CmdlineWarning::Note {
+                key: key.into(),
+                message,
+            }));
+    }
+
+    fn add_net_device(&mut self, key: &str, value: Option<&str>) -> Result<(), CmdlineError> {
+        let n = &mut self.net;
+        match key {
+            "vlan" => n.vlans.push(parse_with(key, value, netdev::vlan)?),
+            "bond" => n.bonds.push(parse_with(key, value, netdev::bond)?),
+            "ifname" => n.ifnames.push(parse_with(key, value, netdev::ifname)?),
+            "rd.route" => n.routes.push(parse_with(key, value, netdev::route)?),
+            _ => n
+                .nameservers
+                .push(parse_with(key, value, netdev::nameserver)?),
+        }
+        Ok(())
     }
 
     fn add_console(&mut self, value: Option<&str>) {
@@ -383,14 +465,12 @@ impl Cmdline {
                     v.split(',').map(values::module_name).collect()
                 })?
             }
-            "ip" => {
-                let (param, notes) = parse_with(key, value, |v| ip::parse(v).map_err(|e| e.0))?;
-                self.ip = Some(param);
-                self.warnings
-                    .extend(notes.into_iter().map(|message| CmdlineWarning::Note {
-                        key: "ip".into(),
-                        message,
-                    }));
+            "rd.net.timeout.carrier" => {
+                self.carrier_timeout = Some(Duration::from_secs(parse_with(
+                    key,
+                    value,
+                    values::settle_secs,
+                )?))
             }
             unknown => self.warnings.push(CmdlineWarning::UnknownKey {
                 key: unknown.to_string(),
@@ -477,6 +557,46 @@ impl Cmdline {
             line.push("p2xen.debug".into());
         }
         line.join(" ")
+    }
+}
+
+/// The `ip=` entries: one per interface and address family (dracut gives
+/// each interface its own `ip=`, and `ip=eth0:dhcp ip=eth0:auto6` is dual
+/// stack). A second entry for the same slot replaces the first, as for any
+/// kernel parameter, and is reported.
+#[derive(Default)]
+struct IpEntries {
+    entries: Vec<(IpParam, usize)>,
+}
+
+impl IpEntries {
+    fn slot(p: &IpParam) -> (Option<String>, bool) {
+        let v6 = matches!(p, IpParam::Auto6 { .. } | IpParam::Static6(_));
+        (p.device().map(str::to_string), v6)
+    }
+
+    fn add(&mut self, p: IpParam) {
+        let slot = Self::slot(&p);
+        match self.entries.iter_mut().find(|(e, _)| Self::slot(e) == slot) {
+            Some(e) => {
+                e.0 = p;
+                e.1 += 1;
+            }
+            None => self.entries.push((p, 1)),
+        }
+    }
+
+    fn finish(self) -> (Vec<IpParam>, Vec<CmdlineWarning>) {
+        let repeated = self
+            .entries
+            .iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(_, count)| CmdlineWarning::Repeated {
+                key: "ip".into(),
+                count: *count,
+            })
+            .collect();
+        (self.entries.into_iter().map(|(p, _)| p).collect(), repeated)
     }
 }
 

@@ -57,10 +57,10 @@ fn a_full_unattended_line() {
     assert_eq!(c.consoles[1].baud, Some(115200));
     assert_eq!(
         c.ip,
-        Some(IpParam::Dhcp {
+        [IpParam::Dhcp {
             device: None,
             hostname: None
-        })
+        }]
     );
     assert_eq!(c.warnings, vec![]);
 }
@@ -91,7 +91,7 @@ fn whole_param_quoting() {
 fn repeated_keys_last_wins_and_are_reported() {
     let c = parse("p2xen.name=a ip=off p2xen.name=b p2xen.name=c ip=dhcp");
     assert_eq!(c.name.as_deref(), Some("c"));
-    assert!(matches!(c.ip, Some(IpParam::Dhcp { .. })));
+    assert!(matches!(c.ip[..], [IpParam::Dhcp { .. }]));
     assert_eq!(
         c.warnings,
         vec![
@@ -205,7 +205,7 @@ fn consoles_all_in_order_with_bad_ones_reported() {
 #[test]
 fn static_ip_from_the_command_line() {
     let c = parse("ip=192.168.10.5::192.168.10.1:255.255.255.0:src:eth0:off:192.168.10.53");
-    let Some(IpParam::Static(s)) = c.ip else {
+    let [IpParam::Static(s)] = &c.ip[..] else {
         panic!("{:?}", c.ip)
     };
     assert_eq!(s.address.to_string(), "192.168.10.5");
@@ -332,4 +332,34 @@ fn mode_shell_is_the_rescue_entry() {
     assert_eq!(c.mode, Mode::Shell);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.to_cmdline(), "p2xen.mode=shell");
+}
+
+#[test]
+fn dracut_network_parameters() {
+    let c = parse(
+        "ifname=lan0:52:54:00:12:34:56 bond=bond0:lan0,eth1:mode=active-backup vlan=bond0.20:bond0 \
+         ip=bond0.20:dhcp ip=bond0.20:auto6 ip=[2001:db8::5]::[2001:db8::1]:64::eth2:none \
+         ip=bond0.20:dhcp nameserver=10.0.0.53 nameserver=2001:db8::53 \
+         rd.route=192.168.0.0/16:10.20.0.1:bond0.20 rd.net.timeout.carrier=20",
+    );
+    assert_eq!(c.net.ifnames[0].name, "lan0");
+    assert_eq!(c.net.bonds[0].slaves, ["lan0", "eth1"]);
+    assert_eq!(c.net.vlans[0].id, 20);
+    assert_eq!(c.net.nameservers.len(), 2);
+    assert_eq!(c.net.routes[0].device.as_deref(), Some("bond0.20"));
+    assert_eq!(c.carrier_timeout, Some(std::time::Duration::from_secs(20)));
+    // One entry per interface and family; the repeated DHCP one is reported.
+    assert_eq!(c.ip.len(), 3, "{:?}", c.ip);
+    assert!(matches!(&c.ip[1], IpParam::Auto6 { device: Some(d) } if d == "bond0.20"));
+    assert!(matches!(&c.ip[2], IpParam::Static6(s) if s.prefix_len == 64));
+    assert_eq!(
+        c.warnings,
+        [CmdlineWarning::Repeated {
+            key: "ip".into(),
+            count: 2
+        }]
+    );
+    assert!(err("vlan=eth0.5000:eth0").contains("vlan=\"eth0.5000:eth0\": VLAN id \"5000\""));
+    assert!(err("bond=bond0:eth0:mode=fast").contains("accepted: <name>[:<slave>"));
+    assert!(err("rd.net.timeout.carrier=0").contains("rd.net.timeout.carrier"));
 }

@@ -267,7 +267,7 @@ fn run_menu(cmd: &cmdline::Cmdline, paths: Vec<PathBuf>, logger: &console::InitL
     let quiet = console::QuietKernel::start();
     // Links up first: the overview shows each NIC's link state. Not with
     // ip=off, which asks to leave the network down.
-    if cmd.ip != Some(cmdline::IpParam::Off) {
+    if cmd.ip != [cmdline::IpParam::Off] {
         match net::links_up(Duration::from_secs(5)) {
             Ok(n) => log::info!("network: {n} link(s) with carrier"),
             Err(e) => log::warn!("network: {e}; the menu shows no link state"),
@@ -344,6 +344,19 @@ fn coldplug_all(cmd: &cmdline::Cmdline, options: &coldplug::options::ModuleOptio
         loaded.join(" "),
         cp.problems()
     );
+    // Virtual links have no modalias, and the kernel's own request_module
+    // needs a /sbin/modprobe the live image does not have.
+    let wanted = [
+        ("8021q", !cmd.net.vlans.is_empty()),
+        ("bonding", !cmd.net.bonds.is_empty()),
+    ];
+    for (module, _) in wanted.iter().filter(|(_, w)| *w) {
+        let mut inserted = Vec::new();
+        match cp.load(module, &mut inserted) {
+            Ok(()) => log::info!("coldplug: {module} loaded for the command line's links"),
+            Err(e) => log::error!("coldplug: {module}: {e}; vlan=/bond= links cannot be made"),
+        }
+    }
     if let Some(events) = events {
         cp.spawn_hotplug(events);
     }

@@ -298,7 +298,7 @@ impl App {
                 s.device.clone()
             }
             Some(IpParam::Dhcp { device, .. }) => device.clone(),
-            Some(IpParam::Off) | None => None,
+            Some(IpParam::Off | IpParam::Auto6 { .. } | IpParam::Static6(_)) | None => None,
         };
         if let Some(i) = device.and_then(|d| self.machine.nics.iter().position(|n| n.name == d)) {
             self.net_iface = i + 1;

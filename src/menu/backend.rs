@@ -66,9 +66,11 @@ impl NetChoice {
             IpParam::Off => net::NetMethod::Off,
             IpParam::Dhcp { device, .. } => net::NetMethod::Dhcp { device },
             IpParam::Static(s) => net::NetMethod::Static(s),
+            IpParam::Auto6 { device } => net::NetMethod::Auto6 { device },
+            IpParam::Static6(s) => net::NetMethod::Static6(s),
         };
         net::NetRequest {
-            method,
+            methods: vec![method],
             interfaces: self.interface.clone().map(|i| vec![i]),
             ..net::NetRequest::default()
         }

@@ -21,7 +21,8 @@ pub struct MenuPrefill {
     pub layout: Option<Layout>,
     pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
-    /// The kernel's `ip=`, repeated in the "next time" line.
+    /// The kernel's IPv4 `ip=` (the one the Network screen edits), repeated
+    /// in the "next time" line.
     pub ip: Option<IpParam>,
 }
 
@@ -38,7 +39,11 @@ impl MenuPrefill {
             layout: Some(c.layout),
             xen_type: c.xen_type,
             bridge: c.bridge.clone(),
-            ip: c.ip.clone(),
+            ip: c
+                .ip
+                .iter()
+                .find(|p| !matches!(p, IpParam::Auto6 { .. } | IpParam::Static6(_)))
+                .cloned(),
         }
     }
 }
@@ -84,6 +89,19 @@ pub fn ip_text(ip: &IpParam) -> Option<String> {
             hostname.as_deref().unwrap_or(""),
             device.as_deref().unwrap_or("")
         )),
+        // The menu edits IPv4 only; these come from the kernel's own line.
+        IpParam::Auto6 { device } => Some(match device {
+            Some(d) => format!("{d}:auto6"),
+            None => "auto6".into(),
+        }),
+        IpParam::Static6(s) => Some(format!(
+            "[{}]::{}:{}:{}:{}:none",
+            s.address,
+            s.gateway.map(|g| format!("[{g}]")).unwrap_or_default(),
+            s.prefix_len,
+            s.hostname.as_deref().unwrap_or(""),
+            s.device.as_deref().unwrap_or("")
+        )),
         IpParam::Static(s) => {
             let mask = u32::MAX
                 .checked_shl(32u32.saturating_sub(u32::from(s.prefix_len)))
@@ -112,7 +130,7 @@ pub fn ip_of_choice(c: &NetChoice, previous: Option<&IpParam>) -> IpParam {
     let (hostname, ntp) = match previous {
         Some(IpParam::Dhcp { hostname, .. }) => (hostname.clone(), None),
         Some(IpParam::Static(s)) => (s.hostname.clone(), s.ntp),
-        Some(IpParam::Off) | None => (None, None),
+        Some(IpParam::Off | IpParam::Auto6 { .. } | IpParam::Static6(_)) | None => (None, None),
     };
     match &c.method {
         NetMethod::Dhcp => IpParam::Dhcp {
@@ -245,7 +263,7 @@ mod tests {
             Some(vec!["sda".to_string(), "nvme0n1".to_string()])
         );
         assert_eq!(c.layout, Layout::Partitions);
-        assert_eq!(c.ip, Some(ip));
+        assert_eq!(c.ip, [ip]);
         assert_eq!(c.mode, crate::bootparams::Mode::Auto);
     }
 
@@ -256,6 +274,7 @@ mod tests {
         )
         .unwrap()
         .ip
+        .pop()
         .expect("ip= parsed");
         let choice = NetChoice {
             interface: Some("eth1".into()),

@@ -7,15 +7,17 @@
 
 pub mod dhcp;
 mod ifmap;
+pub mod ipv6;
+mod links;
 pub mod netlink;
 pub mod resolv;
 pub mod socket;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bootparams::{Cmdline, IpParam, StaticIp};
+use crate::bootparams::{Cmdline, IpParam, NetDevices, StaticIp, StaticIp6};
 use dhcp::{DhcpConfig, Lease};
 use netlink::{Link, NetlinkError, Origin, RouteSpec, Rtnl};
 pub use resolv::{ResolvError, resolve};
@@ -35,7 +37,10 @@ const METRIC_BASE: u32 = 100;
 /// What to configure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRequest {
-    pub method: NetMethod,
+    /// One entry per interface and address family; see [`NetMethod`].
+    pub methods: Vec<NetMethod>,
+    /// Links to make first: `ifname=`, `bond=`, `vlan=`.
+    pub devices: NetDevices,
     /// Only these interfaces are touched; `None`: every Ethernet interface.
     pub interfaces: Option<Vec<String>>,
     /// How long to wait for carrier after setting the links up.
@@ -44,6 +49,8 @@ pub struct NetRequest {
     pub dhcp_timeout: Duration,
     pub dhcp_first_retry: Duration,
     pub dhcp_max_retry: Duration,
+    /// How long to wait for a router advertisement (`auto6`).
+    pub ra_timeout: Duration,
     /// Where to write the resolver configuration (tests use a temp file).
     pub resolv_conf: PathBuf,
     /// Sent to the DHCP server (option 12), from `ip=`'s host field.
@@ -61,18 +68,36 @@ pub enum NetMethod {
         device: Option<String>,
     },
     Static(StaticIp),
+    /// IPv6 SLAAC on every interface with carrier, or only on `device`.
+    Auto6 {
+        device: Option<String>,
+    },
+    Static6(StaticIp6),
+}
+
+impl NetMethod {
+    fn device(&self) -> Option<&str> {
+        match self {
+            NetMethod::Off => None,
+            NetMethod::Dhcp { device } | NetMethod::Auto6 { device } => device.as_deref(),
+            NetMethod::Static(s) => s.device.as_deref(),
+            NetMethod::Static6(s) => s.device.as_deref(),
+        }
+    }
 }
 
 impl Default for NetRequest {
     fn default() -> Self {
         let d = DhcpConfig::new("", &[]);
         NetRequest {
-            method: NetMethod::Dhcp { device: None },
+            methods: vec![NetMethod::Dhcp { device: None }],
+            devices: NetDevices::default(),
             interfaces: None,
             carrier_timeout: Duration::from_secs(10),
             dhcp_timeout: d.timeout,
             dhcp_first_retry: d.first_retry,
             dhcp_max_retry: d.max_retry,
+            ra_timeout: Duration::from_secs(15),
             resolv_conf: PathBuf::from(RESOLV_CONF),
             hostname: None,
             keep_leases: true,
@@ -81,25 +106,45 @@ impl Default for NetRequest {
 }
 
 impl NetRequest {
-    /// The request the kernel command line asks for (`ip=`; none means DHCP
-    /// everywhere).
+    /// The request the kernel command line asks for (`ip=`, dracut's network
+    /// parameters; no `ip=` means DHCP everywhere).
     pub fn from_cmdline(cmdline: &Cmdline) -> NetRequest {
-        let mut req = NetRequest::default();
-        match &cmdline.ip {
-            None => {}
-            Some(IpParam::Off) => req.method = NetMethod::Off,
-            Some(IpParam::Dhcp { device, hostname }) => {
-                req.method = NetMethod::Dhcp {
-                    device: device.clone(),
-                };
-                req.hostname = hostname.clone();
-            }
-            Some(IpParam::Static(s)) => {
-                req.hostname = s.hostname.clone();
-                req.method = NetMethod::Static(s.clone());
-            }
+        let mut req = NetRequest {
+            devices: cmdline.net.clone(),
+            ..NetRequest::default()
+        };
+        if let Some(t) = cmdline.carrier_timeout {
+            req.carrier_timeout = t;
         }
+        if cmdline.ip.is_empty() {
+            return req;
+        }
+        req.methods = cmdline
+            .ip
+            .iter()
+            .map(|p| match p {
+                IpParam::Off => NetMethod::Off,
+                IpParam::Dhcp { device, .. } => NetMethod::Dhcp {
+                    device: device.clone(),
+                },
+                IpParam::Static(s) => NetMethod::Static(s.clone()),
+                IpParam::Auto6 { device } => NetMethod::Auto6 {
+                    device: device.clone(),
+                },
+                IpParam::Static6(s) => NetMethod::Static6(s.clone()),
+            })
+            .collect();
+        req.hostname = cmdline.ip.iter().find_map(|p| match p {
+            IpParam::Dhcp { hostname, .. } => hostname.clone(),
+            IpParam::Static(s) => s.hostname.clone(),
+            IpParam::Static6(s) => s.hostname.clone(),
+            IpParam::Off | IpParam::Auto6 { .. } => None,
+        });
         req
+    }
+
+    fn is_off(&self) -> bool {
+        self.methods.iter().all(|m| *m == NetMethod::Off)
     }
 }
 
@@ -108,7 +153,7 @@ impl NetRequest {
 pub struct NetStatus {
     pub interfaces: Vec<InterfaceStatus>,
     /// Name servers written to resolv.conf, in order.
-    pub dns: Vec<Ipv4Addr>,
+    pub dns: Vec<IpAddr>,
     pub search: Vec<String>,
     /// `None` when no name server was known, so the file was left alone.
     pub resolv_conf: Option<PathBuf>,
@@ -130,6 +175,10 @@ pub struct InterfaceStatus {
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub configured: Configured,
+    /// Global IPv6 addresses with their prefix length.
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
+    /// How IPv6 was configured; `None`: not asked for.
+    pub configured6: Option<Configured>,
 }
 
 /// How (or why not) an interface was configured.
@@ -141,6 +190,8 @@ pub enum Configured {
         lease_secs: Option<u32>,
     },
     Static,
+    /// IPv6 stateless autoconfiguration from router advertisements.
+    Slaac,
     /// No carrier within the timeout.
     NoCarrier,
     /// Not asked for (`ip=off`, another device named, static on another one).
@@ -150,10 +201,25 @@ pub enum Configured {
     },
 }
 
+impl Configured {
+    fn describe(&self) -> String {
+        match self {
+            Configured::Dhcp { server, .. } => format!("DHCP from {server}"),
+            Configured::Static => "static".to_string(),
+            Configured::Slaac => "SLAAC".to_string(),
+            Configured::NoCarrier => "no carrier".to_string(),
+            Configured::Skipped => "not configured".to_string(),
+            Configured::Failed { error } => format!("failed: {error}"),
+        }
+    }
+}
+
 impl NetStatus {
     /// At least one interface has an address.
     pub fn is_up(&self) -> bool {
-        self.interfaces.iter().any(|i| i.address.is_some())
+        self.interfaces
+            .iter()
+            .any(|i| i.address.is_some() || !i.ipv6.is_empty())
     }
 
     /// One line per interface, for the consoles.
@@ -161,20 +227,23 @@ impl NetStatus {
         self.interfaces
             .iter()
             .map(|i| {
-                let what = match &i.configured {
-                    Configured::Dhcp { server, .. } => format!("DHCP from {server}"),
-                    Configured::Static => "static".to_string(),
-                    Configured::NoCarrier => "no carrier".to_string(),
-                    Configured::Skipped => "not configured".to_string(),
-                    Configured::Failed { error } => format!("failed: {error}"),
-                };
                 let addr = match (i.address, i.prefix_len) {
                     (Some(a), Some(p)) => format!(" {a}/{p}"),
                     _ => String::new(),
                 };
                 let gw = i.gateway.map_or(String::new(), |g| format!(" via {g}"));
                 let driver = i.driver.as_deref().unwrap_or("?");
-                format!("{} ({}, {driver}):{addr}{gw} {what}", i.name, i.mac)
+                let mut line = format!(
+                    "{} ({}, {driver}):{addr}{gw} {}",
+                    i.name,
+                    i.mac,
+                    i.configured.describe()
+                );
+                if let Some(c6) = &i.configured6 {
+                    let v6: String = i.ipv6.iter().map(|(a, p)| format!(" {a}/{p}")).collect();
+                    line.push_str(&format!("; IPv6:{v6} {}", c6.describe()));
+                }
+                line
             })
             .collect()
     }
@@ -184,17 +253,41 @@ impl NetStatus {
 pub enum NetError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("network: interface {name} (from ip=) does not exist; interfaces: {available}")]
-    NoSuchInterface { name: String, available: String },
+    #[error("network: interface {name} (from {from}) does not exist; interfaces: {available}")]
+    NoSuchInterface {
+        name: String,
+        from: String,
+        available: String,
+    },
+    #[error("network: ifname={name}:{mac}: no interface has MAC {mac}; interfaces: {available}")]
+    NoSuchMac {
+        mac: String,
+        name: String,
+        available: String,
+    },
     #[error(
         "network: no interface has carrier for the static address {address}; interfaces: {available}"
     )]
-    NoCarrier {
-        address: Ipv4Addr,
-        available: String,
-    },
+    NoCarrier { address: IpAddr, available: String },
     #[error(transparent)]
     Resolv(#[from] ResolvError),
+}
+
+fn status_of(l: &Link) -> InterfaceStatus {
+    InterfaceStatus {
+        name: l.name.clone(),
+        index: l.index,
+        mac: netlink::format_mac(&l.mac),
+        driver: driver(&l.name),
+        carrier: l.carrier,
+        address: None,
+        prefix_len: None,
+        gateway: None,
+        dns: Vec::new(),
+        configured: Configured::Skipped,
+        ipv6: Vec::new(),
+        configured6: None,
+    }
 }
 
 /// Brings the network up as `req` says. Per-interface failures (no carrier,
@@ -202,28 +295,30 @@ pub enum NetError {
 /// [`NetStatus::is_up`].
 pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
     let mut rtnl = Rtnl::open()?;
-    let all = rtnl.links()?;
     // Loopback first: local services and 127.0.0.1 lookups need it, and the
     // kernel adds 127.0.0.1/8 itself when it goes up.
-    for l in all.iter().filter(|l| l.loopback && !l.up) {
+    for l in rtnl.links()?.iter().filter(|l| l.loopback && !l.up) {
         rtnl.set_up(l.index, &l.name)?;
     }
-    let wanted_device = match &req.method {
-        NetMethod::Off => None,
-        NetMethod::Dhcp { device } => device.clone(),
-        NetMethod::Static(s) => s.device.clone(),
-    };
-    if let Some(dev) = &wanted_device
-        && !all.iter().any(|l| &l.name == dev)
-    {
-        return Err(NetError::NoSuchInterface {
-            name: dev.clone(),
-            available: names(&all),
-        });
+    if !req.is_off() {
+        links::build(&mut rtnl, &req.devices)?;
     }
+    let all = rtnl.links()?;
+    for dev in req.methods.iter().filter_map(NetMethod::device) {
+        if !all.iter().any(|l| l.name == dev) {
+            return Err(NetError::NoSuchInterface {
+                name: dev.to_string(),
+                from: "ip=".into(),
+                available: names(&all),
+            });
+        }
+    }
+    let carriers = links::carriers(&req.devices);
+    let named: Vec<&str> = req.methods.iter().filter_map(NetMethod::device).collect();
     let candidates: Vec<&Link> = all
         .iter()
-        .filter(|l| !l.loopback && l.ethernet)
+        .filter(|l| !l.loopback && l.ethernet && l.controller.is_none())
+        .filter(|l| named.contains(&l.name.as_str()) || !carriers.contains(&l.name))
         .filter(|l| req.interfaces.as_ref().is_none_or(|w| w.contains(&l.name)))
         .collect();
     if candidates.is_empty() {
@@ -233,36 +328,31 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
         );
     }
     let mut status = NetStatus {
-        interfaces: candidates
-            .iter()
-            .map(|l| InterfaceStatus {
-                name: l.name.clone(),
-                index: l.index,
-                mac: netlink::format_mac(&l.mac),
-                driver: driver(&l.name),
-                carrier: l.carrier,
-                address: None,
-                prefix_len: None,
-                gateway: None,
-                dns: Vec::new(),
-                configured: Configured::Skipped,
-            })
-            .collect(),
+        interfaces: candidates.iter().map(|l| status_of(l)).collect(),
         dns: Vec::new(),
         search: Vec::new(),
         resolv_conf: None,
-        hostname: req.hostname.clone().or_else(|| match &req.method {
-            NetMethod::Static(s) => s.hostname.clone(),
-            _ => None,
+        hostname: req.hostname.clone().or_else(|| {
+            req.methods.iter().find_map(|m| match m {
+                NetMethod::Static(s) => s.hostname.clone(),
+                NetMethod::Static6(s) => s.hostname.clone(),
+                _ => None,
+            })
         }),
     };
-    if req.method == NetMethod::Off {
+    if req.is_off() {
         log::info!("network: ip=off, leaving the interfaces down");
         return Ok(status);
     }
+    // A method without a device may use any interface; otherwise only the
+    // named ones are brought up.
+    let any = req
+        .methods
+        .iter()
+        .any(|m| *m != NetMethod::Off && m.device().is_none());
     let active: Vec<u32> = candidates
         .iter()
-        .filter(|l| wanted_device.as_ref().is_none_or(|d| &l.name == d))
+        .filter(|l| any || named.contains(&l.name.as_str()))
         .map(|l| l.index)
         .collect();
     for l in candidates
@@ -279,28 +369,111 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
             log::warn!("network: {} has no carrier (cable?)", s.name);
         }
     }
+    for (i, method) in req.methods.iter().enumerate() {
+        let metric = METRIC_BASE + u32::try_from(i).unwrap_or(0);
+        apply_method(
+            &mut rtnl,
+            req,
+            method,
+            metric,
+            &mut status,
+            &candidates,
+            &all,
+        )?;
+    }
+    add_routes(&mut rtnl, &req.devices.routes, &status);
+    let mut dns: Vec<IpAddr> = req.devices.nameservers.clone();
+    for i in &status.interfaces {
+        dns.extend(i.dns.iter().copied().map(IpAddr::V4));
+    }
+    for m in &req.methods {
+        if let NetMethod::Static6(s) = m {
+            dns.extend(s.dns.iter().copied().map(IpAddr::V6));
+        }
+    }
+    status.dns = dns;
+    if !status.dns.is_empty() {
+        resolv::write_resolv_conf(&req.resolv_conf, &status.dns, &status.search)?;
+        status.resolv_conf = Some(req.resolv_conf.clone());
+    }
+    for line in status.summary() {
+        log::info!("network: {line}");
+    }
+    Ok(status)
+}
 
-    match &req.method {
+/// The interface a static entry goes to: the named one, or the first with
+/// carrier that nothing configured yet.
+fn static_target<'a>(
+    status: &'a mut NetStatus,
+    device: Option<&str>,
+    v6: bool,
+) -> Option<&'a mut InterfaceStatus> {
+    status.interfaces.iter_mut().find(|s| match device {
+        Some(d) => s.name == d,
+        None if v6 => s.carrier && s.configured6.is_none(),
+        None => s.carrier && s.configured == Configured::Skipped,
+    })
+}
+
+fn apply_method(
+    rtnl: &mut Rtnl,
+    req: &NetRequest,
+    method: &NetMethod,
+    metric: u32,
+    status: &mut NetStatus,
+    candidates: &[&Link],
+    all: &[Link],
+) -> Result<(), NetError> {
+    match method {
         NetMethod::Off => {}
         NetMethod::Static(st) => {
-            let target = match &wanted_device {
-                Some(d) => status.interfaces.iter_mut().find(|s| &s.name == d),
-                None => status.interfaces.iter_mut().find(|s| s.carrier),
-            };
-            let Some(iface) = target else {
+            let Some(iface) = static_target(status, st.device.as_deref(), false) else {
                 return Err(NetError::NoCarrier {
-                    address: st.address,
-                    available: names(&all),
+                    address: IpAddr::V4(st.address),
+                    available: names(all),
                 });
             };
-            apply_static(&mut rtnl, iface, st, METRIC_BASE);
-            status.dns.extend(iface.dns.iter().copied());
+            apply_static(rtnl, iface, st, metric);
         }
-        NetMethod::Dhcp { .. } => {
-            let leases = run_dhcp(req, &status.interfaces, &candidates);
-            let mut metric = METRIC_BASE;
-            for ((iface, lease), link) in status.interfaces.iter_mut().zip(leases).zip(&candidates)
+        NetMethod::Static6(st) => {
+            let Some(iface) = static_target(status, st.device.as_deref(), true) else {
+                return Err(NetError::NoCarrier {
+                    address: IpAddr::V6(st.address),
+                    available: names(all),
+                });
+            };
+            iface.configured6 = Some(
+                match ipv6::apply_static(rtnl, iface.index, &iface.name, st, metric) {
+                    Ok(()) => {
+                        iface.ipv6.push((st.address, st.prefix_len));
+                        Configured::Static
+                    }
+                    Err(e) => failed(e),
+                },
+            );
+        }
+        NetMethod::Auto6 { device } => {
+            for iface in status
+                .interfaces
+                .iter_mut()
+                .filter(|s| s.carrier && device.as_ref().is_none_or(|d| *d == s.name))
             {
+                iface.configured6 = Some(
+                    match ipv6::autoconf(rtnl, iface.index, &iface.name, req.ra_timeout) {
+                        Ok(addrs) => {
+                            iface.ipv6 = addrs;
+                            Configured::Slaac
+                        }
+                        Err(e) => failed(e),
+                    },
+                );
+            }
+        }
+        NetMethod::Dhcp { device } => {
+            let leases = run_dhcp(req, &status.interfaces, candidates, device.as_deref());
+            let mut metric = metric;
+            for ((iface, lease), link) in status.interfaces.iter_mut().zip(leases).zip(candidates) {
                 match lease {
                     None => {}
                     Some(Err(e)) => {
@@ -310,12 +483,11 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
                         };
                     }
                     Some(Ok(lease)) => {
-                        apply_lease(&mut rtnl, iface, &lease, metric);
+                        apply_lease(rtnl, iface, &lease, metric);
                         metric += 1;
                         if req.keep_leases && iface.address.is_some() {
                             keep_lease(req, iface, &link.mac, &lease);
                         }
-                        status.dns.extend(iface.dns.iter().copied());
                         if let Some(d) = &lease.domain
                             && !status.search.contains(d)
                         {
@@ -329,15 +501,46 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
             }
         }
     }
+    Ok(())
+}
 
-    if !status.dns.is_empty() {
-        resolv::write_resolv_conf(&req.resolv_conf, &status.dns, &status.search)?;
-        status.resolv_conf = Some(req.resolv_conf.clone());
+fn failed(e: impl std::fmt::Display) -> Configured {
+    log::warn!("network: {e}");
+    Configured::Failed {
+        error: e.to_string(),
     }
-    for line in status.summary() {
-        log::info!("network: {line}");
+}
+
+/// `rd.route=`: on the named interface, or the first configured one of the
+/// route's family. A route that cannot be added is reported, not fatal: the
+/// receiver may be reachable without it.
+fn add_routes(rtnl: &mut Rtnl, routes: &[crate::bootparams::Route], status: &NetStatus) {
+    for r in routes {
+        let iface = status.interfaces.iter().find(|i| match &r.device {
+            Some(d) => i.name == *d,
+            None if r.gateway.is_ipv4() => i.address.is_some(),
+            None => !i.ipv6.is_empty(),
+        });
+        let Some(iface) = iface else {
+            log::warn!(
+                "network: rd.route={}/{}: no configured interface for it; skipped",
+                r.destination,
+                r.prefix_len
+            );
+            continue;
+        };
+        let spec = RouteSpec {
+            index: iface.index,
+            destination: r.destination,
+            prefix_len: r.prefix_len,
+            gateway: Some(r.gateway),
+            metric: METRIC_BASE,
+            origin: Origin::Static,
+        };
+        if let Err(e) = rtnl.add_route(&spec, &iface.name) {
+            log::warn!("network: rd.route: {e}");
+        }
     }
-    Ok(status)
 }
 
 fn names(links: &[Link]) -> String {
@@ -417,13 +620,16 @@ fn run_dhcp(
     req: &NetRequest,
     ifaces: &[InterfaceStatus],
     links: &[&Link],
+    only: Option<&str>,
 ) -> Vec<Option<Result<Lease, dhcp::DhcpError>>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = ifaces
             .iter()
             .zip(links)
             .map(|(iface, link)| {
-                let go = iface.carrier && iface.configured == Configured::Skipped;
+                let go = iface.carrier
+                    && iface.configured == Configured::Skipped
+                    && only.is_none_or(|d| d == iface.name);
                 go.then(|| {
                     let mut cfg = DhcpConfig::new(&link.name, &link.mac);
                     cfg.hostname = req.hostname.clone();
@@ -494,12 +700,12 @@ fn add_address_and_routes(
     metric: u32,
     origin: Origin,
 ) -> Result<(), NetlinkError> {
-    rtnl.add_address(iface.index, &iface.name, address, prefix_len)?;
+    rtnl.add_address(iface.index, &iface.name, IpAddr::V4(address), prefix_len)?;
     if let Some(gw) = gateway {
         if !netlink::same_subnet(address, prefix_len, gw) {
             let host = RouteSpec {
                 index: iface.index,
-                destination: gw,
+                destination: IpAddr::V4(gw),
                 prefix_len: 32,
                 gateway: None,
                 metric,
@@ -509,9 +715,9 @@ fn add_address_and_routes(
         }
         let default = RouteSpec {
             index: iface.index,
-            destination: Ipv4Addr::UNSPECIFIED,
+            destination: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             prefix_len: 0,
-            gateway: Some(gw),
+            gateway: Some(IpAddr::V4(gw)),
             metric,
             origin,
         };
@@ -585,18 +791,18 @@ mod tests {
         let c = Cmdline::parse("quiet").unwrap();
         assert_eq!(NetRequest::from_cmdline(&c), NetRequest::default());
         let c = Cmdline::parse("ip=off").unwrap();
-        assert_eq!(NetRequest::from_cmdline(&c).method, NetMethod::Off);
+        assert_eq!(NetRequest::from_cmdline(&c).methods, [NetMethod::Off]);
         let c = Cmdline::parse("ip=::::src1:eth1:dhcp").unwrap();
         let r = NetRequest::from_cmdline(&c);
         assert_eq!(
-            r.method,
-            NetMethod::Dhcp {
+            r.methods,
+            [NetMethod::Dhcp {
                 device: Some("eth1".into())
-            }
+            }]
         );
         assert_eq!(r.hostname.as_deref(), Some("src1"));
         let c = Cmdline::parse("ip=10.0.0.5::10.0.0.1:255.255.255.0:h::off:10.0.0.53").unwrap();
-        let NetMethod::Static(s) = NetRequest::from_cmdline(&c).method else {
+        let [NetMethod::Static(s)] = &NetRequest::from_cmdline(&c).methods[..] else {
             panic!()
         };
         assert_eq!(
@@ -627,6 +833,8 @@ mod tests {
                         server: Ipv4Addr::new(10, 0, 2, 2),
                         lease_secs: Some(86400),
                     },
+                    ipv6: vec![("2001:db8::5".parse().unwrap(), 64)],
+                    configured6: Some(Configured::Slaac),
                 },
                 InterfaceStatus {
                     name: "eth1".into(),
@@ -639,6 +847,8 @@ mod tests {
                     gateway: None,
                     dns: vec![],
                     configured: Configured::NoCarrier,
+                    ipv6: vec![],
+                    configured6: None,
                 },
             ],
             dns: vec![],
@@ -650,7 +860,7 @@ mod tests {
         assert_eq!(
             st.summary(),
             [
-                "eth0 (52:54:00:12:34:56, e1000): 10.0.2.15/24 via 10.0.2.2 DHCP from 10.0.2.2",
+                "eth0 (52:54:00:12:34:56, e1000): 10.0.2.15/24 via 10.0.2.2 DHCP from 10.0.2.2; IPv6: 2001:db8::5/64 SLAAC",
                 "eth1 (52:54:00:12:34:57, ?): no carrier"
             ]
         );

@@ -1,5 +1,6 @@
-//! The few rtnetlink requests the live init needs: list links, set a link up,
-//! add an IPv4 address, add a route. Messages are built and parsed by
+//! The few rtnetlink requests the live init needs: list links and addresses,
+//! set a link up, rename it, create VLAN and bond links, enslave, add an
+//! address, add a route. Messages are built and parsed by
 //! `netlink-packet-route`; the socket is `netlink-sys` used synchronously
 //! (the `rtnetlink` crate would bring an async runtime into PID 1).
 
@@ -10,8 +11,13 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{
+    InfoBond, InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType,
+    LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -43,6 +49,19 @@ pub struct Link {
     pub loopback: bool,
     /// Ethernet-like (ARPHRD_ETHER): the only kind DHCP is tried on.
     pub ethernet: bool,
+    /// The bond this link is enslaved to (IFLA_MASTER).
+    pub controller: Option<u32>,
+}
+
+/// An address as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// Global scope (not link-local, not host).
+    pub global: bool,
+    /// Duplicate address detection has not finished: not usable yet.
+    pub tentative: bool,
 }
 
 /// How a route came to be, recorded in the kernel as `proto dhcp|boot`.
@@ -88,16 +107,163 @@ impl Rtnl {
     }
 
     pub fn set_up(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.set_link(index, LinkFlags::Up, vec![], &format!("set {name} up"))
+    }
+
+    pub fn set_down(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.set_link(
+            index,
+            LinkFlags::empty(),
+            vec![],
+            &format!("set {name} down"),
+        )
+    }
+
+    /// Renames a link; the kernel refuses while it is up (EBUSY).
+    pub fn rename(&mut self, index: u32, from: &str, to: &str) -> Result<(), NetlinkError> {
+        self.set_link(
+            index,
+            LinkFlags::empty(),
+            vec![LinkAttribute::IfName(to.to_string())],
+            &format!("rename {from} to {to}"),
+        )
+    }
+
+    /// Enslaves a (down) link to a bond.
+    pub fn enslave(
+        &mut self,
+        index: u32,
+        name: &str,
+        bond: u32,
+        bond_name: &str,
+    ) -> Result<(), NetlinkError> {
+        self.set_link(
+            index,
+            LinkFlags::empty(),
+            vec![LinkAttribute::Controller(bond)],
+            &format!("enslave {name} to {bond_name}"),
+        )
+    }
+
+    /// Sets the Up flag to `flags` (down when empty) and the given attributes.
+    fn set_link(
+        &mut self,
+        index: u32,
+        flags: LinkFlags,
+        attributes: Vec<LinkAttribute>,
+        what: &str,
+    ) -> Result<(), NetlinkError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
+        msg.header.flags = flags;
         msg.header.change_mask = LinkFlags::Up;
+        msg.attributes = attributes;
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK, what)
+            .map(drop)
+    }
+
+    /// Creates an 802.1Q link `name` with tag `id` on link `parent`.
+    pub fn add_vlan(&mut self, name: &str, parent: u32, id: u16) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::Link(parent),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vlan),
+                LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)])),
+            ]),
+        ];
+        self.request_create(
+            RouteNetlinkMessage::NewLink(msg),
+            &format!("create VLAN {name} (id {id})"),
+        )
+    }
+
+    /// Creates a bond link, or sets the mode of an existing one without
+    /// slaves; slaves are added with [`Rtnl::enslave`].
+    pub fn add_bond(
+        &mut self,
+        name: &str,
+        mode: u8,
+        miimon: u32,
+        mtu: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bond),
+                LinkInfo::Data(InfoData::Bond(vec![
+                    InfoBond::Mode(mode.into()),
+                    InfoBond::MiiMon(miimon),
+                ])),
+            ]),
+        ];
+        msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
+        // No NLM_F_EXCL: loading the bonding module creates a bond0 of its
+        // own (balance-rr, max_bonds=1); an existing bond gets these settings.
         self.request(
-            RouteNetlinkMessage::SetLink(msg),
-            NLM_F_ACK,
-            &format!("set {name} up"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE,
+            &format!("create bond {name}"),
         )
         .map(drop)
+    }
+
+    /// Sets the bond's preferred slave (after it is enslaved).
+    pub fn set_bond_primary(
+        &mut self,
+        bond: u32,
+        name: &str,
+        primary: u32,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = bond;
+        msg.attributes = vec![LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bond),
+            LinkInfo::Data(InfoData::Bond(vec![InfoBond::Primary(primary)])),
+        ])];
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK,
+            &format!("set the primary slave of {name}"),
+        )
+        .map(drop)
+    }
+
+    /// The addresses of link `index`.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<Address>, NetlinkError> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+            "list addresses",
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => Some(a),
+                _ => None,
+            })
+            .filter_map(|a| {
+                let mut tentative = a.header.flags.contains(AddressHeaderFlags::Tentative);
+                let mut address = None;
+                for attr in &a.attributes {
+                    match attr {
+                        AddressAttribute::Address(ip) => address = Some(*ip),
+                        AddressAttribute::Flags(f) => {
+                            tentative |= f.contains(AddressFlags::Tentative)
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Address {
+                    address: address?,
+                    prefix_len: a.header.prefix_len,
+                    global: a.header.scope == AddressScope::Universe,
+                    tentative,
+                })
+            })
+            .collect())
     }
 
     /// Adds `address/prefix_len` to a link. An address that is already there
@@ -106,21 +272,24 @@ impl Rtnl {
         &mut self,
         index: u32,
         name: &str,
-        address: Ipv4Addr,
+        address: IpAddr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         msg.header.prefix_len = prefix_len;
         msg.header.scope = AddressScope::Universe;
         msg.header.index = index;
-        msg.attributes = vec![
-            AddressAttribute::Local(IpAddr::V4(address)),
-            AddressAttribute::Address(IpAddr::V4(address)),
-        ];
-        if prefix_len < 31 {
-            msg.attributes
-                .push(AddressAttribute::Broadcast(broadcast(address, prefix_len)));
+        msg.attributes = vec![AddressAttribute::Address(address)];
+        if let IpAddr::V4(v4) = address {
+            msg.attributes.push(AddressAttribute::Local(address));
+            if prefix_len < 31 {
+                msg.attributes
+                    .push(AddressAttribute::Broadcast(broadcast(v4, prefix_len)));
+            }
         }
         let what = format!("add {address}/{prefix_len} to {name}");
         self.request_create(RouteNetlinkMessage::NewAddress(msg), &what)
@@ -130,7 +299,10 @@ impl Rtnl {
     /// link when `None`) on link `index`, with `metric`.
     pub fn add_route(&mut self, route: &RouteSpec, name: &str) -> Result<(), NetlinkError> {
         let header = RouteHeader {
-            address_family: AddressFamily::Inet,
+            address_family: match route.destination {
+                IpAddr::V4(_) => AddressFamily::Inet,
+                IpAddr::V6(_) => AddressFamily::Inet6,
+            },
             destination_prefix_length: route.prefix_len,
             table: RouteHeader::RT_TABLE_MAIN,
             protocol: match route.origin {
@@ -149,13 +321,13 @@ impl Rtnl {
         msg.header = header;
         if route.prefix_len > 0 {
             msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(
+                .push(RouteAttribute::Destination(route_address(
                     route.destination,
                 )));
         }
         if let Some(gw) = route.gateway {
             msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+                .push(RouteAttribute::Gateway(route_address(gw)));
         }
         msg.attributes.push(RouteAttribute::Oif(route.index));
         msg.attributes.push(RouteAttribute::Priority(route.metric));
@@ -266,11 +438,18 @@ impl Rtnl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     pub index: u32,
-    pub destination: Ipv4Addr,
+    pub destination: IpAddr,
     pub prefix_len: u8,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     pub metric: u32,
     pub origin: Origin,
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+    }
 }
 
 fn link_from(msg: LinkMessage) -> Link {
@@ -283,12 +462,14 @@ fn link_from(msg: LinkMessage) -> Link {
         loopback: msg.header.flags.contains(LinkFlags::Loopback)
             || msg.header.link_layer_type == LinkLayerType::Loopback,
         ethernet: msg.header.link_layer_type == LinkLayerType::Ether,
+        controller: None,
     };
     for attr in msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::Address(a) => link.mac = a,
             LinkAttribute::Carrier(c) => link.carrier = c != 0,
+            LinkAttribute::Controller(c) => link.controller = Some(c),
             _ => {}
         }
     }
@@ -357,7 +538,8 @@ mod tests {
                 up: true,
                 carrier: true,
                 loopback: false,
-                ethernet: true
+                ethernet: true,
+                controller: None
             }
         );
     }

@@ -6,7 +6,7 @@
 //! integration test checks the same with glibc in a private mount namespace.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// Resolvers read at most this many `nameserver` lines (MAXNS).
@@ -24,9 +24,9 @@ pub enum ResolvError {
 
 /// The file's text: nameservers in order (deduplicated, at most three) and
 /// the search domains.
-pub fn render(dns: &[Ipv4Addr], search: &[String]) -> String {
+pub fn render(dns: &[IpAddr], search: &[String]) -> String {
     let mut out = String::from("# written by p2xen\n");
-    let mut seen: Vec<Ipv4Addr> = Vec::new();
+    let mut seen: Vec<IpAddr> = Vec::new();
     for a in dns {
         if !seen.contains(a) {
             seen.push(*a);
@@ -51,7 +51,7 @@ pub fn render(dns: &[Ipv4Addr], search: &[String]) -> String {
 /// running meanwhile never reads half a file.
 pub fn write_resolv_conf(
     path: &Path,
-    dns: &[Ipv4Addr],
+    dns: &[IpAddr],
     search: &[String],
 ) -> Result<(), ResolvError> {
     let err = |source| ResolvError::Write {
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn renders_dedup_and_limits() {
-        let d = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let d = |s: &str| s.parse::<IpAddr>().unwrap();
         let text = render(
             &[
                 d("10.0.0.1"),
@@ -118,7 +118,12 @@ mod tests {
     fn writes_atomically_and_creates_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etc/resolv.conf");
-        write_resolv_conf(&path, &[Ipv4Addr::new(192, 0, 2, 53)], &[]).unwrap();
+        write_resolv_conf(
+            &path,
+            &[IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 53))],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "# written by p2xen\nnameserver 192.0.2.53\n"

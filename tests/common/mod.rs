@@ -4,6 +4,7 @@
 pub mod fixtures;
 pub mod pty;
 pub mod qemu;
+pub mod qmp;
 pub mod receiver;
 pub mod terminal;
 pub mod used_map;
