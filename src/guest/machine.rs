@@ -95,6 +95,17 @@ pub struct Filesystem {
     pub label: Option<String>,
     #[serde(default)]
     pub uuid: Option<String>,
+    #[serde(default)]
+    pub details: FsDetails,
+}
+
+/// The few of the sender's filesystem details the conversion uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FsDetails {
+    /// The sender wrote the filesystem inside this md RAID1 array
+    /// ("raid1 1.2 UUID") where the member was: it is a plain one now.
+    #[serde(default)]
+    pub md_flattened_from: Option<String>,
 }
 
 impl Filesystem {

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod compress;
 pub mod delta;
+pub mod flatten;
 pub mod layout;
 pub mod level;
 pub mod paced;
@@ -280,6 +281,7 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
     machine.options = opts.guest.clone();
 
     let mut disks = Vec::new();
+    let mut arrays = flatten::MdArrays::default();
     for (disk, path) in (0u16..).zip(&sources) {
         if let (false, Some((part, point))) = (opts.warm, mounts::first_mount(path)) {
             return Err(SendError::Mounted {
@@ -288,9 +290,17 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
                 point,
             });
         }
-        let (d, desc) = source_disk(disk, path, opts.all_blocks)?;
+        let (d, desc) = source_disk(disk, path, opts.all_blocks, &mut arrays)?;
         machine.disks.push(desc);
         disks.push(d);
+    }
+    for (i, note) in arrays.degraded() {
+        log::warn!("{note}");
+        if let (Some(d), Some(desc)) = (disks.get_mut(i), machine.disks.get_mut(i)) {
+            d.announce.notes.push(note.clone());
+            d.report.notes.push(note.clone());
+            desc.warnings.push(note);
+        }
     }
     // The running system's hostname is the live image's ("p2xen") or a
     // rescue system's: the server's own name is the one in its /etc/hostname.
@@ -379,22 +389,42 @@ pub fn run(opts: &SendOptions) -> Result<SendReport, SendError> {
 }
 
 /// Opens one source disk, plans its copy and describes it for the receiver.
+/// With `--all-blocks` md members are sent as they are, each of them.
 fn source_disk(
     disk: u16,
     path: &Path,
     all_blocks: bool,
+    arrays: &mut flatten::MdArrays,
 ) -> Result<(SourceDisk, DiskReport), SendError> {
     let dev = Device::open(path)?;
-    let (layout, desc) = layout::describe(&dev);
-    let plan = if all_blocks {
-        plan::whole_disk(dev.size(), "--all-blocks: every block sent")
+    if all_blocks {
+        let (_, desc) = layout::describe(&dev);
+        let plan = plan::whole_disk(dev.size(), "--all-blocks: every block sent");
+        return planned_disk(disk, path, Arc::new(dev), plan, desc);
+    }
+    let d = layout::describe_disk(&dev, usize::from(disk), arrays);
+    let plan = plan::plan(&d.layout);
+    let source: Arc<dyn ReadAt + Send + Sync> = if d.remaps.is_empty() {
+        Arc::new(dev)
     } else {
-        plan::plan(&layout)
+        Arc::new(flatten::Flattened::new(dev, d.remaps))
     };
+    planned_disk(disk, path, source, plan, d.report)
+}
+
+/// The announce and report of one disk whose plan is made; `dev` is what
+/// the copy reads (the disk, or its flattened view).
+fn planned_disk(
+    disk: u16,
+    path: &Path,
+    dev: Arc<dyn ReadAt + Send + Sync>,
+    plan: plan::DiskPlan,
+    desc: DiskReport,
+) -> Result<(SourceDisk, DiskReport), SendError> {
     // Streamed twice rather than collected: memory must not grow with the disk.
     let chunks = plan.pieces().count() as u64;
     let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
-    let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
+    let head = read_vec(dev.as_ref(), 0, dev.size().min(HEAD_LEN) as usize)?;
     let announce = DiskAnnounce {
         disk,
         source: path.display().to_string(),
@@ -416,7 +446,7 @@ fn source_disk(
         ..DiskSendReport::default()
     };
     let d = SourceDisk {
-        source: Arc::new(dev),
+        source: dev,
         plan: Arc::new(plan),
         announce,
         digest: DigestState::default(),
