@@ -167,6 +167,30 @@ fn raw_session(r: &Receiver, hello: &[u8], second: Option<&[u8]>) -> serde_json:
 }
 
 #[test]
+fn a_message_out_of_its_phase_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let r = Receiver::start(&store, &d.path().join("state"), &[]);
+    let hello = br#"{"type":"hello","protocol":1,"software":"t","token":"TOKEN"}"#;
+    for (second, expected) in [
+        (
+            r#"{"type":"finish"}"#,
+            "sender sent finish during the start phase: expected start",
+        ),
+        (
+            r#"{"type":"disk_end","disk":0,"content_digest":"x"}"#,
+            "sender sent disk_end during the start phase: expected start",
+        ),
+    ] {
+        let reply = raw_session(&r, hello, Some(second.as_bytes()));
+        assert_eq!(reply["type"], "refused", "{reply}");
+        assert_eq!(reply["reason"], expected, "{reply}");
+        assert_eq!(reply["fatal"], true, "{reply}");
+    }
+    assert!(dir_is_empty(&store), "something was created in the store");
+}
+
+#[test]
 fn bad_and_existing_names_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");

@@ -116,7 +116,33 @@ fn receiver_killed_mid_copy_resumes_after_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1500));
+    let status = |json: bool| {
+        let out = std::process::Command::new(BIN)
+            .args(["receive", "--status", "--state-dir"])
+            .arg(&state)
+            .args(if json { &["--json"][..] } else { &[][..] })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let running: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(running[0]["name"], "killed", "{running}");
+    assert_eq!(running[0]["state"], "running", "{running}");
+    assert!(
+        running[0]["committed_bytes"].as_u64().unwrap() > 0,
+        "{running}"
+    );
     r1.kill9();
+    let interrupted: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(interrupted[0]["state"], "interrupted", "{interrupted}");
+    let table = status(false);
+    let row = table.lines().nth(1).unwrap_or_default().to_string();
+    assert!(table.starts_with("NAME "), "{table}");
+    assert!(
+        row.starts_with("killed ") && row.contains(" interrupted ") && row.contains(" MiB ("),
+        "{table}"
+    );
     let list = std::process::Command::new(BIN)
         .args(["receive", "--list", "--state-dir"])
         .arg(&state)

@@ -455,6 +455,63 @@ fn supplied_kernel_modules_that_do_not_fit_change_nothing() {
     assert!(!fx.xen_dir.join("seed.cfg").exists());
 }
 
+/// `p2xen receive --guest-kernel` checks the files before it listens: a
+/// wrong path is one line naming it and exit 1, not a failed conversion
+/// after the whole copy.
+#[test]
+fn receive_checks_the_guest_kernel_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dom0 = tmp.path().join("dom0");
+    let sk = supplied_kernel(&dom0, 4096);
+    let store = tmp.path().join("store").to_string_lossy().into_owned();
+    let state = tmp.path().join("state").to_string_lossy().into_owned();
+    let receive = |extra: &[&str]| {
+        let mut args = vec![
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        p2xen(&args)
+    };
+    let modules = sk.modules.to_string_lossy().into_owned();
+    let missing = dom0.join("vmlinuz-6.1.0-99-amd64");
+    let out = receive(&[
+        "--guest-kernel",
+        &missing.to_string_lossy(),
+        "--guest-modules",
+        &modules,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "receive: --guest-kernel {}: not a readable file",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    let kernel = sk.kernel.to_string_lossy().into_owned();
+    let out = receive(&["--guest-kernel", &kernel, "--guest-modules", &store]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--guest-modules {store}: no modules.dep in it")),
+        "{stderr}"
+    );
+    assert!(
+        !Path::new(&state).exists(),
+        "made state before checking its arguments"
+    );
+    // The route is for the conversion: with --no-convert it is a usage error.
+    let out = receive(&["--no-convert", "--guest-kernel", &kernel]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn seed_server_disk_layout() {
     let fx = seed();

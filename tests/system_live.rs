@@ -11,7 +11,7 @@
 mod common;
 
 use common::fixtures;
-use common::qemu::{DiskBus, Vm, VmBuilder};
+use common::qemu::{Arch, DiskBus, Vm, VmBuilder};
 use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,32 +19,9 @@ use std::time::{Duration, Instant};
 
 const READY: &str = p2xen::init::READY_MARKER;
 
-fn out(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
-}
-
 /// A VM booting the live kernel and initramfs from out/.
 fn live_vm() -> VmBuilder {
-    Vm::builder(out("vmlinuz"), out("initramfs.img"))
-}
-
-/// Which live image a migration boots.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Arch {
-    Amd64,
-    /// out/i386 (`build/live --arch i386`) on a Core Duo: no long mode.
-    I386,
-}
-
-impl Arch {
-    fn vm(self) -> VmBuilder {
-        match self {
-            Arch::Amd64 => live_vm(),
-            Arch::I386 => {
-                Vm::builder(out("i386/vmlinuz"), out("i386/initramfs.img")).i386("coreduo")
-            }
-        }
-    }
+    Arch::Amd64.live_vm()
 }
 
 /// Bytes no compressor shrinks, different for every `seed` (xorshift64*).
@@ -240,7 +217,7 @@ fn migrate(
         .rsplit_once(':')
         .map_or(String::new(), |(host, _)| host.to_owned());
     let mut builder = arch
-        .vm()
+        .live_vm()
         // fail=poweroff: a failed run ends the VM now instead of waiting in
         // the rescue shell for the hard timeout.
         .append(&format!(

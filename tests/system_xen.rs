@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::qemu::{DiskBus, Vm};
+use common::qemu::{Arch, DiskBus};
 use common::receiver::Receiver;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,6 +99,14 @@ impl Marker {
         }
     }
 
+    /// The 32-bit server: the seed's layout under its own name.
+    fn i386(disk: &str) -> Marker {
+        Marker {
+            host: "i386".into(),
+            ..Marker::seed(disk)
+        }
+    }
+
     /// What the modern server prints: /boot on 2, root on 3, swap on 4.
     fn modern(disk: &str) -> Marker {
         Marker::gpt("modern", disk)
@@ -167,9 +175,14 @@ impl Marker {
 /// Boots a demo image the way its source hardware would (IDE or AHCI disk)
 /// and returns its marker; asserts the image itself was not written.
 fn boot_source(img: &Path, bus: &str, test: &str) -> Marker {
+    boot_source_on("amd64", img, bus, test)
+}
+
+/// [`boot_source`] on a PC of `arch` (i386: qemu-system-i386, no long mode).
+fn boot_source_on(arch: &str, img: &Path, bus: &str, test: &str) -> Marker {
     let before = sha256(img);
     let out = run(Command::new(e2e("boot-source"))
-        .args(["--bus", bus, "--timeout", "180", "--disk"])
+        .args(["--arch", arch, "--bus", bus, "--timeout", "180", "--disk"])
         .arg(img)
         .arg("--log")
         .arg(log_dir(test)));
@@ -190,6 +203,29 @@ fn demo_seed_boots_on_its_source_hardware() {
     let m = boot_source(&seed, "ide", "source-seed");
     // fstab says /dev/hda1: the seed's initramfs offers the old IDE names.
     assert_eq!(m, Marker::seed("sda"));
+}
+
+/// The 32-bit server on a Core Duo (qemu-system-i386): its 686 kernel
+/// from grub legacy's menu.lst, busybox init from /etc/inittab.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn demo_i386_boots_on_its_source_hardware() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let img = demo_server(tmp.path(), "i386");
+    // Its userland is 32-bit (ELFCLASS32), the point of this server.
+    let busybox = tmp.path().join("busybox");
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump /bin/busybox {}", busybox.display()))
+        .arg(format!("{}?offset={}", img.display(), 2048 * 512)));
+    let elf = std::fs::read(&busybox).expect("busybox dumped from the i386 image");
+    assert_eq!(
+        (&elf[..4], elf[4], elf[18]),
+        (&b"\x7fELF"[..], 1, 3),
+        "not an i386 ELF"
+    );
+    let m = boot_source_on("i386", &img, "ide", "source-i386");
+    assert_eq!(m, Marker::i386("sda"));
 }
 
 #[test]
@@ -278,10 +314,6 @@ fn unconverted_seed_fails_under_xen() {
     );
 }
 
-fn out(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("out").join(name)
-}
-
 /// The whole migration of demo server `name`: live image in QEMU with the
 /// demo disk on `bus` (read-only) sends to `p2xen receive --once`, which
 /// converts; then the guest boots under Xen from the store with the config
@@ -291,13 +323,24 @@ fn migrate_and_boot(name: &str, bus: DiskBus, extra: &str) -> Marker {
     migrate_and_boot_with_report(name, bus, extra).0
 }
 
+/// What a migration runs beyond the defaults (the amd64 live image, the
+/// receiver without conversion options).
+#[derive(Clone, Copy, Default)]
+struct Setup {
+    /// The 32-bit live image (out/i386) on a Core Duo.
+    i386: bool,
+    /// `p2xen receive --guest-kernel` with build-demo-servers' xen-kernel/
+    /// (the amd64 kernel the test dom0 runs, an initrd and its modules).
+    supplied_kernel: bool,
+}
+
 /// [`migrate_and_boot`], also returning the store's report.json.
 fn migrate_and_boot_with_report(
     name: &str,
     bus: DiskBus,
     extra: &str,
 ) -> (Marker, serde_json::Value) {
-    migrate_and_boot_checked(name, bus, extra, |_, _| {})
+    migrate_and_boot_checked(name, bus, extra, Setup::default(), |_, _| {})
 }
 
 /// [`migrate_and_boot_with_report`], also running `check` on the source
@@ -307,6 +350,7 @@ fn migrate_and_boot_checked(
     name: &str,
     bus: DiskBus,
     extra: &str,
+    setup: Setup,
     check: impl FnOnce(&Path, &Path),
 ) -> (Marker, serde_json::Value) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -321,14 +365,39 @@ fn migrate_and_boot_checked(
     let before = sha256(&img);
     let logs = log_dir(&format!("migrate-{name}{}", extra.replace([' ', '='], "-")));
 
-    let mut receiver = Receiver::start(tmp.path(), &[]);
+    let xk = tmp.path().join("xen-kernel");
+    let kv = std::fs::read_dir(xk.join("modules"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let supplied = [
+        format!(
+            "--guest-kernel={}",
+            xk.join(format!("vmlinuz-{kv}")).display()
+        ),
+        format!(
+            "--guest-initrd={}",
+            xk.join(format!("initrd.img-{kv}")).display()
+        ),
+        format!("--guest-modules={}", xk.join("modules").join(&kv).display()),
+    ];
+    let receiver_args: Vec<&str> = if setup.supplied_kernel {
+        supplied.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
+    };
+    let mut receiver = Receiver::start(tmp.path(), &receiver_args);
     let params = format!(
         // fail=poweroff: a failed migration ends the VM now instead of
         // waiting in the rescue shell for the hard timeout.
         "quiet {} p2xen.name={name} p2xen.fail=poweroff {extra}",
         receiver.guest_params()
     );
-    let vm = Vm::builder(out("vmlinuz"), out("initramfs.img"))
+    let arch = if setup.i386 { Arch::I386 } else { Arch::Amd64 };
+    let vm = arch
+        .live_vm()
         .append(&params)
         .disk(&img, bus, false)
         .nic("e1000")
@@ -485,7 +554,8 @@ fn btrfs_subvolume_server_migrated_by_p2xen_boots_under_xen() {
     let started = Instant::now();
     let mut used = 0u64;
     let mut check_out = String::new();
-    let (m, report) = migrate_and_boot_checked("btrfs", DiskBus::Ahci, "", |src, store| {
+    let setup = Setup::default();
+    let (m, report) = migrate_and_boot_checked("btrfs", DiskBus::Ahci, "", setup, |src, store| {
         let part = partition_file(src, 3, &store.join("source-p3.img"));
         let sup = run(Command::new("btrfs")
             .args(["inspect-internal", "dump-super"])
@@ -528,6 +598,74 @@ fn btrfs_subvolume_server_migrated_by_p2xen_boots_under_xen() {
 fn seed_migrated_by_p2xen_boots_under_xen() {
     let m = migrate_and_boot("seed", DiskBus::Ide, "");
     assert_eq!(m, Marker::seed("xvda"));
+}
+
+/// A 32-bit server (686 kernel, i386 busybox, busybox init, /dev/hda fstab,
+/// grub legacy) migrated by the 32-bit live image on a Core Duo: Linux has
+/// no 32-bit PV guests since 5.9, so `p2xen receive --guest-kernel` boots
+/// it PV with the amd64 kernel the Xen host's dom0 runs, whose modules go
+/// into the copy's /lib/modules; the 32-bit userland runs on it through
+/// IA32 emulation.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn i386_server_migrated_by_the_32bit_live_image_boots_a_supplied_kernel_under_xen() {
+    let started = Instant::now();
+    let mut modules_dep = String::new();
+    let setup = Setup {
+        i386: true,
+        supplied_kernel: true,
+    };
+    let (m, report) = migrate_and_boot_checked("i386", DiskBus::Ide, "", setup, |_, store| {
+        let root = format!(
+            "{}?offset={}",
+            store.join("disk0.img").display(),
+            2048 * 512
+        );
+        let ls = run(Command::new("debugfs")
+            .args(["-R", "ls -p /lib/modules"])
+            .arg(&root));
+        let kv = ls
+            .split('/')
+            .find(|w| w.ends_with("-amd64"))
+            .unwrap_or_else(|| panic!("no amd64 modules in the copy's /lib/modules: {ls}"))
+            .to_owned();
+        modules_dep = run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat /lib/modules/{kv}/modules.dep"))
+            .arg(&root));
+    });
+    assert_eq!(m, Marker::i386("xvda"));
+    assert!(
+        modules_dep.contains("kernel/drivers/block/xen-blkfront.ko"),
+        "copy's modules.dep: {modules_dep}"
+    );
+    let conv = &report["conversion"];
+    assert_eq!(conv["boot_route"], "supplied-kernel", "{conv}");
+    assert_eq!(conv["type"], "pv", "{conv}");
+    let installed = conv["fixups"]
+        .as_array()
+        .and_then(|f| {
+            f.iter().find(|x| {
+                x["file"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/lib/modules/"))
+            })
+        })
+        .unwrap_or_else(|| panic!("no modules install in {conv}"));
+    assert!(
+        installed["diff"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("cp -a ") && d.contains("xen-kernel/modules/")),
+        "{installed}"
+    );
+    let disk = &report["disks"][0];
+    eprintln!(
+        "i386 server: {} of {} bytes sent (plan {}); {:.0} s in all",
+        disk["committed_bytes"],
+        disk["size_bytes"],
+        disk["plan_bytes"],
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::supplied_kernel::SuppliedKernel;
 use super::{Bootloader, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout, XenType};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +44,14 @@ pub struct ConvertArgs {
     /// Overwrite an existing config and partition images.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub guest_kernel: GuestKernelArgs,
+}
+
+/// `--guest-kernel` and its companions, shared by `p2xen convert` and
+/// `p2xen receive` (which applies them to every conversion it runs).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GuestKernelArgs {
     /// Boot the guest PV with this Xen-capable kernel from dom0 instead of
     /// its own (which lacks Xen support, or is 32-bit); `dom0` for dom0's
     /// running kernel. Its modules are installed into the guest.
@@ -54,6 +63,23 @@ pub struct ConvertArgs {
     /// The modules of --guest-kernel, /lib/modules/VERSION (default for dom0: its own).
     #[arg(long, value_name = "DIR", requires = "guest_kernel")]
     pub guest_modules: Option<PathBuf>,
+}
+
+impl GuestKernelArgs {
+    /// The supplied kernel, its files checked to exist; `None` without
+    /// `--guest-kernel`. The error names the missing file.
+    pub fn resolve(&self) -> Result<Option<SuppliedKernel>, GuestError> {
+        self.guest_kernel
+            .as_deref()
+            .map(|k| {
+                SuppliedKernel::resolve(
+                    k,
+                    self.guest_initrd.as_deref(),
+                    self.guest_modules.as_deref(),
+                )
+            })
+            .transpose()
+    }
 }
 
 /// `p2xen convert`: prints the summary, or logs the error; the exit status says which.
@@ -83,17 +109,7 @@ fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     req.dry_run = args.dry_run;
     req.skip = args.no_fixup.clone();
     req.force = args.force;
-    req.guest_kernel = args
-        .guest_kernel
-        .as_deref()
-        .map(|k| {
-            super::supplied_kernel::SuppliedKernel::resolve(
-                k,
-                args.guest_initrd.as_deref(),
-                args.guest_modules.as_deref(),
-            )
-        })
-        .transpose()?;
+    req.guest_kernel = args.guest_kernel.resolve()?;
     super::convert(&req)
 }
 

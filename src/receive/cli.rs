@@ -5,17 +5,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::admission::AdmissionLimits;
+use crate::guest::cli::GuestKernelArgs;
 use crate::wire::name::MigrationName;
 use crate::wire::rate::Rate;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiveArgs {
     /// Address to listen on, ADDR:PORT.
-    #[arg(long, required_unless_present_any = ["list", "limit"])]
+    #[arg(long, required_unless_present_any = ["list", "status", "limit"])]
     pub listen: Option<String>,
     /// Where images go: a directory (sparse STORE/NAME/diskN.img), lvm:VG,
     /// or dev:/dev/X[,/dev/Y...] (disk N to the Nth existing device).
-    #[arg(long, required_unless_present_any = ["list", "limit"])]
+    #[arg(long, required_unless_present_any = ["list", "status", "limit"])]
     pub store: Option<String>,
     /// Bandwidth limit: `--limit RATE` for every session of this receiver;
     /// `--limit NAME RATE` (no --listen) changes migration NAME's limit,
@@ -41,12 +42,21 @@ pub struct ReceiveArgs {
     /// List interrupted migrations and exit.
     #[arg(long)]
     pub list: bool,
+    /// Show running and interrupted migrations with their progress (a
+    /// table, or JSON with --json) and exit; reads only the state directory.
+    #[arg(long)]
+    pub status: bool,
     /// Directory for the guests' xl configs written by the conversion.
     #[arg(long, default_value = "/etc/xen")]
     pub xen_dir: PathBuf,
     /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "guest_kernel")]
     pub no_convert: bool,
+    /// The supplied-kernel route for every conversion this receiver runs
+    /// (as `p2xen convert --guest-kernel`): for servers whose own kernel
+    /// cannot run under Xen, such as 32-bit ones.
+    #[command(flatten)]
+    pub guest_kernel: GuestKernelArgs,
     /// Seconds a client has for its TLS handshake and hello together.
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub hello_timeout: u64,
@@ -60,8 +70,8 @@ pub struct ReceiveArgs {
 
 /// Serves migrations, or lists the interrupted ones with `--list`.
 pub fn run(a: ReceiveArgs) -> ExitCode {
-    if a.list {
-        print_interrupted(&a);
+    if a.list || a.status {
+        print_unfinished(&a);
         return ExitCode::SUCCESS;
     }
     if let [name, rate] = a.limit.as_slice() {
@@ -79,6 +89,15 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
         log::error!("--listen and --store are required");
         return ExitCode::FAILURE;
     };
+    // Checked before listening: a missing kernel file would otherwise
+    // surface only after a whole copy, as a failed conversion.
+    let guest_kernel = match a.guest_kernel.resolve() {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("receive: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = super::ReceiveOptions {
         listen,
         store,
@@ -88,6 +107,7 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
         force: a.force,
         json: a.json,
         xen_dir: (!a.no_convert).then_some(a.xen_dir),
+        guest_kernel,
         admission: AdmissionLimits {
             total: usize::try_from(a.max_unauthenticated).unwrap_or(usize::MAX),
             per_address: usize::try_from(a.max_unauthenticated_per_address).unwrap_or(usize::MAX),
@@ -136,12 +156,22 @@ fn set_limit(state_dir: &std::path::Path, name: &str, rate: &str) -> ExitCode {
     }
 }
 
-fn print_interrupted(a: &ReceiveArgs) {
-    let list = super::list_interrupted(&a.state_dir);
+fn print_unfinished(a: &ReceiveArgs) {
+    let mut list = super::list_unfinished(&a.state_dir);
+    if !a.status {
+        list.retain(|m| m.state == super::RunState::Interrupted);
+    }
     if a.json {
         println!("{}", serde_json::to_string(&list).unwrap_or_default());
     } else if list.is_empty() {
-        println!("no interrupted migrations in {}", a.state_dir.display());
+        let what = if a.status {
+            "unfinished"
+        } else {
+            "interrupted"
+        };
+        println!("no {what} migrations in {}", a.state_dir.display());
+    } else if a.status {
+        print!("{}", status_table(&list));
     } else {
         for m in list {
             println!(
@@ -155,4 +185,49 @@ fn print_interrupted(a: &ReceiveArgs) {
             );
         }
     }
+}
+
+/// One line per migration under a header, columns aligned.
+fn status_table(list: &[super::Unfinished]) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "STATE".into(),
+        "DISKS".into(),
+        "COMMITTED".into(),
+        "RATE".into(),
+        "SESSIONS".into(),
+        "STORE".into(),
+    ]];
+    for m in list {
+        let pct = 100.0 * m.committed_bytes as f64 / m.plan_bytes.max(1) as f64;
+        let rate = m.progress.as_ref().map_or("-".to_string(), |p| {
+            format!("{:.1} MiB/s", p.bytes_per_sec / 1048576.0)
+        });
+        rows.push([
+            m.name.clone(),
+            m.state.to_string(),
+            m.disks.to_string(),
+            format!(
+                "{} of {} MiB ({pct:.0}%)",
+                m.committed_bytes >> 20,
+                m.plan_bytes >> 20
+            ),
+            rate,
+            m.sessions.to_string(),
+            m.store.display().to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect()
 }

@@ -40,6 +40,8 @@ pub struct ReceiveOptions {
     /// Run the guest conversion after a verified copy, writing xl configs
     /// here (`--xen-dir`, default /etc/xen); `None` with `--no-convert`.
     pub xen_dir: Option<PathBuf>,
+    /// `--guest-kernel`: the kernel every conversion boots the guest with.
+    pub guest_kernel: Option<crate::guest::supplied_kernel::SuppliedKernel>,
     /// Caps and deadline before authentication.
     pub admission: AdmissionLimits,
     /// Bandwidth limit of each session (`--limit RATE`); a migration's own
@@ -144,35 +146,13 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
             source,
         })?;
     }
-    let listener = TcpListener::bind(&opts.listen).map_err(|source| ReceiveError::Listen {
+    let listen_error = |source| ReceiveError::Listen {
         addr: opts.listen.clone(),
         source,
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ReceiveError::Listen {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let server = advertised(local);
-    let params = format!(
-        "p2xen.server={server} p2xen.token={} p2xen.fingerprint={}",
-        creds.token, creds.fingerprint
-    );
-    let mut out = io::stdout().lock();
-    if opts.json {
-        let ev = serde_json::json!({"event": "listening", "address": local.to_string(), "server": server,
-            "fingerprint": creds.fingerprint, "token": creds.token, "kernel_parameters": params});
-        let _ = writeln!(out, "{ev}");
-    } else {
-        let _ = writeln!(out, "p2xen receiver listening on {local}");
-        let _ = writeln!(out, "fingerprint: {}", creds.fingerprint);
-        let _ = writeln!(out, "token: {}", creds.token);
-        let _ = writeln!(out, "kernel parameters: {params}");
-    }
-    let _ = out.flush();
-    drop(out);
-
+    };
+    let listener = TcpListener::bind(&opts.listen).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    print_listening(opts.json, local, &creds);
     let ctx = Arc::new(Ctx::new(
         tls::server_config(&creds.identity)?,
         creds.token,
@@ -181,40 +161,7 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
         opts,
     ));
     let (done_tx, done_rx) = mpsc::channel::<Outcome>();
-    let accept_ctx = ctx.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let tcp = match conn {
-                Ok(t) => t,
-                Err(e) => {
-                    log::warn!("accept: {e}");
-                    continue;
-                }
-            };
-            // Over the cap: closed before any TLS state or thread exists.
-            let ticket = match tcp
-                .peer_addr()
-                .map(|a| (a, accept_ctx.admission.admit(a.ip())))
-            {
-                Ok((_, Ok(t))) => t,
-                Ok((addr, Err(e))) => {
-                    log::warn!("refused: {addr}: {e}");
-                    continue;
-                }
-                Err(e) => {
-                    log::warn!("accept: no peer address: {e}");
-                    continue;
-                }
-            };
-            let ctx = accept_ctx.clone();
-            let tx = done_tx.clone();
-            // One thread per session: several sources migrate at once.
-            std::thread::spawn(move || {
-                let outcome = session::serve(tcp, &ctx, ticket);
-                let _ = tx.send(outcome);
-            });
-        }
-    });
+    std::thread::spawn(move || accept(listener, ctx, done_tx));
     for outcome in done_rx.iter() {
         match outcome {
             Outcome::Refused(r) => log::warn!("refused: {r}"),
@@ -241,40 +188,127 @@ pub fn run(opts: &ReceiveOptions) -> Result<(), ReceiveError> {
     Ok(())
 }
 
+/// What the administrator needs to start the live image: address,
+/// fingerprint, token, and all three as kernel parameters.
+fn print_listening(json: bool, local: SocketAddr, creds: &Credentials) {
+    let server = advertised(local);
+    let params = format!(
+        "p2xen.server={server} p2xen.token={} p2xen.fingerprint={}",
+        creds.token, creds.fingerprint
+    );
+    let mut out = io::stdout().lock();
+    if json {
+        let ev = serde_json::json!({"event": "listening", "address": local.to_string(), "server": server,
+            "fingerprint": creds.fingerprint, "token": creds.token, "kernel_parameters": params});
+        let _ = writeln!(out, "{ev}");
+    } else {
+        let _ = writeln!(out, "p2xen receiver listening on {local}");
+        let _ = writeln!(out, "fingerprint: {}", creds.fingerprint);
+        let _ = writeln!(out, "token: {}", creds.token);
+        let _ = writeln!(out, "kernel parameters: {params}");
+    }
+    let _ = out.flush();
+}
+
+/// Accepts connections for ever, one session thread each; every session's
+/// outcome goes to `done`.
+fn accept(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<Outcome>) {
+    for conn in listener.incoming() {
+        let tcp = match conn {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        // Over the cap: closed before any TLS state or thread exists.
+        let ticket = match tcp.peer_addr().map(|a| (a, ctx.admission.admit(a.ip()))) {
+            Ok((_, Ok(t))) => t,
+            Ok((addr, Err(e))) => {
+                log::warn!("refused: {addr}: {e}");
+                continue;
+            }
+            Err(e) => {
+                log::warn!("accept: no peer address: {e}");
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let tx = done.clone();
+        // One thread per session: several sources migrate at once.
+        std::thread::spawn(move || {
+            let outcome = session::serve(tcp, &ctx, ticket);
+            let _ = tx.send(outcome);
+        });
+    }
+}
+
+/// Whether a session is writing an unfinished migration now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    /// Nobody writes it: the sender resumes it when it reconnects.
+    Interrupted,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Interrupted => "interrupted",
+        })
+    }
+}
+
 /// An unfinished migration found in the state directory.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Interrupted {
+pub struct Unfinished {
     pub name: String,
+    pub state: RunState,
     pub store: PathBuf,
     pub sessions: u32,
     pub disks: usize,
     pub committed_bytes: u64,
     pub plan_bytes: u64,
+    /// A running session's last progress record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<session::Progress>,
 }
 
-/// `p2xen receive --list`: migrations with a journal but no verified report.
-pub fn list_interrupted(state_dir: &Path) -> Vec<Interrupted> {
+/// `p2xen receive --status` / `--list`: migrations with a journal but no
+/// verified report, by name.
+pub fn list_unfinished(state_dir: &Path) -> Vec<Unfinished> {
     let Ok(dir) = std::fs::read_dir(state_dir.join("journal")) else {
         return Vec::new();
     };
-    let mut out: Vec<Interrupted> = dir
+    let mut out: Vec<Unfinished> = dir
         .flatten()
         .filter_map(|e| {
+            let jdir = e.path();
             let meta: session::Meta =
-                serde_json::from_slice(&std::fs::read(e.path().join("meta.json")).ok()?).ok()?;
+                serde_json::from_slice(&std::fs::read(jdir.join("meta.json")).ok()?).ok()?;
             let committed_bytes = (0..meta.disks.len())
-                .filter_map(|i| {
-                    journal::Journal::open(&e.path().join(format!("disk{i}.journal"))).ok()
-                })
+                .filter_map(|i| journal::Journal::open(&jdir.join(format!("disk{i}.journal"))).ok())
                 .map(|j| j.committed_bytes())
                 .sum();
-            Some(Interrupted {
+            let state = match session::is_running(&jdir) {
+                true => RunState::Running,
+                false => RunState::Interrupted,
+            };
+            let progress = (state == RunState::Running)
+                .then(|| std::fs::read(session::progress_path(&jdir)).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            Some(Unfinished {
                 name: meta.name,
+                state,
                 store: meta.store,
                 sessions: meta.sessions,
                 disks: meta.disks.len(),
                 committed_bytes,
                 plan_bytes: meta.disks.iter().map(|d| d.plan_bytes).sum(),
+                progress,
             })
         })
         .collect();

@@ -16,6 +16,7 @@ pub mod name;
 pub mod probe;
 pub mod rate;
 pub mod report;
+pub mod sequence;
 pub mod tls;
 
 /// The software both ends announce (`Hello`, the report).

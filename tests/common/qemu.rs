@@ -22,6 +22,27 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Which live image (`build/live`) a VM boots.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Arch {
+    /// out/vmlinuz and out/initramfs.img.
+    Amd64,
+    /// out/i386 (`build/live --arch i386`) on a Core Duo: no long mode.
+    I386,
+}
+
+impl Arch {
+    /// A VM booting this live image's kernel and initramfs.
+    pub fn live_vm(self) -> VmBuilder {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("out");
+        match self {
+            Arch::Amd64 => Vm::builder(out.join("vmlinuz"), out.join("initramfs.img")),
+            Arch::I386 => Vm::builder(out.join("i386/vmlinuz"), out.join("i386/initramfs.img"))
+                .i386("coreduo"),
+        }
+    }
+}
+
 /// How a disk is attached; each maps to the QEMU devices that model it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskBus {

@@ -8,10 +8,12 @@ console_text() { tr -d '\r\000' <"$1" 2>/dev/null || true; }
 strip_ansi() { sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
 
 # Starts QEMU in the background under a hard timeout (SIGTERM, then SIGKILL
-# 5 s later); sets VM_PID. The caller's EXIT trap calls vm_kill.
+# 5 s later); sets VM_PID. The caller's EXIT trap calls vm_kill. QEMU_SYSTEM
+# picks the binary (default qemu-system-x86_64; qemu-system-i386 for a PC
+# without long mode).
 vm_start() { # TIMEOUT_SECS QEMU-ARGS...
   local t="$1"; shift
-  timeout -k 5 "$t" qemu-system-x86_64 -accel tcg "$@" &
+  timeout -k 5 "$t" "${QEMU_SYSTEM:-qemu-system-x86_64}" -accel tcg "$@" &
   VM_PID=$!
 }
 
