@@ -992,39 +992,19 @@ fn modern_debian_pvh_dry_run_via_cli() {
 
 // ------------------------------------------------------------- (c) md RAID1
 
-/// An md v1.0 superblock (struct mdp_superblock_1) for a RAID1 member of
-/// `size` bytes, with a valid checksum. Written by hand because dom0-style
-/// test machines lack the md driver that `mdadm --create` needs.
+/// An md v1.0 superblock for a RAID1 member of `size` bytes (the second
+/// slot missing), with a valid checksum.
 fn md10_superblock(size: u64) -> (u64, Vec<u8>) {
-    let sb_off = (size - 8192) & !4095;
-    let max_dev = 2u32;
-    let mut sb = vec![0u8; 256 + 2 * max_dev as usize];
-    let put32 = |sb: &mut Vec<u8>, o: usize, v: u32| sb[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 = |sb: &mut Vec<u8>, o: usize, v: u64| sb[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut sb, 0, 0xa92b_4efc);
-    put32(&mut sb, 4, 1);
-    sb[16..32].copy_from_slice(&[0x11; 16]);
-    sb[32..40].copy_from_slice(b"srv:0\0\0\0");
-    put32(&mut sb, 72, 1); // level
-    let data_sectors = sb_off / 512 - 16;
-    put64(&mut sb, 80, data_sectors);
-    put32(&mut sb, 92, 2); // raid_disks
-    put64(&mut sb, 128, 0); // data_offset
-    put64(&mut sb, 136, data_sectors);
-    put64(&mut sb, 144, sb_off / 512);
-    sb[168..184].copy_from_slice(&[0x22; 16]);
-    put64(&mut sb, 200, 10); // events
-    put64(&mut sb, 208, u64::MAX); // resync_offset: clean
-    put32(&mut sb, 220, max_dev);
-    sb[256..258].copy_from_slice(&0u16.to_le_bytes());
-    sb[258..260].copy_from_slice(&0xffffu16.to_le_bytes());
-    let mut sum: u64 = 0;
-    for w in sb.chunks_exact(4) {
-        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let csum = (sum & 0xffff_ffff) + (sum >> 32);
-    put32(&mut sb, 216, csum as u32);
-    (sb_off, sb)
+    let mut sb = common::md::Sb1::raid1("1.0", size, 0);
+    let sb_off = common::md::sb1_offset("1.0", size);
+    sb.set_uuid = [0x11; 16];
+    sb.name = "srv:0";
+    sb.size = sb_off / 512 - 16;
+    sb.data_size = sb.size;
+    sb.dev_uuid = [0x22; 16];
+    sb.events = 10;
+    sb.roles = vec![0, 0xffff];
+    sb.build(size)
 }
 
 const MD_FSTAB: &str = "/dev/md0  /  ext4  errors=remount-ro  0  1\n";

@@ -164,7 +164,7 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    fn new(kind: FsKind) -> Self {
+    pub(crate) fn new(kind: FsKind) -> Self {
         Filesystem {
             kind,
             label: None,
