@@ -31,6 +31,9 @@ pub struct DevMap {
     rename: bool,
     /// Flattened md arrays: `/dev/mdN` (and `/dev/md/N`) → the member's new name.
     md: Vec<(String, String)>,
+    /// Flattened md arrays by array UUID (mdadm's spelling, lower case):
+    /// udev's `/dev/disk/by-id/md-uuid-UUID` → the member's new name.
+    md_uuids: Vec<(String, String)>,
     /// Partition numbers copied, per disk; `None` = not known (map all).
     parts: Option<Vec<Vec<u32>>>,
     /// Filesystem UUIDs of the copied volumes.
@@ -52,6 +55,7 @@ impl DevMap {
             disks,
             rename,
             md: Vec::new(),
+            md_uuids: Vec::new(),
             parts: None,
             uuids: Vec::new(),
             serials: Vec::new(),
@@ -113,10 +117,28 @@ impl DevMap {
         self.md.push((md_name.to_string(), target.to_string()));
     }
 
+    /// A flattened array known by its UUID (`xxxxxxxx:xxxxxxxx:...`).
+    pub fn add_md_uuid(&mut self, uuid: &str, target: &str) {
+        self.md_uuids
+            .push((uuid.to_ascii_lowercase(), target.to_string()));
+    }
+
+    /// Some md array was flattened: the md boot arguments go.
+    fn any_md(&self) -> bool {
+        !self.md.is_empty() || !self.md_uuids.is_empty()
+    }
+
     pub fn map(&self, dev: &str) -> Mapped {
         let Some(name) = dev.strip_prefix("/dev/") else {
             return Mapped::Same;
         };
+        if let Some(u) = name.strip_prefix("disk/by-id/md-uuid-") {
+            let u = u.to_ascii_lowercase();
+            return match self.md_uuids.iter().find(|(m, _)| *m == u) {
+                Some((_, t)) => Mapped::To(t.clone()),
+                None => Mapped::Same,
+            };
+        }
         if let Some(n) = name
             .strip_prefix("disk/by-id/")
             .or_else(|| name.strip_prefix("disk/by-path/"))
@@ -269,7 +291,7 @@ pub fn map_cmdline_devices(line: &str, map: &DevMap) -> String {
         let end = after.find(char::is_whitespace).unwrap_or(after.len());
         let (tok, tail) = after.split_at(end);
         rest = tail;
-        let kept = if map.md.is_empty() {
+        let kept = if !map.any_md() {
             tok.to_string()
         } else {
             without_md_arg(tok)
