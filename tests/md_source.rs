@@ -29,8 +29,8 @@ const DATA_LEN: u64 = PART_SIZE - DATA_OFFSET;
 /// The array's UUID as mdadm prints it (`Sb1::raid1`'s set_uuid).
 const ARRAY_UUID: &str = "3a1f229c:445d6e70:8192a3b4:c5d6e7f8";
 
-/// The ext4 that lives inside the array (the size of the array), with files.
-fn inner_fs(dir: &Path) -> PathBuf {
+/// The ext4 that lives inside the array (`len`: the array's size), with files.
+fn inner_fs(dir: &Path, len: u64) -> PathBuf {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::create_dir_all(tree.join("var/lib")).unwrap();
@@ -40,11 +40,8 @@ fn inner_fs(dir: &Path) -> PathBuf {
         .map(|i| format!("line {i} of the log\n"))
         .collect();
     std::fs::write(tree.join("var/log.txt"), log).unwrap();
-    let img = dir.join("inner.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(DATA_LEN)
-        .unwrap();
+    let img = dir.join(format!("inner-{len}.img"));
+    std::fs::File::create(&img).unwrap().set_len(len).unwrap();
     run(Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-L", "root"])
         .args(["-U", "5e5e5e5e-0000-4000-8000-00000000000a"])
@@ -68,30 +65,60 @@ fn used_bytes(img: &Path) -> u64 {
     (field("Block count:") - field("Free blocks:")) * field("Block size:")
 }
 
-/// One member partition: noise (so a misplaced byte shows), the 1.2
-/// superblock at 4 KiB and the inner filesystem at 1 MiB; checked by
+/// Where the array's data lies in a member of metadata `version`: (byte
+/// offset, length). 0.90 and 1.0 keep the superblock after the data.
+fn data_area(version: &str) -> (u64, u64) {
+    match version {
+        "0.90" => (0, PART_SIZE - 64 * 1024),
+        "1.0" => (0, PART_SIZE - 8192),
+        _ => (DATA_OFFSET, DATA_LEN),
+    }
+}
+
+/// One member partition: noise (so a misplaced byte shows), the superblock
+/// of `version` and the inner filesystem at the data offset; checked by
 /// `mdadm --examine`.
-fn member(dir: &Path, inner: &Path, dev_number: u32, seed: u64) -> PathBuf {
-    let p = dir.join(format!("member{dev_number}.img"));
+fn member(dir: &Path, inner: &Path, version: &'static str, dev_number: u32, seed: u64) -> PathBuf {
+    let p = dir.join(format!("member-{version}-{dev_number}.img"));
     std::fs::write(&p, noise(PART_SIZE as usize, seed)).unwrap();
-    let mut sb = Sb1::raid1("1.2", PART_SIZE, dev_number);
-    sb.dev_uuid = [0x20 + dev_number as u8; 16];
-    let (off, bytes) = sb.build(PART_SIZE);
-    assert_eq!(off, 4096);
+    let (data_offset, data_len) = data_area(version);
+    assert_eq!(std::fs::metadata(inner).unwrap().len(), data_len);
+    patch(&p, data_offset, &std::fs::read(inner).unwrap());
+    let template = Sb1::raid1("1.2", PART_SIZE, dev_number);
+    let mut wants = vec![
+        "Magic : a92b4efc".to_string(),
+        "Raid Level : raid1".to_string(),
+        "Raid Devices : 2".to_string(),
+    ];
+    let (off, bytes) = if version == "0.90" {
+        wants.push("Version : 0.90.00".into());
+        common::md::sb090_raid1(PART_SIZE, template.set_uuid, dev_number)
+    } else {
+        let mut sb = Sb1::raid1(version, PART_SIZE, dev_number);
+        sb.dev_uuid = [0x20 + dev_number as u8; 16];
+        wants.extend([
+            format!("Version : {version}"),
+            format!("Array UUID : {ARRAY_UUID}"),
+            format!("Avail Dev Size : {} sectors", data_len / 512),
+            format!(
+                "Super Offset : {} sectors",
+                common::md::sb1_offset(version, PART_SIZE) / 512
+            ),
+            format!("Device Role : Active device {dev_number}"),
+        ]);
+        // mdadm leaves the line out when the data starts at the member's start.
+        if data_offset > 0 {
+            wants.push(format!("Data Offset : {} sectors", data_offset / 512));
+        }
+        sb.build(PART_SIZE)
+    };
     patch(&p, off, &bytes);
-    patch(&p, DATA_OFFSET, &std::fs::read(inner).unwrap());
     let ex = tool_stdout("mdadm", "mdadm", &["--examine", &p.display().to_string()]);
-    for want in [
-        "Magic : a92b4efc",
-        "Version : 1.2",
-        &format!("Array UUID : {ARRAY_UUID}"),
-        "Raid Level : raid1",
-        "Raid Devices : 2",
-        "Data Offset : 2048 sectors",
-        "Super Offset : 8 sectors",
-        &format!("Device Role : Active device {dev_number}"),
-    ] {
-        assert!(ex.contains(want), "no {want:?} in mdadm --examine:\n{ex}");
+    for want in &wants {
+        assert!(
+            ex.contains(want.as_str()),
+            "no {want:?} in mdadm --examine:\n{ex}"
+        );
     }
     assert!(
         ex.contains("Checksum : ") && ex.contains(" - correct"),
@@ -140,22 +167,23 @@ fn migrate(dir: &Path, name: &str, sources: &[&Path]) -> (serde_json::Value, Pat
     (last, store.join(name))
 }
 
-/// The target's partition holds the inner filesystem, byte for byte, and
-/// zeros after it; e2fsck and debugfs read it.
-fn assert_flattened(target: &Path, inner: &Path, dir: &Path) {
+/// The target's partition holds the inner filesystem (`data_len` bytes),
+/// byte for byte, and zeros after it (no superblock); e2fsck and debugfs
+/// read it.
+fn assert_flattened(target: &Path, inner: &Path, data_len: u64, dir: &Path) {
     assert_eq!(
-        hash_range(target, PART, DATA_LEN as usize),
+        hash_range(target, PART, data_len as usize),
         hash_file(inner),
         "the target partition is not the inner filesystem"
     );
     assert!(
-        peek(target, PART + DATA_LEN, (PART_SIZE - DATA_LEN) as usize)
+        peek(target, PART + data_len, (PART_SIZE - data_len) as usize)
             .iter()
             .all(|&b| b == 0),
         "the partition's tail after the array's data is not zero"
     );
     e2fsck_ok(target, PART);
-    let a = dir.join("tree-target");
+    let a = dir.join(format!("tree-target-{data_len}"));
     dump_fs(target, PART, &a);
     let got = tree_hashes(&a);
     let want = tree_hashes(&dir.join("tree"));
@@ -167,10 +195,10 @@ fn assert_flattened(target: &Path, inner: &Path, dir: &Path) {
 fn raid1_12_pair_travels_once_flattened_with_only_used_blocks() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let inner = inner_fs(dir);
+    let inner = inner_fs(dir, DATA_LEN);
     let used = used_bytes(&inner);
-    let a = disk(dir, &member(dir, &inner, 0, 11), "sda.img", 1);
-    let b = disk(dir, &member(dir, &inner, 1, 12), "sdb.img", 2);
+    let a = disk(dir, &member(dir, &inner, "1.2", 0, 11), "sda.img", 1);
+    let b = disk(dir, &member(dir, &inner, "1.2", 1, 12), "sdb.img", 2);
     let (ha, hb) = (hash_file(&a), hash_file(&b));
 
     let (last, out) = migrate(dir, "mirror", &[&a, &b]);
@@ -184,7 +212,7 @@ fn raid1_12_pair_travels_once_flattened_with_only_used_blocks() {
         notes(d0).contains(&format!("md 1.2 RAID1 array {ARRAY_UUID} flattened")),
         "{d0}"
     );
-    assert_flattened(&out.join("disk0.img"), &inner, dir);
+    assert_flattened(&out.join("disk0.img"), &inner, DATA_LEN, dir);
     // Only the inner fs's used blocks, plus the disk outside the partition
     // (the MBR gap and the tail, 2 MiB of noise sent whole).
     let plan0 = d0["plan_bytes"].as_u64().unwrap();
@@ -240,8 +268,8 @@ fn raid1_12_pair_travels_once_flattened_with_only_used_blocks() {
 fn degraded_raid1_migrates_and_is_reported() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let inner = inner_fs(dir);
-    let b = disk(dir, &member(dir, &inner, 1, 13), "sdb.img", 3);
+    let inner = inner_fs(dir, DATA_LEN);
+    let b = disk(dir, &member(dir, &inner, "1.2", 1, 13), "sdb.img", 3);
     let hb = hash_file(&b);
 
     let (last, out) = migrate(dir, "half", &[&b]);
@@ -253,7 +281,7 @@ fn degraded_raid1_migrates_and_is_reported() {
         )),
         "{n}"
     );
-    assert_flattened(&out.join("disk0.img"), &inner, dir);
+    assert_flattened(&out.join("disk0.img"), &inner, DATA_LEN, dir);
     let m = read_json(&out.join("machine.json"));
     let warnings = m["disks"][0]["warnings"].to_string();
     assert!(warnings.contains("is degraded: 1 of 2"), "{m}");
@@ -269,8 +297,8 @@ fn degraded_raid1_migrates_and_is_reported() {
 fn corrupt_superblock_is_named_and_the_member_copied_whole() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let inner = inner_fs(dir);
-    let m0 = member(dir, &inner, 0, 14);
+    let inner = inner_fs(dir, DATA_LEN);
+    let m0 = member(dir, &inner, "1.2", 0, 14);
     // One byte of the array name changed after the checksum was computed.
     patch(&m0, 4096 + 40, b"X");
     let ex = Command::new("mdadm")
@@ -302,4 +330,50 @@ fn corrupt_superblock_is_named_and_the_member_copied_whole() {
         hash_range(&a, PART, PART_SIZE as usize)
     );
     assert_eq!(hash_file(&a), ha, "the source changed");
+}
+
+#[test]
+fn every_metadata_version_flattens_to_the_inner_filesystem() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    for (i, version) in ["0.90", "1.0", "1.1", "1.2"].into_iter().enumerate() {
+        let (_, data_len) = data_area(version);
+        let inner = inner_fs(dir, data_len);
+        let used = used_bytes(&inner);
+        let seed = 20 + i as u64;
+        let a = disk(
+            dir,
+            &member(dir, &inner, version, 0, seed),
+            &format!("sda-{version}.img"),
+            seed,
+        );
+        let b = disk(
+            dir,
+            &member(dir, &inner, version, 1, seed + 10),
+            &format!("sdb-{version}.img"),
+            seed + 10,
+        );
+        let (ha, hb) = (hash_file(&a), hash_file(&b));
+        let (last, out) = migrate(dir, &format!("v{i}"), &[&a, &b]);
+        let d0 = &last["report"]["disks"][0];
+        assert!(
+            notes(d0).contains(&format!("md {version} RAID1 array"))
+                && notes(d0).contains("flattened"),
+            "{version}: {d0}"
+        );
+        assert_flattened(&out.join("disk0.img"), &inner, data_len, dir);
+        let plan0 = d0["plan_bytes"].as_u64().unwrap();
+        let outside = DISK_SIZE - PART_SIZE;
+        eprintln!("md {version}: plan {plan0} bytes, inner fs used {used}, partition {PART_SIZE}");
+        assert!(
+            plan0 >= used + outside && plan0 <= used + outside + MIB,
+            "{version}: {plan0}"
+        );
+        assert_eq!(
+            last["report"]["disks"][1]["plan_bytes"], outside,
+            "{version}: the second member was sent"
+        );
+        assert_eq!(hash_file(&a), ha, "{version}: source disk 0 changed");
+        assert_eq!(hash_file(&b), hb, "{version}: source disk 1 changed");
+    }
 }
