@@ -377,3 +377,42 @@ fn every_metadata_version_flattens_to_the_inner_filesystem() {
         assert_eq!(hash_file(&b), hb, "{version}: source disk 1 changed");
     }
 }
+
+#[test]
+fn a_member_with_a_bad_checksum_leaves_the_array_to_the_healthy_one() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, DATA_LEN);
+    let m0 = member(dir, &inner, "1.2", 0, 15);
+    patch(&m0, 4096 + 40, b"X");
+    let a = disk(dir, &m0, "sda.img", 5);
+    let b = disk(dir, &member(dir, &inner, "1.2", 1, 16), "sdb.img", 6);
+    let (ha, hb) = (hash_file(&a), hash_file(&b));
+
+    let (last, out) = migrate(dir, "onegood", &[&a, &b]);
+    let sent = &last["report"]["disks"];
+    let outside = DISK_SIZE - PART_SIZE;
+    // The damaged first member is not sent, and says why.
+    let n0 = notes(&sent[0]);
+    assert!(
+        n0.contains("not sent (the array travels from disk 1 partition 1; this member's own: ")
+            && n0.contains("md 1.2 superblock at byte 4096: checksum"),
+        "{n0}"
+    );
+    assert_eq!(sent[0]["plan_bytes"], outside, "{}", sent[0]);
+    assert!(
+        peek(&out.join("disk0.img"), PART, PART_SIZE as usize)
+            .iter()
+            .all(|&b| b == 0)
+    );
+    // The healthy second one carries the array, flattened, once.
+    assert!(
+        notes(&sent[1]).contains("md 1.2 RAID1 array"),
+        "{}",
+        sent[1]
+    );
+    assert_flattened(&out.join("disk1.img"), &inner, DATA_LEN, dir);
+    assert!(!notes(&sent[1]).contains("degraded"), "{}", sent[1]);
+    assert_eq!(hash_file(&a), ha);
+    assert_eq!(hash_file(&b), hb);
+}

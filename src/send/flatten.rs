@@ -117,21 +117,63 @@ struct ArraySeen {
     present: u32,
     /// Source disk index and what was sent of it ("partition 1").
     sent: Option<(usize, String)>,
+    /// After a survey of every disk ([`MdArrays::candidate`]): the member
+    /// to send, the first whose data area checks out (else the first).
+    chosen: Option<(usize, String)>,
+    /// Whether `chosen` is one whose data area checks out.
+    chosen_ok: bool,
+}
+
+impl ArraySeen {
+    fn new(raid_disks: u32) -> Self {
+        ArraySeen {
+            raid_disks,
+            present: 0,
+            sent: None,
+            chosen: None,
+            chosen_ok: false,
+        }
+    }
 }
 
 /// What to do with one active RAID1 member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberFate {
-    /// The first member of its array: send the array's data from it.
+    /// The member the array's data is sent from.
     Send,
-    /// The array already travels from this member.
+    /// The array travels from this member.
     Duplicate { disk: usize, what: String },
 }
 
 impl MdArrays {
-    /// Records an active member of `uuid` on source disk `disk`; the first
-    /// one is the one to send. `sendable` false (its data area could not be
-    /// read) lets a later member carry the array.
+    /// Survey, before any disk is planned: an active member of `uuid` on
+    /// source disk `disk`, and whether its data area checks out. With every
+    /// member known, a healthy one carries the array even after a member
+    /// whose superblock is damaged, and the others are not sent.
+    pub fn candidate(
+        &mut self,
+        uuid: &str,
+        raid_disks: u32,
+        disk: usize,
+        what: &str,
+        sendable: bool,
+    ) {
+        let a = self
+            .arrays
+            .entry(uuid.to_string())
+            .or_insert_with(|| ArraySeen::new(raid_disks));
+        a.present += 1;
+        a.raid_disks = a.raid_disks.max(raid_disks);
+        if a.chosen.is_none() || (sendable && !a.chosen_ok) {
+            a.chosen = Some((disk, what.to_string()));
+            a.chosen_ok = sendable;
+        }
+    }
+
+    /// Records an active member of `uuid` on source disk `disk` as it is
+    /// planned. After a survey the chosen member is the one to send;
+    /// without one, the first whose data area could be read (`sendable`)
+    /// is, and members before it are sent too.
     pub fn member(
         &mut self,
         uuid: &str,
@@ -140,11 +182,21 @@ impl MdArrays {
         what: &str,
         sendable: bool,
     ) -> MemberFate {
-        let a = self.arrays.entry(uuid.to_string()).or_insert(ArraySeen {
-            raid_disks,
-            present: 0,
-            sent: None,
-        });
+        let a = self
+            .arrays
+            .entry(uuid.to_string())
+            .or_insert_with(|| ArraySeen::new(raid_disks));
+        if let Some((cd, cw)) = &a.chosen {
+            return if *cd == disk && cw == what {
+                a.sent = Some((disk, what.to_string()));
+                MemberFate::Send
+            } else {
+                MemberFate::Duplicate {
+                    disk: *cd,
+                    what: cw.clone(),
+                }
+            };
+        }
         a.present += 1;
         a.raid_disks = a.raid_disks.max(raid_disks);
         match &a.sent {
@@ -250,6 +302,33 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].0, 1);
         assert!(d[0].1.contains("md array b is degraded: 1 of 2"), "{d:?}");
+    }
+
+    #[test]
+    fn after_a_survey_a_healthy_member_carries_the_array() {
+        let mut m = MdArrays::default();
+        m.candidate("a", 2, 0, "partition 1", false);
+        m.candidate("a", 2, 1, "partition 1", true);
+        assert_eq!(
+            m.member("a", 2, 0, "partition 1", false),
+            MemberFate::Duplicate {
+                disk: 1,
+                what: "partition 1".into()
+            }
+        );
+        assert_eq!(m.member("a", 2, 1, "partition 1", true), MemberFate::Send);
+        assert!(m.degraded().is_empty());
+        // No healthy member: the first is sent (whole), the others not.
+        let mut m = MdArrays::default();
+        m.candidate("b", 3, 0, "partition 2", false);
+        m.candidate("b", 3, 1, "partition 2", false);
+        assert_eq!(m.member("b", 3, 0, "partition 2", false), MemberFate::Send);
+        assert!(matches!(
+            m.member("b", 3, 1, "partition 2", false),
+            MemberFate::Duplicate { disk: 0, .. }
+        ));
+        let d = m.degraded();
+        assert!(d[0].1.contains("2 of 3 members present"), "{d:?}");
     }
 
     proptest::proptest! {

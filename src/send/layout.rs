@@ -95,6 +95,64 @@ pub fn describe_disk(dev: &Device, disk: usize, arrays: &mut MdArrays) -> Descri
     }
 }
 
+/// Before any disk is planned: every active md RAID1 member of `dev`
+/// (source disk `disk`) told to `arrays`, with whether its data area checks
+/// out, so that the member each array travels from is chosen knowing them
+/// all. A disk that cannot be inspected has none (it is copied whole).
+pub fn survey_md(dev: &Device, disk: usize, arrays: &mut MdArrays) {
+    let Ok(report) = inspect::inspect_disk(dev.path()) else {
+        return;
+    };
+    let whole = report
+        .filesystem
+        .iter()
+        .map(|fs| (0, dev.size(), fs, "whole disk".to_string()));
+    let parts = report
+        .partitions
+        .iter()
+        .filter(|p| !p.extended)
+        .filter_map(|p| {
+            let fs = p.filesystem.as_ref()?;
+            Some((
+                p.start_bytes,
+                p.size_bytes,
+                fs,
+                format!("partition {}", p.number),
+            ))
+        });
+    for (start, len, fs, what) in whole.chain(parts) {
+        if let Some(m) = RaidMember::of(dev, start, len, fs) {
+            arrays.candidate(&m.uuid, m.raid_disks, disk, &what, m.data.is_ok());
+        }
+    }
+}
+
+/// An active member of an md RAID1 array, where its data lies.
+struct RaidMember {
+    uuid: String,
+    raid_disks: u32,
+    data: Result<md::MdData, md::MdDataError>,
+}
+
+impl RaidMember {
+    /// `None` for what is not an active RAID1 member (a spare, a faulty
+    /// one, another level, not md).
+    fn of(dev: &Device, start: u64, len: u64, fs: &Filesystem) -> Option<RaidMember> {
+        let active = fs.kind == filesystems::FsKind::LinuxRaidMember
+            && fs.details.md_level.as_deref() == Some("raid1")
+            && fs
+                .details
+                .md_role
+                .as_deref()
+                .is_some_and(|r| r.parse::<u32>().is_ok());
+        active.then(|| RaidMember {
+            uuid: fs.details.md_array_uuid.clone().unwrap_or_default(),
+            raid_disks: fs.details.md_raid_disks.unwrap_or(0),
+            data: md::mirror_data(&Window::new(dev, start, len), fs),
+        })
+    }
+}
+
 /// The per-disk state the regions of one disk are added to.
 struct Member<'a> {
     dev: &'a Device,
@@ -130,21 +188,17 @@ impl Member<'_> {
     ) -> Option<Filesystem> {
         let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
         let version = fs.details.md_metadata.clone().unwrap_or_default();
-        let active = fs
-            .details
-            .md_role
-            .as_deref()
-            .is_some_and(|r| r.parse::<u32>().is_ok());
-        let window = Window::new(self.dev, start, len);
-        let data = md::mirror_data(&window, &fs);
-        let fate = if active {
-            let raid_disks = fs.details.md_raid_disks.unwrap_or(0);
-            Some(
-                self.arrays
-                    .member(&uuid, raid_disks, self.disk, what, data.is_ok()),
-            )
-        } else {
-            None
+        let (fate, data) = match RaidMember::of(self.dev, start, len, &fs) {
+            Some(m) => {
+                let fate =
+                    self.arrays
+                        .member(&m.uuid, m.raid_disks, self.disk, what, m.data.is_ok());
+                (Some(fate), m.data)
+            }
+            None => (
+                None,
+                md::mirror_data(&Window::new(self.dev, start, len), &fs),
+            ),
         };
         let not_sent = |why: String| {
             (
@@ -170,9 +224,12 @@ impl Member<'_> {
                 "its role is {}",
                 fs.details.md_role.as_deref().unwrap_or("unknown")
             )),
-            (Some(MemberFate::Duplicate { disk, what: other }), _) => {
+            (Some(MemberFate::Duplicate { disk, what: other }), Ok(_)) => {
                 not_sent(format!("the array travels from disk {disk} {other}"))
             }
+            (Some(MemberFate::Duplicate { disk, what: other }), Err(e)) => not_sent(format!(
+                "the array travels from disk {disk} {other}; this member's own: {e}"
+            )),
             (Some(MemberFate::Send), Err(e)) => {
                 // Not flattened: the member goes whole and the guest's
                 // conversion deals with it as before.

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::source::device::DeviceError;
+use crate::source::device::{Device, DeviceError};
 use crate::source::mounts;
 use crate::wire::machine::{self, GuestOptions};
 use crate::wire::message::Message;
@@ -176,6 +176,11 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
     machine.options = opts.guest.clone();
     let mut disks = Vec::new();
     let mut arrays = flatten::MdArrays::default();
+    if !opts.all_blocks {
+        for (disk, path) in sources.iter().enumerate() {
+            layout::survey_md(&Device::open(path)?, disk, &mut arrays);
+        }
+    }
     for (disk, path) in (0u16..).zip(&sources) {
         if let (false, Some((part, point))) = (opts.warm, mounts::first_mount(path)) {
             return Err(SendError::Mounted {
