@@ -652,88 +652,18 @@ fn lvm_pv_uuid_and_vg_name_match_pvs() {
 // The members are written here byte by byte, and mdadm --examine and blkid
 // (both read the superblock without the kernel) are the judges.
 
-fn md_csum(sb: &[u8]) -> u32 {
-    let mut sum: u64 = sb
-        .chunks_exact(4)
-        .map(|c| u64::from(u32::from_le_bytes(c.try_into().unwrap())))
-        .sum();
-    if sb.len() % 4 == 2 {
-        sum += u64::from(u16::from_le_bytes([sb[sb.len() - 2], sb[sb.len() - 1]]));
-    }
-    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
-}
-
-const MD_UUID: [u8; 16] = [
-    0x3a, 0x1f, 0x22, 0x9c, 0x44, 0x5d, 0x6e, 0x70, 0x81, 0x92, 0xa3, 0xb4, 0xc5, 0xd6, 0xe7, 0xf8,
-];
-
-fn md1_member(size: u64, version: &str, role: u16) -> Vec<u8> {
+fn md1_member(size: u64, version: &'static str, role: u16) -> Vec<u8> {
     let mut d = vec![0u8; size as usize];
-    let off = match version {
-        "1.0" => (size & !4095) - 8192,
-        "1.1" => 0,
-        _ => 4096,
-    };
-    let mut sb = vec![0u8; 4096];
-    let put = |sb: &mut Vec<u8>, o: usize, v: &[u8]| sb[o..o + v.len()].copy_from_slice(v);
-    put(&mut sb, 0, &0xa92b_4efcu32.to_le_bytes());
-    put(&mut sb, 4, &1u32.to_le_bytes());
-    put(&mut sb, 16, &MD_UUID);
-    put(&mut sb, 32, b"seed:root");
-    put(&mut sb, 72, &1u32.to_le_bytes()); // raid1
-    let data_offset: u64 = if version == "1.0" { 0 } else { 2048 };
-    let data_size = (off / 512).saturating_sub(data_offset).max(1024);
-    put(&mut sb, 80, &data_size.to_le_bytes());
-    put(&mut sb, 92, &2u32.to_le_bytes());
-    put(&mut sb, 128, &data_offset.to_le_bytes());
-    put(&mut sb, 136, &data_size.to_le_bytes());
-    put(&mut sb, 144, &(off / 512).to_le_bytes());
-    put(&mut sb, 160, &u32::from(role).to_le_bytes());
-    put(&mut sb, 168, &[0x11; 16]);
-    put(&mut sb, 208, &u64::MAX.to_le_bytes());
-    put(&mut sb, 220, &2u32.to_le_bytes()); // max_dev
-    put(&mut sb, 256, &0u16.to_le_bytes());
-    put(&mut sb, 258, &1u16.to_le_bytes());
-    let csum = md_csum(&sb[..256 + 2 * 2]);
-    put(&mut sb, 216, &csum.to_le_bytes());
-    d[off as usize..off as usize + 4096].copy_from_slice(&sb);
+    let (off, sb) = common::md::Sb1::raid1(version, size, u32::from(role)).build(size);
+    d[off as usize..off as usize + sb.len()].copy_from_slice(&sb);
     d
 }
 
 fn md090_member(size: u64, raid_disk: u32) -> Vec<u8> {
     let mut d = vec![0u8; size as usize];
-    let off = (size & !65535) - 65536;
-    let mut sb = vec![0u8; 4096];
-    let mut put32 = |o: usize, v: u32| sb[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let words: Vec<u32> = MD_UUID
-        .chunks(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    put32(0, 0xa92b_4efc);
-    put32(8, 90);
-    put32(20, words[0]);
-    put32(28, 1); // raid1
-    put32(32, (off / 1024) as u32); // size in KiB
-    put32(36, 2);
-    put32(40, 2);
-    put32(52, words[1]);
-    put32(56, words[2]);
-    put32(60, words[3]);
-    put32(128 + 4, 1); // state: clean
-    put32(128 + 8, 2); // active
-    put32(128 + 12, 2); // working
-    for disk in 0..2u32 {
-        let base = 512 + disk as usize * 128;
-        put32(base, disk);
-        put32(base + 12, disk);
-        put32(base + 16, 6); // active, sync
-    }
-    put32(3968, raid_disk);
-    put32(3968 + 12, raid_disk);
-    put32(3968 + 16, 6);
-    let csum = md_csum(&sb);
-    sb[152..156].copy_from_slice(&csum.to_le_bytes());
-    d[off as usize..off as usize + 4096].copy_from_slice(&sb);
+    let uuid = common::md::Sb1::raid1("1.2", size, 0).set_uuid;
+    let (off, sb) = common::md::sb090_raid1(size, uuid, raid_disk);
+    d[off as usize..off as usize + sb.len()].copy_from_slice(&sb);
     d
 }
 

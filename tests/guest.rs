@@ -992,39 +992,19 @@ fn modern_debian_pvh_dry_run_via_cli() {
 
 // ------------------------------------------------------------- (c) md RAID1
 
-/// An md v1.0 superblock (struct mdp_superblock_1) for a RAID1 member of
-/// `size` bytes, with a valid checksum. Written by hand because dom0-style
-/// test machines lack the md driver that `mdadm --create` needs.
+/// An md v1.0 superblock for a RAID1 member of `size` bytes (the second
+/// slot missing), with a valid checksum.
 fn md10_superblock(size: u64) -> (u64, Vec<u8>) {
-    let sb_off = (size - 8192) & !4095;
-    let max_dev = 2u32;
-    let mut sb = vec![0u8; 256 + 2 * max_dev as usize];
-    let put32 = |sb: &mut Vec<u8>, o: usize, v: u32| sb[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 = |sb: &mut Vec<u8>, o: usize, v: u64| sb[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut sb, 0, 0xa92b_4efc);
-    put32(&mut sb, 4, 1);
-    sb[16..32].copy_from_slice(&[0x11; 16]);
-    sb[32..40].copy_from_slice(b"srv:0\0\0\0");
-    put32(&mut sb, 72, 1); // level
-    let data_sectors = sb_off / 512 - 16;
-    put64(&mut sb, 80, data_sectors);
-    put32(&mut sb, 92, 2); // raid_disks
-    put64(&mut sb, 128, 0); // data_offset
-    put64(&mut sb, 136, data_sectors);
-    put64(&mut sb, 144, sb_off / 512);
-    sb[168..184].copy_from_slice(&[0x22; 16]);
-    put64(&mut sb, 200, 10); // events
-    put64(&mut sb, 208, u64::MAX); // resync_offset: clean
-    put32(&mut sb, 220, max_dev);
-    sb[256..258].copy_from_slice(&0u16.to_le_bytes());
-    sb[258..260].copy_from_slice(&0xffffu16.to_le_bytes());
-    let mut sum: u64 = 0;
-    for w in sb.chunks_exact(4) {
-        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let csum = (sum & 0xffff_ffff) + (sum >> 32);
-    put32(&mut sb, 216, csum as u32);
-    (sb_off, sb)
+    let mut sb = common::md::Sb1::raid1("1.0", size, 0);
+    let sb_off = common::md::sb1_offset("1.0", size);
+    sb.set_uuid = [0x11; 16];
+    sb.name = "srv:0";
+    sb.size = sb_off / 512 - 16;
+    sb.data_size = sb.size;
+    sb.dev_uuid = [0x22; 16];
+    sb.events = 10;
+    sb.roles = vec![0, 0xffff];
+    sb.build(size)
 }
 
 const MD_FSTAB: &str = "/dev/md0  /  ext4  errors=remount-ro  0  1\n";
@@ -1180,6 +1160,123 @@ fn md_member_without_pv_kernel_boots_hvm() {
     assert_eq!(xl["type"], ["hvm"]);
     assert_eq!(xl["serial"], ["pty"]);
     assert!(xl["disk"][0].contains("vdev=hda,"), "{:?}", xl["disk"]);
+}
+
+/// What the sender makes of a RAID1 1.2 member (see tests/md_source.rs):
+/// the ext4 that was inside at the partition's start, described as such.
+/// The guest still names the array (/dev/md1, its by-id md-uuid link, the
+/// initrd's rd.md.uuid=) and mdadm.conf lists it after an array not copied.
+fn md_flattened_by_sender() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ird = initrd(
+        &tmp.path().join("ird"),
+        &["usr/lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko"],
+        "zstd",
+    );
+    let grub_cfg = format!(
+        "menuentry 'Debian' {{\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/md1 ro \
+         rd.md.uuid={MD12_UUID} quiet\n}}\n"
+    );
+    let default_grub =
+        format!("GRUB_CMDLINE_LINUX=\"rd.md.uuid={MD12_UUID} md=1,/dev/sda1,/dev/sdb1\"\n");
+    write_tree(
+        &root,
+        &[
+            ("/etc/fstab", MD12_FSTAB),
+            ("/etc/mdadm/mdadm.conf", MD12_CONF),
+            ("/boot/grub/grub.cfg", &grub_cfg),
+            ("/etc/default/grub", &default_grub),
+            ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_XEN_NETDEV_FRONTEND=m\n",
+            ),
+            ("/etc/initramfs-tools/modules", "# modules\n"),
+            ("/etc/inittab", "1:2345:respawn:/sbin/getty 38400 tty1\n"),
+        ],
+    );
+    std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
+    let src = source_disk(tmp.path(), "label: dos\nstart=2048, size=81920, type=fd\n");
+    mkfs_into(
+        &src,
+        P1,
+        "ext4",
+        &root,
+        P1_SIZE - MIB,
+        "3d3d3d3d-0000-4000-8000-000000000002",
+        None,
+    );
+    let machine = format!(
+        r#"{{"name":"srv","cpus":2,"memory_bytes":1073741824,"nics":[],
+  "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr",
+    "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0xfd",
+      "filesystem":{{"type":"ext4","uuid":"3d3d3d3d-0000-4000-8000-000000000002",
+        "md_flattened_from":"raid1 1.2 {MD12_UUID}"}}}}]}}]}}"#,
+        64 * MIB
+    );
+    Fixture::new(tmp, src, "srv", &machine)
+}
+
+const MD12_UUID: &str = "3a1f229c:445d6e70:8192a3b4:c5d6e7f8";
+const MD12_FSTAB: &str = "/dev/md1  /  ext4  errors=remount-ro  0  1\n\
+    /dev/disk/by-id/md-uuid-3A1F229C:445d6e70:8192a3b4:c5d6e7f8  /srv  ext4  defaults  0  2\n";
+const MD12_CONF: &str = "DEVICE partitions\n\
+    ARRAY /dev/md0 metadata=1.2 UUID=aaaaaaaa:bbbbbbbb:cccccccc:dddddddd name=srv:0\n\
+    ARRAY /dev/md1 metadata=1.2 name=srv:1\n   UUID=3a1f229c:445d6e70:8192a3b4:c5d6e7f8\n\
+    MAILADDR root\n";
+
+#[test]
+fn sender_flattened_md_names_and_boot_arguments_are_mapped() {
+    let fx = md_flattened_by_sender();
+    let mut req = fx.request("srv");
+    req.xen_type = Some(XenType::Pv);
+    let rep = guest::convert(&req).unwrap();
+    let img = fx.disk();
+    // Matched by the array's UUID: md1, though mdadm.conf lists md0 first.
+    assert_eq!(
+        guest_file(&img, P1, "/etc/fstab").unwrap(),
+        "/dev/xvda1  /  ext4  errors=remount-ro  0  1\n\
+         /dev/xvda1  /srv  ext4  defaults  0  2\n"
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/boot/grub/grub.cfg").unwrap(),
+        "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root=/dev/xvda1 ro quiet console=hvc0\n}\n"
+    );
+    let dg = guest_file(&img, P1, "/etc/default/grub").unwrap();
+    assert!(!dg.contains("rd.md") && !dg.contains("md=1"), "{dg}");
+    assert_eq!(
+        guest_file(&img, P1, "/etc/mdadm/mdadm.conf").unwrap(),
+        "DEVICE partitions\n\
+         # p2xen: array flattened into a plain disk: ARRAY /dev/md0 metadata=1.2 UUID=aaaaaaaa:bbbbbbbb:cccccccc:dddddddd name=srv:0\n\
+         # p2xen: array flattened into a plain disk: ARRAY /dev/md1 metadata=1.2 name=srv:1\n\
+         # p2xen: array flattened into a plain disk:    UUID=3a1f229c:445d6e70:8192a3b4:c5d6e7f8\n\
+         MAILADDR root\n"
+    );
+    // The report carries the diffs and says what the sender did.
+    assert!(
+        diff_of(&rep, "/etc/mdadm/mdadm.conf")
+            .contains("\n+# p2xen: array flattened into a plain disk: ARRAY /dev/md1"),
+        "{}",
+        diff_of(&rep, "/etc/mdadm/mdadm.conf")
+    );
+    assert!(
+        diff_of(&rep, "/etc/fstab").contains("\n-/dev/md1  /  ext4"),
+        "{}",
+        diff_of(&rep, "/etc/fstab")
+    );
+    assert!(
+        rep.fixups.iter().any(|f| f.kind == FixupKind::MdRaid
+            && f.action == "flattened"
+            && f.diff.contains(MD12_UUID)),
+        "{:?}",
+        rep.fixups
+    );
+    assert!(
+        !rep.warnings.iter().any(|w| w.contains("md-raid")),
+        "{:?}",
+        rep.warnings
+    );
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub struct DevMap {
     rename: bool,
     /// Flattened md arrays: `/dev/mdN` (and `/dev/md/N`) → the member's new name.
     md: Vec<(String, String)>,
+    /// Flattened md arrays by array UUID (mdadm's spelling, lower case):
+    /// udev's `/dev/disk/by-id/md-uuid-UUID` → the member's new name.
+    md_uuids: Vec<(String, String)>,
     /// Partition numbers copied, per disk; `None` = not known (map all).
     parts: Option<Vec<Vec<u32>>>,
     /// Filesystem UUIDs of the copied volumes.
@@ -52,6 +55,7 @@ impl DevMap {
             disks,
             rename,
             md: Vec::new(),
+            md_uuids: Vec::new(),
             parts: None,
             uuids: Vec::new(),
             serials: Vec::new(),
@@ -113,10 +117,28 @@ impl DevMap {
         self.md.push((md_name.to_string(), target.to_string()));
     }
 
+    /// A flattened array known by its UUID (`xxxxxxxx:xxxxxxxx:...`).
+    pub fn add_md_uuid(&mut self, uuid: &str, target: &str) {
+        self.md_uuids
+            .push((uuid.to_ascii_lowercase(), target.to_string()));
+    }
+
+    /// Some md array was flattened: the md boot arguments go.
+    fn any_md(&self) -> bool {
+        !self.md.is_empty() || !self.md_uuids.is_empty()
+    }
+
     pub fn map(&self, dev: &str) -> Mapped {
         let Some(name) = dev.strip_prefix("/dev/") else {
             return Mapped::Same;
         };
+        if let Some(u) = name.strip_prefix("disk/by-id/md-uuid-") {
+            let u = u.to_ascii_lowercase();
+            return match self.md_uuids.iter().find(|(m, _)| *m == u) {
+                Some((_, t)) => Mapped::To(t.clone()),
+                None => Mapped::Same,
+            };
+        }
         if let Some(n) = name
             .strip_prefix("disk/by-id/")
             .or_else(|| name.strip_prefix("disk/by-path/"))
@@ -265,30 +287,65 @@ pub fn map_cmdline_devices(line: &str, map: &DevMap) -> String {
     let mut rest = line;
     while !rest.is_empty() {
         let ws = rest.len() - rest.trim_start().len();
-        out.push_str(&rest[..ws]);
-        rest = &rest[ws..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let (tok, tail) = rest.split_at(end);
-        out.push_str(&map_token(tok, map));
+        let (space, after) = rest.split_at(ws);
+        let end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let (tok, tail) = after.split_at(end);
         rest = tail;
+        let kept = if !map.any_md() {
+            tok.to_string()
+        } else {
+            without_md_arg(tok)
+        };
+        let dropped = kept != tok;
+        let tok = kept;
+        // A dropped argument takes the space before it along (a closing
+        // quote it carried stays).
+        if !dropped || !tok.trim_start_matches(['"', '\'']).is_empty() {
+            out.push_str(space);
+        }
+        out.push_str(&map_token(&tok, map));
     }
     out
 }
 
+/// Where `key` starts an argument in `tok` (at its start, or after the
+/// quote or `=` of `GRUB_CMDLINE_LINUX="`), and the value's length up to a
+/// closing quote.
+fn arg_at(tok: &str, key: &str) -> Option<(usize, usize)> {
+    let i = tok.find(key)?;
+    let at_start = tok[..i]
+        .chars()
+        .next_back()
+        .is_none_or(|c| matches!(c, '"' | '\'' | '='));
+    if !at_start {
+        return None;
+    }
+    let val_start = i + key.len();
+    let val_len = tok[val_start..]
+        .find(['"', '\''])
+        .unwrap_or(tok.len() - val_start);
+    Some((i, val_len))
+}
+
+/// Once the arrays are flattened, the arguments that make the initrd
+/// assemble or wait for them (dracut's `rd.md.uuid=`, `rd.md=`, the
+/// kernel's `md=`) name arrays that no longer exist: dropped, quotes kept.
+fn without_md_arg(tok: &str) -> String {
+    for key in ["rd.md.uuid=", "rd.md=", "md="] {
+        if let Some((i, val_len)) = arg_at(tok, key) {
+            let end = i + key.len() + val_len;
+            return format!("{}{}", &tok[..i], &tok[end..]);
+        }
+    }
+    tok.to_string()
+}
+
 fn map_token(tok: &str, map: &DevMap) -> String {
     for key in ["root=", "resume="] {
-        let Some(i) = tok.find(key) else { continue };
-        let at_start = tok[..i]
-            .chars()
-            .next_back()
-            .is_none_or(|c| matches!(c, '"' | '\'' | '='));
-        if !at_start {
+        let Some((i, val_len)) = arg_at(tok, key) else {
             continue;
-        }
+        };
         let val_start = i + key.len();
-        let val_len = tok[val_start..]
-            .find(['"', '\''])
-            .unwrap_or(tok.len() - val_start);
         let dev = &tok[val_start..val_start + val_len];
         if let Mapped::To(new) = map.map(dev) {
             return format!("{}{new}{}", &tok[..val_start], &tok[val_start + val_len..]);
@@ -300,6 +357,27 @@ fn map_token(tok: &str, map: &DevMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn md_arguments_go_once_an_array_is_flattened() {
+        let mut m = DevMap::new(1, true);
+        let line = "linux /vmlinuz root=/dev/md0 ro rd.md.uuid=a:b:c:d md=0,/dev/sda1 quiet";
+        // No array flattened: the md arguments stay.
+        assert_eq!(map_cmdline_devices(line, &m), line);
+        m.add_md("md0", "/dev/xvda1");
+        assert_eq!(
+            map_cmdline_devices(line, &m),
+            "linux /vmlinuz root=/dev/xvda1 ro quiet"
+        );
+        assert_eq!(
+            map_cmdline_devices("GRUB_CMDLINE_LINUX=\"rd.md.uuid=a:b rd.md=1\"", &m),
+            "GRUB_CMDLINE_LINUX=\"\""
+        );
+        assert_eq!(
+            map_cmdline_devices("GRUB_CMDLINE_LINUX=\"quiet rd.md.uuid=a:b\"", &m),
+            "GRUB_CMDLINE_LINUX=\"quiet\""
+        );
+    }
 
     #[test]
     fn names_map_to_xvd() {

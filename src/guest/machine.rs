@@ -95,6 +95,18 @@ pub struct Filesystem {
     pub label: Option<String>,
     #[serde(default)]
     pub uuid: Option<String>,
+    /// The sender's `FsDetails` are flattened into the filesystem object.
+    #[serde(flatten)]
+    pub details: FsDetails,
+}
+
+/// The few of the sender's filesystem details the conversion uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FsDetails {
+    /// The sender wrote the filesystem inside this md RAID1 array
+    /// ("raid1 1.2 UUID") where the member was: it is a plain one now.
+    #[serde(default)]
+    pub md_flattened_from: Option<String>,
 }
 
 impl Filesystem {
@@ -174,6 +186,21 @@ mod tests {
         assert!(p.is_extended_container());
         assert_eq!(p.filesystem.as_ref().unwrap().kind.as_deref(), Some("ext4"));
         assert!(m.options.is_none());
+    }
+
+    #[test]
+    fn the_senders_flattened_md_details_are_read() {
+        let mut fs =
+            crate::source::filesystems::Filesystem::new(crate::source::filesystems::FsKind::Ext4);
+        fs.details.md_flattened_from = Some("raid1 1.2 a:b:c:d".into());
+        let json = serde_json::to_string(&fs).unwrap();
+        let got: Filesystem = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            got.details.md_flattened_from.as_deref(),
+            Some("raid1 1.2 a:b:c:d"),
+            "{json}"
+        );
+        assert_eq!(got.kind.as_deref(), Some("ext4"));
     }
 
     #[test]

@@ -138,28 +138,77 @@ pub fn plan_mdadm_conf(gfs: &GuestFs) -> Result<Vec<Planned>, GuestFsError> {
     Ok(out)
 }
 
-/// md device names in mdadm.conf's ARRAY lines, in file order (`md0`, ...).
-pub fn arrays(gfs: &GuestFs) -> Result<Vec<String>, GuestFsError> {
+/// An ARRAY line of mdadm.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfArray {
+    /// The md device name (`md0`; `/dev/md/0` also reads `md0`).
+    pub name: String,
+    /// Its `UUID=`, lower case, if the line has one.
+    pub uuid: Option<String>,
+}
+
+/// The ARRAY lines of mdadm.conf, in file order.
+pub fn arrays(gfs: &GuestFs) -> Result<Vec<ConfArray>, GuestFsError> {
     let mut v = Vec::new();
     for path in ["/etc/mdadm/mdadm.conf", "/etc/mdadm.conf"] {
         if let Some(text) = gfs.read(path)? {
-            for l in text.lines() {
-                let mut w = l.split_whitespace();
-                if w.next() == Some("ARRAY") {
-                    if let Some(dev) = w.next() {
-                        let n = dev.trim_start_matches("/dev/").replace("md/", "md");
-                        v.push(n);
-                    }
-                }
-            }
+            v.extend(conf_arrays(&text));
         }
     }
     Ok(v)
 }
 
+fn conf_arrays(text: &str) -> Vec<ConfArray> {
+    let mut v: Vec<ConfArray> = Vec::new();
+    let mut in_array = false;
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        let first = w.next();
+        // A line starting with white space continues the ARRAY line above.
+        let cont = in_array && l.starts_with(char::is_whitespace) && first.is_some();
+        in_array = first == Some("ARRAY") || cont;
+        let words: Vec<&str> = if first == Some("ARRAY") {
+            let Some(dev) = w.next() else { continue };
+            let name = dev.trim_start_matches("/dev/").replace("md/", "md");
+            v.push(ConfArray { name, uuid: None });
+            w.collect()
+        } else if cont {
+            l.split_whitespace().collect()
+        } else {
+            continue;
+        };
+        let uuid = words
+            .iter()
+            .find_map(|t| t.strip_prefix("UUID=").or_else(|| t.strip_prefix("uuid=")));
+        if let (Some(u), Some(a)) = (uuid, v.last_mut()) {
+            a.uuid = Some(u.to_ascii_lowercase());
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_lines_with_their_uuids() {
+        let conf = "DEVICE partitions\nARRAY /dev/md/0 metadata=1.2 name=h:0\n   UUID=3A1F229C:445d6e70:8192a3b4:c5d6e7f8\n\
+                    ARRAY /dev/md1 UUID=aa:bb:cc:dd devices=/dev/sda2\nMAILADDR root\n  UUID=ee\n";
+        assert_eq!(
+            conf_arrays(conf),
+            vec![
+                ConfArray {
+                    name: "md0".into(),
+                    uuid: Some("3a1f229c:445d6e70:8192a3b4:c5d6e7f8".into())
+                },
+                ConfArray {
+                    name: "md1".into(),
+                    uuid: Some("aa:bb:cc:dd".into())
+                },
+            ]
+        );
+    }
 
     #[test]
     fn superblock_offsets() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::pipeline::DigestState;
 use super::plan::{self, DiskPlan};
-use super::{DiskProgress, DiskSendReport, SendError, layout};
+use super::{DiskProgress, DiskSendReport, SendError, flatten, layout};
 use crate::source::device::{Device, ReadAt, read_vec};
 use crate::source::inspect::DiskReport;
 use crate::wire::digest;
@@ -24,22 +24,42 @@ pub(super) struct SourceDisk {
 }
 
 /// Opens one source disk, plans its copy and describes it for the receiver.
+/// With `--all-blocks` md members are sent as they are, each of them.
 pub(super) fn source_disk(
     disk: u16,
     path: &Path,
     all_blocks: bool,
+    arrays: &mut flatten::MdArrays,
 ) -> Result<(SourceDisk, DiskReport), SendError> {
     let dev = Device::open(path)?;
-    let (layout, desc) = layout::describe(&dev);
-    let plan = if all_blocks {
-        plan::whole_disk(dev.size(), "--all-blocks: every block sent")
+    if all_blocks {
+        let (_, desc) = layout::describe(&dev);
+        let plan = plan::whole_disk(dev.size(), "--all-blocks: every block sent");
+        return planned_disk(disk, path, Arc::new(dev), plan, desc);
+    }
+    let d = layout::describe_disk(&dev, usize::from(disk), arrays);
+    let plan = plan::plan(&d.layout);
+    let source: Arc<dyn ReadAt + Send + Sync> = if d.remaps.is_empty() {
+        Arc::new(dev)
     } else {
-        plan::plan(&layout)
+        Arc::new(flatten::Flattened::new(dev, d.remaps))
     };
+    planned_disk(disk, path, source, plan, d.report)
+}
+
+/// The announce and report of one disk whose plan is made; `dev` is what
+/// the copy reads (the disk, or its flattened view).
+fn planned_disk(
+    disk: u16,
+    path: &Path,
+    dev: Arc<dyn ReadAt + Send + Sync>,
+    plan: DiskPlan,
+    desc: DiskReport,
+) -> Result<(SourceDisk, DiskReport), SendError> {
     // Streamed twice rather than collected: memory must not grow with the disk.
     let chunks = plan.pieces().count() as u64;
     let plan_digest = digest::plan_digest(plan.pieces().map(|p| (p.offset, p.len)));
-    let head = read_vec(&dev, 0, dev.size().min(HEAD_LEN) as usize)?;
+    let head = read_vec(dev.as_ref(), 0, dev.size().min(HEAD_LEN) as usize)?;
     let announce = DiskAnnounce {
         disk,
         source: path.display().to_string(),
@@ -61,7 +81,7 @@ pub(super) fn source_disk(
         ..DiskSendReport::default()
     };
     let d = SourceDisk {
-        source: Arc::new(dev),
+        source: dev,
         plan: Arc::new(plan),
         announce,
         digest: DigestState::default(),

@@ -2,15 +2,34 @@
 //! and which of their bytes are used (`source::inspect` +
 //! `source::filesystems::used_extents`).
 
+use super::flatten::{MdArrays, MemberFate, Remap};
 use super::plan::{DiskLayout, Region};
 use crate::source::device::{Device, ReadAt, Window};
-use crate::source::filesystems::{self, Filesystem};
+use crate::source::extent::ExtentList;
+use crate::source::filesystems::{self, Filesystem, md};
 use crate::source::inspect::{self, DiskReport};
+
+/// What one source disk contributes: the plan's input, machine.json's
+/// `disks[i]`, and the md RAID1 members to read through a
+/// [`super::flatten::Flattened`] view.
+pub struct Described {
+    pub layout: DiskLayout,
+    pub report: DiskReport,
+    pub remaps: Vec<Remap>,
+}
+
+/// [`describe_disk`] for a disk alone (no other disk's arrays known).
+pub fn describe(dev: &Device) -> (DiskLayout, DiskReport) {
+    let d = describe_disk(dev, 0, &mut MdArrays::default());
+    (d.layout, d.report)
+}
 
 /// The layout used for the plan and the description sent as machine.json's
 /// `disks[i]` (the `inspect` DiskReport). Anything that cannot be mapped is
-/// copied whole, with a note saying why.
-pub fn describe(dev: &Device) -> (DiskLayout, DiskReport) {
+/// copied whole, with a note saying why. md RAID1 members are flattened
+/// (see [`super::flatten`]); `arrays` carries what earlier disks (`disk` is
+/// this one's index) held of each array.
+pub fn describe_disk(dev: &Device, disk: usize, arrays: &mut MdArrays) -> Described {
     let size = dev.size();
     let report = match inspect::inspect_disk(dev.path()) {
         Ok(r) => r,
@@ -27,87 +46,283 @@ pub fn describe(dev: &Device) -> (DiskLayout, DiskReport) {
                 warnings: vec![note.clone()],
                 ..DiskReport::default()
             };
-            return (
-                DiskLayout {
+            return Described {
+                layout: DiskLayout {
                     size,
                     regions: Vec::new(),
                     notes: vec![note],
                 },
-                desc,
-            );
+                report: desc,
+                remaps: Vec::new(),
+            };
         }
     };
+    let mut report = report;
     let mut layout = DiskLayout {
         size,
         regions: Vec::new(),
         notes: Vec::new(),
     };
-    if let Some(fs) = &report.filesystem {
-        add_region(dev, 0, size, fs, "whole disk", &mut layout);
+    let mut remaps = Vec::new();
+    let mut warnings = Vec::new();
+    let mut member = Member {
+        dev,
+        disk,
+        arrays,
+        layout: &mut layout,
+        remaps: &mut remaps,
+        warnings: &mut warnings,
+    };
+    if let Some(fs) = report.filesystem.take() {
+        report.filesystem = member.region(0, size, fs, "whole disk");
     }
-    for p in &report.partitions {
+    for p in &mut report.partitions {
         // An extended partition only holds EBRs and the logical partitions,
         // which are listed themselves; as a region it would swallow them.
         if p.extended {
             continue;
         }
-        if let Some(fs) = &p.filesystem {
+        if let Some(fs) = p.filesystem.take() {
             let what = format!("partition {}", p.number);
-            add_region(dev, p.start_bytes, p.size_bytes, fs, &what, &mut layout);
+            p.filesystem = member.region(p.start_bytes, p.size_bytes, fs, &what);
         }
     }
-    (layout, report)
+    report.warnings.extend(warnings);
+    Described {
+        layout,
+        report,
+        remaps,
+    }
 }
 
-fn add_region(
-    dev: &Device,
-    start: u64,
-    len: u64,
+/// Before any disk is planned: every active md RAID1 member of `dev`
+/// (source disk `disk`) told to `arrays`, with whether its data area checks
+/// out, so that the member each array travels from is chosen knowing them
+/// all. A disk that cannot be inspected has none (it is copied whole).
+pub fn survey_md(dev: &Device, disk: usize, arrays: &mut MdArrays) {
+    let Ok(report) = inspect::inspect_disk(dev.path()) else {
+        return;
+    };
+    let whole = report
+        .filesystem
+        .iter()
+        .map(|fs| (0, dev.size(), fs, "whole disk".to_string()));
+    let parts = report
+        .partitions
+        .iter()
+        .filter(|p| !p.extended)
+        .filter_map(|p| {
+            let fs = p.filesystem.as_ref()?;
+            Some((
+                p.start_bytes,
+                p.size_bytes,
+                fs,
+                format!("partition {}", p.number),
+            ))
+        });
+    for (start, len, fs, what) in whole.chain(parts) {
+        if let Some(m) = RaidMember::of(dev, start, len, fs) {
+            arrays.candidate(&m.uuid, m.raid_disks, disk, &what, m.data.is_ok());
+        }
+    }
+}
+
+/// An active member of an md RAID1 array, where its data lies.
+struct RaidMember {
+    uuid: String,
+    raid_disks: u32,
+    data: Result<md::MdData, md::MdDataError>,
+}
+
+impl RaidMember {
+    /// `None` for what is not an active RAID1 member (a spare, a faulty
+    /// one, another level, not md).
+    fn of(dev: &Device, start: u64, len: u64, fs: &Filesystem) -> Option<RaidMember> {
+        let active = fs.kind == filesystems::FsKind::LinuxRaidMember
+            && fs.details.md_level.as_deref() == Some("raid1")
+            && fs
+                .details
+                .md_role
+                .as_deref()
+                .is_some_and(|r| r.parse::<u32>().is_ok());
+        active.then(|| RaidMember {
+            uuid: fs.details.md_array_uuid.clone().unwrap_or_default(),
+            raid_disks: fs.details.md_raid_disks.unwrap_or(0),
+            data: md::mirror_data(&Window::new(dev, start, len), fs),
+        })
+    }
+}
+
+/// The per-disk state the regions of one disk are added to.
+struct Member<'a> {
+    dev: &'a Device,
+    disk: usize,
+    arrays: &'a mut MdArrays,
+    layout: &'a mut DiskLayout,
+    remaps: &'a mut Vec<Remap>,
+    warnings: &'a mut Vec<String>,
+}
+
+impl Member<'_> {
+    /// Adds the region of `fs` at `start..start+len`; returns what the
+    /// guest will find there (for a flattened md member: the filesystem
+    /// that was inside; for a member not sent: nothing).
+    fn region(&mut self, start: u64, len: u64, fs: Filesystem, what: &str) -> Option<Filesystem> {
+        let raid1 = fs.kind == filesystems::FsKind::LinuxRaidMember
+            && fs.details.md_level.as_deref() == Some("raid1");
+        if !raid1 {
+            let window = Window::new(self.dev, start, len);
+            let used = used_map(&window, &fs, what, &mut self.layout.notes);
+            self.layout.regions.push(Region { start, len, used });
+            return Some(fs);
+        }
+        self.raid1_member(start, len, fs, what)
+    }
+
+    fn raid1_member(
+        &mut self,
+        start: u64,
+        len: u64,
+        fs: Filesystem,
+        what: &str,
+    ) -> Option<Filesystem> {
+        let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
+        let version = fs.details.md_metadata.clone().unwrap_or_default();
+        let (fate, data) = match RaidMember::of(self.dev, start, len, &fs) {
+            Some(m) => {
+                let fate =
+                    self.arrays
+                        .member(&m.uuid, m.raid_disks, self.disk, what, m.data.is_ok());
+                (Some(fate), m.data)
+            }
+            None => (
+                None,
+                md::mirror_data(&Window::new(self.dev, start, len), &fs),
+            ),
+        };
+        let not_sent = |why: String| {
+            (
+                format!(
+                    "{what}: md {version} member of array {uuid} not sent ({why}): the \
+                     guest's partition is left zero"
+                ),
+                Region {
+                    start,
+                    len,
+                    used: Some(ExtentList::new()),
+                },
+                Remap {
+                    start,
+                    len,
+                    source: None,
+                    data_len: 0,
+                },
+            )
+        };
+        let (note, region, remap) = match (fate, data) {
+            (None, _) => not_sent(format!(
+                "its role is {}",
+                fs.details.md_role.as_deref().unwrap_or("unknown")
+            )),
+            (Some(MemberFate::Duplicate { disk, what: other }), Ok(_)) => {
+                not_sent(format!("the array travels from disk {disk} {other}"))
+            }
+            (Some(MemberFate::Duplicate { disk, what: other }), Err(e)) => not_sent(format!(
+                "the array travels from disk {disk} {other}; this member's own: {e}"
+            )),
+            (Some(MemberFate::Send), Err(e)) => {
+                // Not flattened: the member goes whole and the guest's
+                // conversion deals with it as before.
+                self.layout.notes.push(format!(
+                    "{what}: md member not flattened ({e}): copied whole"
+                ));
+                self.layout.regions.push(Region {
+                    start,
+                    len,
+                    used: None,
+                });
+                return Some(fs);
+            }
+            (Some(MemberFate::Send), Ok(d)) => {
+                // mirror_data checked d.offset + d.len <= len.
+                let src = start + d.offset;
+                let inner_window = Window::new(self.dev, src, d.len);
+                let inner = filesystems::probe(&inner_window).ok().flatten();
+                let mut notes = Vec::new();
+                let used = inner
+                    .as_ref()
+                    .and_then(|i| used_map(&inner_window, i, what, &mut notes))
+                    .unwrap_or_else(|| {
+                        let mut all = ExtentList::new();
+                        all.push(0, d.len);
+                        all
+                    });
+                self.layout.notes.extend(notes);
+                let note = format!(
+                    "{what}: md {version} RAID1 array {uuid} flattened: its {} ({} bytes at \
+                     byte {} of the member) written at the partition's start, {} MiB of it used",
+                    inner.as_ref().map_or("data", |i| i.kind.as_str()),
+                    d.len,
+                    d.offset,
+                    used.total_bytes() >> 20
+                );
+                self.layout.notes.push(note);
+                self.remaps.push(Remap {
+                    start,
+                    len,
+                    source: Some(src),
+                    data_len: d.len,
+                });
+                self.layout.regions.push(Region {
+                    start,
+                    len,
+                    used: Some(used),
+                });
+                return inner.map(|mut i| {
+                    i.details.md_flattened_from = Some(format!("raid1 {version} {uuid}"));
+                    i
+                });
+            }
+        };
+        self.layout.notes.push(note.clone());
+        self.warnings.push(note);
+        self.layout.regions.push(region);
+        self.remaps.push(remap);
+        None
+    }
+}
+
+/// The used bytes of `fs` in `part` (relative to its start); `None` = send
+/// it whole, with a note saying why when that is not simply the kind.
+fn used_map(
+    part: &dyn ReadAt,
     fs: &Filesystem,
     what: &str,
-    layout: &mut DiskLayout,
-) {
+    notes: &mut Vec<String>,
+) -> Option<ExtentList> {
     let kind = fs.kind.as_str();
     if fs.kind.is_ext() && fs.state.as_deref() != Some("clean") {
-        layout.notes.push(format!(
+        notes.push(format!(
             "{what}: {kind} is {}: copied whole",
             fs.state.as_deref().unwrap_or("in an unknown state")
         ));
-        layout.regions.push(Region {
-            start,
-            len,
-            used: None,
-        });
-        return;
+        return None;
     }
-    let window = Window::new(dev, start, len);
-    match filesystems::used_extents(&window, fs) {
+    match filesystems::used_extents(part, fs) {
         Ok(Some(used)) => {
-            layout.notes.push(format!(
+            notes.push(format!(
                 "{what}: {kind}: {} of {} MiB used",
                 used.total_bytes() >> 20,
-                len >> 20
+                part.size() >> 20
             ));
-            layout.regions.push(Region {
-                start,
-                len,
-                used: Some(used),
-            });
+            Some(used)
         }
-        Ok(None) => layout.regions.push(Region {
-            start,
-            len,
-            used: None,
-        }),
+        Ok(None) => None,
         Err(e) => {
-            layout.notes.push(format!(
+            notes.push(format!(
                 "{what}: {kind}: used-block map unreadable ({e}): copied whole"
             ));
-            layout.regions.push(Region {
-                start,
-                len,
-                used: None,
-            });
+            None
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod compress;
 mod connection;
 pub mod delta;
 mod disks;
+pub mod flatten;
 pub mod layout;
 pub mod level;
 pub mod paced;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::source::device::DeviceError;
+use crate::source::device::{Device, DeviceError};
 use crate::source::mounts;
 use crate::wire::machine::{self, GuestOptions};
 use crate::wire::message::Message;
@@ -174,6 +175,12 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
     let mut machine = machine::collect("");
     machine.options = opts.guest.clone();
     let mut disks = Vec::new();
+    let mut arrays = flatten::MdArrays::default();
+    if !opts.all_blocks {
+        for (disk, path) in sources.iter().enumerate() {
+            layout::survey_md(&Device::open(path)?, disk, &mut arrays);
+        }
+    }
     for (disk, path) in (0u16..).zip(&sources) {
         if let (false, Some((part, point))) = (opts.warm, mounts::first_mount(path)) {
             return Err(SendError::Mounted {
@@ -182,9 +189,17 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
                 point,
             });
         }
-        let (d, desc) = source_disk(disk, path, opts.all_blocks)?;
+        let (d, desc) = source_disk(disk, path, opts.all_blocks, &mut arrays)?;
         machine.disks.push(desc);
         disks.push(d);
+    }
+    for (i, note) in arrays.degraded() {
+        log::warn!("{note}");
+        if let (Some(d), Some(desc)) = (disks.get_mut(i), machine.disks.get_mut(i)) {
+            d.announce.notes.push(note.clone());
+            d.report.notes.push(note.clone());
+            desc.warnings.push(note);
+        }
     }
     // The running system's hostname is the live image's ("p2xen") or a
     // rescue system's: the server's own name is the one in its /etc/hostname.

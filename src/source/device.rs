@@ -46,7 +46,12 @@ pub trait ReadAt {
     fn name(&self) -> &Path;
 }
 
-fn check_range(name: &Path, offset: u64, len: usize, size: u64) -> Result<(), DeviceError> {
+pub(crate) fn check_range(
+    name: &Path,
+    offset: u64,
+    len: usize,
+    size: u64,
+) -> Result<(), DeviceError> {
     let end = offset.checked_add(len as u64);
     match end {
         Some(end) if end <= size => Ok(()),

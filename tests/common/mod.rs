@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod md;
 pub mod pty;
 pub mod qemu;
 pub mod qmp;

@@ -169,6 +169,36 @@ fn device_map(
         return Ok(map);
     }
     let arrays = mdraid::arrays(gfs)?;
+    // What the sender flattened names its array ("raid1 1.2 UUID"): matched
+    // by UUID, whatever the order of mdadm.conf or the arrays not copied.
+    let by_uuid: Vec<(usize, String)> = flattened
+        .iter()
+        .filter_map(|&vi| {
+            let from = vols.get(vi)?.md_flattened_from.as_deref()?;
+            Some((vi, from.rsplit(' ').next()?.to_ascii_lowercase()))
+        })
+        .collect();
+    if !by_uuid.is_empty() {
+        for (vi, uuid) in by_uuid {
+            let Some(v) = vols.get(vi) else { continue };
+            let Some(target) = md_target(conv, v, hvm) else {
+                continue;
+            };
+            map.add_md_uuid(&uuid, &target);
+            match arrays
+                .iter()
+                .find(|a| a.uuid.as_deref() == Some(uuid.as_str()))
+            {
+                Some(a) => map.add_md(&a.name, &target),
+                None => conv.warn(format!(
+                    "md-raid: array {uuid} of {} is not in mdadm.conf: only its \
+                     /dev/disk/by-id/md-uuid- name is mapped; check /etc/fstab",
+                    v.describe()
+                )),
+            }
+        }
+        return Ok(map);
+    }
     if arrays.len() != flattened.len() {
         conv.warn(format!(
             "md-raid: {} array(s) in mdadm.conf for {} flattened member(s): /dev/mdN names \
@@ -180,17 +210,27 @@ fn device_map(
     }
     for (md, vi) in arrays.iter().zip(flattened) {
         let Some(v) = vols.get(*vi) else { continue };
-        // Emulated disks may be hdX or sdX in the guest: name by UUID.
-        match (hvm, &v.inner_uuid) {
-            (false, _) => map.add_md(md, &xvd_name(v.dp())),
-            (true, Some(u)) => map.add_md(md, &format!("UUID={u}")),
-            (true, None) => conv.warn(format!(
-                "md-raid: no filesystem UUID in {}: /dev/{md} left unmapped; check /etc/fstab",
-                v.describe()
-            )),
+        if let Some(target) = md_target(conv, v, hvm) {
+            map.add_md(&md.name, &target);
         }
     }
     Ok(map)
+}
+
+/// What a flattened array's names become in the guest: the partition's
+/// xvd name, or its filesystem UUID on emulated disks (hdX or sdX there).
+fn md_target(conv: &mut Conversion, v: &Volume, hvm: bool) -> Option<String> {
+    match (hvm, &v.inner_uuid) {
+        (false, _) => Some(xvd_name(v.dp())),
+        (true, Some(u)) => Some(format!("UUID={u}")),
+        (true, None) => {
+            conv.warn(format!(
+                "md-raid: no filesystem UUID in {}: its md names left unmapped; check /etc/fstab",
+                v.describe()
+            ));
+            None
+        }
+    }
 }
 
 /// What the file fix-ups are planned from.

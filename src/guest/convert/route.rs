@@ -370,6 +370,7 @@ mod tests {
             has_os: true,
             raid_member: false,
             inner_uuid: None,
+            md_flattened_from: None,
         }
     }
 

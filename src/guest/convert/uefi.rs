@@ -420,6 +420,7 @@ mod tests {
             has_os: part == 2,
             raid_member: false,
             inner_uuid: None,
+            md_flattened_from: None,
         }
     }
 

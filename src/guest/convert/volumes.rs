@@ -29,6 +29,9 @@ pub(in crate::guest) struct Volume {
     pub raid_member: bool,
     /// For an md member: the UUID of the filesystem inside.
     pub inner_uuid: Option<String>,
+    /// The sender flattened the md array this was a member of (see
+    /// `send::flatten`): what it names.
+    pub md_flattened_from: Option<String>,
 }
 
 impl Volume {
@@ -103,11 +106,12 @@ pub(super) fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Vo
                 offset: 0,
                 size,
                 raid_member: fs.is_raid_member(),
+                inner_uuid: flattened_uuid(&fs),
+                md_flattened_from: fs.details.md_flattened_from.clone(),
                 fs_kind: fs.kind,
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: d.os.is_some(),
-                inner_uuid: None,
             });
             continue;
         }
@@ -135,15 +139,21 @@ pub(super) fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Vo
                 offset: p.start_bytes,
                 size: p.size_bytes,
                 raid_member: fs.is_raid_member(),
+                inner_uuid: flattened_uuid(&fs),
+                md_flattened_from: fs.details.md_flattened_from.clone(),
                 fs_kind: fs.kind,
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: p.os.is_some(),
-                inner_uuid: None,
             });
         }
     }
     Ok(v)
+}
+
+/// A filesystem the sender flattened is the one that was inside the array.
+fn flattened_uuid(fs: &super::super::machine::Filesystem) -> Option<String> {
+    fs.details.md_flattened_from.as_ref().and(fs.uuid.clone())
 }
 
 /// machine.json may lack UUIDs and labels (an older sender): ask blkid.
@@ -270,6 +280,19 @@ pub(super) fn flatten_md_members(
     let dry_run = conv.req.dry_run;
     let mut flattened = Vec::new();
     for (i, v) in vols.iter().enumerate() {
+        if let Some(from) = &v.md_flattened_from {
+            flattened.push(i);
+            conv.fixup(Fixup {
+                kind: FixupKind::MdRaid,
+                file: v.image.display().to_string(),
+                action: "flattened".to_string(),
+                note: format!("{} was an md RAID1 member", v.describe()),
+                diff: format!(
+                    "the sender wrote the filesystem inside md {from} at the partition's start\n"
+                ),
+            });
+            continue;
+        }
         if !v.raid_member {
             continue;
         }

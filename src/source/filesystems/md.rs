@@ -1,9 +1,11 @@
 //! Linux software RAID (md) member superblocks: 0.90 (64 KiB-aligned, near
 //! the end), 1.0 (8 KiB before the end), 1.1 (at 0) and 1.2 (at 4 KiB).
 
-use super::bytes::{bytes, label_string, le32, le64, read_if_fits, uuid_string};
+use std::path::PathBuf;
+
+use super::bytes::{bytes, label_string, le16, le32, le64, read_if_fits, uuid_string};
 use super::{Filesystem, FsKind, ProbeError};
-use crate::source::device::ReadAt;
+use crate::source::device::{DeviceError, ReadAt};
 
 const MD_MAGIC: u32 = 0xa92b_4efc;
 /// 0.90 reserves the last 64 KiB (aligned) of each member.
@@ -55,6 +57,7 @@ fn probe_090(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
         uuid[i * 4..i * 4 + 4].copy_from_slice(&le32(&b, off).to_be_bytes());
     }
     let mut fs = member("0.90");
+    fs.details.md_data_offset = Some(0);
     fs.uuid = uuid_string(&uuid);
     fs.details.md_array_uuid = Some(mdadm_uuid(&uuid));
     fs.details.md_level = Some(level_name(le32(&b, 28) as i32));
@@ -95,11 +98,12 @@ fn probe_1x(part: &dyn ReadAt, off: u64, version: &str) -> Result<Option<Filesys
     fs.size_bytes = le64(&b, 136).checked_mul(512);
     let dev_number = le32(&b, 160);
     let max_dev = le32(&b, 220);
+    fs.details.md_data_offset = le64(&b, 128).checked_mul(512);
     let role_off = (dev_number < max_dev)
         .then(|| 256usize.checked_add((dev_number as usize).checked_mul(2)?))
         .flatten()
         .filter(|&o| o + 2 <= SB_LEN);
-    fs.details.md_role = match role_off.map(|o| super::bytes::le16(&b, o)) {
+    fs.details.md_role = match role_off.map(|o| le16(&b, o)) {
         Some(0xffff) => Some("spare".into()),
         Some(0xfffe) => Some("faulty".into()),
         Some(n) => Some(n.to_string()),
@@ -113,6 +117,183 @@ fn probe_1x(part: &dyn ReadAt, off: u64, version: &str) -> Result<Option<Filesys
         }
     };
     Ok(Some(fs))
+}
+
+/// 1.x feature bit: a reshape is under way, so the data is in two layouts.
+const MD_FEATURE_RESHAPE_ACTIVE: u32 = 4;
+/// 0.90 keeps its checksum in word 38.
+const SB0_CSUM_OFF: usize = 152;
+const SB1_CSUM_OFF: usize = 216;
+
+/// Where the array's data lies inside one member: what a RAID1 member is
+/// reduced to when the array is flattened into a plain partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MdData {
+    /// Byte offset of the array's first byte in the member.
+    pub offset: u64,
+    /// The array's size in bytes (what the filesystem inside may use).
+    pub len: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MdDataError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("{path}: no md superblock")]
+    NoSuperblock { path: PathBuf },
+    #[error(
+        "{path}: md {version} superblock at byte {offset}: checksum {stored:#010x}, computed {computed:#010x}"
+    )]
+    Checksum {
+        path: PathBuf,
+        version: &'static str,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("{path}: md superblock at byte {offset}: a reshape is in progress")]
+    Reshape { path: PathBuf, offset: u64 },
+    #[error("{path}: md superblock at byte {offset}: level {level} is not a mirror (raid1)")]
+    NotMirror {
+        path: PathBuf,
+        offset: u64,
+        level: String,
+    },
+    #[error(
+        "{path}: md superblock at byte {offset}: data of {len} bytes at byte {data_offset} does not fit \
+         the member ({size} bytes, superblock excluded)"
+    )]
+    DataOutside {
+        path: PathBuf,
+        offset: u64,
+        data_offset: u64,
+        len: u64,
+        size: u64,
+    },
+}
+
+/// mdadm's and the kernel's superblock checksum: the sum of the
+/// little-endian words (a trailing half word added as such), folded to 32
+/// bits, with the checksum field itself read as zero.
+pub fn superblock_csum(sb: &[u8], csum_off: usize) -> u32 {
+    let mut sum = 0u64;
+    let mut words = sb.chunks_exact(4);
+    for (i, w) in words.by_ref().enumerate() {
+        if i.checked_mul(4) != Some(csum_off) {
+            sum += u64::from(le32(w, 0));
+        }
+    }
+    if let [a, b] = words.remainder() {
+        sum += u64::from(u16::from_le_bytes([*a, *b]));
+    }
+    let folded = (sum & 0xffff_ffff) + (sum >> 32);
+    // A u32 plus at most 2^32 - 1 folds into 33 bits; the kernel keeps the low 32.
+    (folded & 0xffff_ffff) as u32
+}
+
+/// Where the data of the RAID1 member `fs` (as [`probe`] found it) lies in
+/// `part`. The superblock is read again and its checksum checked: bytes
+/// that are to be moved are never placed on an unverified word.
+pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataError> {
+    let size = part.size();
+    let path = || part.name().to_path_buf();
+    let version = match fs.details.md_metadata.as_deref() {
+        Some("0.90") => "0.90",
+        Some("1.0") => "1.0",
+        Some("1.1") => "1.1",
+        Some("1.2") => "1.2",
+        _ => return Err(MdDataError::NoSuperblock { path: path() }),
+    };
+    let sb_off = match version {
+        "0.90" if size > MD0_RESERVED => (size & !(MD0_RESERVED - 1)) - MD0_RESERVED,
+        "1.0" if size > MD0_RESERVED => (size & !4095) - 8192,
+        "1.1" => 0,
+        "1.2" => 4096,
+        _ => return Err(MdDataError::NoSuperblock { path: path() }),
+    };
+    let Some(b) = read_if_fits(part, sb_off, SB_LEN)? else {
+        return Err(MdDataError::NoSuperblock { path: path() });
+    };
+    let major = if version == "0.90" { 0 } else { 1 };
+    if le32(&b, 0) != MD_MAGIC || le32(&b, 4) != major {
+        return Err(MdDataError::NoSuperblock { path: path() });
+    }
+    let (sb_len, csum_off, level) = if major == 0 {
+        (SB_LEN, SB0_CSUM_OFF, le32(&b, 28))
+    } else {
+        let max_dev = usize::try_from(le32(&b, 220)).unwrap_or(usize::MAX);
+        let len = max_dev
+            .checked_mul(2)
+            .and_then(|n| n.checked_add(256))
+            .filter(|&n| n <= SB_LEN)
+            .unwrap_or(SB_LEN);
+        (len, SB1_CSUM_OFF, le32(&b, 72))
+    };
+    let stored = le32(&b, csum_off);
+    let computed = superblock_csum(&b[..sb_len], csum_off);
+    if stored != computed {
+        return Err(MdDataError::Checksum {
+            path: path(),
+            version,
+            offset: sb_off,
+            stored,
+            computed,
+        });
+    }
+    if level != 1 {
+        return Err(MdDataError::NotMirror {
+            path: path(),
+            offset: sb_off,
+            level: level_name(level as i32),
+        });
+    }
+    let outside = |data_offset: u64, len: u64| MdDataError::DataOutside {
+        path: path(),
+        offset: sb_off,
+        data_offset,
+        len,
+        size,
+    };
+    let (data_offset, len, limit) = if major == 0 {
+        // 0.90 records the size used on each member in KiB (word 8).
+        let len = u64::from(le32(&b, 32)) * 1024;
+        (0, len, sb_off)
+    } else {
+        if le32(&b, 8) & MD_FEATURE_RESHAPE_ACTIVE != 0 {
+            return Err(MdDataError::Reshape {
+                path: path(),
+                offset: sb_off,
+            });
+        }
+        // `size` (word 20) is the array's; data_size may be larger.
+        let size_field = le64(&b, 80);
+        let data_size = le64(&b, 136);
+        let used = if size_field != 0 && size_field <= data_size {
+            size_field
+        } else {
+            data_size
+        };
+        let (Some(data_offset), Some(len)) =
+            (le64(&b, 128).checked_mul(512), used.checked_mul(512))
+        else {
+            return Err(outside(u64::MAX, u64::MAX));
+        };
+        // 1.0 puts the superblock after the data; 1.1/1.2 before it.
+        if version == "1.0" {
+            (data_offset, len, sb_off)
+        } else if data_offset < sb_off + 512 {
+            return Err(outside(data_offset, len));
+        } else {
+            (data_offset, len, size)
+        }
+    };
+    match data_offset.checked_add(len) {
+        Some(end) if len > 0 && end <= limit => Ok(MdData {
+            offset: data_offset,
+            len,
+        }),
+        _ => Err(outside(data_offset, len)),
+    }
 }
 
 pub(super) fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {

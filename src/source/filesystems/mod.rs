@@ -11,7 +11,7 @@ pub mod btrfs;
 mod bytes;
 pub mod ext;
 pub mod lvm;
-mod md;
+pub mod md;
 mod ntfs;
 mod swap;
 pub mod vfat;
@@ -114,6 +114,14 @@ pub struct FsDetails {
     /// md: array UUID as mdadm prints it (`xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md_array_uuid: Option<String>,
+    /// md: byte offset of the array's data in the member (0 for 0.90 and
+    /// usually for 1.0; after the superblock for 1.1/1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md_data_offset: Option<u64>,
+    /// md RAID1: the sender copied the filesystem that was inside this
+    /// array ("raid1 1.2 UUID"), so the partition now holds it bare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md_flattened_from: Option<String>,
     /// md 1.x: this member's own UUID (blkid's UUID_SUB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md_device_uuid: Option<String>,
@@ -156,7 +164,7 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    fn new(kind: FsKind) -> Self {
+    pub(crate) fn new(kind: FsKind) -> Self {
         Filesystem {
             kind,
             label: None,
