@@ -109,6 +109,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    init::cpu::require_sse2();
     if init::is_init() {
         init::run();
     }

@@ -710,3 +710,33 @@ fn live_rehearsal_then_cutover_sends_only_what_changed() {
         "the cutover changed the source"
     );
 }
+
+/// The 32-bit live image on a Pentium III (no SSE2, which p2xen needs:
+/// see src/init/cpu.rs): the console says why it stops and what to do,
+/// instead of the kernel's "Attempted to kill init!" panic.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_i386_on_a_cpu_without_sse2_says_why_it_stops() {
+    let vm = Arch::I386
+        .live_vm()
+        .i386("pentium3")
+        .append("quiet")
+        .hard_timeout(Duration::from_secs(240))
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = vm.wait_for("p2xen: this CPU has no SSE2", Duration::from_secs(200));
+    eprintln!(
+        "pentium3: the no-SSE2 message after {:.1} s (TCG)",
+        took.as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let log = vm.log();
+    assert!(
+        log.contains("Power the machine off now."),
+        "the message is cut short"
+    );
+    assert!(
+        !log.contains("Attempted to kill init"),
+        "PID 1 died instead of waiting"
+    );
+}

@@ -8,6 +8,7 @@
 pub mod bounded;
 pub mod coldplug;
 pub mod console;
+pub mod cpu;
 pub mod mkinitramfs;
 pub mod power;
 pub mod process;
