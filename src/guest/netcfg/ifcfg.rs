@@ -79,11 +79,10 @@ pub fn bonds(file_name: &str, text: &str) -> Vec<Bond> {
     out
 }
 
+/// `BONDING_SLAVE`, `BONDING_SLAVE0`, `BONDING_SLAVE1`, ...
 fn is_suse_slave_key(k: &str) -> bool {
     k.strip_prefix("BONDING_SLAVE")
         .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        && k != "BONDING_SLAVE"
-        || k == "BONDING_SLAVE"
 }
 
 /// The interface and its `HWADDR=`, for [`NetMap::learn`].
