@@ -2615,7 +2615,10 @@ iface bond0.30 inet static
 
 #[test]
 fn debian_bond_of_two_nics_becomes_one_vif_with_its_addresses() {
-    let fx = debian_with(&[("/etc/network/interfaces", DEB_BONDED)]);
+    let fx = debian_with(&[
+        ("/etc/network/interfaces", DEB_BONDED),
+        ("/lib/systemd/systemd-udevd", "udevd"),
+    ]);
     let rep = guest::convert(&fx.request("web1")).unwrap();
     let want = "\
 source /etc/network/interfaces.d/*
@@ -2659,9 +2662,41 @@ iface eth0.30 inet static
         .unwrap();
     assert_eq!((f.kind, f.action.as_str()), (FixupKind::NetConfig, "edit"));
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
-    // The bond's MAC is its first slave's: that NIC's vif alone.
-    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
-    assert_eq!(xl["vif"], ["mac=52:54:00:12:34:56, bridge=xenbr0"]);
+    // systemd's udevd would name the vif enX0: pinned to eth0, once.
+    let pin = "/etc/systemd/network/90-p2xen-eth0.link";
+    assert_eq!(
+        guest_file(&fx.disk(), P1, pin).unwrap(),
+        guest::netcfg::pin_link("eth0", "52:54:00:12:34:56")
+    );
+    assert!(
+        guest::netcfg::pin_link("eth0", "52:54:00:12:34:56")
+            .contains("[Match]\nMACAddress=52:54:00:12:34:56\nType=ether\n\n[Link]\nName=eth0\n")
+    );
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/systemd/network/90-p2xen-eth1.link"),
+        None
+    );
+    assert_eq!(diff_of(&rep, pin).lines().next(), Some("--- /dev/null"));
+    // Run again over its own result: nothing more to change, the same vif.
+    let again = convert_again(&fx, "web1");
+    assert!(
+        !again.fixups.iter().any(|f| f.kind == FixupKind::NetConfig),
+        "{:#?}",
+        again.fixups
+    );
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),
+        want
+    );
+    // The bond's MAC is its first slave's: that NIC's vif alone, in the
+    // first run's config and in the one the second run wrote.
+    let written = std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap();
+    for config in [&rep.config, &written] {
+        assert_eq!(
+            parse_xl(config)["vif"],
+            ["mac=52:54:00:12:34:56, bridge=xenbr0"]
+        );
+    }
 }
 
 #[test]

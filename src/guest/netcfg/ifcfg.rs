@@ -14,6 +14,39 @@ pub fn is_config_name(name: &str) -> bool {
     name.starts_with("ifcfg-") && name != "ifcfg-lo" && !IGNORED.iter().any(|s| name.ends_with(s))
 }
 
+/// Per-interface route and rule files beside the ifcfg files (RHEL's
+/// `route-DEV`, SUSE's `ifroute-DEV`), named after the interface too.
+const ROUTE_PREFIXES: &[&str] = &["route-", "route6-", "rule-", "rule6-", "ifroute-"];
+
+fn route_parts(name: &str) -> Option<(&str, &str)> {
+    let prefix = ROUTE_PREFIXES.iter().find(|p| name.starts_with(*p))?;
+    Some((prefix, &name[prefix.len()..]))
+}
+
+pub fn is_route_name(name: &str) -> bool {
+    route_parts(name).is_some() && !IGNORED.iter().any(|s| name.ends_with(s))
+}
+
+/// A route or rule file: `dev NAME` inside and the file's name follow the
+/// interface; a collapsed bond's slave's are disabled with its ifcfg.
+pub fn rewrite_routes(file_name: &str, text: &str, map: &NetMap) -> Rewrite {
+    let Some((prefix, dev)) = route_parts(file_name) else {
+        return Rewrite::Unchanged;
+    };
+    if map.is_absorbed(dev) {
+        return Rewrite::Disable;
+    }
+    let new = rename_tokens(text, map);
+    let rename_to = map.rename(dev).map(|n| format!("{prefix}{n}"));
+    if new == text && rename_to.is_none() {
+        return Rewrite::Unchanged;
+    }
+    Rewrite::Edit {
+        text: new,
+        rename_to,
+    }
+}
+
 /// `KEY=value` with the value unquoted; `None` for comments and others.
 fn assignment(line: &str) -> Option<(&str, &str)> {
     let (k, v) = line.trim_start().split_once('=')?;
@@ -166,7 +199,7 @@ pub fn rewrite(file_name: &str, text: &str, map: &NetMap) -> Rewrite {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bond, nics};
+    use super::super::tests::{bond, nics, two_port_map};
     use super::*;
 
     const RHEL8_STATIC: &str = "\
@@ -189,14 +222,7 @@ HWADDR=3C:EC:EF:12:34:57
 
     #[test]
     fn rhel8_static_renamed_to_eth1() {
-        let map = NetMap::new(
-            &nics(&[
-                ("enp3s0f0", "3c:ec:ef:12:34:56"),
-                ("enp3s0f1", "3c:ec:ef:12:34:57"),
-            ]),
-            &[],
-            false,
-        );
+        let map = two_port_map();
         assert_eq!(
             rewrite("ifcfg-enp3s0f1", RHEL8_STATIC, &map),
             Rewrite::Edit {
@@ -284,6 +310,24 @@ ONBOOT=yes
                 rename_to: Some("ifcfg-eth0".to_string()),
             }
         );
+    }
+
+    #[test]
+    fn route_files_follow_their_interface() {
+        let map = two_port_map();
+        let routes = "10.8.0.0/16 via 192.0.2.254 dev enp3s0f1\n";
+        assert_eq!(
+            rewrite_routes("route-enp3s0f1", routes, &map),
+            Rewrite::Edit {
+                text: "10.8.0.0/16 via 192.0.2.254 dev eth1\n".to_string(),
+                rename_to: Some("route-eth1".to_string()),
+            }
+        );
+        assert_eq!(
+            rewrite_routes("ifroute-enp3s0f9", "default 192.0.2.1 - -\n", &map),
+            Rewrite::Unchanged
+        );
+        assert!(is_route_name("route6-eth0") && !is_route_name("route-eth0.bak"));
     }
 
     #[test]

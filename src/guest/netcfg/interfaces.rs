@@ -4,6 +4,9 @@
 use super::{Bond, NetMap, Rewrite, rename_tokens};
 use crate::guest::change::map_lines;
 
+/// What disabled lines start with.
+const DISABLED_PREFIX: &str = "# p2xen: ";
+
 /// Words that start a stanza (and so end the one before).
 fn is_stanza(word: &str) -> bool {
     matches!(
@@ -41,6 +44,9 @@ pub fn bonds(text: &str) -> Vec<Bond> {
     let mut out = Vec::new();
     let mut iface: Option<&str> = None;
     for line in text.lines() {
+        // What an earlier conversion disabled still says which NICs were
+        // bonded: a second run gives the same vifs.
+        let line = line.strip_prefix(DISABLED_PREFIX).unwrap_or(line);
         let mut words = line.split_whitespace();
         let Some(first) = words.next() else { continue };
         if first.starts_with('#') {
@@ -107,7 +113,7 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
                     .map(|n| map.rename(n).unwrap_or_else(|| (*n).to_string()))
                     .collect();
                 if kept.is_empty() && !names.is_empty() {
-                    return format!("# p2xen: {line}");
+                    return format!("{DISABLED_PREFIX}{line}");
                 }
                 if kept.len() == names.len() {
                     return rename_after_first(line, first, map);
@@ -118,7 +124,7 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
                 let name = words.next().unwrap_or("");
                 if map.is_absorbed(name) {
                     disabled = true;
-                    return format!("# p2xen: {line}");
+                    return format!("{DISABLED_PREFIX}{line}");
                 }
                 collapsed = map.collapsed(name).is_some();
                 return rename_after_first(line, first, map);
@@ -126,26 +132,19 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
             return line.to_string();
         }
         if disabled || (collapsed && is_bond_option(first)) {
-            return format!("# p2xen: {line}");
+            return format!("{DISABLED_PREFIX}{line}");
         }
         if names_interfaces(first) {
             return rename_after_first(line, first, map);
         }
         line.to_string()
     });
-    if new == text {
-        Rewrite::Unchanged
-    } else {
-        Rewrite::Edit {
-            text: new,
-            rename_to: None,
-        }
-    }
+    Rewrite::edited(text, new)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bond, nics};
+    use super::super::tests::{bond, edit, nics};
     use super::*;
 
     const BONDED: &str = "\
@@ -238,10 +237,7 @@ iface eth0.30 inet static
         let map = NetMap::new(&two_nics(), &[], false);
         assert_eq!(
             rewrite(plain, &map),
-            Rewrite::Edit {
-                text: "auto lo eth0\niface eth0 inet dhcp\n".to_string(),
-                rename_to: None
-            }
+            edit("auto lo eth0\niface eth0 inet dhcp\n".to_string())
         );
         assert_eq!(
             rewrite("auto lo\niface lo inet loopback\n", &map),

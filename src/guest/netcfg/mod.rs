@@ -50,6 +50,8 @@ pub struct NetMap {
     absorbed: BTreeSet<String>,
     /// MACs of the NICs that get no vif (the other slaves of a collapsed bond).
     pub dropped_macs: Vec<String>,
+    /// (vif name, lower-case MAC) in the config's order.
+    vifs: Vec<(String, String)>,
 }
 
 /// The guest's name of the `i`-th vif: netfront devices are named by the
@@ -95,13 +97,15 @@ impl NetMap {
                 next += 1;
                 map.collapsed.insert(b.name.clone(), vif.clone());
                 map.names.insert(b.name.clone(), vif.clone());
-                map.macs.insert(mac.clone(), vif);
+                map.macs.insert(mac.clone(), vif.clone());
+                map.vifs.push((vif, mac.clone()));
                 continue;
             }
             let vif = vif_name(next);
             next += 1;
             map.names.insert((*name).to_string(), vif.clone());
-            map.macs.insert(mac.clone(), vif);
+            map.macs.insert(mac.clone(), vif.clone());
+            map.vifs.push((vif, mac.clone()));
         }
         map
     }
@@ -149,9 +153,31 @@ impl NetMap {
         self.collapsed.get(bond).map(String::as_str)
     }
 
+    /// The first name in `text` of a bond that became one vif.
+    pub fn collapsed_in(&self, text: &str) -> Option<&str> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')))
+            .find_map(|t| self.collapsed.get_key_value(t).map(|(k, _)| k.as_str()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// Where the vifs' names are pinned in a systemd guest.
+pub const PIN_DIR: &str = "/etc/systemd/network";
+
+/// udev's `.link` file keeping the vif with `mac` named `name`: since
+/// systemd 251 the predictable name of a netfront NIC is `enX0`, not the
+/// kernel's `eth0` the configuration was rewritten to. `90-` sorts before
+/// the default `99-default.link` and after the administrator's own; the
+/// `Type=` match keeps VLANs and bonds, which share the MAC, out of it.
+pub fn pin_link(name: &str, mac: &str) -> String {
+    format!(
+        "# Written by p2xen convert: the Xen vif keeps the name its network\n\
+         # configuration was rewritten to.\n\
+         [Match]\nMACAddress={mac}\nType=ether\n\n[Link]\nName={name}\n"
+    )
 }
 
 /// Replaces each interface name in `text` that the map renames; names are
@@ -195,6 +221,20 @@ pub enum Rewrite {
     Disable,
     /// Not understood: left as is, the reason goes into a warning.
     Unknown(String),
+}
+
+impl Rewrite {
+    /// `new` as an edit in place, if it differs from `old`.
+    pub fn edited(old: &str, new: String) -> Self {
+        if new == old {
+            Rewrite::Unchanged
+        } else {
+            Rewrite::Edit {
+                text: new,
+                rename_to: None,
+            }
+        }
+    }
 }
 
 /// Suffix the network scripts, NetworkManager and wicked all ignore.
@@ -245,6 +285,10 @@ fn planned_of(path: &str, old: &str, rw: Rewrite, warnings: &mut Vec<String>) ->
 /// The guest's network files, by format.
 struct Files {
     ifcfg: Vec<(String, String)>,
+    /// Slaves' ifcfg files an earlier conversion disabled: read for bond
+    /// membership only, so that a second run gives the same vifs.
+    disabled_ifcfg: Vec<(String, String)>,
+    routes: Vec<(String, String)>,
     interfaces: Vec<(String, String)>,
     netplan: Vec<(String, String)>,
     nm: Vec<(String, String)>,
@@ -271,8 +315,14 @@ fn read_dir_files(
 
 fn read_files(gfs: &GuestFs) -> Result<Files, GuestFsError> {
     let mut ifcfg = Vec::new();
+    let mut routes = Vec::new();
+    let mut disabled_ifcfg = Vec::new();
     for dir in ["/etc/sysconfig/network-scripts", "/etc/sysconfig/network"] {
         ifcfg.extend(read_dir_files(gfs, dir, ifcfg::is_config_name)?);
+        disabled_ifcfg.extend(read_dir_files(gfs, dir, |n| {
+            n.starts_with("ifcfg-") && n.ends_with(DISABLED_SUFFIX)
+        })?);
+        routes.extend(read_dir_files(gfs, dir, ifcfg::is_route_name)?);
     }
     let mut interfaces = Vec::new();
     if let Some(t) = gfs.read("/etc/network/interfaces")? {
@@ -291,6 +341,8 @@ fn read_files(gfs: &GuestFs) -> Result<Files, GuestFsError> {
     })?;
     Ok(Files {
         ifcfg,
+        disabled_ifcfg,
+        routes,
         interfaces,
         netplan,
         nm,
@@ -308,8 +360,9 @@ pub fn plan(
 ) -> Result<(NetMap, Vec<Planned>, Vec<String>), GuestFsError> {
     let files = read_files(gfs)?;
     let mut bonds = Vec::new();
-    for (path, text) in &files.ifcfg {
-        bonds.extend(ifcfg::bonds(file_name(path), text));
+    for (path, text) in files.ifcfg.iter().chain(&files.disabled_ifcfg) {
+        let name = file_name(path);
+        bonds.extend(ifcfg::bonds(name.trim_end_matches(DISABLED_SUFFIX), text));
     }
     for (_, text) in &files.interfaces {
         bonds.extend(interfaces::bonds(text));
@@ -333,6 +386,13 @@ pub fn plan(
     let mut rewrites: Vec<(&str, &str, Rewrite)> = Vec::new();
     for (path, text) in &files.ifcfg {
         rewrites.push((path, text, ifcfg::rewrite(file_name(path), text, &map)));
+    }
+    for (path, text) in &files.routes {
+        rewrites.push((
+            path,
+            text,
+            ifcfg::rewrite_routes(file_name(path), text, &map),
+        ));
     }
     for (path, text) in &files.interfaces {
         rewrites.push((path, text, interfaces::rewrite(text, &map)));
@@ -377,7 +437,38 @@ pub fn plan(
         into.extend(planned_of(path, text, rw, &mut warnings));
     }
     first.append(&mut planned);
+    first.extend(plan_pins(gfs, &map)?);
     Ok((map, first, warnings))
+}
+
+/// The `.link` pins, for guests whose udev reads them (systemd's udevd).
+fn plan_pins(gfs: &GuestFs, map: &NetMap) -> Result<Vec<Planned>, GuestFsError> {
+    let udevd = [
+        "/lib/systemd/systemd-udevd",
+        "/usr/lib/systemd/systemd-udevd",
+    ];
+    if !udevd.iter().any(|p| gfs.exists(p)) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let note = "keeps the vif's name (netfront would be enX0 under systemd 251 and later)";
+    for (name, mac) in &map.vifs {
+        let path = gjoin(PIN_DIR, &format!("90-p2xen-{name}.link"));
+        let new = pin_link(name, mac);
+        match gfs.read(&path)? {
+            Some(old) => out.extend(edit(FixupKind::NetConfig, &path, &old, new, note)),
+            None => out.push(Planned::new(
+                FixupKind::NetConfig,
+                Change::Write {
+                    path,
+                    old: None,
+                    new,
+                },
+                note,
+            )),
+        }
+    }
+    Ok(out)
 }
 
 fn file_name(path: &str) -> &str {
@@ -410,6 +501,35 @@ pub(crate) mod tests {
         list.iter()
             .map(|(n, m)| (n.to_string(), m.to_string()))
             .collect()
+    }
+
+    /// A dual-port card, enp3s0f0 and enp3s0f1.
+    pub fn two_port_map() -> NetMap {
+        NetMap::new(
+            &nics(&[
+                ("enp3s0f0", "3c:ec:ef:12:34:56"),
+                ("enp3s0f1", "3c:ec:ef:12:34:57"),
+            ]),
+            &[],
+            false,
+        )
+    }
+
+    /// eno1 and eno2 in bond0, which became one vif.
+    pub fn bonded_map() -> NetMap {
+        NetMap::new(
+            &nics(&[("eno1", "52:54:00:00:00:01"), ("eno2", "52:54:00:00:00:02")]),
+            &[bond("bond0", &["eno1", "eno2"])],
+            false,
+        )
+    }
+
+    /// An edit in place.
+    pub fn edit(text: impl Into<String>) -> Rewrite {
+        Rewrite::Edit {
+            text: text.into(),
+            rename_to: None,
+        }
     }
 
     pub fn bond(name: &str, slaves: &[&str]) -> Bond {

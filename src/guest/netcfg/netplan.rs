@@ -22,6 +22,12 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
     if !text.lines().any(|l| l.trim_end() == "network:") {
         return Rewrite::Unknown("no top-level network: key".to_string());
     }
+    // The bond itself would be renamed, not turned into a plain NIC.
+    if let Some(b) = map.collapsed_in(text) {
+        return Rewrite::Unknown(format!(
+            "names {b}, which became one vif from another file's bond"
+        ));
+    }
     let new = map_lines(text, |line| {
         let (body, comment) = line.split_at(comment_at(line).unwrap_or(line.len()));
         format!("{}{comment}", rename_tokens(body, map))
@@ -37,19 +43,12 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
             "matches interfaces by the pattern {glob}, which may not match the vifs"
         ));
     }
-    if new == text {
-        Rewrite::Unchanged
-    } else {
-        Rewrite::Edit {
-            text: new,
-            rename_to: None,
-        }
-    }
+    Rewrite::edited(text, new)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::nics;
+    use super::super::tests::{bonded_map, edit, two_port_map};
     use super::*;
 
     const NETPLAN: &str = "\
@@ -77,42 +76,15 @@ network:
 
     #[test]
     fn names_renamed_set_name_by_mac_kept() {
-        let map = NetMap::new(
-            &nics(&[
-                ("enp3s0f0", "3c:ec:ef:12:34:56"),
-                ("enp3s0f1", "3c:ec:ef:12:34:57"),
-            ]),
-            &[],
-            false,
-        );
+        let map = two_port_map();
         assert_eq!(
             rewrite(NETPLAN, &map),
-            Rewrite::Edit {
-                text: "\
-# Written by the installer
-network:
-  version: 2
-  renderer: networkd
-  ethernets:
-    uplink:
-      match:
-        macaddress: \"3c:ec:ef:12:34:57\"
-      set-name: uplink
-      addresses: [192.0.2.10/24]
-      routes:
-        - to: default
-          via: 192.0.2.1
-    eth0:   # enp3s0f0 is the backup link
-      dhcp4: true
-  vlans:
-    eth0.40:
-      id: 40
-      link: eth0
-      addresses: [10.40.0.10/24]
-"
-                .to_string(),
-                rename_to: None
-            }
+            edit(
+                NETPLAN
+                    .replace("    enp3s0f0:   #", "    eth0:   #")
+                    .replace("enp3s0f0.40:", "eth0.40:")
+                    .replace("link: enp3s0f0", "link: eth0")
+            )
         );
         let globbed = "network:\n  ethernets:\n    all:\n      match:\n        name: en*\n      dhcp4: true\n";
         assert_eq!(
@@ -122,5 +94,13 @@ network:
             )
         );
         assert!(matches!(rewrite("foo: 1\n", &map), Rewrite::Unknown(_)));
+        let bonded = bonded_map();
+        assert_eq!(
+            rewrite(
+                "network:\n  bonds:\n    bond0:\n      interfaces: [eno1, eno2]\n",
+                &bonded
+            ),
+            Rewrite::Unknown("names bond0, which became one vif from another file's bond".into())
+        );
     }
 }

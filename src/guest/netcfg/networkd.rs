@@ -17,25 +17,26 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
             "matches interfaces by the pattern {glob}, which may not match the vifs"
         ));
     }
+    if let Some(b) = values(text, "NetDev", "Name")
+        .into_iter()
+        .find(|n| map.collapsed(n).is_some())
+    {
+        return Rewrite::Unknown(format!(
+            "defines {b}, which became one vif from another file's bond"
+        ));
+    }
     let new = map_values(text, |section, key, value| match (section, key) {
         ("Match", "Name" | "OriginalName")
         | ("NetDev", "Name")
         | ("Network", "VLAN" | "Bond" | "MACVLAN" | "IPVLAN") => Some(rename_tokens(value, map)),
         _ => None,
     });
-    if new == text {
-        Rewrite::Unchanged
-    } else {
-        Rewrite::Edit {
-            text: new,
-            rename_to: None,
-        }
-    }
+    Rewrite::edited(text, new)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::nics;
+    use super::super::tests::{bonded_map, edit, nics};
     use super::*;
 
     #[test]
@@ -57,20 +58,20 @@ VLAN=eno2.50
 ";
         assert_eq!(
             rewrite(network, &map),
-            Rewrite::Edit {
-                text: network
+            edit(
+                network
                     .replace("Name=eno2", "Name=eth1")
-                    .replace("VLAN=eno2.50", "VLAN=eth1.50"),
-                rename_to: None
-            }
+                    .replace("VLAN=eno2.50", "VLAN=eth1.50")
+            )
         );
         let netdev = "[NetDev]\nName=eno2.50\nKind=vlan\n\n[VLAN]\nId=50\n";
         assert_eq!(
             rewrite(netdev, &map),
-            Rewrite::Edit {
-                text: "[NetDev]\nName=eth1.50\nKind=vlan\n\n[VLAN]\nId=50\n".to_string(),
-                rename_to: None
-            }
+            edit("[NetDev]\nName=eth1.50\nKind=vlan\n\n[VLAN]\nId=50\n".to_string())
+        );
+        assert_eq!(
+            rewrite("[NetDev]\nName=bond0\nKind=bond\n", &bonded_map()),
+            Rewrite::Unknown("defines bond0, which became one vif from another file's bond".into())
         );
         let link = "[Match]\nMACAddress=52:54:00:12:34:56\n\n[Link]\nName=lan0\n";
         assert_eq!(rewrite(link, &map), Rewrite::Unchanged);

@@ -27,6 +27,13 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
         return Rewrite::Disable;
     }
     let iface = values(text, "connection", "interface-name").pop();
+    if values(text, "connection", "type").contains(&"bond") {
+        if let Some(b) = iface.filter(|i| map.collapsed(i).is_some()) {
+            return Rewrite::Unknown(format!(
+                "defines bond {b}, which became one vif from another file's bond"
+            ));
+        }
+    }
     let new = map_values(text, |section, key, value| match (section, key) {
         ("connection", "interface-name" | "master" | "controller") | ("vlan", "parent") => {
             Some(rename_tokens(value, map))
@@ -34,19 +41,12 @@ pub fn rewrite(text: &str, map: &NetMap) -> Rewrite {
         ("connection", "id") if Some(value) == iface => map.rename(value),
         _ => None,
     });
-    if new == text {
-        Rewrite::Unchanged
-    } else {
-        Rewrite::Edit {
-            text: new,
-            rename_to: None,
-        }
-    }
+    Rewrite::edited(text, new)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::nics;
+    use super::super::tests::{bonded_map, edit, nics};
     use super::*;
 
     const KEYFILE: &str = "\
@@ -79,22 +79,30 @@ method=disabled
         map.learn(&name, &mac);
         assert_eq!(
             rewrite(KEYFILE, &map),
-            Rewrite::Edit {
-                text: KEYFILE
+            edit(
+                KEYFILE
                     .replace("id=enp3s0f1", "id=eth1")
-                    .replace("interface-name=enp3s0f1", "interface-name=eth1"),
-                rename_to: None
-            }
+                    .replace("interface-name=enp3s0f1", "interface-name=eth1")
+            )
         );
         let vlan = "[connection]\nid=vlan20\ntype=vlan\ninterface-name=enp3s0f1.20\n\n[vlan]\nid=20\nparent=enp3s0f1\n";
         assert_eq!(
             rewrite(vlan, &map),
-            Rewrite::Edit {
-                text: "[connection]\nid=vlan20\ntype=vlan\ninterface-name=eth1.20\n\n[vlan]\nid=20\nparent=eth1\n"
-                    .to_string(),
-                rename_to: None
-            }
+            edit("[connection]\nid=vlan20\ntype=vlan\ninterface-name=eth1.20\n\n[vlan]\nid=20\nparent=eth1\n"
+                    .to_string())
         );
         assert!(matches!(rewrite("junk\n", &map), Rewrite::Unknown(_)));
+        let bonded = bonded_map();
+        assert_eq!(
+            rewrite(
+                "[connection]\nid=bond0\ntype=bond\ninterface-name=bond0\n",
+                &bonded
+            ),
+            Rewrite::Unknown(
+                "defines bond bond0, which became one vif from another file's bond".into()
+            )
+        );
+        let port = "[connection]\nid=p1\ntype=ethernet\ninterface-name=eno1\nmaster=bond0\nslave-type=bond\n";
+        assert_eq!(rewrite(port, &bonded), Rewrite::Disable);
     }
 }
