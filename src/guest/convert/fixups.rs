@@ -299,7 +299,9 @@ fn plan_files(
             .machine
             .nics
             .iter()
-            .filter_map(|n| Some((n.name.clone()?, n.mac.clone()?)))
+            // A NIC without a name still gets its vif: keeping it keeps
+            // the vif numbering the xl config's.
+            .filter_map(|n| Some((n.name.clone().unwrap_or_default(), n.mac.clone()?)))
             .collect();
         let (map, p, w) = netcfg::plan(gfs, &nics, conv.req.vif_per_nic)?;
         planned.extend(p);

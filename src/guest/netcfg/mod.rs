@@ -103,7 +103,10 @@ impl NetMap {
             }
             let vif = vif_name(next);
             next += 1;
-            map.names.insert((*name).to_string(), vif.clone());
+            // A NIC without a name is known to the guest's files by MAC only.
+            if !name.is_empty() {
+                map.names.insert((*name).to_string(), vif.clone());
+            }
             map.macs.insert(mac.clone(), vif.clone());
             map.vifs.push((vif, mac.clone()));
         }
@@ -115,7 +118,7 @@ impl NetMap {
     /// may differ from the installed system's names.
     pub fn learn(&mut self, name: &str, mac: &str) {
         let mac = mac.to_ascii_lowercase();
-        if self.names.contains_key(name) || self.absorbed.contains(name) {
+        if name.is_empty() || self.names.contains_key(name) || self.absorbed.contains(name) {
             return;
         }
         if let Some(vif) = self.macs.get(&mac) {
@@ -187,6 +190,9 @@ pub fn rename_tokens(text: &str, map: &NetMap) -> String {
     let mut out = String::with_capacity(text.len());
     let mut token = String::new();
     let flush = |token: &mut String, out: &mut String| {
+        if token.is_empty() {
+            return;
+        }
         match map.rename(token) {
             Some(n) => out.push_str(&n),
             None => out.push_str(token),
@@ -557,6 +563,11 @@ pub(crate) mod tests {
         assert_eq!(m.dropped_macs, [B]);
         assert_eq!(m.by_mac("52:54:00:00:00:0C"), Some("eth1"));
 
+        // A NIC without a name keeps its place in the vif order.
+        let m = NetMap::new(&nics(&[("", A), ("eno2", B)]), &[], false);
+        assert_eq!(m.rename("eno2").as_deref(), Some("eth1"));
+        assert_eq!(m.rename(""), None);
+        assert_eq!(rename_tokens("a: [b]", &m), "a: [b]");
         let m = NetMap::new(&n, &bonds, true);
         assert_eq!(m.rename("eno1").as_deref(), Some("eth0"));
         assert_eq!(m.rename("eno2").as_deref(), Some("eth1"));
@@ -572,6 +583,8 @@ pub(crate) mod tests {
         let mut m = NetMap::new(&nics(&[("eth0", A), ("eth1", B)]), &[], false);
         m.learn("enp3s0f1", "52:54:00:00:00:0B");
         m.learn("enp9s0", C);
+        m.learn("", A);
+        assert_eq!(m.rename(""), None);
         assert_eq!(m.rename("enp3s0f1").as_deref(), Some("eth1"));
         assert_eq!(m.rename("enp9s0"), None);
         assert_eq!(
