@@ -771,6 +771,11 @@ menuentry 'Debian GNU/Linux' --class debian {
 ";
 
 fn debian() -> Fixture {
+    debian_with(&[])
+}
+
+/// The modern Debian with `extra` files in its root.
+fn debian_with(extra: &[(&str, &str)]) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ird = initrd(
@@ -820,6 +825,7 @@ fn debian() -> Fixture {
             ("/sbin/init", "->/lib/systemd/systemd"),
         ],
     );
+    write_tree(&root, extra);
     std::fs::write(root.join("boot/initrd.img-6.1.0-13-amd64"), ird).unwrap();
     let src = source_disk(
         tmp.path(),
@@ -2573,4 +2579,194 @@ fn recorded_bios_wins_over_an_esp_loader() {
         rep.firmware_reason
     );
     assert!(!rep.config.contains("bios ="), "{}", rep.config);
+}
+
+// ------------------------------------------------- (g) the guest's network
+
+/// The Debian's two NICs (eno1, eno2 in machine.json) bonded, a VLAN on
+/// the bond.
+const DEB_BONDED: &str = "\
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+auto eno1
+iface eno1 inet manual
+    bond-master bond0
+
+auto eno2
+iface eno2 inet manual
+    bond-master bond0
+
+auto bond0
+iface bond0 inet static
+    address 203.0.113.20/24
+    gateway 203.0.113.1
+    bond-slaves eno1 eno2
+    bond-mode 802.3ad
+    dns-nameservers 203.0.113.53
+
+auto bond0.30
+iface bond0.30 inet static
+    address 10.30.0.20/24
+    vlan-raw-device bond0
+";
+
+#[test]
+fn debian_bond_of_two_nics_becomes_one_vif_with_its_addresses() {
+    let fx = debian_with(&[
+        ("/etc/network/interfaces", DEB_BONDED),
+        ("/lib/systemd/systemd-udevd", "udevd"),
+    ]);
+    let rep = guest::convert(&fx.request("web1")).unwrap();
+    let want = "\
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+# p2xen: auto eno1
+# p2xen: iface eno1 inet manual
+# p2xen:     bond-master bond0
+
+# p2xen: auto eno2
+# p2xen: iface eno2 inet manual
+# p2xen:     bond-master bond0
+
+auto eth0
+iface eth0 inet static
+    address 203.0.113.20/24
+    gateway 203.0.113.1
+# p2xen:     bond-slaves eno1 eno2
+# p2xen:     bond-mode 802.3ad
+    dns-nameservers 203.0.113.53
+
+auto eth0.30
+iface eth0.30 inet static
+    address 10.30.0.20/24
+    vlan-raw-device eth0
+";
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),
+        want
+    );
+    assert_eq!(
+        diff_of(&rep, "/etc/network/interfaces"),
+        guest::change::unified_diff("/etc/network/interfaces", DEB_BONDED, want)
+    );
+    let f = rep
+        .fixups
+        .iter()
+        .find(|f| f.file == "/etc/network/interfaces")
+        .unwrap();
+    assert_eq!((f.kind, f.action.as_str()), (FixupKind::NetConfig, "edit"));
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    // systemd's udevd would name the vif enX0: pinned to eth0, once.
+    let pin = "/etc/systemd/network/90-p2xen-eth0.link";
+    assert_eq!(
+        guest_file(&fx.disk(), P1, pin).unwrap(),
+        guest::netcfg::pin_link("eth0", "52:54:00:12:34:56")
+    );
+    assert!(
+        guest::netcfg::pin_link("eth0", "52:54:00:12:34:56")
+            .contains("[Match]\nMACAddress=52:54:00:12:34:56\nType=ether\n\n[Link]\nName=eth0\n")
+    );
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/systemd/network/90-p2xen-eth1.link"),
+        None
+    );
+    assert_eq!(diff_of(&rep, pin).lines().next(), Some("--- /dev/null"));
+    // Run again over its own result: nothing more to change, the same vif.
+    let again = convert_again(&fx, "web1");
+    assert!(
+        !again.fixups.iter().any(|f| f.kind == FixupKind::NetConfig),
+        "{:#?}",
+        again.fixups
+    );
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),
+        want
+    );
+    // The bond's MAC is its first slave's: that NIC's vif alone, in the
+    // first run's config and in the one the second run wrote.
+    let written = std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap();
+    for config in [&rep.config, &written] {
+        assert_eq!(
+            parse_xl(config)["vif"],
+            ["mac=52:54:00:12:34:56, bridge=xenbr0"]
+        );
+    }
+}
+
+#[test]
+fn vif_per_nic_keeps_the_bond_and_ifcfg_files_are_renamed() {
+    // RHEL's files beside Debian's: each format is rewritten on its own,
+    // and the rename of an ifcfg file is what is checked on the image.
+    let ifcfg = "DEVICE=eno2\nNAME=eno2\nTYPE=Ethernet\nBOOTPROTO=none\nIPADDR=192.0.2.10\nPREFIX=24\nHWADDR=52:54:00:12:34:57\nONBOOT=yes\n";
+    let fx = debian_with(&[
+        ("/etc/network/interfaces", DEB_BONDED),
+        ("/etc/sysconfig/network-scripts/ifcfg-eno2", ifcfg),
+    ]);
+    let mut req = fx.request("web1");
+    req.vif_per_nic = true;
+    let rep = guest::convert(&req).unwrap();
+    let img = fx.disk();
+    assert_eq!(
+        guest_file(&img, P1, "/etc/network/interfaces").unwrap(),
+        DEB_BONDED.replace("eno1", "eth0").replace("eno2", "eth1")
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/sysconfig/network-scripts/ifcfg-eno2"),
+        None
+    );
+    assert_eq!(
+        guest_file(&img, P1, "/etc/sysconfig/network-scripts/ifcfg-eth1").unwrap(),
+        ifcfg.replace("=eno2", "=eth1")
+    );
+    assert_eq!(
+        diff_of(&rep, "/etc/sysconfig/network-scripts/ifcfg-eno2"),
+        "rename from /etc/sysconfig/network-scripts/ifcfg-eno2\n\
+         rename to /etc/sysconfig/network-scripts/ifcfg-eth1\n"
+    );
+    assert_eq!(
+        diff_of(&rep, "/etc/sysconfig/network-scripts/ifcfg-eth1"),
+        "--- a/etc/sysconfig/network-scripts/ifcfg-eth1\n\
+         +++ b/etc/sysconfig/network-scripts/ifcfg-eth1\n\
+         @@ -1,5 +1,5 @@\n\
+         -DEVICE=eno2\n\
+         -NAME=eno2\n\
+         +DEVICE=eth1\n\
+         +NAME=eth1\n \
+         TYPE=Ethernet\n \
+         BOOTPROTO=none\n \
+         IPADDR=192.0.2.10\n"
+    );
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
+    assert_eq!(
+        xl["vif"],
+        [
+            "mac=52:54:00:12:34:56, bridge=xenbr0",
+            "mac=52:54:00:12:34:57, bridge=xenbr0"
+        ]
+    );
+}
+
+#[test]
+fn no_fixup_net_config_leaves_the_network_files_and_vifs() {
+    let fx = debian_with(&[("/etc/network/interfaces", DEB_BONDED)]);
+    let mut req = fx.request("web1");
+    req.skip = vec![FixupKind::NetConfig];
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),
+        DEB_BONDED
+    );
+    assert!(
+        !rep.fixups.iter().any(|f| f.kind == FixupKind::NetConfig),
+        "{:#?}",
+        rep.fixups
+    );
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
+    assert_eq!(xl["vif"].len(), 2);
 }

@@ -41,6 +41,10 @@ pub struct ConvertArgs {
     /// Skip one kind of fix-up (repeatable).
     #[arg(long = "no-fixup", value_enum)]
     pub no_fixup: Vec<FixupKind>,
+    /// Give each NIC of a bond its own vif (the bond kept in the guest)
+    /// instead of one vif for the bond.
+    #[arg(long)]
+    pub vif_per_nic: bool,
     /// Overwrite an existing config and partition images.
     #[arg(long)]
     pub force: bool,
@@ -108,6 +112,7 @@ fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     req.vcpus = args.vcpus;
     req.dry_run = args.dry_run;
     req.skip = args.no_fixup.clone();
+    req.vif_per_nic = args.vif_per_nic;
     req.force = args.force;
     req.guest_kernel = args.guest_kernel.resolve()?;
     super::convert(&req)

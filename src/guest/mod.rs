@@ -20,6 +20,7 @@ pub mod mdraid;
 pub mod modalias;
 pub mod monitoring;
 pub mod mount;
+pub mod netcfg;
 pub mod netrules;
 pub mod report;
 pub mod split;
@@ -54,6 +55,8 @@ pub enum FixupKind {
     Bootloader,
     Modules,
     NetRules,
+    /// The guest's interface configuration renamed to the vifs' names.
+    NetConfig,
     Console,
     MdRaid,
     Monitoring,
@@ -74,6 +77,7 @@ impl FixupKind {
             FixupKind::Bootloader => "bootloader",
             FixupKind::Modules => "modules",
             FixupKind::NetRules => "net-rules",
+            FixupKind::NetConfig => "net-config",
             FixupKind::Console => "console",
             FixupKind::MdRaid => "md-raid",
             FixupKind::Monitoring => "monitoring",
@@ -102,6 +106,9 @@ pub struct ConvertRequest {
     pub vcpus: Option<u32>,
     pub dry_run: bool,
     pub skip: Vec<FixupKind>,
+    /// `--vif-per-nic`: a bond of several NICs keeps one vif per NIC
+    /// (and stays a bond) instead of becoming one vif.
+    pub vif_per_nic: bool,
     pub force: bool,
     /// `--guest-kernel`: dom0 boots this kernel, whose modules go into the guest.
     pub guest_kernel: Option<supplied_kernel::SuppliedKernel>,
@@ -124,6 +131,7 @@ impl ConvertRequest {
             vcpus: None,
             dry_run: false,
             skip: Vec::new(),
+            vif_per_nic: false,
             force: false,
             guest_kernel: None,
         }

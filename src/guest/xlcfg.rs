@@ -191,11 +191,19 @@ fn disks(images: &[(String, PathBuf)], hvm: bool) -> Vec<String> {
 }
 
 /// One vif per source NIC with a usable MAC (the guest's network
-/// configuration may name it), else one on the bridge.
+/// configuration may name it), but one for the NICs of a bond that became
+/// one vif; else one on the bridge.
 fn vifs(conv: &mut Conversion) -> Vec<String> {
     let (req, bridge) = (conv.req, conv.settings.bridge.clone());
     let mut vifs = Vec::new();
     for n in &req.machine.nics {
+        let dropped = n
+            .mac
+            .as_deref()
+            .is_some_and(|m| conv.dropped_macs.contains(&m.to_ascii_lowercase()));
+        if dropped {
+            continue;
+        }
         match n.mac.as_deref() {
             Some(mac) if valid_mac(mac) => {
                 vifs.push(format!("mac={}, bridge={bridge}", mac.to_ascii_lowercase()))

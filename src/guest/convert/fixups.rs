@@ -13,7 +13,7 @@ use super::super::supplied_kernel;
 use super::super::xencheck::{self, KernelInfo};
 use super::super::{
     FixupKind, GuestError, XenType, bootcfg, caches, console, fstab, initrd_drivers, mdraid,
-    modalias, monitoring, netrules,
+    modalias, monitoring, netcfg, netrules,
 };
 use super::Conversion;
 use super::route::{self, Route};
@@ -292,6 +292,21 @@ fn plan_files(
     }
     if !conv.skips(FixupKind::NetRules) {
         planned.extend(netrules::plan(gfs)?);
+    }
+    if !conv.skips(FixupKind::NetConfig) {
+        let nics: Vec<(String, String)> = conv
+            .req
+            .machine
+            .nics
+            .iter()
+            // A NIC without a name still gets its vif: keeping it keeps
+            // the vif numbering the xl config's.
+            .filter_map(|n| Some((n.name.clone().unwrap_or_default(), n.mac.clone()?)))
+            .collect();
+        let (map, p, w) = netcfg::plan(gfs, &nics, conv.req.vif_per_nic)?;
+        planned.extend(p);
+        conv.warn_all(w);
+        conv.dropped_macs = map.dropped_macs;
     }
     if !conv.skips(FixupKind::Console) {
         let (p, w) = console::plan(gfs, uses_systemd(conv, gfs), tty)?;

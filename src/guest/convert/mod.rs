@@ -31,6 +31,9 @@ pub(super) struct Conversion<'a> {
     /// `rootflags=` the guest's kernel needs when dom0 boots it (a Btrfs
     /// root's subvolume, which the guest's boot menu would have passed).
     pub root_flags: Option<String>,
+    /// MACs of NICs that get no vif: the other slaves of a bond that
+    /// became one vif (set by the net-config fix-up).
+    pub dropped_macs: Vec<String>,
     fixups: Vec<Fixup>,
     warnings: Vec<String>,
 }
@@ -42,6 +45,7 @@ impl<'a> Conversion<'a> {
             req,
             settings: options::guest_options(req)?,
             root_flags: None,
+            dropped_macs: Vec::new(),
             fixups: Vec::new(),
             warnings: Vec::new(),
         })
