@@ -413,15 +413,16 @@ fn missing_interface_is_an_error_naming_the_others() {
     );
 }
 
-/// A TCP listener in the server namespace on `addr`; returns the port and
-/// a thread that accepts one connection and returns the peer's address.
-fn listen_in_server(lab: &Lab, addr: &str) -> (u16, std::thread::JoinHandle<std::net::SocketAddr>) {
+/// A TCP connection from the client namespace reaches a listener on the
+/// server's 2001:db8:7::1 with `source` as its peer address.
+fn assert_connects_from(lab: &Lab, source: std::net::Ipv6Addr) {
     let listener = in_ns(&lab.server_ns, || {
-        std::net::TcpListener::bind(addr).unwrap()
+        std::net::TcpListener::bind("[2001:db8:7::1]:0").unwrap()
     });
     let port = listener.local_addr().unwrap().port();
     let accept = std::thread::spawn(move || listener.accept().unwrap().1);
-    (port, accept)
+    lab.in_client(|| std::net::TcpStream::connect(("2001:db8:7::1", port)).unwrap());
+    assert_eq!(accept.join().unwrap().ip(), std::net::IpAddr::V6(source));
 }
 
 #[test]
@@ -468,9 +469,7 @@ fn static_ipv6_from_ip_param_reaches_the_receiver_side() {
         std::fs::read_to_string(&req.resolv_conf).unwrap(),
         "# written by p2xen\nnameserver 2001:db8:7::53\nnameserver 10.213.7.1\n"
     );
-    let (port, accept) = listen_in_server(&lab, "[2001:db8:7::1]:0");
-    lab.in_client(|| std::net::TcpStream::connect(("2001:db8:7::1", port)).unwrap());
-    assert_eq!(accept.join().unwrap().ip(), std::net::IpAddr::V6(want));
+    assert_connects_from(&lab, want);
 }
 
 #[test]
@@ -496,9 +495,7 @@ fn slaac_address_and_default_route_from_router_advertisements() {
         routes.starts_with("default via fe80::") && routes.contains("dev vc proto ra"),
         "{routes}"
     );
-    let (port, accept) = listen_in_server(&lab, "[2001:db8:7::1]:0");
-    lab.in_client(|| std::net::TcpStream::connect(("2001:db8:7::1", port)).unwrap());
-    assert_eq!(accept.join().unwrap().ip(), std::net::IpAddr::V6(addr));
+    assert_connects_from(&lab, addr);
 }
 
 #[test]
