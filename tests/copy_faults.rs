@@ -296,6 +296,9 @@ fn two_servers_under_one_name_are_never_mixed_into_one_image() {
         &["--retry-for", "0"],
     );
     assert!(!ok);
+    // The sender gives up as soon as the link is cut, while the receiver may
+    // still be writing what it had buffered: hash once it lets go.
+    wait_for_state(&d.path().join("state"), "twin2", "interrupted");
     let partial = blake3_file(&store.join("twin2/disk0.img"));
     let (ok, _, err) = r.send("twin2", &[&b], &["--retry-for", "0"]);
     assert!(
@@ -306,4 +309,30 @@ fn two_servers_under_one_name_are_never_mixed_into_one_image() {
     let (ok, _, err) = r.send("twin2", &[&a], &[]);
     assert!(ok, "{err}");
     assert_eq!(blake3_file(&store.join("twin2/disk0.img")), blake3_file(&a));
+}
+
+/// Polls `p2xen receive --status --json` until migration `name` is in `state`.
+fn wait_for_state(state_dir: &std::path::Path, name: &str, state: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let out = std::process::Command::new(BIN)
+            .args(["receive", "--status", "--json", "--state-dir"])
+            .arg(state_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let now = list
+            .as_array()
+            .and_then(|l| l.iter().find(|m| m["name"] == name))
+            .map(|m| m["state"].clone());
+        if now.as_ref().and_then(|s| s.as_str()) == Some(state) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{name} never became {state}: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
