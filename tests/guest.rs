@@ -373,7 +373,7 @@ fn seed_server_boots_a_supplied_kernel() {
     let fx = seed();
     let dom0 = fx.store.parent().unwrap().join("dom0");
     let mut req = fx.request("seed");
-    req.guest_kernel = Some(supplied_kernel(&dom0, 4096));
+    req.policy.guest_kernel = Some(supplied_kernel(&dom0, 4096));
     let rep = guest::convert(&req).unwrap();
     assert_eq!(rep.boot_route, "supplied-kernel");
     assert_eq!(rep.xen_type, XenType::Pv);
@@ -432,7 +432,7 @@ fn supplied_kernel_modules_that_do_not_fit_change_nothing() {
     let fx = seed();
     let dom0 = fx.store.parent().unwrap().join("dom0");
     let mut req = fx.request("seed");
-    req.guest_kernel = Some(supplied_kernel(&dom0, 48 << 20));
+    req.policy.guest_kernel = Some(supplied_kernel(&dom0, 48 << 20));
     let e = guest::convert(&req).unwrap_err().to_string();
     assert!(
         e.starts_with("/lib/modules/6.1.0-57-amd64: the guest's filesystem has ")
@@ -657,7 +657,7 @@ fn seed_server_partitions_layout() {
     req.layout = Some(Layout::Partitions);
     req.memory_mib = Some(512);
     req.bridge = Some("br0".to_string());
-    req.skip = vec![FixupKind::Monitoring];
+    req.policy.skip = vec![FixupKind::Monitoring];
     let rep = guest::convert(&req).unwrap();
     assert_eq!(
         hash_file(&fx.disk()),
@@ -1861,7 +1861,7 @@ fn hostonly_fix_skipped_with_no_fixup_xen_drivers() {
     let before = hash_file(&fx.disk());
     let mut req = fx.request("ho");
     req.dry_run = true;
-    req.skip.push(FixupKind::XenDrivers);
+    req.policy.skip.push(FixupKind::XenDrivers);
     let rep = guest::convert(&req).unwrap();
     assert_eq!(hash_file(&fx.disk()), before);
     assert!(!rep.fixups.iter().any(|f| f.action == "append"));
@@ -2366,7 +2366,7 @@ fn uefi_source_pv_routes_boot_the_real_grub_cfg() {
     let img = fx.disk();
     let esp_before = hash_range(&img, ESP_OFF, usize::try_from(ESP_SIZE).unwrap());
     let mut req = fx.request("efi1");
-    req.skip = vec![FixupKind::Efi];
+    req.policy.skip = vec![FixupKind::Efi];
     let rep = guest::convert(&req).unwrap();
     // --no-fixup efi: the ESP is as it was.
     assert_eq!(
@@ -2709,7 +2709,7 @@ fn vif_per_nic_keeps_the_bond_and_ifcfg_files_are_renamed() {
         ("/etc/sysconfig/network-scripts/ifcfg-eno2", ifcfg),
     ]);
     let mut req = fx.request("web1");
-    req.vif_per_nic = true;
+    req.policy.vif_per_nic = true;
     let rep = guest::convert(&req).unwrap();
     let img = fx.disk();
     assert_eq!(
@@ -2752,11 +2752,58 @@ fn vif_per_nic_keeps_the_bond_and_ifcfg_files_are_renamed() {
     );
 }
 
+/// The receiver's `--vif-per-nic` and `--no-fixup` reach each conversion
+/// it runs after a verified copy, as `p2xen convert`'s do; with
+/// `--no-convert` they are a usage error.
+#[test]
+fn the_receivers_conversion_policy_applies_to_its_conversions() {
+    let fx = debian_with(&[("/etc/network/interfaces", DEB_BONDED)]);
+    let policy = guest::ConversionPolicy {
+        skip: vec![FixupKind::Monitoring],
+        vif_per_nic: true,
+        guest_kernel: None,
+    };
+    let summary = p2xen::receive::conversion::after_verified_copy(
+        &fx.store,
+        "web1",
+        &fx.xen_dir,
+        &policy,
+        false,
+    )
+    .unwrap();
+    assert!(summary.next_command.contains("web1.cfg"), "{summary:?}");
+    let xl = parse_xl(&std::fs::read_to_string(fx.xen_dir.join("web1.cfg")).unwrap());
+    assert_eq!(xl["vif"].len(), 2, "{xl:?}");
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),
+        DEB_BONDED.replace("eno1", "eth0").replace("eno2", "eth1")
+    );
+    let report = std::fs::read_to_string(fx.store.join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let kinds: Vec<&str> = report["conversion"]["fixups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"net-config"), "{kinds:?}");
+    assert!(!kinds.contains(&"monitoring"), "{kinds:?}");
+
+    for flag in [&["--vif-per-nic"][..], &["--no-fixup", "console"][..]] {
+        let mut args = vec!["receive", "--listen", "127.0.0.1:0", "--no-convert"];
+        args.extend_from_slice(flag);
+        let out = p2xen(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
+    }
+}
+
 #[test]
 fn no_fixup_net_config_leaves_the_network_files_and_vifs() {
     let fx = debian_with(&[("/etc/network/interfaces", DEB_BONDED)]);
     let mut req = fx.request("web1");
-    req.skip = vec![FixupKind::NetConfig];
+    req.policy.skip = vec![FixupKind::NetConfig];
     let rep = guest::convert(&req).unwrap();
     assert_eq!(
         guest_file(&fx.disk(), P1, "/etc/network/interfaces").unwrap(),

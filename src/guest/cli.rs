@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::supplied_kernel::SuppliedKernel;
-use super::{Bootloader, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout, XenType};
+use super::{
+    Bootloader, ConversionPolicy, ConversionReport, ConvertRequest, FixupKind, GuestError, Layout,
+    XenType,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConvertArgs {
@@ -38,6 +41,17 @@ pub struct ConvertArgs {
     /// Print what would change, as diffs; touch nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Overwrite an existing config and partition images.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// The conversion settings shared by `p2xen convert` and `p2xen receive`
+/// (which applies them to every conversion it runs).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
     /// Skip one kind of fix-up (repeatable).
     #[arg(long = "no-fixup", value_enum)]
     pub no_fixup: Vec<FixupKind>,
@@ -45,15 +59,22 @@ pub struct ConvertArgs {
     /// instead of one vif for the bond.
     #[arg(long)]
     pub vif_per_nic: bool,
-    /// Overwrite an existing config and partition images.
-    #[arg(long)]
-    pub force: bool,
     #[command(flatten)]
     pub guest_kernel: GuestKernelArgs,
 }
 
-/// `--guest-kernel` and its companions, shared by `p2xen convert` and
-/// `p2xen receive` (which applies them to every conversion it runs).
+impl PolicyArgs {
+    /// The policy, with `--guest-kernel`'s files checked to exist.
+    pub fn resolve(&self) -> Result<ConversionPolicy, GuestError> {
+        Ok(ConversionPolicy {
+            skip: self.no_fixup.clone(),
+            vif_per_nic: self.vif_per_nic,
+            guest_kernel: self.guest_kernel.resolve()?,
+        })
+    }
+}
+
+/// `--guest-kernel` and its companions.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GuestKernelArgs {
     /// Boot the guest PV with this Xen-capable kernel from dom0 instead of
@@ -111,10 +132,8 @@ fn convert(args: &ConvertArgs) -> Result<ConversionReport, GuestError> {
     req.memory_mib = args.memory;
     req.vcpus = args.vcpus;
     req.dry_run = args.dry_run;
-    req.skip = args.no_fixup.clone();
-    req.vif_per_nic = args.vif_per_nic;
     req.force = args.force;
-    req.guest_kernel = args.guest_kernel.resolve()?;
+    req.policy = args.policy.resolve()?;
     super::convert(&req)
 }
 

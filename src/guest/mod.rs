@@ -105,11 +105,20 @@ pub struct ConvertRequest {
     pub memory_mib: Option<u64>,
     pub vcpus: Option<u32>,
     pub dry_run: bool,
+    pub force: bool,
+    pub policy: ConversionPolicy,
+}
+
+/// The administrator's conversion settings that hold for every guest, so
+/// that `p2xen receive` applies them to each conversion it runs just as
+/// `p2xen convert` does to one.
+#[derive(Debug, Clone, Default)]
+pub struct ConversionPolicy {
+    /// `--no-fixup KIND`: fix-ups not applied.
     pub skip: Vec<FixupKind>,
     /// `--vif-per-nic`: a bond of several NICs keeps one vif per NIC
     /// (and stays a bond) instead of becoming one vif.
     pub vif_per_nic: bool,
-    pub force: bool,
     /// `--guest-kernel`: dom0 boots this kernel, whose modules go into the guest.
     pub guest_kernel: Option<supplied_kernel::SuppliedKernel>,
 }
@@ -130,10 +139,8 @@ impl ConvertRequest {
             memory_mib: None,
             vcpus: None,
             dry_run: false,
-            skip: Vec::new(),
-            vif_per_nic: false,
             force: false,
-            guest_kernel: None,
+            policy: ConversionPolicy::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::admission::AdmissionLimits;
-use crate::guest::cli::GuestKernelArgs;
+use crate::guest::cli::PolicyArgs;
 use crate::wire::name::MigrationName;
 use crate::wire::rate::Rate;
 
@@ -50,13 +50,13 @@ pub struct ReceiveArgs {
     #[arg(long, default_value = "/etc/xen")]
     pub xen_dir: PathBuf,
     /// Only copy and verify; skip the guest conversion (run `p2xen convert` later).
-    #[arg(long, conflicts_with = "guest_kernel")]
+    #[arg(long, conflicts_with_all = ["guest_kernel", "no_fixup", "vif_per_nic"])]
     pub no_convert: bool,
-    /// The supplied-kernel route for every conversion this receiver runs
-    /// (as `p2xen convert --guest-kernel`): for servers whose own kernel
-    /// cannot run under Xen, such as 32-bit ones.
+    /// Conversion settings for every conversion this receiver runs (as
+    /// `p2xen convert`'s); `--guest-kernel` is the supplied-kernel route
+    /// for servers whose own kernel cannot run under Xen, such as 32-bit ones.
     #[command(flatten)]
-    pub guest_kernel: GuestKernelArgs,
+    pub policy: PolicyArgs,
     /// Seconds a client has for its TLS handshake and hello together.
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub hello_timeout: u64,
@@ -91,8 +91,8 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
     };
     // Checked before listening: a missing kernel file would otherwise
     // surface only after a whole copy, as a failed conversion.
-    let guest_kernel = match a.guest_kernel.resolve() {
-        Ok(k) => k,
+    let policy = match a.policy.resolve() {
+        Ok(p) => p,
         Err(e) => {
             log::error!("receive: {e}");
             return ExitCode::FAILURE;
@@ -107,7 +107,7 @@ pub fn run(a: ReceiveArgs) -> ExitCode {
         force: a.force,
         json: a.json,
         xen_dir: (!a.no_convert).then_some(a.xen_dir),
-        guest_kernel,
+        policy,
         admission: AdmissionLimits {
             total: usize::try_from(a.max_unauthenticated).unwrap_or(usize::MAX),
             per_address: usize::try_from(a.max_unauthenticated_per_address).unwrap_or(usize::MAX),

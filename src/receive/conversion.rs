@@ -3,12 +3,11 @@
 use std::path::Path;
 
 use crate::guest;
-use crate::guest::supplied_kernel::SuppliedKernel;
 use crate::wire::report::ConversionSummary;
 
 /// Runs `guest::convert` on the verified copy in `store_dir` (STORE/NAME),
-/// writing the xl config into `xen_dir`; `guest_kernel` is the receiver's
-/// `--guest-kernel` (the supplied-kernel route). The conversion adds its report to
+/// writing the xl config into `xen_dir` with the receiver's `policy`
+/// (`--no-fixup`, `--vif-per-nic`, `--guest-kernel`). The conversion adds its report to
 /// `report.json` itself; its summary is returned for the sender. `replace`
 /// lets it write over the config and images an earlier conversion of this
 /// migration wrote (after a cutover pass).
@@ -16,14 +15,14 @@ pub fn after_verified_copy(
     store_dir: &Path,
     name: &str,
     xen_dir: &Path,
-    guest_kernel: Option<&SuppliedKernel>,
+    policy: &guest::ConversionPolicy,
     replace: bool,
 ) -> Result<ConversionSummary, String> {
     let mut req =
         guest::ConvertRequest::from_store(store_dir.to_path_buf(), name, xen_dir.to_path_buf())
             .map_err(|e| e.to_string())?;
     req.force = replace;
-    req.guest_kernel = guest_kernel.cloned();
+    req.policy = policy.clone();
     let report = guest::convert(&req).map_err(|e| e.to_string())?;
     Ok(ConversionSummary {
         config_path: report.config_path.display().to_string(),

@@ -40,8 +40,8 @@ pub struct ReceiveOptions {
     /// Run the guest conversion after a verified copy, writing xl configs
     /// here (`--xen-dir`, default /etc/xen); `None` with `--no-convert`.
     pub xen_dir: Option<PathBuf>,
-    /// `--guest-kernel`: the kernel every conversion boots the guest with.
-    pub guest_kernel: Option<crate::guest::supplied_kernel::SuppliedKernel>,
+    /// `--no-fixup`, `--vif-per-nic`, `--guest-kernel` for every conversion.
+    pub policy: crate::guest::ConversionPolicy,
     /// Caps and deadline before authentication.
     pub admission: AdmissionLimits,
     /// Bandwidth limit of each session (`--limit RATE`); a migration's own

@@ -53,7 +53,7 @@ pub(super) fn plan_and_apply(
     let preferred = real.as_ref().and_then(|r| uefi::default_kernel(gfs, r));
     let route = route::choose_route(conv, &kernels, root, preferred.as_deref());
     // A supplied kernel replaces the guest's: their Xen support is moot.
-    if !conv.skips(FixupKind::XenDrivers) && conv.req.guest_kernel.is_none() {
+    if !conv.skips(FixupKind::XenDrivers) && conv.req.policy.guest_kernel.is_none() {
         kernel_warnings(conv, gfs, &route, &kernels, &initrd.not_added);
     }
     let map = device_map(conv, gfs, vols, flattened, route.xen_type == XenType::Hvm)?;
@@ -75,7 +75,7 @@ pub(super) fn plan_and_apply(
     }
     // Checked before anything is applied; asked for explicitly, so not
     // subject to --no-fixup xen-drivers.
-    let modules = match &conv.req.guest_kernel {
+    let modules = match &conv.req.policy.guest_kernel {
         Some(sk) => Some(supplied_kernel::plan_modules(gfs, sk)?),
         None => None,
     };
@@ -303,7 +303,7 @@ fn plan_files(
             // the vif numbering the xl config's.
             .filter_map(|n| Some((n.name.clone().unwrap_or_default(), n.mac.clone()?)))
             .collect();
-        let (map, p, w) = netcfg::plan(gfs, &nics, conv.req.vif_per_nic)?;
+        let (map, p, w) = netcfg::plan(gfs, &nics, conv.req.policy.vif_per_nic)?;
         planned.extend(p);
         conv.warn_all(w);
         conv.dropped_macs = map.dropped_macs;

@@ -65,7 +65,7 @@ impl<'a> Conversion<'a> {
 
     /// `--no-fixup KIND`.
     pub fn skips(&self, kind: FixupKind) -> bool {
-        self.req.skip.contains(&kind)
+        self.req.policy.skip.contains(&kind)
     }
 }
 

@@ -31,7 +31,7 @@ pub(super) fn validate(req: &ConvertRequest) -> Result<(), GuestError> {
             req.name
         )));
     }
-    if req.guest_kernel.is_some() && req.xen_type == Some(XenType::Hvm) {
+    if req.policy.guest_kernel.is_some() && req.xen_type == Some(XenType::Hvm) {
         return Err(GuestError::Invalid(
             "--guest-kernel boots the guest PV (or PVH) with a kernel from dom0; drop --type hvm, \
              or drop --guest-kernel to boot the guest's own kernel on emulated hardware"

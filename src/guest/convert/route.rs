@@ -106,7 +106,7 @@ pub(super) fn choose_route(
         (_, b) => b,
     }
     .cloned();
-    if let Some(sk) = &conv.req.guest_kernel {
+    if let Some(sk) = &conv.req.policy.guest_kernel {
         return supplied_kernel_route(conv, sk, best.as_ref(), root);
     }
     if conv.settings.layout == Layout::Partitions {
@@ -246,7 +246,7 @@ pub(super) fn boot_files(
     route: &Route,
     req: &ConvertRequest,
 ) -> Result<Option<BootFiles>, GuestError> {
-    if let (BootRoute::SuppliedKernel, Some(sk)) = (route.boot, &req.guest_kernel) {
+    if let (BootRoute::SuppliedKernel, Some(sk)) = (route.boot, &req.policy.guest_kernel) {
         return supplied_boot_files(sk, &req.store_dir, req.dry_run).map(Some);
     }
     Ok(match (&route.kernel, req.dry_run) {

@@ -26,8 +26,8 @@ pub struct Ctx {
     pub json: bool,
     /// Where the conversion writes xl configs; `None`: no conversion.
     pub xen_dir: Option<PathBuf>,
-    /// `--guest-kernel` for each conversion.
-    pub guest_kernel: Option<crate::guest::supplied_kernel::SuppliedKernel>,
+    /// The receiver's settings for each conversion.
+    pub policy: crate::guest::ConversionPolicy,
     /// Caps and deadline for connections that have not shown the token.
     pub admission: Admission,
     /// Each session's bandwidth limit unless STATE/limits/NAME says otherwise.
@@ -53,7 +53,7 @@ impl Ctx {
             force: opts.force,
             json: opts.json,
             xen_dir: opts.xen_dir.clone(),
-            guest_kernel: opts.guest_kernel.clone(),
+            policy: opts.policy.clone(),
             admission: Admission::new(opts.admission),
             limit: opts.limit,
             active: Mutex::new(HashMap::new()),

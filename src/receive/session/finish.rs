@@ -90,7 +90,7 @@ impl Session<'_> {
                 self.dir,
                 name,
                 xen_dir,
-                self.ctx.guest_kernel.as_ref(),
+                &self.ctx.policy,
                 replace,
             ) {
                 Ok(conv) => rep.conversion = Some(conv),
