@@ -116,16 +116,7 @@ fn receiver_killed_mid_copy_resumes_after_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let status = |json: bool| {
-        let out = std::process::Command::new(BIN)
-            .args(["receive", "--status", "--state-dir"])
-            .arg(&state)
-            .args(if json { &["--json"][..] } else { &[][..] })
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let status = |json: bool| receive_status(&state, json);
     let running: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
     assert_eq!(running[0]["name"], "killed", "{running}");
     assert_eq!(running[0]["state"], "running", "{running}");
@@ -315,13 +306,8 @@ fn two_servers_under_one_name_are_never_mixed_into_one_image() {
 fn wait_for_state(state_dir: &std::path::Path, name: &str, state: &str) {
     let t = std::time::Instant::now();
     loop {
-        let out = std::process::Command::new(BIN)
-            .args(["receive", "--status", "--json", "--state-dir"])
-            .arg(state_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let list: serde_json::Value =
+            serde_json::from_str(&receive_status(state_dir, true)).unwrap();
         let now = list
             .as_array()
             .and_then(|l| l.iter().find(|m| m["name"] == name))
@@ -335,4 +321,16 @@ fn wait_for_state(state_dir: &std::path::Path, name: &str, state: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `p2xen receive --status` (a table, or JSON) on `state_dir`.
+fn receive_status(state_dir: &std::path::Path, json: bool) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["receive", "--status", "--state-dir"])
+        .arg(state_dir)
+        .args(if json { &["--json"][..] } else { &[][..] })
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
