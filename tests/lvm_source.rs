@@ -701,7 +701,13 @@ fn lv_root_store(dir: &Path, vg: &str, root_lv: &str) -> (PathBuf, String) {
     let fs_img = dir.join("guest-root.ext4");
     sparse_image(&fs_img, 32 * MIB);
     run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", "1f3a0b5e-0000-4000-8000-00000000000a", "-d"])
+        .args([
+            "-q",
+            "-F",
+            "-U",
+            "1f3a0b5e-0000-4000-8000-00000000000a",
+            "-d",
+        ])
         .arg(&root)
         .arg(&fs_img));
     scatter(&pv_img, &fs_img, &segs[root_lv], &dev, pe_start, 4 * MIB);
@@ -758,19 +764,25 @@ fn a_root_on_an_lv_converts_and_a_segmented_one_needs_device_mapper() {
     // fstab's /dev/mapper and /dev/VG names stay: LVM is still in the guest.
     let fstab = run(Command::new("debugfs")
         .args(["-R", "cat /etc/fstab"])
-        .arg(format!("{}?offset={root_at}", store.join("disk0.img").display())));
+        .arg(format!(
+            "{}?offset={root_at}",
+            store.join("disk0.img").display()
+        )));
     assert!(
         fstab.starts_with(&format!("/dev/mapper/{vg}-root / ext4")),
         "{fstab}"
     );
-    assert!(fstab.contains(&format!("/dev/{vg}/gap none swap")), "{fstab}");
+    assert!(
+        fstab.contains(&format!("/dev/{vg}/gap none swap")),
+        "{fstab}"
+    );
     drop(dir);
 
     let dir = TempDir::new().unwrap();
     let (store, _) = lv_root_store(dir.path(), &vg, "two");
     let req = ConvertRequest::from_store(store, "lvroot", dir.path().join("xen")).unwrap();
     let got = guest::convert(&req);
-    if Path::new("/dev/mapper/control").exists() {
+    if guest::lvm::have_device_mapper() {
         let rep = got.unwrap_or_else(|e| panic!("with device-mapper: {e}"));
         assert_eq!(rep.root_device, format!("/dev/mapper/{vg}-two"));
     } else {

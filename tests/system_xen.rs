@@ -705,7 +705,14 @@ fn lvm_xfs_server_migrated_by_p2xen_boots_under_xen() {
             .arg(&root.0));
         let field = |k: &str| -> u64 {
             sb.lines()
-                .find_map(|l| l.strip_prefix(k)?.trim().strip_prefix('=')?.trim().parse().ok())
+                .find_map(|l| {
+                    l.strip_prefix(k)?
+                        .trim()
+                        .strip_prefix('=')?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
                 .unwrap_or_else(|| panic!("no {k} in {sb}"))
         };
         let xfs_used = (field("dblocks") - field("fdblocks")) * field("blocksize");
@@ -733,7 +740,10 @@ fn lvm_xfs_server_migrated_by_p2xen_boots_under_xen() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "xfs_repair -n of the copy's root LV: {repair}");
+        assert!(
+            out.status.success(),
+            "xfs_repair -n of the copy's root LV: {repair}"
+        );
     });
     assert_eq!(m, Marker::lvm("xvda"));
     assert!(repair.contains("No modify flag set"), "{repair}");

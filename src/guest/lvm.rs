@@ -40,8 +40,8 @@ pub enum LvError {
     },
     #[error(
         "LV {vg}/{lv} is {layout}: opening it on dom0 needs device-mapper (dmsetup), which this \
-         dom0 lacks (no /dev/mapper/control; `modprobe dm-mod`, or convert on a dom0 with \
-         device-mapper)"
+         dom0's kernel lacks (not in /proc/misc; `modprobe dm-mod`, or convert on a dom0 \
+         with device-mapper)"
     )]
     NoDeviceMapper {
         vg: String,
@@ -177,10 +177,14 @@ pub fn lvs_of_pv(
     Ok(out)
 }
 
-/// Device-mapper is there to create tables with.
-fn have_device_mapper() -> bool {
-    Path::new("/dev/mapper/control").exists()
-        || std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.contains("device-mapper"))
+/// The running kernel has device-mapper to create tables with: it then
+/// lists the misc device. (`/dev/mapper/control` is no proof: a static
+/// /dev or a container may have the node without the driver.)
+pub fn have_device_mapper() -> bool {
+    std::fs::read_to_string("/proc/misc").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("device-mapper"))
+    })
 }
 
 /// A device-mapper device p2xen created, removed on drop.
@@ -266,8 +270,7 @@ impl OpenVolume {
                 layout: lv.layout(),
             });
         }
-        let lo =
-            LoopDevice::attach(image, lv.pv_start, lv.pv_size, read_only).map_err(dm_err)?;
+        let lo = LoopDevice::attach(image, lv.pv_start, lv.pv_size, read_only).map_err(dm_err)?;
         // Our own prefix, never the guest's VG-LV name: dom0 may have a VG
         // of the same name active.
         let name = dm_name(migration, &lv.vg, &lv.name);
@@ -413,7 +416,10 @@ mod tests {
         assert_eq!(lv_of_spec("/dev/disk/by-uuid"), None);
         assert_eq!(lv_of_spec("/dev/sda1"), None);
         assert_eq!(lv_of_spec("UUID=x"), None);
-        assert_eq!(mapper_path("ubuntu-vg", "ubuntu-lv"), "/dev/mapper/ubuntu--vg-ubuntu--lv");
+        assert_eq!(
+            mapper_path("ubuntu-vg", "ubuntu-lv"),
+            "/dev/mapper/ubuntu--vg-ubuntu--lv"
+        );
         assert_eq!(dm_name("web 1", "vg", "root"), "p2xen-web_1-vg-root");
     }
 
@@ -442,7 +448,13 @@ mod tests {
         let (a, b) = (lv("vgdemo", "root"), lv("vgdemo", "swap"));
         let w = check_fstab(&gfs, &[&a, &b]).unwrap();
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("names LV home, which the copy's VG vgdemo does not have"), "{w:?}");
-        assert!(w[1].contains("names VG other, which is on none of the copied disks"), "{w:?}");
+        assert!(
+            w[0].contains("names LV home, which the copy's VG vgdemo does not have"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("names VG other, which is on none of the copied disks"),
+            "{w:?}"
+        );
     }
 }

@@ -241,7 +241,10 @@ fn linear_lvs_are_one_pv_window_and_striped_ones_a_dm_table() {
     };
     // sw: extents 2..6 of 4 KiB after pe_start 64 KiB.
     assert_eq!(map("sw").contiguous(), Some((72 * KIB, 16 * KIB)));
-    assert_eq!(map("sw").dm_table("/dev/loop7"), "0 32 linear /dev/loop7 144\n");
+    assert_eq!(
+        map("sw").dm_table("/dev/loop7"),
+        "0 32 linear /dev/loop7 144\n"
+    );
     let st = map("st");
     assert_eq!(st.contiguous(), None);
     assert_eq!(
