@@ -647,3 +647,156 @@ fn two_pvs(dir: &Path) {
         let _ = dev.size();
     }
 }
+
+/// A copy whose root is on an LV of the copied PV, as the conversion sees
+/// it: STORE/NAME/disk0.img (GPT, the PV as partition 1) and machine.json.
+/// `root_lv` gets the guest's root ext4: "root" is linear (one run of the
+/// PV), "two" has two segments with another LV between them.
+fn lv_root_store(dir: &Path, vg: &str, root_lv: &str) -> (PathBuf, String) {
+    let pv_img = dir.join("pv.img");
+    sparse_image(&pv_img, 90 * MIB);
+    let segs = {
+        let lo = Loop::attach(&pv_img, 0, 0);
+        let lvm = Lvm::new(dir, &[&lo]);
+        lvm.cmd("pvcreate", &["-q", "-y", &lo.0]);
+        lvm.cmd("vgcreate", &["-q", "-s", "4m", vg, &lo.0]);
+        lvm.lvcreate(vg, "root", &["-L", "32m"]);
+        lvm.lvcreate(vg, "two", &["-L", "16m"]);
+        lvm.lvcreate(vg, "gap", &["-L", "8m"]);
+        lvm.lv_cmd("lvextend", &["-q", "-L", "+16m", &format!("{vg}/two")]);
+        let segs = lvm.segments(vg);
+        let (_, pe_start, _) = lvm.pvs(vg)[&lo.0].clone();
+        // No Vg guard: vgremove would wipe the PV this copy is made of.
+        (segs, pe_start, lo.0.clone())
+    };
+    let (segs, pe_start, dev) = segs;
+    let root = dir.join("guest-root");
+    let mapper = |lv: &str| format!("/dev/mapper/{vg}-{lv}");
+    common::fixtures::write_tree(
+        &root,
+        &[
+            (
+                "/etc/fstab",
+                &format!(
+                    "{} / ext4 defaults 0 1\n{} /srv ext4 defaults 0 2\n/dev/{vg}/gap none swap sw 0 0\n",
+                    mapper(root_lv),
+                    mapper(if root_lv == "root" { "two" } else { "root" })
+                ),
+            ),
+            ("/etc/hostname", "lvroot\n"),
+            ("/boot/vmlinuz-6.1.0-13-amd64", "kernel"),
+            (
+                "/boot/config-6.1.0-13-amd64",
+                "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_XEN_NETDEV_FRONTEND=y\n",
+            ),
+            (
+                "/boot/grub/grub.cfg",
+                &format!(
+                    "menuentry 'Debian' {{\n\tlinux /boot/vmlinuz-6.1.0-13-amd64 root={} ro rd.lvm.lv={vg}/{root_lv}\n}}\n",
+                    mapper(root_lv)
+                ),
+            ),
+        ],
+    );
+    let fs_img = dir.join("guest-root.ext4");
+    sparse_image(&fs_img, 32 * MIB);
+    run(Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-U",
+            "1f3a0b5e-0000-4000-8000-00000000000a",
+            "-d",
+        ])
+        .arg(&root)
+        .arg(&fs_img));
+    scatter(&pv_img, &fs_img, &segs[root_lv], &dev, pe_start, 4 * MIB);
+
+    let store = dir.join("store").join("lvroot");
+    fs::create_dir_all(&store).unwrap();
+    let disk = store.join("disk0.img");
+    sparse_image(&disk, 92 * MIB);
+    common::fixtures::sfdisk(
+        &disk,
+        "label: gpt\nstart=2048, size=184320, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n",
+    );
+    common::fixtures::dd_into(&disk, MIB, &pv_img);
+    let machine = format!(
+        r#"{{"name":"lvroot","hostname":"lvroot","disks":[{{"path":"/dev/sda","size_bytes":{},"table":"gpt",
+  "partitions":[{{"number":1,"start_bytes":{MIB},"size_bytes":{},"filesystem":{{"type":"lvm2_pv",
+    "vg_name":"{vg}","logical_volumes":[{{"name":"{root_lv}","filesystem":{{"type":"ext4"}}}}]}}}}]}}]}}"#,
+        92 * MIB,
+        90 * MIB
+    );
+    fs::write(store.join("machine.json"), machine).unwrap();
+    fs::write(store.join("report.json"), r#"{"copy":{"verified":true}}"#).unwrap();
+    let first = pe_start + segs[root_lv][0].ranges[0].1 * 4 * MIB;
+    (store, format!("{}", MIB + first))
+}
+
+/// Issue 12 (a): the conversion finds a root on an LV without activating
+/// the copy's VG: a linear LV is a loop window of the disk image; fstab's
+/// LV names stay; an LV of two segments needs device-mapper, and without
+/// it (this machine's kernel) the error names the LV and why.
+#[test]
+fn a_root_on_an_lv_converts_and_a_segmented_one_needs_device_mapper() {
+    use p2xen::guest::{self, ConvertRequest, GuestError, lvm::LvError};
+    if lvm2_missing() {
+        return;
+    }
+    need("mkfs.ext4", "e2fsprogs");
+    need("debugfs", "e2fsprogs");
+    let t0 = std::time::Instant::now();
+    let vg = format!("p2xc{}", std::process::id());
+
+    let dir = TempDir::new().unwrap();
+    let (store, root_at) = lv_root_store(dir.path(), &vg, "root");
+    let xen = dir.path().join("xen");
+    let req = ConvertRequest::from_store(store.clone(), "lvroot", xen.clone()).unwrap();
+    let rep = guest::convert(&req).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rep.root_device, format!("/dev/mapper/{vg}-root"));
+    assert!(
+        !rep.warnings.iter().any(|w| w.contains("fstab")),
+        "{:?}",
+        rep.warnings
+    );
+    assert!(rep.config.contains("disk0.img"), "{}", rep.config);
+    // fstab's /dev/mapper and /dev/VG names stay: LVM is still in the guest.
+    let fstab = run(Command::new("debugfs")
+        .args(["-R", "cat /etc/fstab"])
+        .arg(format!(
+            "{}?offset={root_at}",
+            store.join("disk0.img").display()
+        )));
+    assert!(
+        fstab.starts_with(&format!("/dev/mapper/{vg}-root / ext4")),
+        "{fstab}"
+    );
+    assert!(
+        fstab.contains(&format!("/dev/{vg}/gap none swap")),
+        "{fstab}"
+    );
+    drop(dir);
+
+    let dir = TempDir::new().unwrap();
+    let (store, _) = lv_root_store(dir.path(), &vg, "two");
+    let req = ConvertRequest::from_store(store, "lvroot", dir.path().join("xen")).unwrap();
+    let got = guest::convert(&req);
+    if guest::lvm::have_device_mapper() {
+        let rep = got.unwrap_or_else(|e| panic!("with device-mapper: {e}"));
+        assert_eq!(rep.root_device, format!("/dev/mapper/{vg}-two"));
+    } else {
+        let e = got.expect_err("a two-segment LV without device-mapper");
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, GuestError::Lvm(LvError::NoDeviceMapper { vg: v, lv, .. }) if *v == vg && lv == "two"),
+            "{e:?}"
+        );
+        assert!(
+            msg.contains(&format!("LV {vg}/two is not one contiguous run of its PV"))
+                && msg.contains("needs device-mapper"),
+            "{msg}"
+        );
+    }
+    eprintln!("LV root conversions: {:.1} s", t0.elapsed().as_secs_f64());
+}

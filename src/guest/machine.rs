@@ -107,6 +107,18 @@ pub struct FsDetails {
     /// ("raid1 1.2 UUID") where the member was: it is a plain one now.
     #[serde(default)]
     pub md_flattened_from: Option<String>,
+    /// An LVM2 PV: the LVs of its VG, with the filesystem the sender found
+    /// in each (type, UUID, label).
+    #[serde(default)]
+    pub logical_volumes: Vec<LvFs>,
+}
+
+/// One LV of a PV as machine.json names it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LvFs {
+    pub name: String,
+    #[serde(default)]
+    pub filesystem: Option<Filesystem>,
 }
 
 impl Filesystem {

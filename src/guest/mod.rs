@@ -15,6 +15,7 @@ pub mod fstab;
 pub mod guestfs;
 pub mod initrd;
 pub mod initrd_drivers;
+pub mod lvm;
 pub mod machine;
 pub mod mdraid;
 pub mod modalias;
@@ -230,6 +231,8 @@ pub enum GuestError {
     GuestFs(#[from] guestfs::GuestFsError),
     #[error(transparent)]
     Md(#[from] mdraid::MdError),
+    #[error(transparent)]
+    Lvm(#[from] lvm::LvError),
     #[error(transparent)]
     Split(#[from] split::SplitError),
     #[error(transparent)]

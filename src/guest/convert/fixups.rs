@@ -12,7 +12,7 @@ use super::super::initrd_drivers::InitrdFix;
 use super::super::supplied_kernel;
 use super::super::xencheck::{self, KernelInfo};
 use super::super::{
-    FixupKind, GuestError, XenType, bootcfg, caches, console, fstab, initrd_drivers, mdraid,
+    FixupKind, GuestError, XenType, bootcfg, caches, console, fstab, initrd_drivers, lvm, mdraid,
     modalias, monitoring, netcfg, netrules,
 };
 use super::Conversion;
@@ -40,6 +40,10 @@ pub(super) fn plan_and_apply(
 ) -> Result<(Route, Vec<KernelInfo>), GuestError> {
     let (mut kernels, kw) = xencheck::scan(gfs)?;
     conv.warn_all(kw);
+    // LV names in fstab stay (LVM stays inside the guest's disk); those
+    // that name no LV of the copy are reported.
+    let lvs: Vec<&lvm::LvVolume> = vols.iter().filter_map(|v| v.lv.as_ref()).collect();
+    conv.warn_all(lvm::check_fstab(gfs, &lvs)?);
     // Host-only initrds get the block frontend before the route is chosen,
     // so a kernel that can boot under Xen once fixed is chosen as such.
     let mut initrd = if conv.skips(FixupKind::XenDrivers) {
@@ -157,7 +161,7 @@ fn device_map(
         .collect();
     let uuids = vols
         .iter()
-        .filter(|v| !v.raid_member)
+        .filter(|v| !v.raid_member && v.lv.is_none())
         .filter_map(|v| Some((v.dp(), v.uuid.clone()?)))
         .collect();
     let serials = disks.iter().map(|d| d.serial.clone()).collect();

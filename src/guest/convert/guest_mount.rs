@@ -4,7 +4,8 @@ use std::path::Path;
 
 use super::super::btrfs::Subvol;
 use super::super::guestfs::GuestFs;
-use super::super::mount::{LoopDevice, MountPoint, Mounted, fstypes_for, mount_root};
+use super::super::lvm::OpenVolume;
+use super::super::mount::{MountPoint, Mounted, fstypes_for, mount_root};
 use super::super::{ConvertRequest, GuestError};
 use super::volumes::{Volume, find_volume};
 
@@ -13,9 +14,9 @@ use super::volumes::{Volume, find_volume};
 /// Fields in drop order (an early error unwinds /boot, then root, then the
 /// mount point).
 pub(super) struct GuestMount {
-    boot: Option<(LoopDevice, Mounted)>,
+    boot: Option<(OpenVolume, Mounted)>,
     root_mount: Mounted,
-    root_loop: LoopDevice,
+    root_loop: OpenVolume,
     mnt: MountPoint,
     /// The Btrfs subvolume mounted as root, if one was.
     pub(super) subvol: Option<Subvol>,
@@ -28,7 +29,9 @@ impl GuestMount {
         root: &Volume,
     ) -> Result<Self, GuestError> {
         let mnt = MountPoint::new()?;
-        let root_loop = LoopDevice::attach(&root.image, root.offset, root.size, req.dry_run)?;
+        // A root (or /boot) on an LV opens as a window of its PV or a
+        // device-mapper table (guest::lvm), never by activating its VG.
+        let root_loop = root.open(&req.name, req.dry_run)?;
         let (root_mount, subvol) = mount_root(
             root_loop.path(),
             mnt.path(),
@@ -48,7 +51,7 @@ impl GuestMount {
                 find_volume(vols, &spec).ok_or(GuestError::BootNotFound { spec: spec.clone() })?;
             if let Some(bv) = vols.get(idx) {
                 let target = gfs.resolve("/boot")?;
-                let lo = LoopDevice::attach(&bv.image, bv.offset, bv.size, req.dry_run)?;
+                let lo = bv.open(&req.name, req.dry_run)?;
                 let mo = Mounted::mount(
                     lo.path(),
                     &target,
@@ -70,11 +73,11 @@ impl GuestMount {
     pub(super) fn unmount(self) -> Result<(), GuestError> {
         if let Some((lo, mo)) = self.boot {
             mo.unmount()?;
-            lo.detach()?;
+            lo.close()?;
         }
         self.root_mount.unmount()?;
         nix::unistd::sync();
-        self.root_loop.detach()?;
+        self.root_loop.close()?;
         drop(self.mnt);
         Ok(())
     }

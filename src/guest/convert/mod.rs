@@ -12,7 +12,6 @@ mod volumes;
 use std::path::Path;
 
 use super::change::Fixup;
-use super::devmap::xvd_name;
 use super::guestfs::GuestFs;
 use super::xencheck::KernelInfo;
 use super::{ConversionReport, ConvertRequest, FixupKind, GuestError, XenType, report, xlcfg};
@@ -99,7 +98,7 @@ pub fn convert(req: &ConvertRequest) -> Result<ConversionReport, GuestError> {
 
     let root_device = match route.xen_type {
         XenType::Hvm => "(as the guest names it)".to_string(),
-        _ => xvd_name(root.dp()),
+        _ => root.guest_device(),
     };
     let cfg = xlcfg::xl_config(
         &mut conv,

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::devmap::xvd_name;
 use super::super::guestfs::GuestFs;
 use super::super::supplied_kernel::SuppliedKernel;
 use super::super::xencheck::KernelInfo;
@@ -141,7 +140,7 @@ fn dom0_kernel_route(conv: &mut Conversion, best: Option<KernelInfo>, root: &Vol
             "layout partitions: dom0 boots the guest's kernel {} directly (copied to {}/boot); root {}",
             k.version,
             conv.req.store_dir.display(),
-            xvd_name(root.dp())
+            root.guest_device()
         ),
         None => "layout partitions: no kernel found in the guest's /boot".to_string(),
     };
@@ -181,7 +180,7 @@ fn supplied_kernel_route(
             sk.kernel.display(),
             sk.version,
             sk.guest_dir(),
-            xvd_name(root.dp())
+            root.guest_device()
         ),
     )
 }
@@ -371,6 +370,7 @@ mod tests {
             raid_member: false,
             inner_uuid: None,
             md_flattened_from: None,
+            lv: None,
         }
     }
 

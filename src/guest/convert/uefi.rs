@@ -421,6 +421,7 @@ mod tests {
             raid_member: false,
             inner_uuid: None,
             md_flattened_from: None,
+            lv: None,
         }
     }
 

@@ -1,13 +1,15 @@
 //! The copy's volumes: the images, the filesystems in them (partitions, or
-//! whole disks without a table), which of them is the guest's root, and md
-//! members flattened to plain filesystems.
+//! whole disks without a table, and the LVs of the LVM2 PVs among them; see
+//! `guest::lvm` for why the copy's VG is not activated), which of them is
+//! the guest's root, and md members flattened to plain filesystems.
 
 use std::path::{Path, PathBuf};
 
 use super::super::change::Fixup;
 use super::super::devmap::{DiskPart, parse_disk_name, vdev_disk};
 use super::super::guestfs::GuestFs;
-use super::super::mount::{LoopDevice, MountPoint, mount_root, run};
+use super::super::lvm::{self, LvPlace, LvVolume, OpenVolume};
+use super::super::mount::{MountPoint, mount_root, run};
 use super::super::xlcfg::safe_value;
 use super::super::{ConvertRequest, FixupKind, GuestError, Layout, mdraid, split};
 use super::Conversion;
@@ -32,6 +34,9 @@ pub(in crate::guest) struct Volume {
     /// The sender flattened the md array this was a member of (see
     /// `send::flatten`): what it names.
     pub md_flattened_from: Option<String>,
+    /// An LV of a copied PV (`part` is then the PV's partition): where it
+    /// lies. For a linear LV `offset` and `size` are its bytes in `image`.
+    pub lv: Option<LvVolume>,
 }
 
 impl Volume {
@@ -42,10 +47,40 @@ impl Volume {
         }
     }
     pub fn describe(&self) -> String {
-        match self.part {
+        let place = match self.part {
             Some(p) => format!("disk{} partition {p}", self.disk),
             None => format!("disk{}", self.disk),
+        };
+        match &self.lv {
+            Some(lv) => format!("LV {}/{} (PV on {place})", lv.vg, lv.name),
+            None => place,
         }
+    }
+
+    /// The root device as the guest names it under Xen: its xvd name, or
+    /// for an LV its `/dev/mapper` name (LVM stays inside the guest's disk).
+    pub fn guest_device(&self) -> String {
+        match &self.lv {
+            Some(lv) => lv.mapper_path(),
+            None => super::super::devmap::xvd_name(self.dp()),
+        }
+    }
+
+    /// Opens the volume as a block device on dom0 (see [`OpenVolume`]);
+    /// `migration` names a device-mapper table where one is needed.
+    pub fn open(&self, migration: &str, read_only: bool) -> Result<OpenVolume, GuestError> {
+        Ok(OpenVolume::open(
+            &self.image,
+            self.offset,
+            self.size,
+            self.lv.as_ref(),
+            migration,
+            read_only,
+        )?)
+    }
+
+    fn is_pv(&self) -> bool {
+        matches!(self.fs_kind.as_deref(), Some("lvm2_pv" | "LVM2_member"))
     }
 }
 
@@ -112,7 +147,9 @@ pub(super) fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Vo
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: d.os.is_some(),
+                lv: None,
             });
+            add_lvs(&mut v, &fs.details.logical_volumes);
             continue;
         }
         for p in &d.partitions {
@@ -145,10 +182,65 @@ pub(super) fn volumes(req: &ConvertRequest, images: &[PathBuf]) -> Result<Vec<Vo
                 uuid: fs.uuid,
                 label: fs.label,
                 has_os: p.os.is_some(),
+                lv: None,
             });
+            add_lvs(&mut v, &fs.details.logical_volumes);
         }
     }
     Ok(v)
+}
+
+/// If the last volume of `v` is an LVM2 PV: its LVs after it, located from
+/// the PV's metadata in the copy (the bytes the guest will use), named by
+/// machine.json's LV filesystems where the sender probed them.
+fn add_lvs(v: &mut Vec<Volume>, known: &[super::super::machine::LvFs]) {
+    let Some(pv) = v.last().filter(|p| p.is_pv()).cloned() else {
+        return;
+    };
+    // A PV whose metadata does not read is copied all the same; only its
+    // LVs cannot be looked into (a root there ends in "no root").
+    let found = match lvm::lvs_of_pv(&pv.image, pv.part, pv.offset, pv.size) {
+        Ok(found) => found,
+        Err(e) => {
+            log::warn!("{}: {e}; its LVs are not looked into", pv.describe());
+            return;
+        }
+    };
+    for found in found {
+        let fs = known
+            .iter()
+            .find(|k| k.name == found.lv.name)
+            .and_then(|k| k.filesystem.clone())
+            .unwrap_or_default();
+        log::info!(
+            "{}: LV {}/{} at byte {} ({} bytes), {}",
+            pv.describe(),
+            found.lv.vg,
+            found.lv.name,
+            found.offset,
+            found.size,
+            match &found.lv.place {
+                LvPlace::Window => "one run of the PV".to_string(),
+                LvPlace::Table(_) => "a device-mapper table over the PV".to_string(),
+                LvPlace::Unusable(why) => format!("not openable on dom0: {why}"),
+            }
+        );
+        v.push(Volume {
+            disk: pv.disk,
+            part: pv.part,
+            image: pv.image.clone(),
+            offset: found.offset,
+            size: found.size,
+            fs_kind: fs.kind,
+            uuid: fs.uuid,
+            label: fs.label,
+            has_os: false,
+            raid_member: false,
+            inner_uuid: None,
+            md_flattened_from: None,
+            lv: Some(found.lv),
+        });
+    }
 }
 
 /// A filesystem the sender flattened is the one that was inside the array.
@@ -161,6 +253,10 @@ fn flattened_uuid(fs: &super::super::machine::Filesystem) -> Option<String> {
 /// superblock), which names the flattened array where device names do not.
 pub(super) fn fill_ids_by_blkid(vols: &mut [Volume]) {
     for v in vols.iter_mut() {
+        // An LV mapped by a table is no window of the image blkid could read.
+        if v.lv.as_ref().is_some_and(|l| l.place != LvPlace::Window) {
+            continue;
+        }
         let img = v.image.to_string_lossy().to_string();
         let (o, s) = (v.offset.to_string(), v.size.to_string());
         if v.raid_member {
@@ -239,7 +335,7 @@ fn cut_partition_images(
     };
     // Refuse before writing anything, not half-way through.
     if !req.dry_run {
-        for v in vols.iter().filter(|v| v.part.is_some()) {
+        for v in vols.iter().filter(|v| v.part.is_some() && v.lv.is_none()) {
             let out = out_of(v);
             if out.exists() && !req.force {
                 return Err(GuestError::Exists { path: out });
@@ -248,6 +344,10 @@ fn cut_partition_images(
     }
     let mut images = Vec::new();
     for v in vols.iter_mut() {
+        // LVs travel inside their PV's partition image.
+        if v.lv.is_some() {
+            continue;
+        }
         let out = out_of(v);
         let vdev = match v.part {
             Some(p) => format!("{}{p}", vdev_disk(v.disk)),
@@ -267,7 +367,31 @@ fn cut_partition_images(
         }
         images.push((vdev, out));
     }
+    repoint_lvs(vols);
     Ok(images)
+}
+
+/// After the partitions were cut out: each LV lies in its PV's partition
+/// image now, at the same place relative to the PV.
+fn repoint_lvs(vols: &mut [Volume]) {
+    let pvs: Vec<(usize, Option<u32>, PathBuf, u64)> = vols
+        .iter()
+        .filter(|v| v.lv.is_none())
+        .map(|v| (v.disk, v.part, v.image.clone(), v.offset))
+        .collect();
+    for v in vols.iter_mut() {
+        let Some(lv) = v.lv.as_mut() else { continue };
+        let Some((_, _, image, start)) = pvs
+            .iter()
+            .find(|(d, p, _, _)| *d == v.disk && *p == lv.pv_part)
+        else {
+            continue;
+        };
+        let rel = v.offset.saturating_sub(lv.pv_start);
+        v.image = image.clone();
+        v.offset = start.saturating_add(rel);
+        lv.pv_start = *start;
+    }
 }
 
 /// md RAID1 members whose data starts at the member's start: their
@@ -348,8 +472,12 @@ fn find_root(req: &ConvertRequest, vols: &[Volume]) -> Result<usize, GuestError>
         return Ok(i);
     }
     let mut tried = Vec::new();
+    let mut unopened = Vec::new();
     for (i, v) in vols.iter().enumerate() {
+        // An LV whose filesystem the sender did not know may be the root too.
+        let unknown_lv = v.lv.is_some() && v.fs_kind.is_none();
         let mountable = v.raid_member
+            || unknown_lv
             || matches!(
                 v.fs_kind.as_deref(),
                 Some("ext2" | "ext3" | "ext4" | "xfs" | "btrfs") | None
@@ -360,18 +488,29 @@ fn find_root(req: &ConvertRequest, vols: &[Volume]) -> Result<usize, GuestError>
         tried.push(v.describe());
         let probe = || -> Result<bool, GuestError> {
             let mnt = MountPoint::new()?;
-            let lo = LoopDevice::attach(&v.image, v.offset, v.size, true)?;
-            let (mo, _) = mount_root(lo.path(), mnt.path(), v.fs_kind.as_deref(), true)?;
+            let dev = v.open(&req.name, true)?;
+            let (mo, _) = mount_root(dev.path(), mnt.path(), v.fs_kind.as_deref(), true)?;
             let found = GuestFs::new(mnt.path()).exists("/etc/fstab");
             mo.unmount()?;
-            lo.detach()?;
+            dev.close()?;
             Ok(found)
         };
         match probe() {
             Ok(true) => return Ok(i),
             Ok(false) => {}
+            // An LV that cannot be opened may well be the root: say why.
+            Err(e @ GuestError::Lvm(_)) if v.lv.is_some() => unopened.push(e),
             Err(e) => log::debug!("{}: not a root filesystem: {e}", v.describe()),
         }
+    }
+    if let Some(first) = unopened.into_iter().next() {
+        // Nothing else held the root, and this LV could not be looked
+        // into: why is the answer, not "no root".
+        log::error!(
+            "no root filesystem in {} outside the LVs dom0 cannot open",
+            req.store_dir.display()
+        );
+        return Err(first);
     }
     Err(GuestError::NoRoot {
         store: req.store_dir.clone(),
@@ -392,7 +531,15 @@ pub(super) fn find_volume(vols: &[Volume], spec: &str) -> Option<usize> {
     if let Some(l) = spec.strip_prefix("LABEL=") {
         return vols.iter().position(|v| eq(&v.label, l.trim_matches('"')));
     }
+    if let Some((vg, lv)) = lvm::lv_of_spec(spec) {
+        let hit = vols
+            .iter()
+            .position(|v| v.lv.as_ref().is_some_and(|l| l.vg == vg && l.name == lv));
+        if hit.is_some() {
+            return hit;
+        }
+    }
     let dev = spec.strip_prefix("/dev/")?;
     let dp = parse_disk_name(dev)?;
-    vols.iter().position(|v| v.dp() == dp)
+    vols.iter().position(|v| v.lv.is_none() && v.dp() == dp)
 }

@@ -151,6 +151,51 @@ impl LvMap {
         self.size
     }
 
+    /// The PV byte range holding the whole LV when it is one contiguous run
+    /// there (linear segments, each starting where the previous one ends):
+    /// a loop device with offset and size limit opens it then, no
+    /// device-mapper needed.
+    pub fn contiguous(&self) -> Option<(u64, u64)> {
+        let first = self.segments.first()?;
+        let start = *first.stripes.first()?;
+        let mut end = start;
+        for s in &self.segments {
+            match s.stripes.as_slice() {
+                [only] if *only == end => end = end.checked_add(s.len)?,
+                _ => return None,
+            }
+        }
+        Some((start, end - start))
+    }
+
+    /// The LV as a device-mapper table over the PV's device `dev` (one
+    /// `linear` or `striped` line per segment, in 512-byte sectors), what
+    /// `dmsetup create --table` takes. Every offset was proved to lie in
+    /// the PV by [`LvMap::new`].
+    pub fn dm_table(&self, dev: &str) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            let (start, len) = (s.start / SECTOR, s.len / SECTOR);
+            match s.stripes.as_slice() {
+                [only] => {
+                    out.push_str(&format!("{start} {len} linear {dev} {}\n", only / SECTOR));
+                }
+                many => {
+                    out.push_str(&format!(
+                        "{start} {len} striped {} {}",
+                        many.len(),
+                        s.chunk / SECTOR
+                    ));
+                    for at in many {
+                        out.push_str(&format!(" {dev} {}", at / SECTOR));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
     /// The PV byte holding LV byte `off` and how many bytes from there are
     /// contiguous on the PV.
     fn locate(&self, off: u64) -> Option<(u64, u64)> {

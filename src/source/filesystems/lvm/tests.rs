@@ -228,3 +228,27 @@ proptest::proptest! {
         let _ = used_extents(&disk);
     }
 }
+
+#[test]
+fn linear_lvs_are_one_pv_window_and_striped_ones_a_dm_table() {
+    let disk = MemDisk::new(pv(metadata().as_bytes(), 512));
+    let pv = read(&disk).unwrap().unwrap();
+    let vg = pv.vg.as_ref().unwrap();
+    let me = pv.in_vg().unwrap().unwrap();
+    let map = |name: &str| {
+        let lv = vg.logical_volumes.iter().find(|l| l.name == name).unwrap();
+        LvMap::new(vg, lv, me, disk.size()).unwrap()
+    };
+    // sw: extents 2..6 of 4 KiB after pe_start 64 KiB.
+    assert_eq!(map("sw").contiguous(), Some((72 * KIB, 16 * KIB)));
+    assert_eq!(
+        map("sw").dm_table("/dev/loop7"),
+        "0 32 linear /dev/loop7 144\n"
+    );
+    let st = map("st");
+    assert_eq!(st.contiguous(), None);
+    assert_eq!(
+        st.dm_table("/dev/loop7"),
+        "0 32 striped 2 8 /dev/loop7 288 /dev/loop7 320\n"
+    );
+}
