@@ -667,8 +667,8 @@ fn md_raid1_server_of_two_disks_migrated_by_p2xen_boots_under_xen() {
         more_disks: &["mdraid-b"],
         ..Setup::default()
     };
-    let (mut used, mut e2fsck, mut cfg, mut mdadm_conf) =
-        (0u64, String::new(), String::new(), String::new());
+    let (mut used, mut e2fsck, mut cfg) = (0u64, String::new(), String::new());
+    let (mut mdadm_conf, mut grub_cfg) = (String::new(), String::new());
     let mut store_images = Vec::new();
     let (m, report) = migrate_and_boot_checked("mdraid", DiskBus::Ahci, "", setup, |src, store| {
         // The root filesystem inside md0: 1 MiB (the 1.2 reserve) into
@@ -698,6 +698,9 @@ fn md_raid1_server_of_two_disks_migrated_by_p2xen_boots_under_xen() {
         assert!(out.status.success(), "e2fsck -fn {root}: {e2fsck}");
         mdadm_conf = run(Command::new("debugfs")
             .args(["-R", "cat /etc/mdadm/mdadm.conf"])
+            .arg(&root));
+        grub_cfg = run(Command::new("debugfs")
+            .args(["-R", "cat /boot/grub/grub.cfg"])
             .arg(&root));
         // The second disk's members were not sent: its partitions are zero
         // on the receiver (the data of each array is on disk 0 only).
@@ -731,6 +734,17 @@ fn md_raid1_server_of_two_disks_migrated_by_p2xen_boots_under_xen() {
             .all(|l| l.starts_with('#'))
             && mdadm_conf.contains("ARRAY /dev/md0"),
         "the copy's mdadm.conf still assembles arrays:\n{mdadm_conf}"
+    );
+    // The array boot arguments go with the arrays; root is the plain partition.
+    let linux = grub_cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with("linux"))
+        .unwrap_or_else(|| panic!("no linux line in the copy's grub.cfg:\n{grub_cfg}"));
+    assert!(
+        linux.contains(" root=/dev/xvda1 ")
+            && !linux.contains("rd.md")
+            && !linux.contains("/dev/md"),
+        "the copy's kernel line: {linux}"
     );
     let disks = report["disks"].as_array().expect("report disks");
     let sent: u64 = disks
