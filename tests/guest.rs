@@ -998,10 +998,11 @@ fn modern_debian_pvh_dry_run_via_cli() {
 
 // ------------------------------------------------------------- (c) md RAID1
 
-/// An md v1.0 superblock for a RAID1 member of `size` bytes (the second
-/// slot missing), with a valid checksum.
-fn md10_superblock(size: u64) -> (u64, Vec<u8>) {
+/// An md v1.0 superblock for a member of `size` bytes of a two-slot array
+/// of RAID `level` (the second slot missing), with a valid checksum.
+fn md10_superblock(size: u64, level: u32) -> (u64, Vec<u8>) {
     let mut sb = common::md::Sb1::raid1("1.0", size, 0);
+    sb.level = level;
     let sb_off = common::md::sb1_offset("1.0", size);
     sb.set_uuid = [0x11; 16];
     sb.name = "srv:0";
@@ -1017,6 +1018,10 @@ const MD_FSTAB: &str = "/dev/md0  /  ext4  errors=remount-ro  0  1\n";
 const MD_CONF: &str = "DEVICE partitions\nARRAY /dev/md0 metadata=1.0 UUID=11111111:11111111:11111111:11111111 name=srv:0\n   devices=/dev/sda1,/dev/sdb1\nMAILADDR root\n";
 
 fn md_member() -> Fixture {
+    md_member_of_level(1)
+}
+
+fn md_member_of_level(level: u32) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ird = initrd(
@@ -1053,13 +1058,13 @@ fn md_member() -> Fixture {
         "3d3d3d3d-0000-4000-8000-000000000001",
         None,
     );
-    let (sb_off, sb) = md10_superblock(P1_SIZE);
+    let (sb_off, sb) = md10_superblock(P1_SIZE, level);
     patch(&src, P1 + sb_off, &sb);
     let machine = format!(
         r#"{{"name":"srv","cpus":4,"memory_bytes":1073741824,"nics":[],
   "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr",
     "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0xfd",
-      "filesystem":{{"type":"linux_raid_member","details":{{"md_level":"raid1"}}}}}}]}}]}}"#,
+      "filesystem":{{"type":"linux_raid_member","details":{{"md_level":"raid{level}"}}}}}}]}}]}}"#,
         64 * MIB
     );
     Fixture::new(tmp, src, "srv", &machine)
@@ -1136,6 +1141,40 @@ fn md_raid1_member_is_flattened() {
     assert_eq!(xl["vcpus"], ["4"]);
     assert_eq!(xl["memory"], ["1024"]);
     assert_eq!(xl["vif"], ["bridge=xenbr0"]);
+}
+
+/// A RAID0 member holds only stripes of the array: zeroing its superblock
+/// would leave the guest no way to assemble it. It is left as it is, and
+/// the report says what the guest needs.
+#[test]
+fn md_raid0_member_keeps_its_superblock_for_the_guest() {
+    let fx = md_member_of_level(0);
+    let sb_at = P1 + common::md::sb1_offset("1.0", P1_SIZE);
+    let sb_before = hash_range(&fx.disk(), sb_at, 4096);
+    let mut req = fx.request("srv");
+    req.xen_type = Some(XenType::Pv);
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(
+        hash_range(&fx.disk(), sb_at, 4096),
+        sb_before,
+        "the RAID0 member's superblock was changed"
+    );
+    assert!(
+        !rep.fixups
+            .iter()
+            .any(|f| f.kind == FixupKind::MdRaid && f.action == "zero"),
+        "{:?}",
+        rep.fixups
+    );
+    assert!(
+        rep.warnings.iter().any(|w| w
+            == "md-raid: disk0 partition 1 is a member of an md 1.0 raid0 array: left as it \
+                is (only RAID1 members are made plain filesystems); the guest assembles the \
+                array itself, so its initrd must carry md and mdadm and every member disk \
+                must be in the guest"),
+        "{:?}",
+        rep.warnings
+    );
 }
 
 #[test]

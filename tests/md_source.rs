@@ -416,3 +416,45 @@ fn a_member_with_a_bad_checksum_leaves_the_array_to_the_healthy_one() {
     assert_eq!(hash_file(&a), ha);
     assert_eq!(hash_file(&b), hb);
 }
+
+/// A striped array (RAID0) cannot be flattened from one member: each
+/// member travels whole, superblock and all, and the report names the
+/// array and what the guest then needs.
+#[test]
+fn raid0_members_are_copied_whole_and_named() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let mut disks = Vec::new();
+    for n in 0..2u32 {
+        let p = dir.join(format!("stripe-{n}.img"));
+        std::fs::write(&p, noise(PART_SIZE as usize, 30 + u64::from(n))).unwrap();
+        let mut sb = Sb1::raid1("1.2", PART_SIZE, n);
+        sb.level = 0;
+        sb.dev_uuid = [0x40 + n as u8; 16];
+        let (off, bytes) = sb.build(PART_SIZE);
+        patch(&p, off, &bytes);
+        let ex = tool_stdout("mdadm", "mdadm", &["--examine", &p.display().to_string()]);
+        assert!(ex.contains("Raid Level : raid0"), "{ex}");
+        disks.push(disk(dir, &p, &format!("sd{n}.img"), 40 + u64::from(n)));
+    }
+    let hashes: Vec<String> = disks.iter().map(|d| hash_file(d)).collect();
+    let (last, out) = migrate(dir, "stripes", &[&disks[0], &disks[1]]);
+    for (i, d) in disks.iter().enumerate() {
+        let sent = &last["report"]["disks"][i];
+        let n = notes(sent);
+        assert!(
+            n.contains(&format!(
+                "partition 1: md 1.2 raid0 member of array {ARRAY_UUID}: copied whole (only \
+                 RAID1 arrays are flattened)"
+            )),
+            "{n}"
+        );
+        assert_eq!(sent["plan_bytes"], DISK_SIZE, "{sent}");
+        assert_eq!(
+            hash_range(&out.join(format!("disk{i}.img")), PART, PART_SIZE as usize),
+            hash_range(d, PART, PART_SIZE as usize),
+            "disk {i}: the member is not copied as it is"
+        );
+        assert_eq!(hash_file(d), hashes[i], "source disk {i} changed");
+    }
+}

@@ -97,6 +97,25 @@ pub fn find_superblock(
     Ok(None)
 }
 
+/// The RAID level the superblock of `ver` at `abs` of `image` records (1
+/// for RAID1, 0, 5, 6, 10; -1 linear). `None`: the image is too short.
+pub fn superblock_level(image: &Path, abs: u64, ver: MdVersion) -> Result<Option<i32>, MdError> {
+    let io = |source| MdError::Io {
+        path: image.to_path_buf(),
+        offset: abs,
+        source,
+    };
+    let f = std::fs::File::open(image).map_err(io)?;
+    // 0.90: word 7 of the generic constant part; 1.x: byte 72.
+    let at = abs + if ver == MdVersion::V090 { 28 } else { 72 };
+    let mut b = [0u8; 4];
+    match f.read_exact_at(&mut b, at) {
+        Ok(()) => Ok(Some(i32::from_le_bytes(b))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Zeroes the superblock at `abs` (4 KiB, clipped to the member's end).
 pub fn zero_superblock(image: &Path, abs: u64, member_end: u64) -> Result<(), MdError> {
     let io = |source| MdError::Io {

@@ -171,6 +171,20 @@ impl Member<'_> {
         let raid1 = fs.kind == filesystems::FsKind::LinuxRaidMember
             && fs.details.md_level.as_deref() == Some("raid1");
         if !raid1 {
+            if fs.kind == filesystems::FsKind::LinuxRaidMember {
+                // Striped and parity arrays cannot be flattened from one
+                // member: each member goes as it is, superblock and all.
+                let note = format!(
+                    "{what}: md {} {} member of array {}: copied whole (only RAID1 arrays \
+                     are flattened); the guest assembles the array itself, so its initrd \
+                     must carry md and mdadm, and every member disk must be migrated",
+                    fs.details.md_metadata.as_deref().unwrap_or("?"),
+                    fs.details.md_level.as_deref().unwrap_or("unknown-level"),
+                    fs.details.md_array_uuid.as_deref().unwrap_or("?"),
+                );
+                self.layout.notes.push(note.clone());
+                self.warnings.push(note);
+            }
             let window = Window::new(self.dev, start, len);
             let used = used_map(&window, &fs, what, &mut self.layout.notes);
             self.layout.regions.push(Region { start, len, used });

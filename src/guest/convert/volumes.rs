@@ -421,7 +421,30 @@ pub(super) fn flatten_md_members(
             continue;
         }
         let end = v.offset.saturating_add(v.size);
-        match mdraid::find_superblock(&v.image, v.offset, v.size)? {
+        let found = mdraid::find_superblock(&v.image, v.offset, v.size)?;
+        if let Some((ver, abs)) = found {
+            // Only a mirror half holds the whole filesystem: a striped or
+            // parity member without its superblock would be lost to the
+            // guest's own assembly, its only way to the data.
+            let level = mdraid::superblock_level(&v.image, abs, ver)?;
+            if level != Some(1) {
+                conv.warn(format!(
+                    "md-raid: {} is a member of an md {} {} array: left as it is (only \
+                     RAID1 members are made plain filesystems); the guest assembles the \
+                     array itself, so its initrd must carry md and mdadm and every member \
+                     disk must be in the guest",
+                    v.describe(),
+                    ver.name(),
+                    match level {
+                        Some(-1) => "linear".to_string(),
+                        Some(n) => format!("raid{n}"),
+                        None => "unknown-level".to_string(),
+                    }
+                ));
+                continue;
+            }
+        }
+        match found {
             Some((ver, abs)) if ver.data_at_start() => {
                 if !dry_run {
                     mdraid::zero_superblock(&v.image, abs, end)?;
