@@ -73,13 +73,19 @@ pub enum NetMethod {
         device: Option<String>,
     },
     Static6(StaticIp6),
+    /// DHCPv6 (IA_NA) on every interface with carrier, or only on `device`.
+    Dhcp6 {
+        device: Option<String>,
+    },
 }
 
 impl NetMethod {
     fn device(&self) -> Option<&str> {
         match self {
             NetMethod::Off => None,
-            NetMethod::Dhcp { device } | NetMethod::Auto6 { device } => device.as_deref(),
+            NetMethod::Dhcp { device }
+            | NetMethod::Auto6 { device }
+            | NetMethod::Dhcp6 { device } => device.as_deref(),
             NetMethod::Static(s) => s.device.as_deref(),
             NetMethod::Static6(s) => s.device.as_deref(),
         }
@@ -109,18 +115,27 @@ impl NetRequest {
     /// The request the kernel command line asks for (`ip=`, dracut's network
     /// parameters; no `ip=` means DHCP everywhere).
     pub fn from_cmdline(cmdline: &Cmdline) -> NetRequest {
+        NetRequest::from_params(&cmdline.ip, &cmdline.net, cmdline.carrier_timeout)
+    }
+
+    /// The request for these `ip=` entries and links, whether they came from
+    /// the kernel command line or the menu (which builds the same values).
+    pub fn from_params(
+        ip: &[IpParam],
+        devices: &NetDevices,
+        carrier_timeout: Option<Duration>,
+    ) -> NetRequest {
         let mut req = NetRequest {
-            devices: cmdline.net.clone(),
+            devices: devices.clone(),
             ..NetRequest::default()
         };
-        if let Some(t) = cmdline.carrier_timeout {
+        if let Some(t) = carrier_timeout {
             req.carrier_timeout = t;
         }
-        if cmdline.ip.is_empty() {
+        if ip.is_empty() {
             return req;
         }
-        req.methods = cmdline
-            .ip
+        req.methods = ip
             .iter()
             .map(|p| match p {
                 IpParam::Off => NetMethod::Off,
@@ -131,14 +146,17 @@ impl NetRequest {
                 IpParam::Auto6 { device } => NetMethod::Auto6 {
                     device: device.clone(),
                 },
+                IpParam::Dhcp6 { device } => NetMethod::Dhcp6 {
+                    device: device.clone(),
+                },
                 IpParam::Static6(s) => NetMethod::Static6(s.clone()),
             })
             .collect();
-        req.hostname = cmdline.ip.iter().find_map(|p| match p {
+        req.hostname = ip.iter().find_map(|p| match p {
             IpParam::Dhcp { hostname, .. } => hostname.clone(),
             IpParam::Static(s) => s.hostname.clone(),
             IpParam::Static6(s) => s.hostname.clone(),
-            IpParam::Off | IpParam::Auto6 { .. } => None,
+            IpParam::Off | IpParam::Auto6 { .. } | IpParam::Dhcp6 { .. } => None,
         });
         req
     }
@@ -468,6 +486,15 @@ fn apply_method(
                         Err(e) => failed(e),
                     },
                 );
+            }
+        }
+        NetMethod::Dhcp6 { device } => {
+            for iface in status
+                .interfaces
+                .iter_mut()
+                .filter(|s| s.carrier && device.as_ref().is_none_or(|d| *d == s.name))
+            {
+                iface.configured6 = Some(failed("DHCPV6 TODO"));
             }
         }
         NetMethod::Dhcp { device } => {
