@@ -10,6 +10,7 @@ use p2xen::menu::{
     self, Backend, BackendError, DiskBar, DiskEntry, MachineInfo, MenuOutcome, MenuPrefill,
     MigrationEvent, MigrationPlan, MigrationResult, NetChoice, NicInfo, ResultDisk,
 };
+use p2xen::net::NetRequest;
 use p2xen::source::inspect::{DiskReport, PartitionReport};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -87,13 +88,22 @@ impl Backend for Fake {
         MachineInfo {
             cpus: 2,
             memory_bytes: 1 << 30,
-            nics: vec![NicInfo {
-                name: "eth0".into(),
-                mac: "52:54:00:12:34:56".into(),
-                driver: Some("e1000".into()),
-                link: Some(true),
-                addresses: vec![],
-            }],
+            nics: vec![
+                NicInfo {
+                    name: "eth0".into(),
+                    mac: "52:54:00:12:34:56".into(),
+                    driver: Some("e1000".into()),
+                    link: Some(true),
+                    addresses: vec![],
+                },
+                NicInfo {
+                    name: "eth1".into(),
+                    mac: "52:54:00:12:34:57".into(),
+                    driver: Some("e1000".into()),
+                    link: Some(true),
+                    addresses: vec![],
+                },
+            ],
         }
     }
     fn disks(&self) -> Vec<DiskEntry> {
@@ -212,10 +222,12 @@ fn interactive_migration_with_a_fake_backend() {
     t.send(b"x");
     t.wait_for("1/7 Overview");
 
-    // Network: apply DHCP (item 3 with method dhcp).
+    // Network: apply DHCP (item 6 with IPv4 dhcp, IPv6 none).
     t.send(b"n");
     t.wait_for("2/7 Network");
-    t.send(DOWN);
+    for _ in 0..4 {
+        t.send(DOWN);
+    }
     t.send(b"\x1bOB");
     t.send(ENTER);
     let s = t.wait_for("eth0: 10.0.2.15/24 by DHCP");
@@ -705,15 +717,18 @@ fn kernel_ip_parameter_prefills_the_network_screen() {
     t.send(b"n");
     let s = t.wait_for("2/7 Network");
     for want in [
-        "1) Interface             eth0",
-        "2) Method                static",
-        "3) Address/prefix        192.0.2.10/24",
-        "4) Gateway               192.0.2.1",
-        "5) DNS servers           192.0.2.53",
+        item(1, "Interface", "eth0"),
+        item(2, "Bond", "none"),
+        item(3, "VLAN id", "(untagged)"),
+        item(4, "IPv4", "static"),
+        item(5, "Address/prefix", "192.0.2.10/24"),
+        item(6, "Gateway", "192.0.2.1"),
+        item(7, "DNS servers", "192.0.2.53"),
+        item(8, "IPv6", "none"),
     ] {
-        assert!(s.contains(want), "lacks {want:?}:\n{s}");
+        assert!(s.contains(&want), "lacks {want:?}:\n{s}");
     }
-    t.send(b"6");
+    t.send(b"9");
     t.wait_for("network configured");
     let net = fake.net.lock().unwrap().clone();
     assert_eq!(
@@ -726,8 +741,140 @@ fn kernel_ip_parameter_prefills_the_network_screen() {
                 gateway: Some([192, 0, 2, 1].into()),
                 dns: vec![[192, 0, 2, 53].into()],
             },
+            ..NetChoice::default()
         }]
     );
+    assert_eq!(net[0].to_request(), NetRequest::from_cmdline(&cmdline));
     drop(t);
     assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}
+
+/// One line of a screen's item list as `draw` lays it out.
+fn item(n: usize, label: &str, value: &str) -> String {
+    format!("{n}) {label:<22}{value}")
+}
+
+fn last_choice(fake: &Fake) -> NetChoice {
+    fake.net
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the menu applied no network choice")
+}
+
+/// Bond, VLAN and static IPv6 typed on the Network screen: errors name the
+/// field, and what is applied is the request the same `bond=`, `vlan=`,
+/// `ip=` give at boot.
+#[test]
+fn network_screen_makes_a_bond_with_a_vlan_and_static_ipv6() {
+    let mut t = Pty::open(WAIT);
+    let (fake, _gate) = Fake::new();
+    let h = start_menu(&[&t], MenuPrefill::default(), fake.clone());
+    t.wait_for("1/7 Overview");
+    t.send(b"n");
+    t.wait_for(&item(5, "IPv6", "none"));
+    // A VLAN id out of range, then one that needs a parent link.
+    t.send(b"3");
+    t.send(b"4095");
+    t.wait_for("! VLAN id: \"4095\" is not 1 to 4094 (empty: untagged)");
+    t.send(b"\x7f\x7f\x7f\x7f20");
+    t.send(ENTER);
+    t.wait_for(&item(3, "VLAN id", "20"));
+    t.send(b"6");
+    t.wait_for("! VLAN id: choose one interface or a bond to carry VLAN 20");
+    assert!(fake.net.lock().unwrap().is_empty());
+    // The bond: active-backup first, its NICs in item 1.
+    t.send(b"2");
+    t.wait_for(&item(2, "Bond", "active-backup"));
+    t.wait_for(&item(1, "Bond NICs", "eth0,eth1"));
+    t.send(b"1");
+    t.send(b",eth7");
+    t.wait_for("! bond NICs: \"eth7\" is not a NIC here (eth0, eth1)");
+    t.send(ESC);
+    // IPv4 off (dhcp -> static -> off), IPv6 static (none -> auto6 -> static).
+    t.send(b"4");
+    t.send(b"4");
+    t.wait_for(&item(4, "IPv4", "off"));
+    t.send(b"5");
+    t.wait_for(&item(5, "IPv6", "auto6 (SLAAC)"));
+    t.send(b"5");
+    t.wait_for("6) IPv6 address/prefix");
+    t.send(b"6");
+    t.send(b"2001:db8:7::5");
+    t.wait_for("! IPv6 address: \"2001:db8:7::5\" is not ADDRESS/PREFIX (e.g. 2001:db8::10/64)");
+    t.send(b"/64");
+    t.send(ENTER);
+    t.wait_for(&item(6, "IPv6 address/prefix", "2001:db8:7::5/64"));
+    t.send(b"7");
+    t.send(b"2001:db8:7::1");
+    t.send(ENTER);
+    t.wait_for(&item(7, "IPv6 gateway", "2001:db8:7::1"));
+    t.send(b"8");
+    t.wait_for("network configured");
+    let got = last_choice(&fake);
+    assert_eq!(got.device().as_deref(), Some("bond0.20"));
+    let boot = p2xen::bootparams::Cmdline::parse(
+        "bond=bond0:eth0,eth1:mode=active-backup vlan=bond0.20:bond0 \
+         ip=[2001:db8:7::5]::[2001:db8:7::1]:64::bond0.20:none",
+    )
+    .unwrap();
+    assert_eq!(got.to_request(), NetRequest::from_cmdline(&boot));
+    // IPv4 off and IPv6 none together is refused, naming both.
+    t.send(b"5");
+    t.send(b"5");
+    t.wait_for(&item(5, "IPv6", "none"));
+    t.send(b"6");
+    t.wait_for("! IPv4: off and IPv6: none leave the network down; choose one");
+    drop(t);
+    assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+}
+
+/// `bond=`, `vlan=` and IPv6 `ip=` from the kernel pre-fill the screen;
+/// Apply asks for what the kernel line asks for.
+#[test]
+fn kernel_bond_vlan_and_ipv6_prefill_the_network_screen() {
+    for (line, want) in [
+        (
+            "bond=bond0:eth1,eth0:mode=802.3ad vlan=bond0.30:bond0 \
+             ip=bond0.30:dhcp ip=bond0.30:dhcp6",
+            [
+                item(1, "Bond NICs", "eth1,eth0"),
+                item(2, "Bond", "802.3ad"),
+                item(3, "VLAN id", "30"),
+                item(4, "IPv4", "dhcp"),
+                item(5, "IPv6", "dhcp6"),
+            ],
+        ),
+        (
+            "vlan=eth1.7:eth1 ip=eth1.7:auto6",
+            [
+                item(1, "Interface", "eth1"),
+                item(2, "Bond", "none"),
+                item(3, "VLAN id", "7"),
+                item(4, "IPv4", "off"),
+                item(5, "IPv6", "auto6 (SLAAC)"),
+            ],
+        ),
+    ] {
+        let cmdline = p2xen::bootparams::Cmdline::parse(line).unwrap();
+        let mut t = Pty::open(WAIT);
+        let (fake, _gate) = Fake::new();
+        let h = start_menu(&[&t], MenuPrefill::from_cmdline(&cmdline), fake.clone());
+        t.wait_for("1/7 Overview");
+        t.send(b"n");
+        let s = t.wait_for("2/7 Network");
+        for w in &want {
+            assert!(s.contains(w), "{line}: lacks {w:?}:\n{s}");
+        }
+        t.send(b"6");
+        t.wait_for("network configured");
+        assert_eq!(
+            last_choice(&fake).to_request(),
+            NetRequest::from_cmdline(&cmdline),
+            "{line}"
+        );
+        drop(t);
+        assert_eq!(join(h).unwrap(), MenuOutcome::ConsolesClosed);
+    }
 }

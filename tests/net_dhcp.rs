@@ -184,6 +184,39 @@ impl Lab {
         self.dnsmasq = Some(child);
     }
 
+    /// dnsmasq as a DHCPv6 server of 2001:db8:7::100-1ff with a name
+    /// server, and router advertisements with the managed flag that give the
+    /// on-link prefix and default route (DHCPv6 carries neither).
+    fn start_dhcp6(&mut self) {
+        self.server(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:7::1/64",
+            "dev",
+            "vs",
+            "nodad",
+        ]);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.server_ns, "dnsmasq", "--no-daemon"])
+            .args([
+                "--conf-file=/dev/null",
+                "--user=root",
+                "--pid-file",
+                "--port=0",
+                "--log-dhcp",
+            ])
+            .args(["--interface=vs", "--bind-interfaces", "--enable-ra"])
+            .arg("--dhcp-range=2001:db8:7::100,2001:db8:7::1ff,64,1h")
+            .arg("--dhcp-option=option6:dns-server,[2001:db8:7::53]")
+            .arg("--dhcp-option=option6:domain-search,lab6.example")
+            .stdout(Stdio::null())
+            .stderr(File::create(self.dir.path().join("dnsmasq.log")).unwrap())
+            .spawn()
+            .expect("ip netns exec dnsmasq");
+        self.dnsmasq = Some(child);
+    }
+
     fn client(&self, args: &[&str]) -> String {
         let mut full = vec!["ip", "-n", &self.client_ns];
         full.extend_from_slice(args);
@@ -496,6 +529,70 @@ fn slaac_address_and_default_route_from_router_advertisements() {
         "{routes}"
     );
     assert_connects_from(&lab, addr);
+}
+
+/// `ip=vc:dhcp6`: the leased address is on the interface (a /128, past
+/// DAD), dnsmasq's name server is in resolv.conf, and the receiver side
+/// sees connections from that address.
+#[test]
+fn dhcp6_lease_lands_on_the_interface_and_reaches_the_receiver_side() {
+    let mut lab = Lab::new();
+    lab.start_dhcp6();
+    let c = Cmdline::parse("ip=vc:dhcp6").unwrap();
+    let mut req = lab.request();
+    req.methods = NetRequest::from_cmdline(&c).methods;
+    let started = std::time::Instant::now();
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let took = started.elapsed();
+    let i = vc(&status);
+    let Some(Configured::Dhcp6 { valid_secs, .. }) = &i.configured6 else {
+        panic!("{status:?}\ndnsmasq log:\n{}", lab.log());
+    };
+    assert_eq!(*valid_secs, 3600);
+    assert_eq!(i.address, None, "no IPv4 was asked for");
+    let [(leased, 128)] = i.ipv6[..] else {
+        panic!("{:?}", i.ipv6)
+    };
+    let seg = leased.segments();
+    assert_eq!(seg[..7], [0x2001, 0xdb8, 7, 0, 0, 0, 0], "{leased}");
+    assert!((0x100..=0x1ff).contains(&seg[7]), "{leased}");
+    let addrs = lab.client(&["-6", "-o", "addr", "show", "dev", "vc", "scope", "global"]);
+    assert!(
+        addrs.contains(&format!("inet6 {leased}/128 scope global")),
+        "{addrs}"
+    );
+    assert!(!addrs.contains("tentative"), "{addrs}");
+    assert_eq!(
+        std::fs::read_to_string(&req.resolv_conf).unwrap(),
+        "# written by p2xen\nsearch lab6.example\nnameserver 2001:db8:7::53\n"
+    );
+    assert!(
+        lab.log().contains(&format!("DHCPREPLY(vs) {leased}")),
+        "{}",
+        lab.log()
+    );
+    eprintln!("dhcp6: {leased} leased and configured in {took:?}");
+    assert_connects_from(&lab, leased);
+}
+
+/// No DHCPv6 server: the interface reports the timeout with the counts.
+#[test]
+fn no_dhcp6_server_is_reported_per_interface() {
+    let mut lab = Lab::new();
+    lab.start_router_advertisements();
+    let c = Cmdline::parse("ip=vc:dhcp6").unwrap();
+    let mut req = lab.request();
+    req.methods = NetRequest::from_cmdline(&c).methods;
+    req.dhcp_timeout = Duration::from_secs(3);
+    let status = lab.in_client(|| net::configure(&req)).unwrap();
+    let Some(Configured::Failed { error }) = &vc(&status).configured6 else {
+        panic!("{status:?}")
+    };
+    assert!(
+        error.starts_with("vc: DHCPv6: no address within 3 s (")
+            && error.contains(" Solicit, 0 Advertise, 0 Request"),
+        "{error}"
+    );
 }
 
 #[test]

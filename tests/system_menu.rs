@@ -163,10 +163,9 @@ fn serial_menu_migrates_two_of_three_disks() {
     t.send(b"n");
 
     // Network: DHCP on every interface with a link (the defaults), applied.
+    // Item 6 is Apply (Interface, Bond, VLAN id, IPv4, IPv6 come first).
     t.wait_for("2/7 Network", STEP);
-    t.send(DOWN);
-    t.send(DOWN);
-    t.send(ENTER);
+    t.send(b"6");
     let s = t.wait_for("network configured", STEP);
     assert!(s.contains("10.0.2.15"), "no DHCP address shown:\n{s}");
     t.send(b"n");

@@ -2,7 +2,8 @@
 //! `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>:<ntp0>`
 //! or just `ip=<autoconf>`, plus dracut's extensions (`man dracut.cmdline`):
 //! `ip=<interface>:<autoconf>[:<mtu>[:<mac>]]`, IPv6 addresses in brackets
-//! (`ip=[2001:db8::5]::[2001:db8::1]:64::eth0:none`) and `auto6` (SLAAC).
+//! (`ip=[2001:db8::5]::[2001:db8::1]:64::eth0:none`), `auto6` (SLAAC) and
+//! `dhcp6` (stateful DHCPv6).
 //!
 //! Debian's kernel has IP autoconfiguration compiled out, so p2xen reads the
 //! same syntax and does the work itself; administrators keep the PXE entries
@@ -26,6 +27,9 @@ pub enum IpParam {
     /// `ip=auto6`, `ip=<dev>:auto6`: IPv6 stateless autoconfiguration (router
     /// advertisements), on `device` only if named.
     Auto6 { device: Option<String> },
+    /// `ip=dhcp6`, `ip=<dev>:dhcp6`: an address leased by DHCPv6 (IA_NA),
+    /// on `device` only if named.
+    Dhcp6 { device: Option<String> },
     /// `ip=[<IPv6>]:...`: a static IPv6 configuration.
     Static6(StaticIp6),
 }
@@ -36,10 +40,21 @@ impl IpParam {
     pub fn device(&self) -> Option<&str> {
         match self {
             IpParam::Off => None,
-            IpParam::Dhcp { device, .. } | IpParam::Auto6 { device } => device.as_deref(),
+            IpParam::Dhcp { device, .. }
+            | IpParam::Auto6 { device }
+            | IpParam::Dhcp6 { device } => device.as_deref(),
             IpParam::Static(s) => s.device.as_deref(),
             IpParam::Static6(s) => s.device.as_deref(),
         }
+    }
+
+    /// An IPv6 entry (`auto6`, `dhcp6`, `[addr]`): one per interface may sit
+    /// beside an IPv4 one (dual stack).
+    pub fn is_v6(&self) -> bool {
+        matches!(
+            self,
+            IpParam::Auto6 { .. } | IpParam::Dhcp6 { .. } | IpParam::Static6(_)
+        )
     }
 }
 
@@ -75,7 +90,7 @@ pub struct StaticIp {
 pub struct IpError(pub String);
 
 /// What `ip=` accepts, for error messages.
-pub const ACCEPTED: &str = "dhcp, on, any, off, none, auto6, <device>:<dhcp|auto6|off>, \
+pub const ACCEPTED: &str = "dhcp, on, any, off, none, auto6, dhcp6, <device>:<dhcp|auto6|dhcp6|off>, \
     <client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>, \
     or [<IPv6>]::[<gw6>]:<prefix length>:<hostname>:<device>:none";
 
@@ -85,6 +100,7 @@ enum Autoconf {
     Off,
     Dhcp,
     Auto6,
+    Dhcp6,
 }
 
 fn autoconf(word: &str) -> Result<Autoconf, IpError> {
@@ -93,10 +109,11 @@ fn autoconf(word: &str) -> Result<Autoconf, IpError> {
         "off" | "none" => Ok(Autoconf::Off),
         "on" | "any" | "dhcp" => Ok(Autoconf::Dhcp),
         "auto6" => Ok(Autoconf::Auto6),
-        // A DHCPv6 client is not written yet; SLAAC or a static address
-        // covers IPv6-only networks with a router.
-        "dhcp6" | "either6" => Err(IpError(format!(
-            "autoconf {word:?} (DHCPv6) is not supported; use auto6 (SLAAC) or a static [IPv6] address"
+        "dhcp6" => Ok(Autoconf::Dhcp6),
+        // dracut's "SLAAC, else DHCPv6": the fallback order is a policy p2xen
+        // does not guess; the administrator knows which one the network runs.
+        "either6" => Err(IpError(format!(
+            "autoconf {word:?} is not supported; name the one the network runs: auto6 (SLAAC) or dhcp6"
         ))),
         // The kernel's `dhcp,<client-id-type>,<client-id>` form: the client id is
         // not supported, and silently dropping it could hand out another lease.
@@ -173,6 +190,7 @@ fn no_device(method: Autoconf) -> IpParam {
     match method {
         Autoconf::Off => IpParam::Off,
         Autoconf::Auto6 => IpParam::Auto6 { device: None },
+        Autoconf::Dhcp6 => IpParam::Dhcp6 { device: None },
         Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp {
             device: None,
             hostname: None,
@@ -222,6 +240,7 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
             match method {
                 Autoconf::Off => IpParam::Off,
                 Autoconf::Auto6 => IpParam::Auto6 { device },
+                Autoconf::Dhcp6 => IpParam::Dhcp6 { device },
                 Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp { device, hostname },
             },
             warnings,
@@ -229,7 +248,7 @@ pub fn parse(value: &str) -> Result<(IpParam, Vec<String>), IpError> {
     };
     // Like the kernel: a given client address means static configuration,
     // whatever the autoconf field says.
-    if matches!(method, Autoconf::Dhcp | Autoconf::Auto6) {
+    if matches!(method, Autoconf::Dhcp | Autoconf::Auto6 | Autoconf::Dhcp6) {
         warnings.push(format!(
             "ip=: client address {address} given, so the autoconf method is ignored (static configuration, as the kernel does)"
         ));
@@ -308,6 +327,7 @@ fn parse_device_form(
     Ok(Some(match method {
         Autoconf::Off => IpParam::Off,
         Autoconf::Auto6 => IpParam::Auto6 { device },
+        Autoconf::Dhcp6 => IpParam::Dhcp6 { device },
         Autoconf::Default | Autoconf::Dhcp => IpParam::Dhcp {
             device,
             hostname: None,
@@ -527,11 +547,24 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(parse("eth2:off").unwrap().0, IpParam::Off);
+        assert_eq!(
+            parse("eth0:dhcp6").unwrap().0,
+            IpParam::Dhcp6 {
+                device: Some("eth0".into())
+            }
+        );
+        assert_eq!(parse("dhcp6").unwrap().0, IpParam::Dhcp6 { device: None });
+        assert_eq!(
+            parse(":::::bond0.20:dhcp6").unwrap().0,
+            IpParam::Dhcp6 {
+                device: Some("bond0.20".into())
+            }
+        );
         assert!(
-            parse("eth0:dhcp6")
+            parse("eth0:either6")
                 .unwrap_err()
                 .0
-                .contains("DHCPv6) is not supported; use auto6")
+                .contains("auto6 (SLAAC) or dhcp6")
         );
     }
 

@@ -571,8 +571,7 @@ struct IpEntries {
 
 impl IpEntries {
     fn slot(p: &IpParam) -> (Option<String>, bool) {
-        let v6 = matches!(p, IpParam::Auto6 { .. } | IpParam::Static6(_));
-        (p.device().map(str::to_string), v6)
+        (p.device().map(str::to_string), p.is_v6())
     }
 
     fn add(&mut self, p: IpParam) {

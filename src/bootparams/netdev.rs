@@ -39,6 +39,13 @@ pub fn vlan(value: &str) -> Result<Vlan, String> {
     Ok(Vlan { name, parent, id })
 }
 
+/// The `vlan=` value that [`vlan`] reads back as this link.
+impl std::fmt::Display for Vlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.parent)
+    }
+}
+
 /// The bonding modes of drivers/net/bonding, by name and number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BondMode {
@@ -61,6 +68,25 @@ impl BondMode {
         ("balance-tlb", BondMode::BalanceTlb),
         ("balance-alb", BondMode::BalanceAlb),
     ];
+
+    /// Every mode, in the kernel's numbering.
+    pub const ALL: [BondMode; 7] = [
+        BondMode::BalanceRr,
+        BondMode::ActiveBackup,
+        BondMode::BalanceXor,
+        BondMode::Broadcast,
+        BondMode::Lacp,
+        BondMode::BalanceTlb,
+        BondMode::BalanceAlb,
+    ];
+
+    /// The name `bond=...:mode=` takes.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("balance-rr", |(n, _)| n)
+    }
 
     /// The number the kernel's IFLA_BOND_MODE takes.
     pub fn number(self) -> u8 {
@@ -98,6 +124,27 @@ pub struct Bond {
     /// `primary=`: the preferred slave for active-backup.
     pub primary: Option<String>,
     pub mtu: Option<u32>,
+}
+
+/// The `bond=` value that [`bond`] reads back as this bond.
+impl std::fmt::Display for Bond {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:mode={},miimon={}",
+            self.name,
+            self.slaves.join(","),
+            self.mode.as_str(),
+            self.miimon
+        )?;
+        if let Some(p) = &self.primary {
+            write!(f, ",primary={p}")?;
+        }
+        if let Some(m) = self.mtu {
+            write!(f, ":{m}")?;
+        }
+        Ok(())
+    }
 }
 
 pub const BOND_ACCEPTED: &str = "<name>[:<slave>,<slave>...[:mode=<mode>,miimon=<ms>,primary=<slave>[:<mtu>]]], \
@@ -324,6 +371,24 @@ mod tests {
                 .contains("not one of the slaves")
         );
         assert!(bond("b:e0::10").unwrap_err().contains("MTU"));
+        for m in BondMode::ALL {
+            assert_eq!(BondMode::parse(m.as_str()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn values_written_back_parse_to_the_same_links() {
+        for v in [
+            "bond0:eth0,eth1:mode=active-backup,miimon=50,primary=eth1:9000",
+            "bond1:e0:mode=802.3ad",
+            "bond2",
+        ] {
+            let b = bond(v).unwrap();
+            assert_eq!(bond(&b.to_string()).unwrap(), b, "{v} -> {b}");
+        }
+        let v = vlan("bond0.20:bond0").unwrap();
+        assert_eq!(v.to_string(), "bond0.20:bond0");
+        assert_eq!(vlan(&v.to_string()).unwrap(), v);
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 use super::backend::{
     Backend, DiskBar, DiskEntry, MachineInfo, MigrationEvent, MigrationPlan, MigrationResult,
-    NetChoice, NetMethod,
+    Net6Method, NetChoice, NetMethod,
 };
 use super::fields;
 use super::keys::Key;
 use super::prefill::{MenuPrefill, ip_of_choice, next_time_cmdline};
-use crate::bootparams::IpParam;
+use crate::bootparams::{BondMode, IpParam, NetDevices};
 use crate::wire::machine::{Layout, XenType};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
@@ -77,10 +77,16 @@ pub enum Overlay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     NetIface,
+    NetBond,
+    NetSlaves,
+    NetVlan,
     NetMethod,
     NetAddress,
     NetGateway,
     NetDns,
+    NetMethod6,
+    NetAddress6,
+    NetGateway6,
     Server,
     Token,
     Fingerprint,
@@ -137,7 +143,21 @@ pub struct Editor {
     pub buf: String,
 }
 
-pub const NET_METHODS: [&str; 2] = ["dhcp", "static"];
+pub const NET_METHODS: [&str; 3] = ["dhcp", "static", "off"];
+pub const NET_METHODS6: [&str; 4] = ["none", "auto6 (SLAAC)", "static", "dhcp6"];
+/// The bond the Network screen makes (dracut's default name).
+pub const BOND_NAME: &str = "bond0";
+/// Bond modes in the order the screen offers them: active-backup first,
+/// the one that works with any switch.
+pub const BOND_MODES: [BondMode; 7] = [
+    BondMode::ActiveBackup,
+    BondMode::BalanceRr,
+    BondMode::BalanceXor,
+    BondMode::Broadcast,
+    BondMode::Lacp,
+    BondMode::BalanceTlb,
+    BondMode::BalanceAlb,
+];
 /// Lines kept for "show full log".
 const LOG_LINES: usize = 5000;
 const MAX_INPUT: usize = 256;
@@ -163,10 +183,17 @@ pub struct App {
     pub machine: MachineInfo,
     pub disks: Vec<DiskEntry>,
     pub net_iface: usize,
+    /// 0: no bond, else BOND_MODES[i - 1].
+    pub net_bond: usize,
+    pub net_slaves: String,
+    pub net_vlan: String,
     pub net_method: usize,
     pub net_address: String,
     pub net_gateway: String,
     pub net_dns: String,
+    pub net_method6: usize,
+    pub net_address6: String,
+    pub net_gateway6: String,
     pub net_result: Vec<String>,
     pub server: String,
     pub token: String,
@@ -183,7 +210,9 @@ pub struct App {
     pub bridge: String,
     /// `ip=` for the "next time" line: the kernel's, or what was applied
     /// on the Network screen.
-    pub ip: Option<IpParam>,
+    pub ip: Vec<IpParam>,
+    /// `bond=`, `vlan=` for that line, likewise.
+    pub net_devices: NetDevices,
     pub migration: Option<Migration>,
     pub log: Vec<String>,
     /// What the log overlay shows (a snapshot taken when it opens).
@@ -236,10 +265,21 @@ impl App {
             editor: None,
             message: None,
             net_iface: 0,
+            net_bond: 0,
+            net_slaves: machine
+                .nics
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            net_vlan: String::new(),
             net_method: 0,
             net_address: String::new(),
             net_gateway: String::new(),
             net_dns: String::new(),
+            net_method6: 0,
+            net_address6: String::new(),
+            net_gateway6: String::new(),
             net_result: Vec::new(),
             server: prefill
                 .server
@@ -266,6 +306,7 @@ impl App {
             xen_type: prefill.xen_type,
             bridge: prefill.bridge.unwrap_or_default(),
             ip: prefill.ip,
+            net_devices: prefill.net,
             machine,
             disks,
             migration: None,
@@ -281,10 +322,40 @@ impl App {
         app
     }
 
-    /// The kernel's `ip=` pre-fills the Network screen, so Apply does
-    /// what the boot entry asked for.
+    /// The kernel's `ip=`, `bond=` and `vlan=` pre-fill the Network screen,
+    /// so Apply does what the boot entry asked for.
     fn prefill_network(&mut self) {
-        let device = match &self.ip {
+        let bond = self.net_devices.bonds.first().cloned();
+        if let Some(b) = &bond {
+            self.net_bond = BOND_MODES
+                .iter()
+                .position(|m| *m == b.mode)
+                .map_or(0, |i| i + 1);
+            self.net_slaves = b.slaves.join(",");
+        }
+        let v4 = self.ip.iter().find(|p| !p.is_v6()).cloned();
+        let v6 = self.ip.iter().find(|p| p.is_v6()).cloned();
+        // The VLAN the addresses go on, else the first one.
+        let vlan = self
+            .net_devices
+            .vlans
+            .iter()
+            .find(|v| {
+                [&v4, &v6]
+                    .iter()
+                    .any(|p| p.as_ref().and_then(IpParam::device) == Some(v.name.as_str()))
+            })
+            .or(self.net_devices.vlans.first())
+            .cloned();
+        let mut device = v4
+            .as_ref()
+            .or(v6.as_ref())
+            .and_then(|p| p.device().map(str::to_string));
+        if let Some(v) = &vlan {
+            self.net_vlan = v.id.to_string();
+            device = Some(v.parent.clone());
+        }
+        match &v4 {
             Some(IpParam::Static(s)) => {
                 self.net_method = 1;
                 self.net_address = format!("{}/{}", s.address, s.prefix_len);
@@ -295,11 +366,28 @@ impl App {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(",");
-                s.device.clone()
             }
-            Some(IpParam::Dhcp { device, .. }) => device.clone(),
-            Some(IpParam::Off | IpParam::Auto6 { .. } | IpParam::Static6(_)) | None => None,
-        };
+            Some(IpParam::Off) => self.net_method = 2,
+            // IPv6 given alone: no IPv4 asked for.
+            None if v6.is_some() => self.net_method = 2,
+            _ => {}
+        }
+        match &v6 {
+            Some(IpParam::Auto6 { .. }) => self.net_method6 = 1,
+            Some(IpParam::Static6(s)) => {
+                self.net_method6 = 2;
+                self.net_address6 = format!("{}/{}", s.address, s.prefix_len);
+                self.net_gateway6 = s.gateway.map(|g| g.to_string()).unwrap_or_default();
+            }
+            Some(IpParam::Dhcp6 { .. }) => self.net_method6 = 3,
+            _ => {}
+        }
+        let on_bond = bond
+            .as_ref()
+            .is_some_and(|b| device.as_deref() == Some(&b.name));
+        if on_bond {
+            return;
+        }
         if let Some(i) = device.and_then(|d| self.machine.nics.iter().position(|n| n.name == d)) {
             self.net_iface = i + 1;
         }
@@ -334,11 +422,30 @@ impl App {
                     .map(|n| n.name.clone())
                     .unwrap_or_default(),
             },
+            Field::NetBond => match self.net_bond {
+                0 => "none".into(),
+                i => BOND_MODES.get(i - 1).map_or("", |m| m.as_str()).to_string(),
+            },
+            Field::NetSlaves => self.net_slaves.clone(),
+            Field::NetVlan => {
+                if self.net_vlan.is_empty() {
+                    "(untagged)".into()
+                } else {
+                    self.net_vlan.clone()
+                }
+            }
             Field::NetMethod => NET_METHODS
                 .get(self.net_method)
                 .copied()
                 .unwrap_or("")
                 .into(),
+            Field::NetMethod6 => NET_METHODS6
+                .get(self.net_method6)
+                .copied()
+                .unwrap_or("")
+                .into(),
+            Field::NetAddress6 => self.net_address6.clone(),
+            Field::NetGateway6 => self.net_gateway6.clone(),
             Field::NetAddress => self.net_address.clone(),
             Field::NetGateway => self.net_gateway.clone(),
             Field::NetDns => self.net_dns.clone(),
@@ -377,6 +484,7 @@ impl App {
         match f {
             Field::Fingerprint => self.fingerprint.clone(),
             Field::Bridge => self.bridge.clone(),
+            Field::NetVlan => self.net_vlan.clone(),
             _ => self.value(f),
         }
     }
@@ -401,14 +509,23 @@ impl App {
         match self.screen {
             Screen::Overview => vec![act("Continue to the network", Action::Next)],
             Screen::Network => {
-                let mut v = vec![
-                    toggle("Interface", Field::NetIface),
-                    toggle("Method", Field::NetMethod),
-                ];
+                let mut v = vec![if self.net_bond == 0 {
+                    toggle("Interface", Field::NetIface)
+                } else {
+                    edit("Bond NICs", Field::NetSlaves)
+                }];
+                v.push(toggle("Bond", Field::NetBond));
+                v.push(edit("VLAN id", Field::NetVlan));
+                v.push(toggle("IPv4", Field::NetMethod));
                 if self.net_method == 1 {
                     v.push(edit("Address/prefix", Field::NetAddress));
                     v.push(edit("Gateway", Field::NetGateway));
                     v.push(edit("DNS servers", Field::NetDns));
+                }
+                v.push(toggle("IPv6", Field::NetMethod6));
+                if self.net_method6 == 2 {
+                    v.push(edit("IPv6 address/prefix", Field::NetAddress6));
+                    v.push(edit("IPv6 gateway", Field::NetGateway6));
                 }
                 v.push(act("Apply network settings", Action::NetApply));
                 v.push(act("Test the receiver", Action::NetTest));
@@ -574,11 +691,19 @@ impl App {
     pub fn next_time(&self) -> Option<String> {
         self.plan()
             .ok()
-            .map(|p| next_time_cmdline(&p, self.ip.as_ref()))
+            .map(|p| next_time_cmdline(&p, &self.ip, &self.net_devices))
     }
 
-    fn validate(field: Field, text: &str) -> Result<(), String> {
+    fn nic_names(&self) -> Vec<&str> {
+        self.machine.nics.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    fn validate(&self, field: Field, text: &str) -> Result<(), String> {
         match field {
+            Field::NetVlan => fields::vlan_id(text).map(drop),
+            Field::NetSlaves => fields::slaves(text, &self.nic_names()).map(drop),
+            Field::NetAddress6 => fields::cidr6(text).map(drop),
+            Field::NetGateway6 => fields::gateway6(text).map(drop),
             Field::NetAddress => fields::cidr(text).map(drop),
             Field::NetGateway => fields::gateway(text).map(drop),
             Field::NetDns => fields::dns(text).map(drop),
@@ -598,6 +723,10 @@ impl App {
             Field::NetAddress => self.net_address = text,
             Field::NetGateway => self.net_gateway = text,
             Field::NetDns => self.net_dns = text,
+            Field::NetVlan => self.net_vlan = text.trim().to_string(),
+            Field::NetSlaves => self.net_slaves = text.trim().to_string(),
+            Field::NetAddress6 => self.net_address6 = text.trim().to_string(),
+            Field::NetGateway6 => self.net_gateway6 = text.trim().to_string(),
             Field::Server => {
                 self.server = fields::server(&text).unwrap_or(text);
                 self.trusted = false;
@@ -624,6 +753,8 @@ impl App {
                 self.net_iface = (self.net_iface + 1) % (self.machine.nics.len() + 1);
             }
             Field::NetMethod => self.net_method = (self.net_method + 1) % NET_METHODS.len(),
+            Field::NetMethod6 => self.net_method6 = (self.net_method6 + 1) % NET_METHODS6.len(),
+            Field::NetBond => self.net_bond = (self.net_bond + 1) % (BOND_MODES.len() + 1),
             Field::Disk(i) => {
                 if let Some(s) = self.disk_sel.get_mut(i) {
                     *s = !*s;
@@ -757,7 +888,7 @@ impl App {
             }
             Key::Enter | Key::Tab => {
                 let (field, buf) = (ed.field, ed.buf.clone());
-                match App::validate(field, &buf) {
+                match self.validate(field, &buf) {
                     Ok(()) => {
                         self.store(field, buf);
                         self.editor = None;
@@ -771,7 +902,7 @@ impl App {
         }
         // Validated as typed: the message line says at once what is wrong.
         let (field, buf) = (ed.field, ed.buf.clone());
-        self.message = App::validate(field, &buf).err().map(|e| (e, true));
+        self.message = self.validate(field, &buf).err().map(|e| (e, true));
     }
 
     fn activate(&mut self, kind: ItemKind, backend: &dyn Backend) -> Option<Request> {
@@ -819,29 +950,80 @@ impl App {
         None
     }
 
-    fn apply_network(&mut self, backend: &dyn Backend) {
-        let method = if self.net_method == 0 {
-            NetMethod::Dhcp
-        } else {
-            let parsed = fields::cidr(&self.net_address).and_then(|(address, prefix_len)| {
-                Ok(NetMethod::Static {
+    /// The Network screen's values as the typed `bond=`/`vlan=`/`ip=` values;
+    /// the error names the field.
+    pub fn net_choice(&self) -> Result<NetChoice, String> {
+        let method = match self.net_method {
+            0 => NetMethod::Dhcp,
+            1 => {
+                let (address, prefix_len) = fields::cidr(&self.net_address)?;
+                NetMethod::Static {
                     address,
                     prefix_len,
                     gateway: fields::gateway(&self.net_gateway)?,
                     dns: fields::dns(&self.net_dns)?,
-                })
-            });
-            match parsed {
-                Ok(m) => m,
-                Err(e) => return self.error(e),
+                }
+            }
+            _ => NetMethod::Off,
+        };
+        let method6 = match self.net_method6 {
+            1 => Net6Method::Auto6,
+            2 => {
+                let (address, prefix_len) = fields::cidr6(&self.net_address6)?;
+                Net6Method::Static {
+                    address,
+                    prefix_len,
+                    gateway: fields::gateway6(&self.net_gateway6)?,
+                }
+            }
+            3 => Net6Method::Dhcp6,
+            _ => Net6Method::None,
+        };
+        if method == NetMethod::Off && method6 == Net6Method::None {
+            return Err("IPv4: off and IPv6: none leave the network down; choose one".into());
+        }
+        let bond = match self.net_bond {
+            0 => None,
+            i => {
+                let mode = BOND_MODES
+                    .get(i - 1)
+                    .copied()
+                    .unwrap_or(BondMode::ActiveBackup);
+                let slaves = fields::slaves(&self.net_slaves, &self.nic_names())?;
+                Some(fields::bond(BOND_NAME, &slaves, mode)?)
             }
         };
-        let choice = NetChoice {
-            interface: match self.net_iface {
-                0 => None,
-                i => self.machine.nics.get(i - 1).map(|n| n.name.clone()),
-            },
+        let interface = match self.net_iface {
+            _ if bond.is_some() => None,
+            0 => None,
+            i => self.machine.nics.get(i - 1).map(|n| n.name.clone()),
+        };
+        let vlan = match fields::vlan_id(&self.net_vlan)? {
+            None => None,
+            Some(id) => {
+                let parent = bond
+                    .as_ref()
+                    .map(|b| b.name.clone())
+                    .or_else(|| interface.clone())
+                    .ok_or_else(|| {
+                        format!("VLAN id: choose one interface or a bond to carry VLAN {id}")
+                    })?;
+                Some(fields::vlan(&parent, id)?)
+            }
+        };
+        Ok(NetChoice {
+            interface,
+            bond,
+            vlan,
             method,
+            method6,
+        })
+    }
+
+    fn apply_network(&mut self, backend: &dyn Backend) {
+        let choice = match self.net_choice() {
+            Ok(c) => c,
+            Err(e) => return self.error(e),
         };
         match backend.configure_network(&choice) {
             Ok(lines) => {
@@ -849,7 +1031,13 @@ impl App {
                     self.log(format!("network: {l}"));
                 }
                 self.net_result = lines;
-                self.ip = Some(ip_of_choice(&choice, self.ip.as_ref()));
+                self.ip = ip_of_choice(&choice, &self.ip);
+                let kept = std::mem::take(&mut self.net_devices);
+                self.net_devices = NetDevices {
+                    bonds: choice.bond.iter().cloned().collect(),
+                    vlans: choice.vlan.iter().cloned().collect(),
+                    ..kept
+                };
                 self.message = Some(("network configured".into(), false));
             }
             Err(e) => {

@@ -1,11 +1,11 @@
 //! What the menu needs from the rest of p2xen, as one small trait: the live
 //! init wires the real parts (inspect, net, send), tests wire fakes.
 
-use crate::bootparams::IpParam;
+use crate::bootparams::{Bond, NetDevices, Vlan};
 use crate::net;
 use crate::source::inspect::DiskReport;
 use crate::wire::machine::{Layout, XenType};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 
@@ -41,6 +41,7 @@ pub struct DiskEntry {
     pub report: Result<DiskReport, String>,
 }
 
+/// IPv4 on the chosen link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMethod {
     Dhcp,
@@ -50,30 +51,79 @@ pub enum NetMethod {
         gateway: Option<Ipv4Addr>,
         dns: Vec<Ipv4Addr>,
     },
+    /// No IPv4 (an IPv6-only network).
+    Off,
 }
 
+/// IPv6 on the chosen link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Net6Method {
+    None,
+    /// `auto6`: SLAAC from router advertisements.
+    Auto6,
+    /// `dhcp6`: an address leased by DHCPv6.
+    Dhcp6,
+    Static {
+        address: Ipv6Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv6Addr>,
+    },
+}
+
+/// What the Network screen applies, as the typed values the kernel's
+/// `bond=`, `vlan=` and `ip=` parse to: one path into `net` for both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetChoice {
-    /// None: every interface with a link.
+    /// The NIC; None: every interface with a link. Unused with a bond (its
+    /// slaves are the NICs).
     pub interface: Option<String>,
+    /// The bond to make of chosen NICs (`bond=`); addresses go on it.
+    pub bond: Option<Bond>,
+    /// A tagged link on the NIC or the bond (`vlan=`); addresses go on it.
+    pub vlan: Option<Vlan>,
     pub method: NetMethod,
+    pub method6: Net6Method,
+}
+
+impl Default for NetChoice {
+    fn default() -> Self {
+        NetChoice {
+            interface: None,
+            bond: None,
+            vlan: None,
+            method: NetMethod::Dhcp,
+            method6: Net6Method::None,
+        }
+    }
 }
 
 impl NetChoice {
-    /// The request for `net::configure`.
-    pub fn to_request(&self) -> net::NetRequest {
-        let method = match super::prefill::ip_of_choice(self, None) {
-            IpParam::Off => net::NetMethod::Off,
-            IpParam::Dhcp { device, .. } => net::NetMethod::Dhcp { device },
-            IpParam::Static(s) => net::NetMethod::Static(s),
-            IpParam::Auto6 { device } => net::NetMethod::Auto6 { device },
-            IpParam::Static6(s) => net::NetMethod::Static6(s),
-        };
-        net::NetRequest {
-            methods: vec![method],
-            interfaces: self.interface.clone().map(|i| vec![i]),
-            ..net::NetRequest::default()
+    /// The link the addresses go on: the VLAN, else the bond, else the NIC.
+    pub fn device(&self) -> Option<String> {
+        self.vlan
+            .as_ref()
+            .map(|v| v.name.clone())
+            .or_else(|| self.bond.as_ref().map(|b| b.name.clone()))
+            .or_else(|| self.interface.clone())
+    }
+
+    /// The links to make first, as `bond=` and `vlan=` give them.
+    pub fn devices(&self) -> NetDevices {
+        NetDevices {
+            bonds: self.bond.iter().cloned().collect(),
+            vlans: self.vlan.iter().cloned().collect(),
+            ..NetDevices::default()
         }
+    }
+
+    /// The request for `net::configure`: the one the equivalent kernel
+    /// command line gives (`NetRequest::from_params`).
+    pub fn to_request(&self) -> net::NetRequest {
+        net::NetRequest::from_params(
+            &super::prefill::ip_of_choice(self, &[]),
+            &self.devices(),
+            None,
+        )
     }
 }
 

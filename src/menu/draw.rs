@@ -354,8 +354,10 @@ fn help_lines(app: &App) -> Vec<&'static str> {
             "these disks: they are opened read-only.",
         ],
         Screen::Network => vec![
-            "Network: DHCP or a static address for one or all interfaces. Apply",
-            "configures it; Test checks that the receiver answers.",
+            "Network: DHCP or a static address for one or all interfaces, a bond",
+            "(bond0) of chosen NICs, a VLAN id on the NIC or bond, and IPv6 (SLAAC,",
+            "static, DHCPv6), as bond=, vlan=, ip= would. Apply configures it;",
+            "Test checks that the receiver answers.",
         ],
         Screen::Target => vec![
             "Target: the receiver (`p2xen receive` on dom0), its token and the",

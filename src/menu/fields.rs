@@ -3,7 +3,7 @@
 //! and the accepted forms added for the message line.
 
 use crate::bootparams as values;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub fn name(s: &str) -> Result<String, String> {
     values::guest_name(s.trim()).map_err(|e| format!("name: {e}"))
@@ -92,6 +92,83 @@ pub fn dns(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     Ok(v)
 }
 
+/// Empty (untagged) or a VLAN id, 1 to 4094.
+pub fn vlan_id(s: &str) -> Result<Option<u16>, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse::<u16>()
+        .ok()
+        .filter(|id| (1..=4094).contains(id))
+        .map(Some)
+        .ok_or_else(|| format!("VLAN id: \"{t}\" is not 1 to 4094 (empty: untagged)"))
+}
+
+/// The tagged link on `parent`, named `PARENT.ID` and made by `vlan=`'s own
+/// parser, so it is the link `vlan=PARENT.ID:PARENT` makes.
+pub fn vlan(parent: &str, id: u16) -> Result<values::Vlan, String> {
+    values::netdev::vlan(&format!("{parent}.{id}:{parent}")).map_err(|e| format!("VLAN id: {e}"))
+}
+
+/// NIC names separated by commas or spaces, each one of `nics`, at least one.
+pub fn slaves(s: &str, nics: &[&str]) -> Result<Vec<String>, String> {
+    let mut v: Vec<String> = Vec::new();
+    for w in s.split([',', ' ']).filter(|w| !w.is_empty()) {
+        if !nics.contains(&w) {
+            return Err(format!(
+                "bond NICs: \"{w}\" is not a NIC here ({})",
+                nics.join(", ")
+            ));
+        }
+        if v.iter().any(|x| x == w) {
+            return Err(format!("bond NICs: {w} is listed twice"));
+        }
+        v.push(w.to_string());
+    }
+    if v.is_empty() {
+        return Err(format!(
+            "bond NICs: name at least one of {}",
+            nics.join(", ")
+        ));
+    }
+    Ok(v)
+}
+
+/// The bond `bond=NAME:SLAVES:mode=MODE` makes, by `bond=`'s own parser.
+pub fn bond(name: &str, slaves: &[String], mode: values::BondMode) -> Result<values::Bond, String> {
+    values::netdev::bond(&format!(
+        "{name}:{}:mode={}",
+        slaves.join(","),
+        mode.as_str()
+    ))
+    .map_err(|e| format!("bond: {e}"))
+}
+
+/// "2001:db8::10/64" → (address, prefix length).
+pub fn cidr6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let bad = || format!("IPv6 address: \"{s}\" is not ADDRESS/PREFIX (e.g. 2001:db8::10/64)");
+    let (a, p) = s.trim().split_once('/').ok_or_else(bad)?;
+    let a: Ipv6Addr = a.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+    let p: u8 = p.parse().map_err(|_| bad())?;
+    if p == 0 || p > 128 || a.is_unspecified() || a.is_multicast() {
+        return Err(bad());
+    }
+    Ok((a, p))
+}
+
+/// Empty (routers' advertisements give the route) or one IPv6 address.
+pub fn gateway6(s: &str) -> Result<Option<Ipv6Addr>, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.trim_matches(['[', ']'])
+        .parse::<Ipv6Addr>()
+        .map(Some)
+        .map_err(|_| format!("IPv6 gateway: \"{t}\" is not an IPv6 address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +205,48 @@ mod tests {
         assert!(cidr("192.0.2.1").is_err());
         assert_eq!(dns("1.1.1.1, 8.8.8.8").map(|v| v.len()), Ok(2));
         assert!(dns("1.1.1.1 2.2.2.2 3.3.3.3").is_err());
+        assert_eq!(vlan_id(""), Ok(None));
+        assert_eq!(vlan_id(" 20 "), Ok(Some(20)));
+        assert_eq!(
+            vlan_id("4095"),
+            Err("VLAN id: \"4095\" is not 1 to 4094 (empty: untagged)".into())
+        );
+        let v = vlan("bond0", 20).unwrap();
+        assert_eq!(
+            (v.name.as_str(), v.parent.as_str(), v.id),
+            ("bond0.20", "bond0", 20)
+        );
+        assert!(
+            vlan("enp129s0f1np1", 4000)
+                .unwrap_err()
+                .starts_with("VLAN id: ")
+        );
+        let nics = ["eth0", "eth1"];
+        assert_eq!(
+            slaves("eth0, eth1", &nics),
+            Ok(vec!["eth0".into(), "eth1".into()])
+        );
+        assert_eq!(
+            slaves("eth0,eth2", &nics),
+            Err("bond NICs: \"eth2\" is not a NIC here (eth0, eth1)".into())
+        );
+        assert!(slaves("eth0,eth0", &nics).unwrap_err().contains("twice"));
+        assert!(slaves("", &nics).unwrap_err().contains("at least one"));
+        assert_eq!(
+            cidr6("2001:db8::10/64"),
+            Ok(("2001:db8::10".parse().unwrap(), 64))
+        );
+        assert!(
+            cidr6("2001:db8::10")
+                .unwrap_err()
+                .starts_with("IPv6 address: ")
+        );
+        assert!(cidr6("2001:db8::10/129").is_err());
+        assert_eq!(gateway6(""), Ok(None));
+        assert!(
+            gateway6("10.0.0.1")
+                .unwrap_err()
+                .starts_with("IPv6 gateway: ")
+        );
     }
 }

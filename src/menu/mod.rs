@@ -22,7 +22,7 @@ pub mod render;
 pub use app::MenuOutcome;
 pub use backend::{
     Backend, BackendError, DiskBar, DiskEntry, MachineInfo, MigrationEvent, MigrationPlan,
-    MigrationResult, NetChoice, NetMethod, NicInfo, ResultDisk,
+    MigrationResult, Net6Method, NetChoice, NetMethod, NicInfo, ResultDisk,
 };
 pub use console::{MenuError, run};
 pub use prefill::{MenuPrefill, console_paths};

@@ -1,8 +1,8 @@
 //! Values given on the kernel command line (without p2xen.mode=auto) that
 //! pre-fill the menu, and the command line that repeats a menu run.
 
-use super::backend::{MigrationPlan, NetChoice, NetMethod};
-use crate::bootparams::{Cmdline, Fingerprint, IpParam, Server, Token};
+use super::backend::{MigrationPlan, Net6Method, NetChoice, NetMethod};
+use crate::bootparams::{Cmdline, Fingerprint, IpParam, NetDevices, Server, StaticIp6, Token};
 use crate::wire::machine::{Layout, XenType};
 
 /// Text values as the user would type them; the menu validates them like
@@ -21,9 +21,12 @@ pub struct MenuPrefill {
     pub layout: Option<Layout>,
     pub xen_type: Option<XenType>,
     pub bridge: Option<String>,
-    /// The kernel's IPv4 `ip=` (the one the Network screen edits), repeated
-    /// in the "next time" line.
-    pub ip: Option<IpParam>,
+    /// The kernel's `ip=` entries (the Network screen edits the first IPv4
+    /// and the first IPv6 one), repeated in the "next time" line.
+    pub ip: Vec<IpParam>,
+    /// The kernel's `bond=`, `vlan=` (the screen shows the first of each)
+    /// and the rest of dracut's network parameters.
+    pub net: NetDevices,
 }
 
 impl MenuPrefill {
@@ -39,11 +42,8 @@ impl MenuPrefill {
             layout: Some(c.layout),
             xen_type: c.xen_type,
             bridge: c.bridge.clone(),
-            ip: c
-                .ip
-                .iter()
-                .find(|p| !matches!(p, IpParam::Auto6 { .. } | IpParam::Static6(_)))
-                .cloned(),
+            ip: c.ip.clone(),
+            net: c.net.clone(),
         }
     }
 }
@@ -89,10 +89,13 @@ pub fn ip_text(ip: &IpParam) -> Option<String> {
             hostname.as_deref().unwrap_or(""),
             device.as_deref().unwrap_or("")
         )),
-        // The menu edits IPv4 only; these come from the kernel's own line.
         IpParam::Auto6 { device } => Some(match device {
             Some(d) => format!("{d}:auto6"),
             None => "auto6".into(),
+        }),
+        IpParam::Dhcp6 { device } => Some(match device {
+            Some(d) => format!("{d}:dhcp6"),
+            None => "dhcp6".into(),
         }),
         IpParam::Static6(s) => Some(format!(
             "[{}]::{}:{}:{}:{}:none",
@@ -122,42 +125,70 @@ pub fn ip_text(ip: &IpParam) -> Option<String> {
     }
 }
 
-/// The `ip=` a network choice made in the menu stands for.
-/// `ip=` for what was applied on the Network screen. The host name and NTP
-/// server of the kernel's own `ip=` (`previous`) are kept: that screen does
-/// not edit them, and the next server should get them too.
-pub fn ip_of_choice(c: &NetChoice, previous: Option<&IpParam>) -> IpParam {
-    let (hostname, ntp) = match previous {
-        Some(IpParam::Dhcp { hostname, .. }) => (hostname.clone(), None),
-        Some(IpParam::Static(s)) => (s.hostname.clone(), s.ntp),
-        Some(IpParam::Off | IpParam::Auto6 { .. } | IpParam::Static6(_)) | None => (None, None),
-    };
-    match &c.method {
-        NetMethod::Dhcp => IpParam::Dhcp {
-            device: c.interface.clone(),
+/// The `ip=` entries for what was applied on the Network screen (one IPv4,
+/// one IPv6, on the link the choice names). The host name and NTP server of
+/// the kernel's own `ip=` (`previous`) are kept: that screen does not edit
+/// them, and the next server should get them too.
+pub fn ip_of_choice(c: &NetChoice, previous: &[IpParam]) -> Vec<IpParam> {
+    let (hostname, ntp) = previous
+        .iter()
+        .find_map(|p| match p {
+            IpParam::Dhcp { hostname, .. } => Some((hostname.clone(), None)),
+            IpParam::Static(s) => Some((s.hostname.clone(), s.ntp)),
+            _ => None,
+        })
+        .unwrap_or((None, None));
+    let device = c.device();
+    let v4 = match &c.method {
+        NetMethod::Off => None,
+        NetMethod::Dhcp => Some(IpParam::Dhcp {
+            device: device.clone(),
             hostname,
-        },
+        }),
         NetMethod::Static {
             address,
             prefix_len,
             gateway,
             dns,
-        } => IpParam::Static(crate::bootparams::StaticIp {
+        } => Some(IpParam::Static(crate::bootparams::StaticIp {
             address: *address,
             prefix_len: *prefix_len,
             gateway: *gateway,
             server: None,
             hostname,
-            device: c.interface.clone(),
+            device: device.clone(),
             dns: dns.clone(),
             ntp,
+        })),
+    };
+    let v6 = match &c.method6 {
+        Net6Method::None => None,
+        Net6Method::Auto6 => Some(IpParam::Auto6 {
+            device: device.clone(),
         }),
-    }
+        Net6Method::Dhcp6 => Some(IpParam::Dhcp6 {
+            device: device.clone(),
+        }),
+        Net6Method::Static {
+            address,
+            prefix_len,
+            gateway,
+        } => Some(IpParam::Static6(StaticIp6 {
+            address: *address,
+            prefix_len: *prefix_len,
+            gateway: *gateway,
+            hostname: None,
+            device: device.clone(),
+            dns: Vec::new(),
+        })),
+    };
+    let v: Vec<IpParam> = v4.into_iter().chain(v6).collect();
+    if v.is_empty() { vec![IpParam::Off] } else { v }
 }
 
 /// The parameters that repeat `plan` unattended ("next time, boot with:
 /// ..."), written by `Cmdline::to_cmdline` so both stay one syntax.
-pub fn next_time_cmdline(plan: &MigrationPlan, ip: Option<&IpParam>) -> String {
+pub fn next_time_cmdline(plan: &MigrationPlan, ip: &[IpParam], net: &NetDevices) -> String {
     let c = Cmdline {
         server: Server::parse(&plan.server).ok(),
         token: Token::parse(&plan.token).ok(),
@@ -181,7 +212,13 @@ pub fn next_time_cmdline(plan: &MigrationPlan, ip: Option<&IpParam>) -> String {
         ..Cmdline::default()
     };
     let mut line = c.to_cmdline();
-    if let Some(ip) = ip.and_then(ip_text) {
+    for b in &net.bonds {
+        line.push_str(&format!(" bond={b}"));
+    }
+    for v in &net.vlans {
+        line.push_str(&format!(" vlan={v}"));
+    }
+    for ip in ip.iter().filter_map(ip_text) {
         line.push_str(&format!(" ip={ip}"));
     }
     line
@@ -252,7 +289,7 @@ mod tests {
             dns: vec![[192, 0, 2, 53].into()],
             ntp: None,
         });
-        let line = next_time_cmdline(&plan, Some(&ip));
+        let line = next_time_cmdline(&plan, std::slice::from_ref(&ip), &NetDevices::default());
         let c = Cmdline::parse(&line).expect("the line parses");
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.server.map(|s| s.to_string()), Some(plan.server.clone()));
@@ -265,6 +302,37 @@ mod tests {
         assert_eq!(c.layout, Layout::Partitions);
         assert_eq!(c.ip, [ip]);
         assert_eq!(c.mode, crate::bootparams::Mode::Auto);
+    }
+
+    #[test]
+    fn next_time_line_repeats_bond_vlan_and_ipv6() {
+        let boot = "bond=bond0:eth0,eth1:mode=active-backup,miimon=100 vlan=bond0.20:bond0 \
+                    ip=bond0.20:dhcp6 ip=[2001:db8::5]::[2001:db8::1]:64::eth2:none";
+        let c = Cmdline::parse(boot).unwrap();
+        let plan = MigrationPlan {
+            server: "[2001:db8::1]:7460".into(),
+            token: "tok".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            name: "web".into(),
+            disks: vec!["/dev/sda".into()],
+            memory_mib: 1024,
+            vcpus: 1,
+            layout: Layout::Disk,
+            xen_type: None,
+            bridge: None,
+        };
+        let line = next_time_cmdline(&plan, &c.ip, &c.net);
+        assert!(
+            line.contains(" bond=bond0:eth0,eth1:mode=active-backup,miimon=100 "),
+            "{line}"
+        );
+        let back = Cmdline::parse(&line).unwrap();
+        assert_eq!(back.ip, c.ip);
+        assert_eq!(back.net, c.net);
+        assert_eq!(
+            crate::net::NetRequest::from_cmdline(&back),
+            crate::net::NetRequest::from_cmdline(&c)
+        );
     }
 
     #[test]
@@ -284,24 +352,22 @@ mod tests {
                 gateway: Some([192, 0, 2, 1].into()),
                 dns: vec![[192, 0, 2, 53].into()],
             },
+            ..NetChoice::default()
         };
-        let IpParam::Static(s) = ip_of_choice(&choice, Some(&kernel)) else {
+        let [IpParam::Static(s)] = &ip_of_choice(&choice, std::slice::from_ref(&kernel))[..] else {
             panic!("static choice gave another ip=");
         };
         assert_eq!(s.hostname.as_deref(), Some("web01"));
         assert_eq!(s.ntp, Some([10, 0, 2, 4].into()));
         assert_eq!(s.address, std::net::Ipv4Addr::from([192, 0, 2, 10]));
         assert_eq!(s.device.as_deref(), Some("eth1"));
-        let dhcp = NetChoice {
-            interface: None,
-            method: NetMethod::Dhcp,
-        };
+        let dhcp = NetChoice::default();
         assert_eq!(
-            ip_of_choice(&dhcp, Some(&kernel)),
-            IpParam::Dhcp {
+            ip_of_choice(&dhcp, &[kernel]),
+            [IpParam::Dhcp {
                 device: None,
                 hostname: Some("web01".into())
-            }
+            }]
         );
     }
 }

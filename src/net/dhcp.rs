@@ -310,7 +310,7 @@ const REQUEST_TRIES: u32 = 4;
 
 /// A random 64-bit value from std's per-process SipHash keys, which the OS
 /// seeds: enough for xids and jitter without another dependency.
-fn random() -> u64 {
+pub(super) fn random() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }

@@ -1,6 +1,7 @@
 //! IPv6 on the live image: stateless autoconfiguration (the kernel does
 //! SLAAC itself from router advertisements; p2xen switches it on and waits
-//! for the address) and static addresses from `ip=[...]`.
+//! for the address), static addresses from `ip=[...]`, and the address a
+//! DHCPv6 server leases (`ip=dhcp6`, [`super::dhcp6`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ pub enum Ipv6Error {
         "{iface}: no router advertisement gave an address within {secs} s (is a router sending RAs on this link?)"
     )]
     NoRouterAdvertisement { iface: String, secs: u64 },
+    #[error(transparent)]
+    Dhcp6(#[from] super::dhcp6::Dhcp6Error),
+    #[error(
+        "{iface}: no usable link-local address within {secs} s, so DHCPv6 cannot send (is IPv6 disabled on this interface?)"
+    )]
+    NoLinkLocal { iface: String, secs: u64 },
     #[error(
         "{iface}: {address} is still tentative after {secs} s: another host may use it (duplicate address detection)"
     )]
@@ -103,9 +110,69 @@ pub fn autoconf(
     })
 }
 
-/// Adds the static address, waits for duplicate address detection (a
-/// tentative address cannot be a connection's source), then the default
-/// route through the gateway.
+/// Adds `address` and waits for duplicate address detection: a tentative
+/// address cannot be a connection's source.
+fn add_and_wait(
+    rtnl: &mut Rtnl,
+    index: u32,
+    iface: &str,
+    address: Ipv6Addr,
+    prefix_len: u8,
+) -> Result<(), Ipv6Error> {
+    rtnl.add_address(index, iface, IpAddr::V6(address), prefix_len)?;
+    let ready = wait_for(rtnl, index, DAD_TIMEOUT, |a| {
+        global_v6(a)
+            .iter()
+            .any(|(addr, _)| *addr == address)
+            .then_some(())
+    })?;
+    if ready.is_none() {
+        return Err(Ipv6Error::Tentative {
+            iface: iface.to_string(),
+            address,
+            secs: DAD_TIMEOUT.as_secs(),
+        });
+    }
+    Ok(())
+}
+
+/// `ip=dhcp6`: waits for the link-local address (the source of every
+/// DHCPv6 message), leases an address and adds it as a /128, as RFC 8415
+/// wants: DHCPv6 says nothing of prefixes or routes, so router
+/// advertisements (accepted here) give the on-link prefix and the default
+/// route, as on every DHCPv6 network.
+pub fn dhcp6(
+    rtnl: &mut Rtnl,
+    index: u32,
+    iface: &str,
+    cfg: &super::dhcp6::Dhcp6Config,
+) -> Result<super::dhcp6::Lease6, Ipv6Error> {
+    sysctl(iface, "accept_ra", "1")?;
+    let ll = wait_for(rtnl, index, DAD_TIMEOUT, |a| {
+        a.iter()
+            .any(|a| a.address.is_ipv6() && !a.global && !a.tentative)
+            .then_some(())
+    })?;
+    if ll.is_none() {
+        return Err(Ipv6Error::NoLinkLocal {
+            iface: iface.to_string(),
+            secs: DAD_TIMEOUT.as_secs(),
+        });
+    }
+    let mut t = super::socket::Udp6Transport::open(iface, index).map_err(|source| {
+        super::dhcp6::Dhcp6Error::Io {
+            iface: iface.to_string(),
+            what: "open UDP port 546",
+            source,
+        }
+    })?;
+    let lease = super::dhcp6::acquire(&mut t, cfg)?;
+    add_and_wait(rtnl, index, iface, lease.address, 128)?;
+    Ok(lease)
+}
+
+/// Adds the static address, waits for duplicate address detection, then
+/// the default route through the gateway.
 pub fn apply_static(
     rtnl: &mut Rtnl,
     index: u32,
@@ -113,20 +180,7 @@ pub fn apply_static(
     st: &StaticIp6,
     metric: u32,
 ) -> Result<(), Ipv6Error> {
-    rtnl.add_address(index, iface, IpAddr::V6(st.address), st.prefix_len)?;
-    let ready = wait_for(rtnl, index, DAD_TIMEOUT, |a| {
-        global_v6(a)
-            .iter()
-            .any(|(addr, _)| *addr == st.address)
-            .then_some(())
-    })?;
-    if ready.is_none() {
-        return Err(Ipv6Error::Tentative {
-            iface: iface.to_string(),
-            address: st.address,
-            secs: DAD_TIMEOUT.as_secs(),
-        });
-    }
+    add_and_wait(rtnl, index, iface, st.address, st.prefix_len)?;
     if let Some(gw) = st.gateway {
         let default = RouteSpec {
             index,

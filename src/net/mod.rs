@@ -6,6 +6,7 @@
 //! this is what makes `p2xen.server=dom0.example` reachable.
 
 pub mod dhcp;
+pub mod dhcp6;
 mod ifmap;
 pub mod ipv6;
 mod links;
@@ -73,13 +74,19 @@ pub enum NetMethod {
         device: Option<String>,
     },
     Static6(StaticIp6),
+    /// DHCPv6 (IA_NA) on every interface with carrier, or only on `device`.
+    Dhcp6 {
+        device: Option<String>,
+    },
 }
 
 impl NetMethod {
     fn device(&self) -> Option<&str> {
         match self {
             NetMethod::Off => None,
-            NetMethod::Dhcp { device } | NetMethod::Auto6 { device } => device.as_deref(),
+            NetMethod::Dhcp { device }
+            | NetMethod::Auto6 { device }
+            | NetMethod::Dhcp6 { device } => device.as_deref(),
             NetMethod::Static(s) => s.device.as_deref(),
             NetMethod::Static6(s) => s.device.as_deref(),
         }
@@ -109,18 +116,27 @@ impl NetRequest {
     /// The request the kernel command line asks for (`ip=`, dracut's network
     /// parameters; no `ip=` means DHCP everywhere).
     pub fn from_cmdline(cmdline: &Cmdline) -> NetRequest {
+        NetRequest::from_params(&cmdline.ip, &cmdline.net, cmdline.carrier_timeout)
+    }
+
+    /// The request for these `ip=` entries and links, whether they came from
+    /// the kernel command line or the menu (which builds the same values).
+    pub fn from_params(
+        ip: &[IpParam],
+        devices: &NetDevices,
+        carrier_timeout: Option<Duration>,
+    ) -> NetRequest {
         let mut req = NetRequest {
-            devices: cmdline.net.clone(),
+            devices: devices.clone(),
             ..NetRequest::default()
         };
-        if let Some(t) = cmdline.carrier_timeout {
+        if let Some(t) = carrier_timeout {
             req.carrier_timeout = t;
         }
-        if cmdline.ip.is_empty() {
+        if ip.is_empty() {
             return req;
         }
-        req.methods = cmdline
-            .ip
+        req.methods = ip
             .iter()
             .map(|p| match p {
                 IpParam::Off => NetMethod::Off,
@@ -131,14 +147,17 @@ impl NetRequest {
                 IpParam::Auto6 { device } => NetMethod::Auto6 {
                     device: device.clone(),
                 },
+                IpParam::Dhcp6 { device } => NetMethod::Dhcp6 {
+                    device: device.clone(),
+                },
                 IpParam::Static6(s) => NetMethod::Static6(s.clone()),
             })
             .collect();
-        req.hostname = cmdline.ip.iter().find_map(|p| match p {
+        req.hostname = ip.iter().find_map(|p| match p {
             IpParam::Dhcp { hostname, .. } => hostname.clone(),
             IpParam::Static(s) => s.hostname.clone(),
             IpParam::Static6(s) => s.hostname.clone(),
-            IpParam::Off | IpParam::Auto6 { .. } => None,
+            IpParam::Off | IpParam::Auto6 { .. } | IpParam::Dhcp6 { .. } => None,
         });
         req
     }
@@ -179,6 +198,8 @@ pub struct InterfaceStatus {
     pub ipv6: Vec<(Ipv6Addr, u8)>,
     /// How IPv6 was configured; `None`: not asked for.
     pub configured6: Option<Configured>,
+    /// IPv6 name servers a DHCPv6 server sent.
+    pub dns6: Vec<Ipv6Addr>,
 }
 
 /// How (or why not) an interface was configured.
@@ -192,6 +213,11 @@ pub enum Configured {
     Static,
     /// IPv6 stateless autoconfiguration from router advertisements.
     Slaac,
+    /// An address leased by DHCPv6; `server` is its DUID in hex.
+    Dhcp6 {
+        server: String,
+        valid_secs: u32,
+    },
     /// No carrier within the timeout.
     NoCarrier,
     /// Not asked for (`ip=off`, another device named, static on another one).
@@ -207,6 +233,7 @@ impl Configured {
             Configured::Dhcp { server, .. } => format!("DHCP from {server}"),
             Configured::Static => "static".to_string(),
             Configured::Slaac => "SLAAC".to_string(),
+            Configured::Dhcp6 { server, .. } => format!("DHCPv6 from {server}"),
             Configured::NoCarrier => "no carrier".to_string(),
             Configured::Skipped => "not configured".to_string(),
             Configured::Failed { error } => format!("failed: {error}"),
@@ -287,6 +314,7 @@ fn status_of(l: &Link) -> InterfaceStatus {
         configured: Configured::Skipped,
         ipv6: Vec::new(),
         configured6: None,
+        dns6: Vec::new(),
     }
 }
 
@@ -385,6 +413,7 @@ pub fn configure(req: &NetRequest) -> Result<NetStatus, NetError> {
     let mut dns: Vec<IpAddr> = req.devices.nameservers.clone();
     for i in &status.interfaces {
         dns.extend(i.dns.iter().copied().map(IpAddr::V4));
+        dns.extend(i.dns6.iter().copied().map(IpAddr::V6));
     }
     for m in &req.methods {
         if let NetMethod::Static6(s) = m {
@@ -468,6 +497,39 @@ fn apply_method(
                         Err(e) => failed(e),
                     },
                 );
+            }
+        }
+        NetMethod::Dhcp6 { device } => {
+            for iface in status
+                .interfaces
+                .iter_mut()
+                .filter(|s| s.carrier && device.as_ref().is_none_or(|d| *d == s.name))
+            {
+                let Some(link) = candidates.iter().find(|l| l.index == iface.index) else {
+                    continue;
+                };
+                let cfg = dhcp6::Dhcp6Config {
+                    iface: iface.name.clone(),
+                    mac: <[u8; 6]>::try_from(&link.mac[..]).unwrap_or_default(),
+                    timeout: req.dhcp_timeout,
+                    max_retry: req.dhcp_max_retry,
+                };
+                iface.configured6 = Some(match ipv6::dhcp6(rtnl, iface.index, &iface.name, &cfg) {
+                    Ok(lease) => {
+                        iface.ipv6.push((lease.address, 128));
+                        iface.dns6.extend(lease.dns.iter().copied());
+                        for d in &lease.search {
+                            if !status.search.contains(d) {
+                                status.search.push(d.clone());
+                            }
+                        }
+                        Configured::Dhcp6 {
+                            server: lease.server_duid.clone(),
+                            valid_secs: lease.valid_secs,
+                        }
+                    }
+                    Err(e) => failed(e),
+                });
             }
         }
         NetMethod::Dhcp { device } => {
@@ -835,6 +897,7 @@ mod tests {
                     },
                     ipv6: vec![("2001:db8::5".parse().unwrap(), 64)],
                     configured6: Some(Configured::Slaac),
+                    dns6: vec![],
                 },
                 InterfaceStatus {
                     name: "eth1".into(),
@@ -849,6 +912,7 @@ mod tests {
                     configured: Configured::NoCarrier,
                     ipv6: vec![],
                     configured6: None,
+                    dns6: vec![],
                 },
             ],
             dns: vec![],

@@ -14,11 +14,12 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::time::Instant;
 
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6, bind, setsockopt,
+    socket, sockopt,
 };
 use std::os::fd::AsRawFd;
 
@@ -72,6 +73,82 @@ impl Transport for UdpTransport {
             match self.socket.recv_from(buf) {
                 // Only a server port can answer; anything else on port 68 is noise.
                 Ok((n, from)) if from.port() == SERVER_PORT => return Ok(Some(n)),
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// The DHCPv6 client's socket: UDP port 546 bound to one interface, sending
+/// to All_DHCP_Relay_Agents_and_Servers on that link (the scope id picks
+/// the interface; the source is its link-local address, which must have
+/// passed duplicate address detection first).
+pub struct Udp6Transport {
+    socket: UdpSocket,
+    index: u32,
+}
+
+impl Udp6Transport {
+    pub fn open(iface: &str, index: u32) -> io::Result<Udp6Transport> {
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::Udp,
+        )?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        setsockopt(&fd, sockopt::BindToDevice, &OsString::from(iface))?;
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn6::from(SocketAddrV6::new(
+                Ipv6Addr::UNSPECIFIED,
+                super::dhcp6::CLIENT_PORT,
+                0,
+                0,
+            )),
+        )?;
+        Ok(Udp6Transport {
+            socket: UdpSocket::from(fd),
+            index,
+        })
+    }
+}
+
+impl Transport for Udp6Transport {
+    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+        let to = SocketAddrV6::new(
+            super::dhcp6::SERVERS,
+            super::dhcp6::SERVER_PORT,
+            0,
+            self.index,
+        );
+        self.socket.send_to(packet, to).map(drop)
+    }
+
+    fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.recv_from(buf) {
+                Ok((n, from)) if from.port() == super::dhcp6::SERVER_PORT => return Ok(Some(n)),
                 Ok(_) => continue,
                 Err(e)
                     if matches!(
