@@ -14,6 +14,7 @@ use common::fixtures;
 use common::qemu::{Arch, DiskBus, Vm, VmBuilder};
 use common::qmp;
 use common::receiver::Receiver;
+use common::vlan_switch::VlanSwitch;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,7 +128,14 @@ enum Net {
     /// Two NICs in an active-backup bond (dracut's `bond=`), DHCP on the bond,
     /// the primary's cable pulled during the copy.
     Bond,
+    /// The NIC on a switch port that passes only VLAN `VLAN_ID`'s tagged
+    /// frames (dracut's `vlan=`), DHCP on the VLAN link.
+    Vlan,
 }
+
+/// The VLAN of [`Net::Vlan`], and the live system's link on it.
+const VLAN_ID: u16 = 42;
+const VLAN: &str = "vlan=eth0.42:eth0 ip=eth0.42:dhcp";
 
 /// QEMU's user network hands the guest's packets for 10.0.2.2 to the host's
 /// loopback, UDP to port 53 included.
@@ -217,7 +225,9 @@ fn migrate(
             format!("{BOND} ip=bond0:dhcp {}", receiver.guest_params()),
             None,
         ),
+        Net::Vlan => (format!("{VLAN} {}", receiver.guest_params()), None),
     };
+    let switch = (net == Net::Vlan).then(|| VlanSwitch::start(VLAN_ID));
     let server = params
         .split_whitespace()
         .find_map(|p| p.strip_prefix("p2xen.server="))
@@ -247,6 +257,22 @@ fn migrate(
             .arg(&format!("{nic_model},netdev=h2,id=port1"))
             .arg("-qmp")
             .arg(&qmp::arg(&tmp.path().join("qmp"))),
+        // The NIC on the switch's trunk side; the access side and the user
+        // network on one hub.
+        Net::Vlan => {
+            let sw = switch.as_ref().expect("the VLAN switch");
+            [
+                "user,id=up",
+                "hubport,id=h0,hubid=0,netdev=up",
+                &sw.access_netdev,
+                "hubport,id=h1,hubid=0,netdev=access",
+                &sw.trunk_netdev,
+            ]
+            .into_iter()
+            .fold(builder, |b, n| b.arg("-netdev").arg(n))
+            .arg("-device")
+            .arg(&format!("{nic_model},netdev=trunk"))
+        }
         _ => builder.nic(nic_model),
     };
     for (img, s) in images.iter().zip(sources) {
@@ -320,6 +346,27 @@ fn migrate(
             "bond0 did not get the lease"
         );
     }
+    if let Some(sw) = &switch {
+        let (tagged_in, tagged_out, untagged, other) = sw.snapshot();
+        eprintln!(
+            "vlan {VLAN_ID}: {tagged_in} tagged frames in, {tagged_out} out; dropped {untagged} untagged, {other} of other VLANs"
+        );
+        assert!(
+            log.contains("coldplug: 8021q loaded for the command line's links"),
+            "8021q was not loaded"
+        );
+        assert!(
+            log.lines().any(|l| l.contains("network: eth0.42 (")
+                && l.contains(" 10.0.2.15/24 via 10.0.2.2 DHCP from 10.0.2.2")),
+            "eth0.42 did not get the lease"
+        );
+        // The port is the VM's only way out, so the copy's frames were
+        // tagged: hundreds of them, not just the DHCP exchange (4 frames).
+        assert!(
+            tagged_in > 100 && tagged_out > 100,
+            "{tagged_in} in, {tagged_out} out"
+        );
+    }
     let after: Vec<String> = images.iter().map(|i| fixtures::hash_file(i)).collect();
     assert_eq!(after, before, "the migration changed a source image");
 }
@@ -358,6 +405,27 @@ fn live_migrates_over_an_active_backup_bond_of_two_nics() {
         "e1000",
         512,
         Net::Bond,
+    );
+}
+
+/// Issue 15: the live system on a tagged VLAN (`vlan=eth0.42:eth0`), its
+/// switch port passing only VLAN 42's frames; DHCP and the whole copy run
+/// over the VLAN link.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn live_migrates_over_a_tagged_vlan() {
+    migrate(
+        Arch::Amd64,
+        "vlan",
+        &[Source {
+            bus: DiskBus::Virtio,
+            module: "virtio_blk",
+            dev: "vda",
+        }],
+        "virtio-net-pci",
+        "virtio_net",
+        512,
+        Net::Vlan,
     );
 }
 

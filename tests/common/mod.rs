@@ -9,3 +9,4 @@ pub mod qmp;
 pub mod receiver;
 pub mod terminal;
 pub mod used_map;
+pub mod vlan_switch;
