@@ -175,6 +175,22 @@ impl Marker {
         }
     }
 
+    /// The UEFI server: root and swap LVs of VG vguefi, /boot on 2, the
+    /// ESP on /boot/efi.
+    fn uefi(disk: &str) -> Marker {
+        Marker {
+            host: "uefi".into(),
+            root: "/dev/mapper/vguefi-root".into(),
+            mounts: vec![
+                "/:/dev/mapper/vguefi-root:ext4".into(),
+                format!("/boot:/dev/{disk}2:ext4"),
+                format!("/boot/efi:/dev/{disk}1:vfat"),
+            ],
+            swap: "/dev/mapper/vguefi-swap".into(),
+            ..Marker::lvm(disk)
+        }
+    }
+
     /// The md RAID1 server once its arrays are flattened: root (md0) on
     /// partition 1, swap (md1) on 2, of its first disk.
     fn mdraid(disk: &str) -> Marker {
@@ -214,14 +230,17 @@ impl Marker {
 /// Boots a demo image the way its source hardware would (IDE or AHCI disk)
 /// and returns its marker; asserts the image itself was not written.
 fn boot_source(img: &Path, bus: &str, test: &str) -> Marker {
-    boot_source_on("amd64", img, bus, test)
+    boot_source_on("amd64", "bios", img, bus, test)
 }
 
-/// [`boot_source`] on a PC of `arch` (i386: qemu-system-i386, no long mode).
-fn boot_source_on(arch: &str, img: &Path, bus: &str, test: &str) -> Marker {
+/// [`boot_source`] on a PC of `arch` (i386: qemu-system-i386, no long mode)
+/// with `firmware` (bios: the kernel taken out of the image; uefi: OVMF
+/// boots the image's own loader).
+fn boot_source_on(arch: &str, firmware: &str, img: &Path, bus: &str, test: &str) -> Marker {
     let before = sha256(img);
     let out = run(Command::new(e2e("boot-source"))
-        .args(["--arch", arch, "--bus", bus, "--timeout", "180", "--disk"])
+        .args(["--arch", arch, "--firmware", firmware, "--bus", bus])
+        .args(["--timeout", "180", "--disk"])
         .arg(img)
         .arg("--log")
         .arg(log_dir(test)));
@@ -263,7 +282,7 @@ fn demo_i386_boots_on_its_source_hardware() {
         (&b"\x7fELF"[..], 1, 3),
         "not an i386 ELF"
     );
-    let m = boot_source_on("i386", &img, "ide", "source-i386");
+    let m = boot_source_on("i386", "bios", &img, "ide", "source-i386");
     assert_eq!(m, Marker::i386("sda"));
 }
 
@@ -374,6 +393,10 @@ struct Setup {
     /// The server's further disks (build-demo-servers' images by name),
     /// attached after its first on the same bus, in this order.
     more_disks: &'static [&'static str],
+    /// The live image booted by OVMF (its kernel loaded by the firmware
+    /// through QEMU's -kernel), so the live system sees /sys/firmware/efi
+    /// as on a UEFI server.
+    uefi: bool,
 }
 
 /// [`migrate_and_boot`], also returning the store's report.json.
@@ -448,11 +471,21 @@ fn migrate_and_boot_checked(
         receiver.guest_params()
     );
     let arch = if setup.i386 { Arch::I386 } else { Arch::Amd64 };
+    let mut live = arch.live_vm().append(&params);
+    if setup.uefi {
+        let vars = tmp.path().join("OVMF_VARS_4M.fd");
+        std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap_or_else(|e| {
+            panic!("/usr/share/OVMF/OVMF_VARS_4M.fd: {e} (apt-get install ovmf)")
+        });
+        live = live
+            .arg("-drive")
+            .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+            .arg("-drive")
+            .arg(&format!("if=pflash,format=raw,file={}", vars.display()));
+    }
     let vm = imgs
         .iter()
-        .fold(arch.live_vm().append(&params), |vm, img| {
-            vm.disk(img, bus, false)
-        })
+        .fold(live, |vm, img| vm.disk(img, bus, false))
         .nic("e1000")
         .hard_timeout(Duration::from_secs(900))
         .start()
@@ -746,14 +779,8 @@ fn lvm_xfs_server_migrated_by_p2xen_boots_under_xen() {
         let xfs_used = (field("dblocks") - field("fdblocks")) * field("blocksize");
         drop(root);
         let boot = partition_file(src, 2, &store.join("source-p2.img"));
-        let d = run(Command::new("dumpe2fs").arg("-h").arg(&boot));
+        let boot_used = ext_used(&boot);
         std::fs::remove_file(&boot).expect("rm source-p2.img");
-        let ext = |k: &str| -> u64 {
-            d.lines()
-                .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {k} in {d}"))
-        };
-        let boot_used = (ext("Block count:") - ext("Free blocks:")) * ext("Block size:");
         used = xfs_used + boot_used + 4096;
         eprintln!("lvm server: XFS root uses {xfs_used} bytes, /boot {boot_used}");
         // The copy's root LV, where the conversion found it.
@@ -778,22 +805,172 @@ fn lvm_xfs_server_migrated_by_p2xen_boots_under_xen() {
     let conv = &report["conversion"];
     assert_eq!(conv["root_device"], "/dev/mapper/vgdemo-root", "{conv}");
     assert_eq!(conv["kernels"][0]["blkfront"], "added_to_initrd", "{conv}");
-    let disk = &report["disks"][0];
-    let sent = disk["committed_bytes"].as_u64().expect("committed_bytes");
     // Metadata sent whole: the first MiB (protective MBR, GPT, the gap
     // before partition 1), the 1 MiB BIOS boot partition, the PV's first
     // MiB (label, metadata area up to pe_start); the XFS log is counted as
-    // used already. 2 MiB of margin for the rest (the backup GPT, ext4
-    // metadata the used map keeps).
-    let metadata = 3 * 1024 * 1024;
+    // used already.
+    assert_sent_within("lvm server", &report, used, 3 * 1024 * 1024, started);
+}
+
+/// The report's first fix-up whose file satisfies `file` (panics naming
+/// `what` where there is none).
+fn fixup_on<'a>(
+    conv: &'a serde_json::Value,
+    what: &str,
+    file: impl Fn(&str) -> bool,
+) -> &'a serde_json::Value {
+    conv["fixups"]
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["file"].as_str().is_some_and(&file)))
+        .unwrap_or_else(|| panic!("no {what} fix-up in {conv}"))
+}
+
+/// The first disk's bytes sent (report.json) stay below `used` +
+/// `metadata` + 2 MiB of margin for the rest (the backup GPT, ext4
+/// metadata the used map keeps); prints the figures.
+fn assert_sent_within(
+    what: &str,
+    report: &serde_json::Value,
+    used: u64,
+    metadata: u64,
+    started: Instant,
+) {
+    let disk = &report["disks"][0];
+    let sent = disk["committed_bytes"].as_u64().expect("committed_bytes");
     let limit = used + metadata + 2 * 1024 * 1024;
     eprintln!(
-        "lvm server: {sent} of {} bytes sent (plan {}), used {used}, limit {limit}; {:.0} s in all",
+        "{what}: {sent} of {} bytes sent (plan {}), used {used}, limit {limit}; {:.0} s in all",
         disk["size_bytes"],
         disk["plan_bytes"],
         started.elapsed().as_secs_f64()
     );
-    assert!(sent < limit, "{sent} bytes sent, used {used}");
+    assert!(sent < limit, "{what}: {sent} bytes sent, used {used}");
+}
+
+/// The UEFI server boots its own hardware: OVMF runs grub-efi from the
+/// ESP (its NVRAM entry stood in for by the ESP's startup.nsh), whose stub
+/// grub.cfg finds /boot by UUID; the host-only initramfs activates the LVs.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn uefi_lvm_server_boots_on_its_source_hardware() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let img = demo_server(tmp.path(), "uefi");
+    let m = boot_source_on("amd64", "uefi", &img, "ahci", "source-uefi");
+    assert_eq!(m, Marker::uefi("sda"));
+}
+
+/// Used bytes of the ext2/3/4 filesystem in `dev` (dumpe2fs -h).
+fn ext_used(dev: &Path) -> u64 {
+    let d = run(Command::new("dumpe2fs").arg("-h").arg(dev));
+    let ext = |k: &str| -> u64 {
+        d.lines()
+            .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {d}"))
+    };
+    (ext("Block count:") - ext("Free blocks:")) * ext("Block size:")
+}
+
+/// `tool args... dev` succeeds; returns its output (for the message).
+fn check_clean(tool: &str, args: &[&str], dev: &Path) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(dev)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} {}: {text}",
+        dev.display()
+    );
+    text
+}
+
+/// Issue 12 (d): a UEFI server (GPT, ESP with grub-efi and Debian's stub
+/// grub.cfg, ext4 /boot, ext4 root and swap on LVs of VG vguefi). The live
+/// image sends only used blocks (the ESP's from its FAT); the conversion
+/// follows the ESP's stub to /boot's grub.cfg for pvgrub2, writes the
+/// fallback \EFI\BOOT\BOOTX64.EFI into the copy's ESP and reports UEFI;
+/// under Xen the guest mounts its LVs, /boot and the ESP.
+#[test]
+#[ignore = "system test (QEMU): run by build/test"]
+fn uefi_lvm_server_migrated_by_p2xen_boots_under_xen() {
+    let started = Instant::now();
+    let mut used = 0u64;
+    let setup = Setup {
+        uefi: true,
+        ..Setup::default()
+    };
+    let (m, report) = migrate_and_boot_checked("uefi", DiskBus::Ahci, "", setup, |srcs, store| {
+        let src = &srcs[0];
+        let root = RoLoop::new(src, lv_window(src, 3, "root"));
+        let root_used = ext_used(Path::new(&root.0));
+        drop(root);
+        let boot = partition_file(src, 2, &store.join("source-p2.img"));
+        let boot_used = ext_used(&boot);
+        std::fs::remove_file(&boot).expect("rm source-p2.img");
+        // The ESP's used clusters, as fsck.fat counts them.
+        let esp = partition_file(src, 1, &store.join("source-p1.img"));
+        let v = check_clean("fsck.vfat", &["-n", "-v"], &esp);
+        std::fs::remove_file(&esp).expect("rm source-p1.img");
+        // "N bytes per cluster" and "IMG: F files, USED/TOTAL clusters".
+        let cluster: Option<u64> = v.lines().find_map(|l| {
+            l.trim()
+                .strip_suffix("bytes per cluster")?
+                .trim()
+                .parse()
+                .ok()
+        });
+        let clusters: Option<u64> = v.lines().find_map(|l| {
+            let (_, rest) = l.rsplit_once(" files, ")?;
+            rest.split('/').next()?.parse().ok()
+        });
+        let esp_used = match (cluster, clusters) {
+            (Some(c), Some(n)) => c * n,
+            _ => panic!("no cluster size or count in fsck.vfat -v: {v}"),
+        };
+        used = root_used + boot_used + esp_used + 4096;
+        eprintln!(
+            "uefi server: ext4 root LV uses {root_used} bytes, /boot {boot_used}, ESP {esp_used}"
+        );
+        // The copy: root LV, /boot and the ESP (with the fallback loader).
+        let copy = store.join("disk0.img");
+        let root = RoLoop::new(&copy, lv_window(src, 3, "root"));
+        check_clean("e2fsck", &["-fn"], Path::new(&root.0));
+        drop(root);
+        let boot = partition_file(&copy, 2, &store.join("copy-p2.img"));
+        check_clean("e2fsck", &["-fn"], &boot);
+        std::fs::remove_file(&boot).expect("rm copy-p2.img");
+        let esp = partition_file(&copy, 1, &store.join("copy-p1.img"));
+        check_clean("fsck.vfat", &["-n"], &esp);
+        let dir = run(Command::new("mdir")
+            .args(["-b", "-i"])
+            .arg(&esp)
+            .arg("::/EFI/BOOT"));
+        std::fs::remove_file(&esp).expect("rm copy-p1.img");
+        assert!(dir.to_ascii_uppercase().contains("BOOTX64.EFI"), "{dir}");
+    });
+    assert_eq!(m, Marker::uefi("xvda"));
+    let conv = &report["conversion"];
+    assert_eq!(conv["firmware"], "uefi", "{conv}");
+    assert_eq!(conv["root_device"], "/dev/mapper/vguefi-root", "{conv}");
+    let fallback = fixup_on(conv, "fallback loader", |p| {
+        p.ends_with(":/EFI/BOOT/BOOTX64.EFI")
+    });
+    assert_eq!(fallback["kind"], "efi", "{fallback}");
+    let diff = fallback["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.starts_with("copied /EFI/debian/grubx64.efi "),
+        "{diff}"
+    );
+    // Metadata sent whole: the first MiB (protective MBR, GPT, the gap
+    // before partition 1), the FATs and root directory of the ESP, the
+    // PV's first MiB (label, metadata area up to pe_start).
+    assert_sent_within("uefi server", &report, used, 3 * 1024 * 1024, started);
 }
 
 /// Bytes `[at, at + len)` of `path` are all zero.
@@ -991,16 +1168,7 @@ fn i386_server_migrated_by_the_32bit_live_image_boots_a_supplied_kernel_under_xe
     let conv = &report["conversion"];
     assert_eq!(conv["boot_route"], "supplied-kernel", "{conv}");
     assert_eq!(conv["type"], "pv", "{conv}");
-    let installed = conv["fixups"]
-        .as_array()
-        .and_then(|f| {
-            f.iter().find(|x| {
-                x["file"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("/lib/modules/"))
-            })
-        })
-        .unwrap_or_else(|| panic!("no modules install in {conv}"));
+    let installed = fixup_on(conv, "modules install", |p| p.starts_with("/lib/modules/"));
     assert!(
         installed["diff"]
             .as_str()

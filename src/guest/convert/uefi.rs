@@ -71,6 +71,38 @@ fn read_esp(files: &EspFiles) -> Result<EspListing, EfiError> {
     Ok((list, configs))
 }
 
+/// The copy's ESP (where there is one) with its files and grub.cfg
+/// configs; an ESP that cannot be read is an error only for a source that
+/// booted by UEFI, else a warning.
+fn open_esp(conv: &mut Conversion, vols: &[Volume], uefi: &mut Uefi) -> Result<(), GuestError> {
+    let Some(v) = esp_volume(conv, vols) else {
+        return Ok(());
+    };
+    let esp = Esp {
+        image: v.image.clone(),
+        offset: v.offset,
+        size: v.size,
+        what: v.describe(),
+    };
+    let read = EspFiles::open(esp.clone(), true).and_then(|f| {
+        let r = read_esp(&f);
+        f.close()?;
+        r
+    });
+    match read {
+        Ok((files, configs)) => {
+            uefi.files = files;
+            uefi.configs = configs;
+        }
+        // A source that booted by UEFI needs the ESP read; for the
+        // others it only confirms.
+        Err(e) if conv.req.machine.firmware == Some(Firmware::Uefi) => return Err(e.into()),
+        Err(e) => conv.warn(format!("efi: {e}")),
+    }
+    uefi.esp = Some(esp);
+    Ok(())
+}
+
 /// The firmware the source booted by: the live system's record where the
 /// sender made one, and the ESP's loaders.
 pub(super) fn detect(conv: &mut Conversion, vols: &[Volume]) -> Result<Uefi, GuestError> {
@@ -82,30 +114,7 @@ pub(super) fn detect(conv: &mut Conversion, vols: &[Volume]) -> Result<Uefi, Gue
         files: Vec::new(),
         configs: Vec::new(),
     };
-    if let Some(v) = esp_volume(conv, vols) {
-        let esp = Esp {
-            image: v.image.clone(),
-            offset: v.offset,
-            size: v.size,
-            what: v.describe(),
-        };
-        let read = EspFiles::open(esp.clone(), true).and_then(|f| {
-            let r = read_esp(&f);
-            f.close()?;
-            r
-        });
-        match read {
-            Ok((files, configs)) => {
-                uefi.files = files;
-                uefi.configs = configs;
-            }
-            // A source that booted by UEFI needs the ESP read; for the
-            // others it only confirms.
-            Err(e) if recorded == Some(Firmware::Uefi) => return Err(e.into()),
-            Err(e) => conv.warn(format!("efi: {e}")),
-        }
-        uefi.esp = Some(esp);
-    }
+    open_esp(conv, vols, &mut uefi)?;
     let what = uefi.esp.as_ref().map_or("", |e| e.what.as_str());
     let evidence = efi::loaders(&uefi.files)
         .first()
