@@ -1,7 +1,7 @@
 //! p2xen: migrate a powered-off physical Linux server into a Xen guest.
 //!
-//! Data flows one way: `source` (what is on the disks) → `wire` (the protocol)
-//! → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
+//! Data flows one way: `source` (what is on the disks) → `send` → `wire` (the
+//! protocol) → `receive` (images on dom0) → `guest` (fix-ups and the xl config).
 
 // Outside tests: no unwrap() (data from disk, network and user gets an error
 // instead), and every narrowing `as` fixed or justified, so that the 32-bit

@@ -120,130 +120,98 @@ impl Step {
     }
 }
 
-const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+const NOSUID_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
 
-/// What PID 1 sets up before anything else; the order matters (mount points first).
+const fn mkdir(path: &'static str, mode: u32) -> Step {
+    Step::Mkdir { path, mode }
+}
+
+const fn mount(
+    source: &'static str,
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: &'static str,
+) -> Step {
+    Step::Mount {
+        source,
+        target,
+        fstype,
+        flags,
+        data,
+    }
+}
+
+const fn chardev(path: &'static str, mode: u32, major: u64, minor: u64) -> Step {
+    Step::Mknod {
+        path,
+        mode,
+        major,
+        minor,
+    }
+}
+
+const fn symlink(target: &'static str, link: &'static str) -> Step {
+    Step::Symlink { target, link }
+}
+
+/// The kernel's filesystems, each mount point made just before.
+const FILESYSTEMS: &[Step] = &[
+    mkdir("/proc", 0o555),
+    mkdir("/sys", 0o555),
+    mkdir("/dev", 0o755),
+    mkdir("/run", 0o755),
+    mkdir("/tmp", 0o1777),
+    mount("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, ""),
+    mount("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, ""),
+    mount(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        "mode=0755",
+    ),
+    mount("tmpfs", "/run", "tmpfs", NOSUID_NODEV, "mode=0755"),
+];
+
+/// Fallbacks in case devtmpfs failed: the console and the log need these.
+const DEVICE_NODES: &[Step] = &[
+    chardev("/dev/console", 0o600, 5, 1),
+    chardev("/dev/null", 0o666, 1, 3),
+    chardev("/dev/kmsg", 0o644, 1, 11),
+];
+
+/// The filesystems inside /dev, which need /dev mounted first.
+const DEV_FILESYSTEMS: &[Step] = &[
+    mkdir("/dev/pts", 0o755),
+    mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        NOSUID_NOEXEC,
+        "gid=5,mode=620,ptmxmode=666",
+    ),
+    mkdir("/dev/shm", 0o1777),
+    mount("tmpfs", "/dev/shm", "tmpfs", NOSUID_NODEV, "mode=1777"),
+];
+
+/// Scripts (and the rescue shell's tools) stat these; without them
+/// e.g. `stat -L /dev/stdin` loops (seen with Xen's hotplug scripts).
+const LINKS: &[Step] = &[
+    symlink("/proc/self/fd", "/dev/fd"),
+    symlink("/proc/self/fd/0", "/dev/stdin"),
+    symlink("/proc/self/fd/1", "/dev/stdout"),
+    symlink("/proc/self/fd/2", "/dev/stderr"),
+    mkdir("/etc", 0o755),
+    symlink("/proc/self/mounts", "/etc/mtab"),
+];
+
+/// What PID 1 sets up before anything else, phase by phase; the order
+/// matters (mount points first, /dev mounted before what lives in it).
 pub fn base_steps() -> Vec<Step> {
-    use Step::*;
-    vec![
-        Mkdir {
-            path: "/proc",
-            mode: 0o555,
-        },
-        Mkdir {
-            path: "/sys",
-            mode: 0o555,
-        },
-        Mkdir {
-            path: "/dev",
-            mode: 0o755,
-        },
-        Mkdir {
-            path: "/run",
-            mode: 0o755,
-        },
-        Mkdir {
-            path: "/tmp",
-            mode: 0o1777,
-        },
-        Mount {
-            source: "proc",
-            target: "/proc",
-            fstype: "proc",
-            flags: NOSUID_NODEV_NOEXEC,
-            data: "",
-        },
-        Mount {
-            source: "sysfs",
-            target: "/sys",
-            fstype: "sysfs",
-            flags: NOSUID_NODEV_NOEXEC,
-            data: "",
-        },
-        Mount {
-            source: "devtmpfs",
-            target: "/dev",
-            fstype: "devtmpfs",
-            flags: MsFlags::MS_NOSUID,
-            data: "mode=0755",
-        },
-        Mount {
-            source: "tmpfs",
-            target: "/run",
-            fstype: "tmpfs",
-            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-            data: "mode=0755",
-        },
-        // Fallbacks in case devtmpfs failed: the console and the log need these.
-        Mknod {
-            path: "/dev/console",
-            mode: 0o600,
-            major: 5,
-            minor: 1,
-        },
-        Mknod {
-            path: "/dev/null",
-            mode: 0o666,
-            major: 1,
-            minor: 3,
-        },
-        Mknod {
-            path: "/dev/kmsg",
-            mode: 0o644,
-            major: 1,
-            minor: 11,
-        },
-        Mkdir {
-            path: "/dev/pts",
-            mode: 0o755,
-        },
-        Mount {
-            source: "devpts",
-            target: "/dev/pts",
-            fstype: "devpts",
-            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
-            data: "gid=5,mode=620,ptmxmode=666",
-        },
-        Mkdir {
-            path: "/dev/shm",
-            mode: 0o1777,
-        },
-        Mount {
-            source: "tmpfs",
-            target: "/dev/shm",
-            fstype: "tmpfs",
-            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-            data: "mode=1777",
-        },
-        // Scripts (and the rescue shell's tools) stat these; without them
-        // e.g. `stat -L /dev/stdin` loops (seen with Xen's hotplug scripts).
-        Symlink {
-            target: "/proc/self/fd",
-            link: "/dev/fd",
-        },
-        Symlink {
-            target: "/proc/self/fd/0",
-            link: "/dev/stdin",
-        },
-        Symlink {
-            target: "/proc/self/fd/1",
-            link: "/dev/stdout",
-        },
-        Symlink {
-            target: "/proc/self/fd/2",
-            link: "/dev/stderr",
-        },
-        Mkdir {
-            path: "/etc",
-            mode: 0o755,
-        },
-        Symlink {
-            target: "/proc/self/mounts",
-            link: "/etc/mtab",
-        },
-    ]
+    [FILESYSTEMS, DEVICE_NODES, DEV_FILESYSTEMS, LINKS].concat()
 }
 
 /// Runs every step, logging each failure with the command it stands for.

@@ -9,10 +9,10 @@ pub use super::inspect::InspectArgs;
 pub fn run(args: InspectArgs) -> ExitCode {
     match super::inspect::run(&args) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             log::error!("inspect: {e}");
-            ExitCode::from(1)
+            ExitCode::FAILURE
         }
     }
 }

@@ -365,6 +365,19 @@ pub fn plan(
     vif_per_nic: bool,
 ) -> Result<(NetMap, Vec<Planned>, Vec<String>), GuestFsError> {
     let files = read_files(gfs)?;
+    let map = learn_map(&files, nics, vif_per_nic);
+    let mut warnings = Vec::new();
+    if map.is_empty() {
+        return Ok((map, Vec::new(), warnings));
+    }
+    let mut planned = order_rewrites(gfs, rewrites(&files, &map), &mut warnings);
+    planned.extend(plan_pins(gfs, &map)?);
+    Ok((map, planned, warnings))
+}
+
+/// The vif map: the NICs, the bonds the guest's files declare (disabled
+/// ifcfg files too), and the names its files pin to MAC addresses.
+fn learn_map(files: &Files, nics: &[(String, String)], vif_per_nic: bool) -> NetMap {
     let mut bonds = Vec::new();
     for (path, text) in files.ifcfg.iter().chain(&files.disabled_ifcfg) {
         let name = file_name(path);
@@ -385,35 +398,46 @@ pub fn plan(
             map.learn(&name, &mac);
         }
     }
-    let mut warnings = Vec::new();
-    if map.is_empty() {
-        return Ok((map, Vec::new(), warnings));
-    }
+    map
+}
+
+/// Every network file with what its format's rewriter makes of it:
+/// (path, text, rewrite).
+fn rewrites<'a>(files: &'a Files, map: &NetMap) -> Vec<(&'a str, &'a str, Rewrite)> {
     let mut rewrites: Vec<(&str, &str, Rewrite)> = Vec::new();
     for (path, text) in &files.ifcfg {
-        rewrites.push((path, text, ifcfg::rewrite(file_name(path), text, &map)));
+        rewrites.push((path, text, ifcfg::rewrite(file_name(path), text, map)));
     }
     for (path, text) in &files.routes {
         rewrites.push((
             path,
             text,
-            ifcfg::rewrite_routes(file_name(path), text, &map),
+            ifcfg::rewrite_routes(file_name(path), text, map),
         ));
     }
     for (path, text) in &files.interfaces {
-        rewrites.push((path, text, interfaces::rewrite(text, &map)));
+        rewrites.push((path, text, interfaces::rewrite(text, map)));
     }
     for (path, text) in &files.netplan {
-        rewrites.push((path, text, netplan::rewrite(text, &map)));
+        rewrites.push((path, text, netplan::rewrite(text, map)));
     }
     for (path, text) in &files.nm {
-        rewrites.push((path, text, nmconnection::rewrite(text, &map)));
+        rewrites.push((path, text, nmconnection::rewrite(text, map)));
     }
     for (path, text) in &files.networkd {
-        rewrites.push((path, text, networkd::rewrite(text, &map)));
+        rewrites.push((path, text, networkd::rewrite(text, map)));
     }
-    // Disabled slaves move out of the way first: a bond's file renamed to
-    // ifcfg-eth0 may take the place of its slave's ifcfg-eth0.
+    rewrites
+}
+
+/// The rewrites as planned changes, disabled files first: a bond's file
+/// renamed to ifcfg-eth0 may take the place of its slave's ifcfg-eth0. A
+/// rename onto a file that exists and is not moved away is refused.
+fn order_rewrites(
+    gfs: &GuestFs,
+    rewrites: Vec<(&str, &str, Rewrite)>,
+    warnings: &mut Vec<String>,
+) -> Vec<Planned> {
     let vacated: Vec<&str> = rewrites
         .iter()
         .filter(|(_, _, rw)| *rw == Rewrite::Disable)
@@ -440,11 +464,10 @@ pub fn plan(
         } else {
             &mut planned
         };
-        into.extend(planned_of(path, text, rw, &mut warnings));
+        into.extend(planned_of(path, text, rw, warnings));
     }
     first.append(&mut planned);
-    first.extend(plan_pins(gfs, &map)?);
-    Ok((map, first, warnings))
+    first
 }
 
 /// The `.link` pins, for guests whose udev reads them (systemd's udevd).
