@@ -270,3 +270,66 @@ fn assemble_one(
         degraded,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sup(role: Option<u32>, events: u64) -> MdSuper {
+        MdSuper {
+            version: "1.2",
+            sb_offset: 4096,
+            level: 10,
+            layout: 0x102,
+            chunk: 65536,
+            raid_disks: 4,
+            role,
+            events,
+            data_offset: 1 << 20,
+            data_len: 39 << 20,
+            dev_size: 39 << 20,
+            features: 0,
+        }
+    }
+
+    fn seen(sup: Result<MdSuper, String>) -> Seen {
+        Seen {
+            disk: 1,
+            what: "partition 1".into(),
+            path: PathBuf::from("/dev/sdb"),
+            start: 1 << 20,
+            len: 40 << 20,
+            sup,
+        }
+    }
+
+    #[test]
+    fn stale_spare_rebuilding_and_odd_members_are_left_out_with_why() {
+        let r = sup(Some(0), 9);
+        assert_eq!(left_out(&seen(Ok(sup(Some(1), 9))), &r), None);
+        assert_eq!(
+            left_out(&seen(Ok(sup(Some(1), 8))), &r).as_deref(),
+            Some("stale: event count 8, the array's 9")
+        );
+        assert!(left_out(&seen(Ok(sup(None, 9))), &r).is_some_and(|w| w.contains("spare")));
+        let mut rebuilding = sup(Some(2), 9);
+        rebuilding.features = MD_FEATURE_RECOVERY_OFFSET;
+        assert!(left_out(&seen(Ok(rebuilding)), &r).is_some_and(|w| w.contains("rebuilt")));
+        let mut other = sup(Some(2), 9);
+        other.chunk = 4096;
+        assert!(left_out(&seen(Ok(other)), &r).is_some_and(|w| w.contains("differ")));
+        assert_eq!(
+            left_out(&seen(Err("checksum".into())), &r).as_deref(),
+            Some("checksum")
+        );
+        // The freshest readable superblock rules.
+        let members = [
+            seen(Ok(sup(Some(0), 3))),
+            seen(Err("x".into())),
+            seen(Ok(sup(Some(1), 9))),
+        ];
+        assert_eq!(reference(&members).map(|s| s.events), Ok(9));
+        let e = reference(&[seen(Err("bad magic".into()))]).unwrap_err();
+        assert_eq!(e, "no member's superblock reads (partition 1: bad magic)");
+    }
+}

@@ -202,6 +202,8 @@ impl Member<'_> {
             // it is, superblock and all.
             let why = match fate {
                 Some(Err(why)) => format!("not assembled: {why}"),
+                // Described without a survey of all disks (--all-blocks).
+                _ if assemble::assembles(level) => "not assembled: sent as it is".into(),
                 _ => "only RAID0 and RAID10 arrays are assembled, RAID1 flattened".into(),
             };
             let note = format!(
