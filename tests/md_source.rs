@@ -417,11 +417,11 @@ fn a_member_with_a_bad_checksum_leaves_the_array_to_the_healthy_one() {
     assert_eq!(hash_file(&b), hb);
 }
 
-/// A parity array (RAID5) is not assembled: each member travels whole,
+/// A linear array is not assembled: each member travels whole,
 /// superblock and all, and the report names the array and what the guest
 /// then needs.
 #[test]
-fn raid5_members_are_copied_whole_and_named() {
+fn linear_members_are_copied_whole_and_named() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let mut disks = Vec::new();
@@ -429,13 +429,12 @@ fn raid5_members_are_copied_whole_and_named() {
         let p = dir.join(format!("parity-{n}.img"));
         std::fs::write(&p, noise(PART_SIZE as usize, 30 + u64::from(n))).unwrap();
         let mut sb = Sb1::raid1("1.2", PART_SIZE, n);
-        sb.level = 5;
-        sb.chunk_size = 1024;
+        sb.level = u32::MAX; // -1: linear
         sb.dev_uuid = [0x40 + n as u8; 16];
         let (off, bytes) = sb.build(PART_SIZE);
         patch(&p, off, &bytes);
         let ex = tool_stdout("mdadm", "mdadm", &["--examine", &p.display().to_string()]);
-        assert!(ex.contains("Raid Level : raid5"), "{ex}");
+        assert!(ex.contains("Raid Level : linear"), "{ex}");
         disks.push(disk(dir, &p, &format!("sd{n}.img"), 40 + u64::from(n)));
     }
     let hashes: Vec<String> = disks.iter().map(|d| hash_file(d)).collect();
@@ -446,8 +445,8 @@ fn raid5_members_are_copied_whole_and_named() {
         let n = notes(sent);
         assert!(
             n.contains(&format!(
-                "partition 1: md 1.2 raid5 member of array {ARRAY_UUID}: copied whole (only \
-                 RAID0 and RAID10 arrays are assembled, RAID1 flattened)"
+                "partition 1: md 1.2 linear member of array {ARRAY_UUID}: copied whole (only \
+                 RAID0/5/6/10 arrays are assembled, RAID1 flattened)"
             )),
             "{n}"
         );
@@ -461,25 +460,45 @@ fn raid5_members_are_copied_whole_and_named() {
     }
 }
 
-/// RAID0 (chunk 512 KiB) or RAID10 near=2 (chunk 64 KiB) members holding
-/// `inner` striped by hand: array chunk g of RAID0 on member g % n, row
-/// g / n; RAID10 writes each chunk to the next two positions of the rows.
+/// RAID0 (chunk 512 KiB), RAID10 near=2 or RAID5 left-symmetric (chunk
+/// 64 KiB) members holding `inner` striped by hand: array chunk g of RAID0
+/// on member g % n, row g / n; RAID10 writes each chunk to the next two
+/// positions of the rows; RAID5 puts stripe s's parity on member
+/// n-1 - s % n and its data on the members after it, wrapping.
 fn striped_members(dir: &Path, inner: &Path, level: u32, n: u32) -> Vec<PathBuf> {
-    let (chunk, copies) = if level == 0 {
-        (512 * 1024, 1)
-    } else {
-        (64 * 1024, 2)
-    };
+    let chunk = if level == 0 { 512 * 1024 } else { 64 * 1024 };
     let data = std::fs::read(inner).unwrap();
-    assert_eq!(data.len() as u64, DATA_LEN * u64::from(n) / copies);
+    let want_len = match level {
+        0 => DATA_LEN * u64::from(n),
+        10 => DATA_LEN * u64::from(n) / 2,
+        _ => DATA_LEN * u64::from(n - 1),
+    };
+    assert_eq!(data.len() as u64, want_len);
+    let n_us = n as usize;
     let mut members: Vec<Vec<u8>> = (0..n)
         .map(|m| noise(PART_SIZE as usize, 60 + u64::from(m)))
         .collect();
-    for (g, c) in data.chunks(chunk).enumerate() {
-        for k in 0..copies as usize {
-            let pos = g * copies as usize + k;
-            let at = DATA_OFFSET as usize + pos / n as usize * chunk;
-            members[pos % n as usize][at..at + chunk].copy_from_slice(c);
+    let mut put = |dev: usize, row: usize, c: &[u8]| {
+        let at = DATA_OFFSET as usize + row * chunk;
+        members[dev][at..at + chunk].copy_from_slice(c);
+    };
+    if level == 5 {
+        for (s, stripe) in data.chunks(chunk * (n_us - 1)).enumerate() {
+            let pd = n_us - 1 - s % n_us;
+            let mut parity = vec![0u8; chunk];
+            for (dd, c) in stripe.chunks(chunk).enumerate() {
+                put((pd + 1 + dd) % n_us, s, c);
+                parity.iter_mut().zip(c).for_each(|(p, b)| *p ^= b);
+            }
+            put(pd, s, &parity);
+        }
+    } else {
+        let copies = if level == 0 { 1 } else { 2 };
+        for (g, c) in data.chunks(chunk).enumerate() {
+            for k in 0..copies {
+                let pos = g * copies + k;
+                put(pos % n_us, pos / n_us, c);
+            }
         }
     }
     let mut out = Vec::new();
@@ -491,7 +510,11 @@ fn striped_members(dir: &Path, inner: &Path, level: u32, n: u32) -> Vec<PathBuf>
         sb.raid_disks = n;
         sb.roles = (0..n as u16).collect();
         sb.chunk_size = (chunk / 512) as u32;
-        sb.layout = if level == 0 { 2 } else { 0x102 };
+        sb.layout = match level {
+            0 => 2,
+            10 => 0x102,
+            _ => 2, // left-symmetric
+        };
         sb.events = 7;
         sb.dev_uuid = [0x50 + m as u8; 16];
         let (off, sbytes) = sb.build(PART_SIZE);
@@ -502,8 +525,10 @@ fn striped_members(dir: &Path, inner: &Path, level: u32, n: u32) -> Vec<PathBuf>
             format!("Chunk Size : {}K", chunk / 1024),
             "Raid Devices : ".to_string() + &n.to_string(),
         ];
-        if level == 10 {
-            wants.push("Layout : near=2".into());
+        match level {
+            10 => wants.push("Layout : near=2".into()),
+            5 => wants.push("Layout : left-symmetric".into()),
+            _ => {}
         }
         for want in &wants {
             assert!(ex.contains(want), "no {want:?} in mdadm --examine:\n{ex}");
@@ -635,4 +660,25 @@ fn raid0_without_a_member_stops_the_send_naming_the_slot() {
         )),
         "{err}"
     );
+}
+
+/// A RAID5 of three with one member absent: its chunks are rebuilt from
+/// the parity, and the array still arrives as its ext4, reported degraded.
+#[test]
+fn raid5_missing_a_member_is_rebuilt_from_parity() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, 2 * DATA_LEN);
+    let disks = striped_members(dir, &inner, 5, 3);
+    let (last, out) = migrate(dir, "five", &[&disks[0], &disks[2]]);
+    let n = notes(&last["report"]["disks"][2]);
+    assert!(
+        n.contains(&format!(
+            "md 1.2 raid5 array {ARRAY_UUID} assembled (degraded: slots [1] of 3 missing; \
+             chunk 64 KiB; slot 0 from disk 0 partition 1, slot 2 from disk 1 partition 1): \
+             sent as disk 2"
+        )),
+        "{n}"
+    );
+    assert_assembled(&last, &out, 2, &inner, dir);
 }

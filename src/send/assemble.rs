@@ -1,4 +1,4 @@
-//! md RAID0 and RAID10 arrays: assembled from their members in userspace
+//! md RAID0, RAID10 and RAID5/6 arrays: assembled from their members in userspace
 //! (see [`crate::source::raid`] for why not by the kernel) and sent as one
 //! extra guest disk each; their members' partitions then carry nothing.
 
@@ -14,7 +14,7 @@ use crate::source::raid::{Assembled, Geometry, RaidError, Slot};
 
 /// The levels assembled here.
 pub fn assembles(level: Option<&str>) -> bool {
-    matches!(level, Some("raid0" | "raid10"))
+    matches!(level, Some("raid0" | "raid10" | "raid5" | "raid6"))
 }
 
 /// One member partition met in the survey.
@@ -36,7 +36,7 @@ struct ArraySeen {
     fate: Option<Result<usize, String>>,
 }
 
-/// The RAID0/RAID10 arrays of one send, by array UUID.
+/// The RAID0/5/6/10 arrays of one send, by array UUID.
 #[derive(Debug, Default)]
 pub struct Striped {
     arrays: BTreeMap<String, ArraySeen>,
@@ -218,8 +218,11 @@ fn assemble_one(
             sizes[slot] = r.chunk.max(4096);
         }
         Geometry::raid0(r.chunk, r.layout, &sizes)
-    } else {
+    } else if level == "raid10" {
         Geometry::raid10(r.chunk, r.layout, r.raid_disks, r.dev_size)
+    } else {
+        let parity = if level == "raid6" { 2 } else { 1 };
+        Geometry::parity(r.chunk, r.layout, r.raid_disks, parity, r.dev_size)
     };
     let geometry = match geometry {
         Ok(g) => g,

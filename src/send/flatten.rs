@@ -108,7 +108,7 @@ impl<R: ReadAt> ReadAt for Flattened<R> {
 #[derive(Debug, Default)]
 pub struct MdArrays {
     arrays: BTreeMap<String, ArraySeen>,
-    /// The RAID0/RAID10 arrays, assembled rather than flattened.
+    /// The RAID0/5/6/10 arrays, assembled rather than flattened.
     pub striped: super::assemble::Striped,
 }
 

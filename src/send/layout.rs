@@ -204,7 +204,7 @@ impl Member<'_> {
                 Some(Err(why)) => format!("not assembled: {why}"),
                 // Described without a survey of all disks (--all-blocks).
                 _ if assemble::assembles(level) => "not assembled: sent as it is".into(),
-                _ => "only RAID0 and RAID10 arrays are assembled, RAID1 flattened".into(),
+                _ => "only RAID0/5/6/10 arrays are assembled, RAID1 flattened".into(),
             };
             let note = format!(
                 "{what}: md {} {} member of array {uuid}: copied whole ({why}); the guest \

@@ -12,8 +12,10 @@
 //! could only be tested in a VM. The mapping itself is small and
 //! deterministic (the kernel's `raid0.c` `map_sector` and `raid10.c`
 //! `__raid10_find_phys`), and here it is checked against hand-striped
-//! images. RAID5/6 (parity rotation, degraded reconstruction by XOR or
-//! Reed-Solomon) are not assembled: their members are copied whole.
+//! images. RAID5/6 (the four rotating-parity algorithms) are assembled too;
+//! one missing member is rebuilt from P by XOR. Two missing members of a
+//! RAID6 would need Q (Reed-Solomon), which is not done: such an array stops
+//! the send.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,11 +37,12 @@ pub enum RaidError {
         why: String,
     },
     #[error(
-        "md raid10 array {uuid}: slots {slots:?} of {raid_disks} are missing and held the only \
-         copies of some chunks: attach the disks holding them, or pass --all-blocks to copy the \
-         members as they are"
+        "md {level} array {uuid}: slots {slots:?} of {raid_disks} are missing and some chunks \
+         can be neither read nor rebuilt without them: attach the disks holding them, or pass \
+         --all-blocks to copy the members as they are"
     )]
     Lost {
+        level: String,
         uuid: String,
         slots: Vec<u32>,
         raid_disks: u32,
@@ -82,6 +85,15 @@ pub enum Geometry {
         near: u64,
         disks: u64,
         /// Bytes used of each member's data area.
+        dev_len: u64,
+    },
+    /// RAID5 (`parity` 1) or RAID6 (2): rotating parity, one of the four
+    /// md algorithms (left/right, symmetric/asymmetric).
+    Parity {
+        chunk: u64,
+        disks: u64,
+        parity: u64,
+        algorithm: u32,
         dev_len: u64,
     },
 }
@@ -172,6 +184,40 @@ impl Geometry {
         })
     }
 
+    /// A RAID5 (`parity` 1) or RAID6 (2) of `disks` members, `dev_len`
+    /// bytes used of each; `layout` is md's algorithm (0 left-asymmetric,
+    /// 1 right-asymmetric, 2 left-symmetric, the default, 3
+    /// right-symmetric).
+    pub fn parity(
+        chunk: u64,
+        layout: u32,
+        disks: u32,
+        parity: u64,
+        dev_len: u64,
+    ) -> Result<Geometry, String> {
+        if layout > 3 {
+            return Err(format!(
+                "layout {layout}: only the left/right symmetric/asymmetric algorithms (0-3) are \
+                 assembled"
+            ));
+        }
+        if u64::from(disks) < parity + 2 {
+            return Err(format!("{disks} members are too few for {parity} parity"));
+        }
+        if chunk == 0 || chunk % 4096 != 0 {
+            return Err(format!(
+                "chunk size {chunk} bytes is not a multiple of 4 KiB"
+            ));
+        }
+        Ok(Geometry::Parity {
+            chunk,
+            disks: u64::from(disks),
+            parity,
+            algorithm: layout,
+            dev_len: dev_len - dev_len % chunk,
+        })
+    }
+
     /// The array's size in bytes.
     pub fn size(&self) -> u64 {
         match self {
@@ -182,7 +228,59 @@ impl Geometry {
                 disks,
                 dev_len,
             } => dev_len / chunk * disks / near * chunk,
+            Geometry::Parity {
+                disks,
+                parity,
+                dev_len,
+                ..
+            } => dev_len * (disks - parity),
         }
+    }
+
+    /// RAID5/6: where data chunk `c` lies: (stripe, data member, the
+    /// parity member P), as raid5.c `raid5_compute_sector` computes them.
+    fn parity_place(c: u64, disks: u64, parity: u64, algorithm: u32) -> (u64, u64, u64) {
+        let data = disks - parity;
+        let stripe = c / data;
+        let dd = c % data;
+        let pd = match algorithm {
+            0 | 2 => disks - 1 - stripe % disks,
+            _ => stripe % disks,
+        };
+        let dev = match algorithm {
+            // Asymmetric: the data members in order, skipping P (and Q
+            // after it, wrapping).
+            0 | 1 => (0..disks)
+                .filter(|d| !(0..parity).any(|k| (pd + k) % disks == *d))
+                .nth(usize::try_from(dd).unwrap_or(0))
+                .unwrap_or(0),
+            // Symmetric: the data starts after the parity, wrapping.
+            _ => (pd + parity + dd) % disks,
+        };
+        (stripe, dev, pd)
+    }
+
+    /// RAID5/6: the members whose bytes at the same stripe offset XOR to
+    /// the chunk of array byte `off`: every other data member and P.
+    fn parity_peers(&self, off: u64) -> Vec<(usize, u64)> {
+        let Geometry::Parity {
+            chunk,
+            disks,
+            parity,
+            algorithm,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let (stripe, dev, pd) = Self::parity_place(off / chunk, *disks, *parity, *algorithm);
+        let at = stripe * chunk + off % chunk;
+        // RAID6's Q follows P: it takes no part in the XOR.
+        let q = (*parity == 2).then_some((pd + 1) % disks);
+        (0..*disks)
+            .filter(|&d| d != dev && Some(d) != q)
+            .map(|d| (usize::try_from(d).unwrap_or(0), at))
+            .collect()
     }
 
     /// The copies of array byte `off` (< [`Geometry::size`]): (slot, byte
@@ -227,6 +325,18 @@ impl Geometry {
                     .collect();
                 (copies, chunk - within)
             }
+            Geometry::Parity {
+                chunk,
+                disks,
+                parity,
+                algorithm,
+                ..
+            } => {
+                let within = off % chunk;
+                let (stripe, dev, _) = Self::parity_place(off / chunk, *disks, *parity, *algorithm);
+                let dev = usize::try_from(dev).unwrap_or(0);
+                (vec![(dev, stripe * chunk + within)], chunk - within)
+            }
         }
     }
 
@@ -234,7 +344,7 @@ impl Geometry {
     fn need(&self, slot: usize) -> u64 {
         match self {
             Geometry::Raid0 { needs, .. } => needs.get(slot).copied().unwrap_or(0),
-            Geometry::Raid10 { dev_len, .. } => *dev_len,
+            Geometry::Raid10 { dev_len, .. } | Geometry::Parity { dev_len, .. } => *dev_len,
         }
     }
 
@@ -245,6 +355,16 @@ impl Geometry {
             Geometry::Raid0 { needs, .. } => (0..needs.len()).map(|i| vec![i]).collect(),
             Geometry::Raid10 { chunk, disks, .. } => (0..*disks)
                 .map(|c| self.map(c * chunk).0.into_iter().map(|(d, _)| d).collect())
+                .collect(),
+            // Any one member can be rebuilt from the others by P; two cannot
+            // (RAID6's Q would need Reed-Solomon, not done here).
+            Geometry::Parity { disks, .. } => (0..*disks)
+                .flat_map(|a| (a + 1..*disks).map(move |b| vec![a, b]))
+                .map(|v| {
+                    v.into_iter()
+                        .map(|d| usize::try_from(d).unwrap_or(0))
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -302,6 +422,7 @@ impl Assembled {
         });
         if lost {
             return Err(RaidError::Lost {
+                level: level.into(),
                 uuid: uuid.into(),
                 slots: missing,
                 raid_disks,
@@ -318,6 +439,32 @@ impl Assembled {
     /// The slots not present (a degraded RAID10).
     pub fn missing(&self) -> &[u32] {
         &self.missing
+    }
+}
+
+impl Assembled {
+    /// RAID5/6: the bytes of array offset `pos` rebuilt from the peers.
+    fn rebuild(&self, pos: u64, out: &mut [u8]) -> Result<(), DeviceError> {
+        out.fill(0);
+        let mut buf = vec![0u8; out.len()];
+        for (slot, at) in self.geometry.parity_peers(pos) {
+            let Some(s) = self.slots.get(slot).and_then(Option::as_ref) else {
+                return Err(DeviceError::Read {
+                    path: self.name.clone(),
+                    offset: pos,
+                    len: out.len(),
+                    source: std::io::Error::other(format!(
+                        "slot {slot} is needed to rebuild this chunk and is missing too"
+                    )),
+                });
+            };
+            check_range(s.dev.name(), at, buf.len(), s.len)?;
+            s.dev.read_exact_at(s.start + at, &mut buf)?;
+            for (o, b) in out.iter_mut().zip(&buf) {
+                *o ^= b;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -345,6 +492,13 @@ impl ReadAt for Assembled {
                     .and_then(|()| s.dev.read_exact_at(s.start + at, head));
                 if result.is_ok() {
                     break;
+                }
+            }
+            if result.is_err() && matches!(self.geometry, Geometry::Parity { .. }) {
+                // The member is missing or unreadable: its chunk is the
+                // XOR of the stripe's other data chunks and P.
+                if let Ok(()) = self.rebuild(pos, head) {
+                    result = Ok(());
                 }
             }
             result?;

@@ -205,9 +205,9 @@ fn lost_pairs_and_missing_raid0_slots_are_named() {
     };
     assert_eq!(
         e.to_string(),
-        "md raid10 array u: slots [2, 3] of 4 are missing and held the only copies of some \
-         chunks: attach the disks holding them, or pass --all-blocks to copy the members as \
-         they are"
+        "md raid10 array u: slots [2, 3] of 4 are missing and some chunks can be neither read \
+         nor rebuilt without them: attach the disks holding them, or pass --all-blocks to copy \
+         the members as they are"
     );
     let data = pattern(4 * 64 * KIB, 1);
     let members = stripe_raid0(&data, 64 * KIB, &[2, 2], false);
@@ -247,5 +247,115 @@ proptest::proptest! {
         let at = at % data.len() as u64;
         let len = len.min(data.len() - at as usize);
         proptest::prop_assert_eq!(read_vec(&a, at, len).unwrap(), &data[at as usize..at as usize + len]);
+    }
+}
+
+#[test]
+fn raid5_algorithms_place_chunks_as_md_pictures_them() {
+    let c = 64 * KIB;
+    let place = |alg: u32, chunk: u64| {
+        let g = Geometry::parity(c, alg, 3, 1, 10 * c).unwrap();
+        let (v, _) = g.map(chunk * c);
+        (v[0].0, v[0].1 / c)
+    };
+    // left-symmetric (2):  0 1 P / 3 P 2 / P 4 5
+    let want = [(0, 0), (1, 0), (2, 1), (0, 1), (1, 2), (2, 2)];
+    assert_eq!((0..6).map(|k| place(2, k)).collect::<Vec<_>>(), want);
+    // left-asymmetric (0): 0 1 P / 2 P 3 / P 4 5
+    let want = [(0, 0), (1, 0), (0, 1), (2, 1), (1, 2), (2, 2)];
+    assert_eq!((0..6).map(|k| place(0, k)).collect::<Vec<_>>(), want);
+    // right-asymmetric (1): P 0 1 / 2 P 3 / 4 5 P
+    let want = [(1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (1, 2)];
+    assert_eq!((0..6).map(|k| place(1, k)).collect::<Vec<_>>(), want);
+    // right-symmetric (3): P 0 1 / 3 P 2 / 4 5 P
+    let want = [(1, 0), (2, 0), (2, 1), (0, 1), (0, 2), (1, 2)];
+    assert_eq!((0..6).map(|k| place(3, k)).collect::<Vec<_>>(), want);
+    // RAID6 left-symmetric on 4: P Q 0 1 on stripe 0 is "0 1 P Q": pd 3, Q 0.
+    let g = Geometry::parity(c, 2, 4, 2, 10 * c).unwrap();
+    assert_eq!(g.map(0).0, vec![(1, 0)]);
+    assert_eq!(g.map(c).0, vec![(2, 0)]);
+    assert_eq!(g.size(), 20 * c);
+}
+
+/// Members of a RAID5/6 with each stripe's P the XOR of its data chunks
+/// (RAID6's Q: noise, never read).
+fn parity_members(
+    data: &[u8],
+    g: &Geometry,
+    disks: usize,
+    rows: usize,
+    chunk: u64,
+) -> Vec<Vec<u8>> {
+    let c = chunk as usize;
+    let mut members = vec![vec![0u8; PAD as usize + rows * c]; disks];
+    for m in members.iter_mut() {
+        let noise = pattern(m.len() as u64, 99);
+        m.copy_from_slice(&noise);
+    }
+    let mut parity = vec![vec![0u8; c]; rows];
+    for (k, piece) in data.chunks(c).enumerate() {
+        let (v, _) = g.map(k as u64 * chunk);
+        let (dev, at) = v[0];
+        let at = PAD as usize + at as usize;
+        members[dev][at..at + c].copy_from_slice(piece);
+        for (p, b) in parity[(at - PAD as usize) / c].iter_mut().zip(piece) {
+            *p ^= b;
+        }
+    }
+    for (row, p) in parity.iter().enumerate() {
+        // P is the member holding no data chunk of the row but the first
+        // of the two left over (RAID6: P then Q, wrapping).
+        let used: Vec<usize> = (0..data.len() / c)
+            .filter_map(|k| {
+                let (v, _) = g.map(k as u64 * chunk);
+                (v[0].1 as usize / c == row).then_some(v[0].0)
+            })
+            .collect();
+        let free: Vec<usize> = (0..disks).filter(|d| !used.contains(d)).collect();
+        let pd = if free.len() == 2 && free[0] == 0 && free[1] == disks - 1 {
+            disks - 1
+        } else {
+            free[0]
+        };
+        let at = PAD as usize + row * c;
+        members[pd][at..at + c].copy_from_slice(p);
+    }
+    members
+}
+
+#[test]
+fn raid5_and_raid6_read_back_whole_and_rebuild_one_missing_member() {
+    for (disks, parity, alg) in [
+        (3usize, 1u64, 2u32),
+        (4, 1, 0),
+        (4, 1, 3),
+        (5, 2, 2),
+        (4, 2, 1),
+    ] {
+        let chunk = 64 * KIB;
+        let rows = 4;
+        let g = Geometry::parity(chunk, alg, disks as u32, parity, rows as u64 * chunk).unwrap();
+        let data = pattern(g.size(), disks as u64 * 7 + u64::from(alg));
+        let members = parity_members(&data, &g, disks, rows, chunk);
+        for missing in std::iter::once(None).chain((0..disks).map(Some)) {
+            let gone: Vec<usize> = missing.into_iter().collect();
+            let a = Assembled::new(
+                "u",
+                "raid5",
+                g.clone(),
+                slots(members.clone(), &gone),
+                &absent,
+            )
+            .unwrap();
+            assert_eq!(
+                read_vec(&a, 0, data.len()).unwrap(),
+                data,
+                "{disks} disks, parity {parity}, algorithm {alg}, missing {missing:?}"
+            );
+        }
+        let Err(e) = Assembled::new("u", "raid6", g, slots(members, &[0, 1]), &absent) else {
+            panic!("assembled without two members");
+        };
+        assert!(e.to_string().contains("slots [0, 1] of"), "{e}");
     }
 }
