@@ -239,6 +239,15 @@ fn assemble_one(
         }
     };
     let array = Assembled::new(uuid, &level, geometry, slots, &absent)?;
+    // As the kernel refuses to start a dirty degraded array: the parity of
+    // stripes written when it stopped may not match, so rebuilt chunks could
+    // be wrong without a word.
+    if !array.missing().is_empty() && matches!(level.as_str(), "raid5" | "raid6") && !r.clean {
+        return Ok(Err(format!(
+            "degraded (slots {:?} missing) and not shut down cleanly: its parity may be stale",
+            array.missing()
+        )));
+    }
     let used: Vec<String> = from
         .iter()
         .enumerate()
@@ -292,6 +301,7 @@ mod tests {
             data_len: 39 << 20,
             dev_size: 39 << 20,
             features: 0,
+            clean: true,
         }
     }
 

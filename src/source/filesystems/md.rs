@@ -215,6 +215,9 @@ pub struct MdSuper {
     pub dev_size: u64,
     /// 1.x feature bits (reshape, recovery offset); 0 for 0.90.
     pub features: u32,
+    /// Shut down cleanly (1.x `resync_offset` all ones; 0.90 state bit
+    /// "clean"): the parity of a RAID5/6 matches its data.
+    pub clean: bool,
 }
 
 /// 1.x feature bit: the member is being rebuilt; only part of it is valid.
@@ -289,6 +292,7 @@ pub fn read_super(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdSuper, MdDataE
             data_len: sb_off,
             dev_size: u64::from(le32(&b, 32)) * 1024,
             features: 0,
+            clean: le32(&b, 132) & 1 != 0,
         }
     } else {
         let sectors = |o: usize| le64(&b, o).saturating_mul(512);
@@ -305,6 +309,7 @@ pub fn read_super(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdSuper, MdDataE
             data_len: sectors(136),
             dev_size: sectors(80),
             features: le32(&b, 8),
+            clean: le64(&b, 208) == u64::MAX,
         }
     })
 }
