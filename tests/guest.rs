@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::fixtures::{
     MIB, blkid_probe, dd_into, debugfs, hash_file, hash_range, mkswap_at, need, p2xen, patch, peek,
-    run_stdin, sfdisk, sparse_image, tool, write_tree,
+    run, run_stdin, sfdisk, sparse_image, tool, write_tree,
 };
 use p2xen::guest::{self, ConversionReport, ConvertRequest, FixupKind, Layout, Machine, XenType};
 
@@ -1212,6 +1212,12 @@ fn md_member_without_pv_kernel_boots_hvm() {
 /// The guest still names the array (/dev/md1, its by-id md-uuid link, the
 /// initrd's rd.md.uuid=) and mdadm.conf lists it after an array not copied.
 fn md_flattened_by_sender() -> Fixture {
+    md_flattened_by_sender_with(MD12_FSTAB, "")
+}
+
+/// [`md_flattened_by_sender`] with its own fstab and further machine.json
+/// disks (`extra`: `,{...}` after disk 0).
+fn md_flattened_by_sender_with(fstab: &str, extra: &str) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ird = initrd(
@@ -1228,7 +1234,7 @@ fn md_flattened_by_sender() -> Fixture {
     write_tree(
         &root,
         &[
-            ("/etc/fstab", MD12_FSTAB),
+            ("/etc/fstab", fstab),
             ("/etc/mdadm/mdadm.conf", MD12_CONF),
             ("/boot/grub/grub.cfg", &grub_cfg),
             ("/etc/default/grub", &default_grub),
@@ -1257,7 +1263,7 @@ fn md_flattened_by_sender() -> Fixture {
   "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"mbr",
     "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{P1_SIZE},"type_id":"0xfd",
       "filesystem":{{"type":"ext4","uuid":"3d3d3d3d-0000-4000-8000-000000000002",
-        "md_flattened_from":"raid1 1.2 {MD12_UUID}"}}}}]}}]}}"#,
+        "md_flattened_from":"raid1 1.2 {MD12_UUID}"}}}}]}}{extra}]}}"#,
         64 * MIB
     );
     Fixture::new(tmp, src, "srv", &machine)
@@ -1314,6 +1320,59 @@ fn sender_flattened_md_names_and_boot_arguments_are_mapped() {
         rep.fixups.iter().any(|f| f.kind == FixupKind::MdRaid
             && f.action == "flattened"
             && f.diff.contains(MD12_UUID)),
+        "{:?}",
+        rep.fixups
+    );
+    assert!(
+        !rep.warnings.iter().any(|w| w.contains("md-raid")),
+        "{:?}",
+        rep.warnings
+    );
+}
+
+/// A RAID0 the sender assembled into a disk of its own (disk 1, no
+/// table; see tests/md_source.rs): the guest's names of the array (md0
+/// in mdadm.conf, its by-id link) become that disk's.
+#[test]
+fn sender_assembled_raid0_names_map_to_its_own_disk() {
+    let fstab = format!(
+        "{MD12_FSTAB}/dev/md0  /data  ext4  defaults  0  2\n\
+         /dev/disk/by-id/md-uuid-aaaaaaaa:bbbbbbbb:cccccccc:dddddddd  /data2  ext4  defaults  0  2\n"
+    );
+    let extra = format!(
+        r#",{{"path":"md raid0 array aaaaaaaa:bbbbbbbb:cccccccc:dddddddd","size_bytes":{},
+    "table":"none","filesystem":{{"type":"ext4","uuid":"4e4e4e4e-0000-4000-8000-000000000004",
+      "md_flattened_from":"raid0 1.2 aaaaaaaa:bbbbbbbb:cccccccc:dddddddd"}}}}"#,
+        8 * MIB
+    );
+    let fx = md_flattened_by_sender_with(&fstab, &extra);
+    let array = fx.store.join("disk1.img");
+    sparse_image(&array, 8 * MIB);
+    run(Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-U",
+            "4e4e4e4e-0000-4000-8000-000000000004",
+        ])
+        .arg(&array));
+    let mut req = fx.request("srv");
+    req.xen_type = Some(XenType::Pv);
+    let rep = guest::convert(&req).unwrap();
+    assert_eq!(
+        guest_file(&fx.disk(), P1, "/etc/fstab").unwrap(),
+        "/dev/xvda1  /  ext4  errors=remount-ro  0  1\n\
+         /dev/xvda1  /srv  ext4  defaults  0  2\n\
+         /dev/xvdb  /data  ext4  defaults  0  2\n\
+         /dev/xvdb  /data2  ext4  defaults  0  2\n"
+    );
+    assert!(
+        rep.fixups.iter().any(|f| f.kind == FixupKind::MdRaid
+            && f.action == "assembled"
+            && f.diff
+                .contains("assembled md raid0 1.2 aaaaaaaa:bbbbbbbb:cccccccc:dddddddd")),
         "{:?}",
         rep.fixups
     );

@@ -417,35 +417,36 @@ fn a_member_with_a_bad_checksum_leaves_the_array_to_the_healthy_one() {
     assert_eq!(hash_file(&b), hb);
 }
 
-/// A striped array (RAID0) cannot be flattened from one member: each
-/// member travels whole, superblock and all, and the report names the
-/// array and what the guest then needs.
+/// A linear array is not assembled: each member travels whole,
+/// superblock and all, and the report names the array and what the guest
+/// then needs.
 #[test]
-fn raid0_members_are_copied_whole_and_named() {
+fn linear_members_are_copied_whole_and_named() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let mut disks = Vec::new();
     for n in 0..2u32 {
-        let p = dir.join(format!("stripe-{n}.img"));
+        let p = dir.join(format!("parity-{n}.img"));
         std::fs::write(&p, noise(PART_SIZE as usize, 30 + u64::from(n))).unwrap();
         let mut sb = Sb1::raid1("1.2", PART_SIZE, n);
-        sb.level = 0;
+        sb.level = u32::MAX; // -1: linear
         sb.dev_uuid = [0x40 + n as u8; 16];
         let (off, bytes) = sb.build(PART_SIZE);
         patch(&p, off, &bytes);
         let ex = tool_stdout("mdadm", "mdadm", &["--examine", &p.display().to_string()]);
-        assert!(ex.contains("Raid Level : raid0"), "{ex}");
+        assert!(ex.contains("Raid Level : linear"), "{ex}");
         disks.push(disk(dir, &p, &format!("sd{n}.img"), 40 + u64::from(n)));
     }
     let hashes: Vec<String> = disks.iter().map(|d| hash_file(d)).collect();
-    let (last, out) = migrate(dir, "stripes", &[&disks[0], &disks[1]]);
+    let (last, out) = migrate(dir, "parity", &[&disks[0], &disks[1]]);
+    assert_eq!(last["report"]["disks"].as_array().map(Vec::len), Some(2));
     for (i, d) in disks.iter().enumerate() {
         let sent = &last["report"]["disks"][i];
         let n = notes(sent);
         assert!(
             n.contains(&format!(
-                "partition 1: md 1.2 raid0 member of array {ARRAY_UUID}: copied whole (only \
-                 RAID1 arrays are flattened)"
+                "partition 1: md 1.2 linear member of array {ARRAY_UUID}: copied whole (only \
+                 RAID0/5/6/10 arrays are assembled, RAID1 flattened)"
             )),
             "{n}"
         );
@@ -457,4 +458,227 @@ fn raid0_members_are_copied_whole_and_named() {
         );
         assert_eq!(hash_file(d), hashes[i], "source disk {i} changed");
     }
+}
+
+/// RAID0 (chunk 512 KiB), RAID10 near=2 or RAID5 left-symmetric (chunk
+/// 64 KiB) members holding `inner` striped by hand: array chunk g of RAID0
+/// on member g % n, row g / n; RAID10 writes each chunk to the next two
+/// positions of the rows; RAID5 puts stripe s's parity on member
+/// n-1 - s % n and its data on the members after it, wrapping.
+fn striped_members(dir: &Path, inner: &Path, level: u32, n: u32) -> Vec<PathBuf> {
+    let chunk = if level == 0 { 512 * 1024 } else { 64 * 1024 };
+    let data = std::fs::read(inner).unwrap();
+    let want_len = match level {
+        0 => DATA_LEN * u64::from(n),
+        10 => DATA_LEN * u64::from(n) / 2,
+        _ => DATA_LEN * u64::from(n - 1),
+    };
+    assert_eq!(data.len() as u64, want_len);
+    let n_us = n as usize;
+    let mut members: Vec<Vec<u8>> = (0..n)
+        .map(|m| noise(PART_SIZE as usize, 60 + u64::from(m)))
+        .collect();
+    let mut put = |dev: usize, row: usize, c: &[u8]| {
+        let at = DATA_OFFSET as usize + row * chunk;
+        members[dev][at..at + chunk].copy_from_slice(c);
+    };
+    if level == 5 {
+        for (s, stripe) in data.chunks(chunk * (n_us - 1)).enumerate() {
+            let pd = n_us - 1 - s % n_us;
+            let mut parity = vec![0u8; chunk];
+            for (dd, c) in stripe.chunks(chunk).enumerate() {
+                put((pd + 1 + dd) % n_us, s, c);
+                parity.iter_mut().zip(c).for_each(|(p, b)| *p ^= b);
+            }
+            put(pd, s, &parity);
+        }
+    } else {
+        let copies = if level == 0 { 1 } else { 2 };
+        for (g, c) in data.chunks(chunk).enumerate() {
+            for k in 0..copies {
+                let pos = g * copies + k;
+                put(pos % n_us, pos / n_us, c);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (m, bytes) in members.into_iter().enumerate() {
+        let p = dir.join(format!("raid{level}-member-{m}.img"));
+        std::fs::write(&p, bytes).unwrap();
+        let mut sb = Sb1::raid1("1.2", PART_SIZE, m as u32);
+        sb.level = level;
+        sb.raid_disks = n;
+        sb.roles = (0..n as u16).collect();
+        sb.chunk_size = (chunk / 512) as u32;
+        sb.layout = match level {
+            0 => 2,
+            10 => 0x102,
+            _ => 2, // left-symmetric
+        };
+        sb.events = 7;
+        sb.dev_uuid = [0x50 + m as u8; 16];
+        let (off, sbytes) = sb.build(PART_SIZE);
+        patch(&p, off, &sbytes);
+        let ex = tool_stdout("mdadm", "mdadm", &["--examine", &p.display().to_string()]);
+        let mut wants = vec![
+            format!("Raid Level : raid{level}"),
+            format!("Chunk Size : {}K", chunk / 1024),
+            "Raid Devices : ".to_string() + &n.to_string(),
+        ];
+        match level {
+            10 => wants.push("Layout : near=2".into()),
+            5 => wants.push("Layout : left-symmetric".into()),
+            _ => {}
+        }
+        for want in &wants {
+            assert!(ex.contains(want), "no {want:?} in mdadm --examine:\n{ex}");
+        }
+        out.push(disk(dir, &p, &format!("sd{level}{m}.img"), 70 + m as u64));
+    }
+    out
+}
+
+/// The array's disk (after the source disks) holds the inner filesystem
+/// byte for byte: its free blocks were zeros, and only used ones travel.
+fn assert_assembled(last: &serde_json::Value, out: &Path, index: usize, inner: &Path, dir: &Path) {
+    let target = out.join(format!("disk{index}.img"));
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().len(),
+        std::fs::metadata(inner).unwrap().len()
+    );
+    assert_eq!(
+        hash_file(&target),
+        hash_file(inner),
+        "the array disk is not the inner ext4"
+    );
+    e2fsck_ok(&target, 0);
+    let a = dir.join(format!("tree-array-{index}"));
+    dump_fs(&target, 0, &a);
+    assert_eq!(tree_hashes(&a), tree_hashes(&dir.join("tree")));
+    let sent = &last["report"]["disks"][index];
+    let used = used_bytes(inner);
+    let plan = sent["plan_bytes"].as_u64().unwrap();
+    println!("array disk: {plan} bytes planned for {used} bytes used");
+    assert!(
+        plan >= used && plan < used + 2 * MIB,
+        "{plan} bytes planned, {used} used"
+    );
+}
+
+#[test]
+fn raid0_pair_is_assembled_into_one_disk_and_its_members_not_sent() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, 2 * DATA_LEN);
+    let disks = striped_members(dir, &inner, 0, 2);
+    let hashes: Vec<String> = disks.iter().map(|d| hash_file(d)).collect();
+    let (last, out) = migrate(dir, "stripes", &[&disks[0], &disks[1]]);
+    assert_eq!(
+        last["report"]["disks"].as_array().map(Vec::len),
+        Some(3),
+        "{last}"
+    );
+    let n = notes(&last["report"]["disks"][2]);
+    assert!(
+        n.contains(&format!(
+            "md 1.2 raid0 array {ARRAY_UUID} assembled (all 2 members present; chunk 512 KiB; \
+             slot 0 from disk 0 partition 1, slot 1 from disk 1 partition 1): sent as disk 2"
+        )),
+        "{n}"
+    );
+    assert_assembled(&last, &out, 2, &inner, dir);
+    for (i, d) in disks.iter().enumerate() {
+        let n = notes(&last["report"]["disks"][i]);
+        assert!(
+            n.contains("partition 1: md 1.2 raid0 member of array")
+                && n.contains("not sent (the array is assembled and sent as disk 2)"),
+            "{n}"
+        );
+        let target = out.join(format!("disk{i}.img"));
+        assert!(
+            peek(&target, PART, PART_SIZE as usize)
+                .iter()
+                .all(|&b| b == 0),
+            "disk {i}: the member partition is not left zero"
+        );
+        assert_eq!(
+            hash_range(&target, 0, PART as usize),
+            hash_range(d, 0, PART as usize)
+        );
+        assert_eq!(hash_file(d), hashes[i], "source disk {i} changed");
+    }
+    let machine = read_json(&out.join("machine.json"));
+    let fs = &machine["disks"][2]["filesystem"];
+    assert_eq!(
+        fs["md_flattened_from"],
+        format!("raid0 1.2 {ARRAY_UUID}"),
+        "{fs}"
+    );
+    assert_eq!(fs["type"], "ext4", "{fs}");
+}
+
+#[test]
+fn raid10_with_a_corrupt_member_is_assembled_degraded_and_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, 2 * DATA_LEN);
+    let disks = striped_members(dir, &inner, 10, 4);
+    // Slot 1's superblock no longer checks out: its pair, slot 0, carries.
+    patch(&disks[1], PART + 4096 + 32, b"X");
+    let (last, out) = migrate(dir, "ten", &[&disks[0], &disks[1], &disks[2], &disks[3]]);
+    let n = notes(&last["report"]["disks"][4]);
+    assert!(
+        n.contains(&format!(
+            "md 1.2 raid10 array {ARRAY_UUID} assembled (degraded: slots [1] of 4 missing; \
+             chunk 64 KiB; slot 0 from disk 0 partition 1, slot 2 from disk 2 partition 1, \
+             slot 3 from disk 3 partition 1): sent as disk 4"
+        )) && n.contains("disk 1 partition 1 left out:")
+            && n.contains("checksum"),
+        "{n}"
+    );
+    assert_assembled(&last, &out, 4, &inner, dir);
+    let machine = read_json(&out.join("machine.json"));
+    let w = machine["disks"][4]["warnings"].to_string();
+    assert!(w.contains("degraded: slots [1] of 4 missing"), "{w}");
+}
+
+#[test]
+fn raid0_without_a_member_stops_the_send_naming_the_slot() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, 2 * DATA_LEN);
+    let disks = striped_members(dir, &inner, 0, 2);
+    let store = dir.join("store");
+    let r = Receiver::start(&store, &dir.join("state"), &["--once"]);
+    let (ok, _, err) = r.send("half", &[&disks[0]], &[]);
+    assert!(!ok, "a RAID0 without its second member was sent");
+    assert!(
+        err.contains(&format!(
+            "md raid0 array {ARRAY_UUID}: slot 1 of 2 is missing (no member with role 1 among \
+             the source disks); a RAID0 cannot be read without every member: attach the disk \
+             holding that member, or pass --all-blocks"
+        )),
+        "{err}"
+    );
+}
+
+/// A RAID5 of three with one member absent: its chunks are rebuilt from
+/// the parity, and the array still arrives as its ext4, reported degraded.
+#[test]
+fn raid5_missing_a_member_is_rebuilt_from_parity() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inner = inner_fs(dir, 2 * DATA_LEN);
+    let disks = striped_members(dir, &inner, 5, 3);
+    let (last, out) = migrate(dir, "five", &[&disks[0], &disks[2]]);
+    let n = notes(&last["report"]["disks"][2]);
+    assert!(
+        n.contains(&format!(
+            "md 1.2 raid5 array {ARRAY_UUID} assembled (degraded: slots [1] of 3 missing; \
+             chunk 64 KiB; slot 0 from disk 0 partition 1, slot 2 from disk 1 partition 1): \
+             sent as disk 2"
+        )),
+        "{n}"
+    );
+    assert_assembled(&last, &out, 2, &inner, dir);
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::pipeline::DigestState;
-use super::plan::{self, DiskPlan};
-use super::{DiskProgress, DiskSendReport, SendError, flatten, layout};
-use crate::source::device::{Device, ReadAt, read_vec};
+use super::plan::{self, DiskLayout, DiskPlan, Region};
+use super::{DiskProgress, DiskSendReport, SendError, assemble, flatten, layout};
+use crate::source::device::{Device, ReadAt, Window, read_vec};
 use crate::source::inspect::DiskReport;
 use crate::wire::digest;
 use crate::wire::message::{DiskAnnounce, HEAD_LEN};
@@ -45,6 +45,48 @@ pub(super) fn source_disk(
         Arc::new(flatten::Flattened::new(dev, d.remaps))
     };
     planned_disk(disk, path, source, plan, d.report)
+}
+
+/// An assembled md array as guest disk `t.disk`: described as a disk
+/// without a partition table (its filesystem, the OS on it), only the used
+/// blocks of what is inside sent.
+pub(super) fn assembled_disk(t: assemble::ToSend) -> Result<(SourceDisk, DiskReport), SendError> {
+    let array = Arc::new(t.array);
+    let what = format!("md {} array {}", t.level, t.uuid);
+    let mut desc = crate::source::inspect::inspect_source(array.clone(), None);
+    let size = array.size();
+    let mut notes = t.notes.clone();
+    let mut regions = Vec::new();
+    let pieces = desc
+        .filesystem
+        .iter_mut()
+        .map(|fs| (0, size, fs, what.clone()))
+        .chain(
+            desc.partitions
+                .iter_mut()
+                .filter(|p| !p.extended)
+                .filter_map(|p| {
+                    let part = format!("{what} partition {}", p.number);
+                    Some((p.start_bytes, p.size_bytes, p.filesystem.as_mut()?, part))
+                }),
+        );
+    for (start, len, fs, part) in pieces {
+        let window = Window::new(array.as_ref(), start, len);
+        let used = layout::used_map(&window, fs, &part, &mut notes);
+        regions.push(Region { start, len, used });
+        // What the guest's conversion maps the array's names to.
+        fs.details.md_flattened_from = Some(format!("{} {} {}", t.level, t.version, t.uuid));
+    }
+    if t.degraded {
+        desc.warnings.extend(t.notes.iter().cloned());
+    }
+    let plan = plan::plan(&DiskLayout {
+        size,
+        regions,
+        notes,
+    });
+    let disk = u16::try_from(t.disk).map_err(|_| SendError::TooManyDisks(t.disk))?;
+    planned_disk(disk, Path::new(&what), array, plan, desc)
 }
 
 /// The announce and report of one disk whose plan is made; `dev` is what

@@ -108,6 +108,8 @@ impl<R: ReadAt> ReadAt for Flattened<R> {
 #[derive(Debug, Default)]
 pub struct MdArrays {
     arrays: BTreeMap<String, ArraySeen>,
+    /// The RAID0/5/6/10 arrays, assembled rather than flattened.
+    pub striped: super::assemble::Striped,
 }
 
 #[derive(Debug)]

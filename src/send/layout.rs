@@ -2,6 +2,7 @@
 //! and which of their bytes are used (`source::inspect` +
 //! `source::filesystems::used_extents`).
 
+use super::assemble;
 use super::flatten::{MdArrays, MemberFate, Remap};
 use super::plan::{DiskLayout, Region};
 use crate::source::device::{Device, ReadAt, Window};
@@ -123,6 +124,15 @@ pub fn survey_md(dev: &Device, disk: usize, arrays: &mut MdArrays) {
     for (start, len, fs, what) in whole.chain(parts) {
         if let Some(m) = RaidMember::of(dev, start, len, fs) {
             arrays.candidate(&m.uuid, m.raid_disks, disk, &what, m.data.is_ok());
+        } else if fs.kind == filesystems::FsKind::LinuxRaidMember
+            && assemble::assembles(fs.details.md_level.as_deref())
+        {
+            let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
+            let sup = md::read_super(&Window::new(dev, start, len), fs);
+            let path = dev.path().to_path_buf();
+            arrays
+                .striped
+                .candidate(&uuid, disk, &what, path, start, len, sup);
         }
     }
 }
@@ -168,31 +178,77 @@ impl Member<'_> {
     /// guest will find there (for a flattened md member: the filesystem
     /// that was inside; for a member not sent: nothing).
     fn region(&mut self, start: u64, len: u64, fs: Filesystem, what: &str) -> Option<Filesystem> {
-        let raid1 = fs.kind == filesystems::FsKind::LinuxRaidMember
-            && fs.details.md_level.as_deref() == Some("raid1");
-        if !raid1 {
-            if fs.kind == filesystems::FsKind::LinuxRaidMember {
-                // Striped and parity arrays cannot be flattened from one
-                // member: each member goes as it is, superblock and all.
-                let note = format!(
-                    "{what}: md {} {} member of array {}: copied whole (only RAID1 arrays \
-                     are flattened); the guest assembles the array itself, so its initrd \
-                     must carry md and mdadm, and every member disk must be migrated",
-                    fs.details.md_metadata.as_deref().unwrap_or("?"),
-                    fs.details.md_level.as_deref().unwrap_or("unknown-level"),
-                    fs.details.md_array_uuid.as_deref().unwrap_or("?"),
-                );
-                self.layout.notes.push(note.clone());
-                self.warnings.push(note);
-            }
-            let window = Window::new(self.dev, start, len);
-            let used = used_map(&window, &fs, what, &mut self.layout.notes);
-            self.layout.regions.push(Region { start, len, used });
-            return Some(fs);
+        let md = fs.kind == filesystems::FsKind::LinuxRaidMember;
+        let level = fs.details.md_level.as_deref();
+        if md && level == Some("raid1") {
+            return self.raid1_member(start, len, fs, what);
         }
-        self.raid1_member(start, len, fs, what)
+        let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
+        let fate = self.arrays.striped.fate(&uuid);
+        if md && assemble::assembles(level) {
+            if let Some(Ok(disk)) = fate {
+                self.not_sent(
+                    start,
+                    len,
+                    &fs,
+                    what,
+                    format!("the array is assembled and sent as disk {disk}"),
+                );
+                return None;
+            }
+        }
+        if md {
+            // Striped and parity arrays not assembled: each member goes as
+            // it is, superblock and all.
+            let why = match fate {
+                Some(Err(why)) => format!("not assembled: {why}"),
+                // Described without a survey of all disks (--all-blocks).
+                _ if assemble::assembles(level) => "not assembled: sent as it is".into(),
+                _ => "only RAID0/5/6/10 arrays are assembled, RAID1 flattened".into(),
+            };
+            let note = format!(
+                "{what}: md {} {} member of array {uuid}: copied whole ({why}); the guest \
+                 assembles the array itself, so its initrd must carry md and mdadm, and every \
+                 member disk must be migrated",
+                fs.details.md_metadata.as_deref().unwrap_or("?"),
+                level.unwrap_or("unknown-level"),
+            );
+            self.layout.notes.push(note.clone());
+            self.warnings.push(note);
+        }
+        let window = Window::new(self.dev, start, len);
+        let used = used_map(&window, &fs, what, &mut self.layout.notes);
+        self.layout.regions.push(Region { start, len, used });
+        Some(fs)
     }
 
+    /// A member partition whose array travels otherwise: the guest's
+    /// partition is left zero (no stale superblock for its md to find).
+    fn not_sent(&mut self, start: u64, len: u64, fs: &Filesystem, what: &str, why: String) {
+        let note = format!(
+            "{what}: md {} {} member of array {} not sent ({why}): the guest's partition is \
+             left zero",
+            fs.details.md_metadata.as_deref().unwrap_or_default(),
+            fs.details.md_level.as_deref().unwrap_or("unknown-level"),
+            fs.details.md_array_uuid.as_deref().unwrap_or_default(),
+        );
+        self.layout.notes.push(note.clone());
+        self.warnings.push(note);
+        self.layout.regions.push(Region {
+            start,
+            len,
+            used: Some(ExtentList::new()),
+        });
+        self.remaps.push(Remap {
+            start,
+            len,
+            source: None,
+            data_len: 0,
+        });
+    }
+
+    /// A RAID1 member: the array is flattened from the member chosen to
+    /// carry it; the others are not sent.
     fn raid1_member(
         &mut self,
         start: u64,
@@ -200,8 +256,6 @@ impl Member<'_> {
         fs: Filesystem,
         what: &str,
     ) -> Option<Filesystem> {
-        let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
-        let version = fs.details.md_metadata.clone().unwrap_or_default();
         let (fate, data) = match RaidMember::of(self.dev, start, len, &fs) {
             Some(m) => {
                 let fate =
@@ -214,36 +268,17 @@ impl Member<'_> {
                 md::mirror_data(&Window::new(self.dev, start, len), &fs),
             ),
         };
-        let not_sent = |why: String| {
-            (
-                format!(
-                    "{what}: md {version} member of array {uuid} not sent ({why}): the \
-                     guest's partition is left zero"
-                ),
-                Region {
-                    start,
-                    len,
-                    used: Some(ExtentList::new()),
-                },
-                Remap {
-                    start,
-                    len,
-                    source: None,
-                    data_len: 0,
-                },
-            )
-        };
-        let (note, region, remap) = match (fate, data) {
-            (None, _) => not_sent(format!(
+        let why = match (fate, data) {
+            (None, _) => format!(
                 "its role is {}",
                 fs.details.md_role.as_deref().unwrap_or("unknown")
-            )),
+            ),
             (Some(MemberFate::Duplicate { disk, what: other }), Ok(_)) => {
-                not_sent(format!("the array travels from disk {disk} {other}"))
+                format!("the array travels from disk {disk} {other}")
             }
-            (Some(MemberFate::Duplicate { disk, what: other }), Err(e)) => not_sent(format!(
-                "the array travels from disk {disk} {other}; this member's own: {e}"
-            )),
+            (Some(MemberFate::Duplicate { disk, what: other }), Err(e)) => {
+                format!("the array travels from disk {disk} {other}; this member's own: {e}")
+            }
             (Some(MemberFate::Send), Err(e)) => {
                 // Not flattened: the member goes whole and the guest's
                 // conversion deals with it as before.
@@ -257,58 +292,78 @@ impl Member<'_> {
                 });
                 return Some(fs);
             }
-            (Some(MemberFate::Send), Ok(d)) => {
-                // mirror_data checked d.offset + d.len <= len.
-                let src = start + d.offset;
-                let inner_window = Window::new(self.dev, src, d.len);
-                let inner = filesystems::probe(&inner_window).ok().flatten();
-                let mut notes = Vec::new();
-                let used = inner
-                    .as_ref()
-                    .and_then(|i| used_map(&inner_window, i, what, &mut notes))
-                    .unwrap_or_else(|| {
-                        let mut all = ExtentList::new();
-                        all.push(0, d.len);
-                        all
-                    });
-                self.layout.notes.extend(notes);
-                let note = format!(
-                    "{what}: md {version} RAID1 array {uuid} flattened: its {} ({} bytes at \
-                     byte {} of the member) written at the partition's start, {} MiB of it used",
-                    inner.as_ref().map_or("data", |i| i.kind.as_str()),
-                    d.len,
-                    d.offset,
-                    used.total_bytes() >> 20
-                );
-                self.layout.notes.push(note);
-                self.remaps.push(Remap {
-                    start,
-                    len,
-                    source: Some(src),
-                    data_len: d.len,
-                });
-                self.layout.regions.push(Region {
-                    start,
-                    len,
-                    used: Some(used),
-                });
-                return inner.map(|mut i| {
-                    i.details.md_flattened_from = Some(format!("raid1 {version} {uuid}"));
-                    i
-                });
-            }
+            (Some(MemberFate::Send), Ok(d)) => return self.flatten_raid1(start, len, &fs, what, d),
         };
-        self.layout.notes.push(note.clone());
-        self.warnings.push(note);
-        self.layout.regions.push(region);
-        self.remaps.push(remap);
+        self.not_sent(start, len, &fs, what, why);
         None
     }
+
+    /// Sends the RAID1 array's data `d` of the member at `start` as the
+    /// partition itself: the filesystem inside at the partition's start,
+    /// only its used blocks.
+    fn flatten_raid1(
+        &mut self,
+        start: u64,
+        len: u64,
+        fs: &Filesystem,
+        what: &str,
+        d: md::MdData,
+    ) -> Option<Filesystem> {
+        let uuid = fs.details.md_array_uuid.clone().unwrap_or_default();
+        let version = fs.details.md_metadata.clone().unwrap_or_default();
+        // mirror_data checked d.offset + d.len <= len.
+        let src = start + d.offset;
+        let inner_window = Window::new(self.dev, src, d.len);
+        let (inner, used) = inner_used(&inner_window, what, &mut self.layout.notes);
+        let note = format!(
+            "{what}: md {version} RAID1 array {uuid} flattened: its {} ({} bytes at \
+             byte {} of the member) written at the partition's start, {} MiB of it used",
+            inner.as_ref().map_or("data", |i| i.kind.as_str()),
+            d.len,
+            d.offset,
+            used.total_bytes() >> 20
+        );
+        self.layout.notes.push(note);
+        self.remaps.push(Remap {
+            start,
+            len,
+            source: Some(src),
+            data_len: d.len,
+        });
+        self.layout.regions.push(Region {
+            start,
+            len,
+            used: Some(used),
+        });
+        inner.map(|mut i| {
+            i.details.md_flattened_from = Some(format!("raid1 {version} {uuid}"));
+            i
+        })
+    }
+}
+
+/// The filesystem inside an array's data `inner` and its used bytes (all
+/// of them when it has no used-block map).
+pub(super) fn inner_used(
+    inner: &dyn ReadAt,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> (Option<Filesystem>, ExtentList) {
+    let fs = filesystems::probe(inner).ok().flatten();
+    let used = fs
+        .as_ref()
+        .and_then(|i| used_map(inner, i, what, notes))
+        .unwrap_or_else(|| {
+            let mut all = ExtentList::new();
+            all.push(0, inner.size());
+            all
+        });
+    (fs, used)
 }
 
 /// The used bytes of `fs` in `part` (relative to its start); `None` = send
 /// it whole, with a note saying why when that is not simply the kind.
-fn used_map(
+pub(super) fn used_map(
     part: &dyn ReadAt,
     fs: &Filesystem,
     what: &str,

@@ -1,5 +1,6 @@
 //! `p2xen send`: read the source disks and push them to `p2xen receive`.
 
+pub mod assemble;
 pub mod cli;
 pub mod compress;
 mod connection;
@@ -108,6 +109,8 @@ pub enum SendError {
     Refused { server: String, reason: String },
     #[error("receiver at {server} is not the pinned one: {reason}")]
     WrongReceiver { server: String, reason: String },
+    #[error(transparent)]
+    Assemble(#[from] assemble::AssembleError),
     #[error("{0}")]
     Inspect(#[from] crate::source::inspect::InspectError),
     #[error("receiver at {server}: {reason}")]
@@ -176,9 +179,16 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
     machine.options = opts.guest.clone();
     let mut disks = Vec::new();
     let mut arrays = flatten::MdArrays::default();
+    let mut assembled = Vec::new();
     if !opts.all_blocks {
         for (disk, path) in sources.iter().enumerate() {
             layout::survey_md(&Device::open(path)?, disk, &mut arrays);
+        }
+        // Each RAID0/RAID10 array becomes one more guest disk after the
+        // source disks.
+        assembled = arrays.striped.assemble(sources.len())?;
+        if sources.len() + assembled.len() > 64 {
+            return Err(SendError::TooManyDisks(sources.len() + assembled.len()));
         }
     }
     for (disk, path) in (0u16..).zip(&sources) {
@@ -190,6 +200,14 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
             });
         }
         let (d, desc) = source_disk(disk, path, opts.all_blocks, &mut arrays)?;
+        machine.disks.push(desc);
+        disks.push(d);
+    }
+    for t in assembled {
+        for note in &t.notes {
+            log::info!("{note}");
+        }
+        let (d, desc) = disks::assembled_disk(t)?;
         machine.disks.push(desc);
         disks.push(d);
     }

@@ -9,4 +9,5 @@ pub mod inspect;
 pub mod mounts;
 pub mod os;
 pub mod partitions;
+pub mod raid;
 pub mod sysfs;

@@ -39,6 +39,10 @@ pub struct Sb1 {
     /// `host:name`, at most 32 bytes.
     pub name: &'static str,
     pub level: u32,
+    /// RAID0: 1 original, 2 alternate; RAID10: near | far << 8 (0x102: near=2).
+    pub layout: u32,
+    /// In sectors (0 for RAID1).
+    pub chunk_size: u32,
     pub raid_disks: u32,
     /// The array's size on each member (`size`, word 20).
     pub size: u64,
@@ -73,6 +77,8 @@ impl Sb1 {
             ],
             name: "seed:root",
             level: 1,
+            layout: 0,
+            chunk_size: 0,
             raid_disks: 2,
             size: data_size,
             data_offset,
@@ -95,7 +101,9 @@ impl Sb1 {
         put(&mut sb, 16, &self.set_uuid);
         put(&mut sb, 32, self.name.as_bytes());
         put(&mut sb, 72, &self.level.to_le_bytes());
+        put(&mut sb, 76, &self.layout.to_le_bytes());
         put(&mut sb, 80, &self.size.to_le_bytes());
+        put(&mut sb, 88, &self.chunk_size.to_le_bytes());
         put(&mut sb, 92, &self.raid_disks.to_le_bytes());
         put(&mut sb, 128, &self.data_offset.to_le_bytes());
         put(&mut sb, 136, &self.data_size.to_le_bytes());

@@ -406,14 +406,32 @@ pub(super) fn flatten_md_members(
     for (i, v) in vols.iter().enumerate() {
         if let Some(from) = &v.md_flattened_from {
             flattened.push(i);
+            // "raid1 ...": one mirror half made plain; "raid0 ..."/"raid10
+            // ...": the array the sender assembled into a disk of its own.
+            let (action, note, diff) = if from.starts_with("raid1 ") {
+                (
+                    "flattened",
+                    format!("{} was an md RAID1 member", v.describe()),
+                    format!(
+                        "the sender wrote the filesystem inside md {from} at the partition's start\n"
+                    ),
+                )
+            } else {
+                (
+                    "assembled",
+                    format!(
+                        "{} is a whole md array, assembled by the sender",
+                        v.describe()
+                    ),
+                    format!("the sender assembled md {from} into this disk\n"),
+                )
+            };
             conv.fixup(Fixup {
                 kind: FixupKind::MdRaid,
                 file: v.image.display().to_string(),
-                action: "flattened".to_string(),
-                note: format!("{} was an md RAID1 member", v.describe()),
-                diff: format!(
-                    "the sender wrote the filesystem inside md {from} at the partition's start\n"
-                ),
+                action: action.to_string(),
+                note,
+                diff,
             });
             continue;
         }

@@ -1,7 +1,7 @@
 //! Linux software RAID (md) member superblocks: 0.90 (64 KiB-aligned, near
 //! the end), 1.0 (8 KiB before the end), 1.1 (at 0) and 1.2 (at 4 KiB).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::bytes::{bytes, label_string, le16, le32, le64, read_if_fits, uuid_string};
 use super::{Filesystem, FsKind, ProbeError};
@@ -120,7 +120,7 @@ fn probe_1x(part: &dyn ReadAt, off: u64, version: &str) -> Result<Option<Filesys
 }
 
 /// 1.x feature bit: a reshape is under way, so the data is in two layouts.
-const MD_FEATURE_RESHAPE_ACTIVE: u32 = 4;
+pub const MD_FEATURE_RESHAPE_ACTIVE: u32 = 4;
 /// 0.90 keeps its checksum in word 38.
 const SB0_CSUM_OFF: usize = 152;
 const SB1_CSUM_OFF: usize = 216;
@@ -191,10 +191,42 @@ pub fn superblock_csum(sb: &[u8], csum_off: usize) -> u32 {
     (folded & 0xffff_ffff) as u32
 }
 
-/// Where the data of the RAID1 member `fs` (as [`probe`] found it) lies in
-/// `part`. The superblock is read again and its checksum checked: bytes
-/// that are to be moved are never placed on an unverified word.
-pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataError> {
+/// A member's superblock, read again and its checksum checked: what the
+/// array's data is located by. Sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdSuper {
+    pub version: &'static str,
+    /// Byte offset of the superblock in the member.
+    pub sb_offset: u64,
+    pub level: i32,
+    pub layout: u32,
+    /// Chunk size in bytes (0 for RAID1).
+    pub chunk: u64,
+    pub raid_disks: u32,
+    /// This member's active slot; `None` for a spare or faulty one.
+    pub role: Option<u32>,
+    pub events: u64,
+    /// Where the data area starts in the member.
+    pub data_offset: u64,
+    /// The member's data area (1.x `data_size`; 0.90: up to the superblock).
+    pub data_len: u64,
+    /// The array's size on each member (1.x `size`, 0.90 word 8): what
+    /// mirrors and RAID10 use of the data area.
+    pub dev_size: u64,
+    /// 1.x feature bits (reshape, recovery offset); 0 for 0.90.
+    pub features: u32,
+    /// Shut down cleanly (1.x `resync_offset` all ones; 0.90 state bit
+    /// "clean"): the parity of a RAID5/6 matches its data.
+    pub clean: bool,
+}
+
+/// 1.x feature bit: the member is being rebuilt; only part of it is valid.
+pub const MD_FEATURE_RECOVERY_OFFSET: u32 = 2;
+
+/// Reads and checks the superblock of the md member `fs` (as [`probe`]
+/// found it) in `part`. Bytes that are to be moved are never placed on an
+/// unverified word.
+pub fn read_super(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdSuper, MdDataError> {
     let size = part.size();
     let path = || part.name().to_path_buf();
     let version = match fs.details.md_metadata.as_deref() {
@@ -218,8 +250,8 @@ pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataE
     if le32(&b, 0) != MD_MAGIC || le32(&b, 4) != major {
         return Err(MdDataError::NoSuperblock { path: path() });
     }
-    let (sb_len, csum_off, level) = if major == 0 {
-        (SB_LEN, SB0_CSUM_OFF, le32(&b, 28))
+    let (sb_len, csum_off) = if major == 0 {
+        (SB_LEN, SB0_CSUM_OFF)
     } else {
         let max_dev = usize::try_from(le32(&b, 220)).unwrap_or(usize::MAX);
         let len = max_dev
@@ -227,7 +259,7 @@ pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataE
             .and_then(|n| n.checked_add(256))
             .filter(|&n| n <= SB_LEN)
             .unwrap_or(SB_LEN);
-        (len, SB1_CSUM_OFF, le32(&b, 72))
+        (len, SB1_CSUM_OFF)
     };
     let stored = le32(&b, csum_off);
     let computed = superblock_csum(&b[..sb_len], csum_off);
@@ -240,60 +272,108 @@ pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataE
             computed,
         });
     }
-    if level != 1 {
+    let role = fs
+        .details
+        .md_role
+        .as_deref()
+        .and_then(|r| r.parse::<u32>().ok());
+    Ok(if major == 0 {
+        MdSuper {
+            version,
+            sb_offset: sb_off,
+            level: le32(&b, 28) as i32,
+            // The personality section starts at word 64: layout, chunk_size (bytes).
+            layout: le32(&b, 256),
+            chunk: u64::from(le32(&b, 260)),
+            raid_disks: le32(&b, 40),
+            role,
+            events: (u64::from(le32(&b, 156)) << 32) | u64::from(le32(&b, 160)),
+            data_offset: 0,
+            data_len: sb_off,
+            dev_size: u64::from(le32(&b, 32)) * 1024,
+            features: 0,
+            clean: le32(&b, 132) & 1 != 0,
+        }
+    } else {
+        let sectors = |o: usize| le64(&b, o).saturating_mul(512);
+        MdSuper {
+            version,
+            sb_offset: sb_off,
+            level: le32(&b, 72) as i32,
+            layout: le32(&b, 76),
+            chunk: u64::from(le32(&b, 88)) * 512,
+            raid_disks: le32(&b, 92),
+            role,
+            events: le64(&b, 200),
+            data_offset: sectors(128),
+            data_len: sectors(136),
+            dev_size: sectors(80),
+            features: le32(&b, 8),
+            clean: le64(&b, 208) == u64::MAX,
+        }
+    })
+}
+
+impl MdSuper {
+    /// The member's data area: `len` bytes from `data_offset`, checked to
+    /// lie inside the member of `size` bytes and clear of the superblock.
+    pub fn data_area(&self, path: &Path, size: u64, len: u64) -> Result<MdData, MdDataError> {
+        let outside = || MdDataError::DataOutside {
+            path: path.to_path_buf(),
+            offset: self.sb_offset,
+            data_offset: self.data_offset,
+            len,
+            size,
+        };
+        // 1.0 and 0.90 put the superblock after the data; 1.1/1.2 before it.
+        let limit = match self.version {
+            "0.90" | "1.0" => self.sb_offset,
+            _ if self.data_offset < self.sb_offset + 512 => return Err(outside()),
+            _ => size,
+        };
+        match self.data_offset.checked_add(len) {
+            Some(end) if len > 0 && end <= limit => Ok(MdData {
+                offset: self.data_offset,
+                len,
+            }),
+            _ => Err(outside()),
+        }
+    }
+
+    pub fn level_name(&self) -> String {
+        level_name(self.level)
+    }
+}
+
+/// Where the data of the RAID1 member `fs` (as [`probe`] found it) lies in
+/// `part`.
+pub fn mirror_data(part: &dyn ReadAt, fs: &Filesystem) -> Result<MdData, MdDataError> {
+    let sb = read_super(part, fs)?;
+    let path = part.name().to_path_buf();
+    if sb.level != 1 {
         return Err(MdDataError::NotMirror {
-            path: path(),
-            offset: sb_off,
-            level: level_name(level as i32),
+            path,
+            offset: sb.sb_offset,
+            level: level_name(sb.level),
         });
     }
-    let outside = |data_offset: u64, len: u64| MdDataError::DataOutside {
-        path: path(),
-        offset: sb_off,
-        data_offset,
-        len,
-        size,
-    };
-    let (data_offset, len, limit) = if major == 0 {
-        // 0.90 records the size used on each member in KiB (word 8).
-        let len = u64::from(le32(&b, 32)) * 1024;
-        (0, len, sb_off)
+    let len = if sb.version == "0.90" {
+        sb.dev_size
     } else {
-        if le32(&b, 8) & MD_FEATURE_RESHAPE_ACTIVE != 0 {
+        if sb.features & MD_FEATURE_RESHAPE_ACTIVE != 0 {
             return Err(MdDataError::Reshape {
-                path: path(),
-                offset: sb_off,
+                path,
+                offset: sb.sb_offset,
             });
         }
         // `size` (word 20) is the array's; data_size may be larger.
-        let size_field = le64(&b, 80);
-        let data_size = le64(&b, 136);
-        let used = if size_field != 0 && size_field <= data_size {
-            size_field
+        if sb.dev_size != 0 && sb.dev_size <= sb.data_len {
+            sb.dev_size
         } else {
-            data_size
-        };
-        let (Some(data_offset), Some(len)) =
-            (le64(&b, 128).checked_mul(512), used.checked_mul(512))
-        else {
-            return Err(outside(u64::MAX, u64::MAX));
-        };
-        // 1.0 puts the superblock after the data; 1.1/1.2 before it.
-        if version == "1.0" {
-            (data_offset, len, sb_off)
-        } else if data_offset < sb_off + 512 {
-            return Err(outside(data_offset, len));
-        } else {
-            (data_offset, len, size)
+            sb.data_len
         }
     };
-    match data_offset.checked_add(len) {
-        Some(end) if len > 0 && end <= limit => Ok(MdData {
-            offset: data_offset,
-            len,
-        }),
-        _ => Err(outside(data_offset, len)),
-    }
+    sb.data_area(&path, part.size(), len)
 }
 
 pub(super) fn probe(part: &dyn ReadAt) -> Result<Option<Filesystem>, ProbeError> {
