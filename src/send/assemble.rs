@@ -173,58 +173,13 @@ fn assemble_one(
     if r.features & MD_FEATURE_RESHAPE_ACTIVE != 0 {
         return Ok(Err("a reshape is in progress".into()));
     }
-    let n = usize::try_from(r.raid_disks).unwrap_or(0).min(256);
-    let mut slots: Vec<Option<Slot>> = vec![None; n];
-    let mut from: Vec<Option<&Seen>> = vec![None; n];
-    let mut notes = Vec::new();
-    let mut sizes = vec![0u64; n];
-    for m in members {
-        let place = format!("disk {} {}", m.disk, m.what);
-        if let Some(why) = left_out(m, &r) {
-            notes.push(format!("md {level} array {uuid}: {place} left out: {why}"));
-            continue;
-        }
-        let Ok(s) = &m.sup else { continue };
-        let slot = s.role.and_then(|x| usize::try_from(x).ok()).unwrap_or(n);
-        if slot >= n || from[slot].is_some() {
-            notes.push(format!(
-                "md {level} array {uuid}: {place} left out: slot {slot} is taken"
-            ));
-            continue;
-        }
-        let len = if level == "raid0" {
-            s.data_len
-        } else {
-            r.dev_size
-        };
-        let area = match s.data_area(&m.path, m.len, len) {
-            Ok(a) => a,
-            Err(e) => {
-                notes.push(format!("md {level} array {uuid}: {place} left out: {e}"));
-                continue;
-            }
-        };
-        sizes[slot] = area.len;
-        slots[slot] = Some(Slot {
-            dev: Arc::new(Device::open(&m.path)?),
-            start: m.start + area.offset,
-            len: area.len,
-        });
-        from[slot] = Some(m);
-    }
-    let geometry = if level == "raid0" {
-        // A missing slot's size is unknown: the error below names it.
-        if let Some(slot) = sizes.iter().position(|&s| s == 0) {
-            sizes[slot] = r.chunk.max(4096);
-        }
-        Geometry::raid0(r.chunk, r.layout, &sizes)
-    } else if level == "raid10" {
-        Geometry::raid10(r.chunk, r.layout, r.raid_disks, r.dev_size)
-    } else {
-        let parity = if level == "raid6" { 2 } else { 1 };
-        Geometry::parity(r.chunk, r.layout, r.raid_disks, parity, r.dev_size)
-    };
-    let geometry = match geometry {
+    let Members {
+        slots,
+        from,
+        sizes,
+        mut notes,
+    } = members_by_slot(uuid, &level, &r, members)?;
+    let geometry = match geometry(&level, &r, sizes) {
         Ok(g) => g,
         Err(why) => return Ok(Err(why)),
     };
@@ -248,30 +203,8 @@ fn assemble_one(
             array.missing()
         )));
     }
-    let used: Vec<String> = from
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| m.map(|m| format!("slot {i} from disk {} {}", m.disk, m.what)))
-        .collect();
     let degraded = !array.missing().is_empty();
-    let state = if degraded {
-        format!(
-            "degraded: slots {:?} of {} missing",
-            array.missing(),
-            r.raid_disks
-        )
-    } else {
-        format!("all {} members present", r.raid_disks)
-    };
-    notes.insert(
-        0,
-        format!(
-            "md {} {level} array {uuid} assembled ({state}; chunk {} KiB; {}): sent as disk {disk}",
-            r.version,
-            r.chunk / 1024,
-            used.join(", ")
-        ),
-    );
+    notes.insert(0, assembled_note(uuid, &level, &r, &array, &from, disk));
     Ok(Ok(ToSend {
         disk,
         uuid: uuid.to_string(),
@@ -281,6 +214,119 @@ fn assemble_one(
         notes,
         degraded,
     }))
+}
+
+/// The members of one array placed by their role, with what was left out.
+struct Members<'a> {
+    slots: Vec<Option<Slot>>,
+    from: Vec<Option<&'a Seen>>,
+    /// Each slot's data area in bytes; 0 where no member fills it.
+    sizes: Vec<u64>,
+    notes: Vec<String>,
+}
+
+/// Places each usable member of the array whose reference superblock is
+/// `r` in its slot; members left out (stale, a taken slot, no data area)
+/// get a note naming them and why.
+fn members_by_slot<'a>(
+    uuid: &str,
+    level: &str,
+    r: &MdSuper,
+    members: &'a [Seen],
+) -> Result<Members<'a>, AssembleError> {
+    let n = usize::try_from(r.raid_disks).unwrap_or(0).min(256);
+    let mut out = Members {
+        slots: vec![None; n],
+        from: vec![None; n],
+        sizes: vec![0u64; n],
+        notes: Vec::new(),
+    };
+    for m in members {
+        let place = format!("disk {} {}", m.disk, m.what);
+        if let Some(why) = left_out(m, r) {
+            out.notes
+                .push(format!("md {level} array {uuid}: {place} left out: {why}"));
+            continue;
+        }
+        let Ok(s) = &m.sup else { continue };
+        let slot = s.role.and_then(|x| usize::try_from(x).ok()).unwrap_or(n);
+        if slot >= n || out.from[slot].is_some() {
+            out.notes.push(format!(
+                "md {level} array {uuid}: {place} left out: slot {slot} is taken"
+            ));
+            continue;
+        }
+        let len = if level == "raid0" {
+            s.data_len
+        } else {
+            r.dev_size
+        };
+        let area = match s.data_area(&m.path, m.len, len) {
+            Ok(a) => a,
+            Err(e) => {
+                out.notes
+                    .push(format!("md {level} array {uuid}: {place} left out: {e}"));
+                continue;
+            }
+        };
+        out.sizes[slot] = area.len;
+        out.slots[slot] = Some(Slot {
+            dev: Arc::new(Device::open(&m.path)?),
+            start: m.start + area.offset,
+            len: area.len,
+        });
+        out.from[slot] = Some(m);
+    }
+    Ok(out)
+}
+
+/// The chunk mapping of a `level` array described by `r`, its members'
+/// data areas `sizes` long (RAID0's zones depend on them).
+fn geometry(level: &str, r: &MdSuper, mut sizes: Vec<u64>) -> Result<Geometry, String> {
+    if level == "raid0" {
+        // A missing slot's size is unknown: Assembled::new's error names it.
+        if let Some(slot) = sizes.iter().position(|&s| s == 0) {
+            sizes[slot] = r.chunk.max(4096);
+        }
+        Geometry::raid0(r.chunk, r.layout, &sizes)
+    } else if level == "raid10" {
+        Geometry::raid10(r.chunk, r.layout, r.raid_disks, r.dev_size)
+    } else {
+        let parity = if level == "raid6" { 2 } else { 1 };
+        Geometry::parity(r.chunk, r.layout, r.raid_disks, parity, r.dev_size)
+    }
+}
+
+/// The report's line for an assembled array: its state, chunk size and
+/// which disk each slot came from.
+fn assembled_note(
+    uuid: &str,
+    level: &str,
+    r: &MdSuper,
+    array: &Assembled,
+    from: &[Option<&Seen>],
+    disk: usize,
+) -> String {
+    let used: Vec<String> = from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.map(|m| format!("slot {i} from disk {} {}", m.disk, m.what)))
+        .collect();
+    let state = if array.missing().is_empty() {
+        format!("all {} members present", r.raid_disks)
+    } else {
+        format!(
+            "degraded: slots {:?} of {} missing",
+            array.missing(),
+            r.raid_disks
+        )
+    };
+    format!(
+        "md {} {level} array {uuid} assembled ({state}; chunk {} KiB; {}): sent as disk {disk}",
+        r.version,
+        r.chunk / 1024,
+        used.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -401,98 +401,110 @@ pub(super) fn flatten_md_members(
     conv: &mut Conversion,
     vols: &[Volume],
 ) -> Result<Vec<usize>, GuestError> {
-    let dry_run = conv.req.dry_run;
     let mut flattened = Vec::new();
     for (i, v) in vols.iter().enumerate() {
         if let Some(from) = &v.md_flattened_from {
             flattened.push(i);
-            // "raid1 ...": one mirror half made plain; "raid0 ..."/"raid10
-            // ...": the array the sender assembled into a disk of its own.
-            let (action, note, diff) = if from.starts_with("raid1 ") {
-                (
-                    "flattened",
-                    format!("{} was an md RAID1 member", v.describe()),
-                    format!(
-                        "the sender wrote the filesystem inside md {from} at the partition's start\n"
-                    ),
-                )
-            } else {
-                (
-                    "assembled",
-                    format!(
-                        "{} is a whole md array, assembled by the sender",
-                        v.describe()
-                    ),
-                    format!("the sender assembled md {from} into this disk\n"),
-                )
-            };
+            conv.fixup(done_by_the_sender(v, from));
+        } else if v.raid_member && make_member_plain(conv, v)? {
+            flattened.push(i);
+        }
+    }
+    Ok(flattened)
+}
+
+/// The fix-up reporting what the sender did to `v` (`from`: "raid1 ...",
+/// one mirror half made plain; "raid0 ..."/"raid10 ...", the array it
+/// assembled into a disk of its own).
+fn done_by_the_sender(v: &Volume, from: &str) -> Fixup {
+    let (action, note, diff) = if from.starts_with("raid1 ") {
+        (
+            "flattened",
+            format!("{} was an md RAID1 member", v.describe()),
+            format!("the sender wrote the filesystem inside md {from} at the partition's start\n"),
+        )
+    } else {
+        (
+            "assembled",
+            format!(
+                "{} is a whole md array, assembled by the sender",
+                v.describe()
+            ),
+            format!("the sender assembled md {from} into this disk\n"),
+        )
+    };
+    Fixup {
+        kind: FixupKind::MdRaid,
+        file: v.image.display().to_string(),
+        action: action.to_string(),
+        note,
+        diff,
+    }
+}
+
+/// Zeroes the superblock of md RAID1 member `v` whose data starts at its
+/// start, so the filesystem inside is a plain one; warns and leaves other
+/// members alone. Whether `v` was made plain.
+fn make_member_plain(conv: &mut Conversion, v: &Volume) -> Result<bool, GuestError> {
+    let end = v.offset.saturating_add(v.size);
+    let found = mdraid::find_superblock(&v.image, v.offset, v.size)?;
+    if let Some((ver, abs)) = found {
+        // Only a mirror half holds the whole filesystem: a striped or
+        // parity member without its superblock would be lost to the
+        // guest's own assembly, its only way to the data.
+        let level = mdraid::superblock_level(&v.image, abs, ver)?;
+        if level != Some(1) {
+            conv.warn(format!(
+                "md-raid: {} is a member of an md {} {} array: left as it is (only \
+                 RAID1 members are made plain filesystems); the guest assembles the \
+                 array itself, so its initrd must carry md and mdadm and every member \
+                 disk must be in the guest",
+                v.describe(),
+                ver.name(),
+                match level {
+                    Some(-1) => "linear".to_string(),
+                    Some(n) => format!("raid{n}"),
+                    None => "unknown-level".to_string(),
+                }
+            ));
+            return Ok(false);
+        }
+    }
+    match found {
+        Some((ver, abs)) if ver.data_at_start() => {
+            if !conv.req.dry_run {
+                mdraid::zero_superblock(&v.image, abs, end)?;
+            }
             conv.fixup(Fixup {
                 kind: FixupKind::MdRaid,
                 file: v.image.display().to_string(),
-                action: action.to_string(),
-                note,
-                diff,
-            });
-            continue;
-        }
-        if !v.raid_member {
-            continue;
-        }
-        let end = v.offset.saturating_add(v.size);
-        let found = mdraid::find_superblock(&v.image, v.offset, v.size)?;
-        if let Some((ver, abs)) = found {
-            // Only a mirror half holds the whole filesystem: a striped or
-            // parity member without its superblock would be lost to the
-            // guest's own assembly, its only way to the data.
-            let level = mdraid::superblock_level(&v.image, abs, ver)?;
-            if level != Some(1) {
-                conv.warn(format!(
-                    "md-raid: {} is a member of an md {} {} array: left as it is (only \
-                     RAID1 members are made plain filesystems); the guest assembles the \
-                     array itself, so its initrd must carry md and mdadm and every member \
-                     disk must be in the guest",
-                    v.describe(),
+                action: "zero".to_string(),
+                note: format!("{} was an md RAID1 member", v.describe()),
+                diff: format!(
+                    "zeroed md {} superblock: 4096 bytes at byte {abs} of {}\n",
                     ver.name(),
-                    match level {
-                        Some(-1) => "linear".to_string(),
-                        Some(n) => format!("raid{n}"),
-                        None => "unknown-level".to_string(),
-                    }
-                ));
-                continue;
-            }
+                    v.image.display()
+                ),
+            });
+            Ok(true)
         }
-        match found {
-            Some((ver, abs)) if ver.data_at_start() => {
-                if !dry_run {
-                    mdraid::zero_superblock(&v.image, abs, end)?;
-                }
-                flattened.push(i);
-                conv.fixup(Fixup {
-                    kind: FixupKind::MdRaid,
-                    file: v.image.display().to_string(),
-                    action: "zero".to_string(),
-                    note: format!("{} was an md RAID1 member", v.describe()),
-                    diff: format!(
-                        "zeroed md {} superblock: 4096 bytes at byte {abs} of {}\n",
-                        ver.name(),
-                        v.image.display()
-                    ),
-                });
-            }
-            Some((ver, _)) => conv.warn(format!(
+        Some((ver, _)) => {
+            conv.warn(format!(
                 "md-raid: {} has md metadata {}: its data starts after the superblock, so it \
                  is left as an array member; the guest assembles it degraded",
                 v.describe(),
                 ver.name()
-            )),
-            None => conv.warn(format!(
+            ));
+            Ok(false)
+        }
+        None => {
+            conv.warn(format!(
                 "md-raid: {} is listed as an md member but no superblock was found",
                 v.describe()
-            )),
+            ));
+            Ok(false)
         }
     }
-    Ok(flattened)
 }
 
 /// The root volume (see `find_root`).
