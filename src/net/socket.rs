@@ -64,29 +64,8 @@ impl Transport for UdpTransport {
     }
 
     fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.socket.set_read_timeout(Some(left))?;
-            match self.socket.recv_from(buf) {
-                // Only a server port can answer; anything else on port 68 is noise.
-                Ok((n, from)) if from.port() == SERVER_PORT => return Ok(Some(n)),
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // Only a server port can answer; anything else on port 68 is noise.
+        recv_from_port(&self.socket, SERVER_PORT, buf, deadline)
     }
 
     fn now(&self) -> Instant {
@@ -141,31 +120,42 @@ impl Transport for Udp6Transport {
     }
 
     fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.socket.set_read_timeout(Some(left))?;
-            match self.socket.recv_from(buf) {
-                Ok((n, from)) if from.port() == super::dhcp6::SERVER_PORT => return Ok(Some(n)),
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        recv_from_port(&self.socket, super::dhcp6::SERVER_PORT, buf, deadline)
     }
 
     fn now(&self) -> Instant {
         Instant::now()
+    }
+}
+
+/// The next datagram on `socket` sent from UDP port `port`, or `None` at
+/// `deadline`; datagrams from other ports are dropped.
+fn recv_from_port(
+    socket: &UdpSocket,
+    port: u16,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(buf) {
+            Ok((n, from)) if from.port() == port => return Ok(Some(n)),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
