@@ -1968,7 +1968,18 @@ fn hostonly_fix_skipped_with_no_fixup_xen_drivers() {
 
 // ---------------------------------------------- (e) Btrfs root in subvolume @
 
-const BT_UUID: &str = "b7f5c0de-0000-4000-8000-000000000001";
+/// A filesystem UUID for one Btrfs fixture: each call its own, since two
+/// tests building theirs at once would otherwise share one, and
+/// mkfs.btrfs refuses a UUID a device it can see already carries ("ERROR:
+/// non-unique UUID").
+fn btrfs_uuid() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "b7f5c0de-{:04x}-4000-8000-{n:012x}",
+        std::process::id() & 0xffff
+    )
+}
 const BT_SIZE: u64 = 120 * MIB;
 const BT_SWAP: u64 = 121 * MIB;
 const BT_FSTAB: &str = "/dev/sda1 /     btrfs subvol=@     0 0\n\
@@ -2024,10 +2035,11 @@ fn btrfs_server() -> Fixture {
     );
     let part = tmp.path().join("p1.img");
     sparse_image(&part, BT_SIZE);
+    let bt_uuid = btrfs_uuid();
     tool(
         "mkfs.btrfs",
         "btrfs-progs",
-        &["-q", "-f", "-U", BT_UUID, &part.to_string_lossy()],
+        &["-q", "-f", "-U", &bt_uuid, &part.to_string_lossy()],
     );
     {
         let mnt = guest::mount::MountPoint::new().unwrap();
@@ -2076,7 +2088,7 @@ fn btrfs_server() -> Fixture {
         r#"{{"name":"bt1","cpus":1,"memory_bytes":1073741824,"nics":[],
   "disks":[{{"path":"/dev/sda","size_bytes":{},"table":"gpt",
     "partitions":[{{"number":1,"start_bytes":{P1},"size_bytes":{BT_SIZE},
-      "type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4","filesystem":{{"type":"btrfs","uuid":"{BT_UUID}"}}}},
+      "type_id":"0fc63daf-8483-4772-8e79-3d69d8477de4","filesystem":{{"type":"btrfs","uuid":"{bt_uuid}"}}}},
       {{"number":2,"start_bytes":{BT_SWAP},"size_bytes":{},
       "type_id":"0657fd6d-a4ab-43c4-84e5-0933c84b4f4f","filesystem":{{"type":"swap"}}}}]}}]}}"#,
         160 * MIB,
