@@ -572,6 +572,21 @@ fn dhcp6_lease_lands_on_the_interface_and_reaches_the_receiver_side() {
         lab.log()
     );
     eprintln!("dhcp6: {leased} leased and configured in {took:?}");
+    // DHCPv6 gives no prefix: the on-link route comes from dnsmasq's router
+    // advertisements, which may still be on their way when the lease is in
+    // (the live system's sender retries its connection meanwhile).
+    let t0 = std::time::Instant::now();
+    let route = loop {
+        let r = lab.client(&["-6", "route", "show", "dev", "vc"]);
+        if r.contains("2001:db8:7::/64") || t0.elapsed() > std::time::Duration::from_secs(20) {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        route.contains("2001:db8:7::/64"),
+        "no on-link route from router advertisements after 20 s: {route}"
+    );
     assert_connects_from(&lab, leased);
 }
 
