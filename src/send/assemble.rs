@@ -51,7 +51,6 @@ pub struct ToSend {
     pub array: Assembled,
     /// What was said about its assembly (members used, left out, missing).
     pub notes: Vec<String>,
-    pub degraded: bool,
 }
 
 /// Why the send cannot go on with an array.
@@ -203,7 +202,6 @@ fn assemble_one(
             array.missing()
         )));
     }
-    let degraded = !array.missing().is_empty();
     notes.insert(0, assembled_note(uuid, &level, &r, &array, &from, disk));
     Ok(Ok(ToSend {
         disk,
@@ -212,7 +210,6 @@ fn assemble_one(
         version: r.version,
         array,
         notes,
-        degraded,
     }))
 }
 

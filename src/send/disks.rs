@@ -77,7 +77,7 @@ pub(super) fn assembled_disk(t: assemble::ToSend) -> Result<(SourceDisk, DiskRep
         // What the guest's conversion maps the array's names to.
         fs.details.md_flattened_from = Some(format!("{} {} {}", t.level, t.version, t.uuid));
     }
-    if t.degraded {
+    if !array.missing().is_empty() {
         desc.warnings.extend(t.notes.iter().cloned());
     }
     let plan = plan::plan(&DiskLayout {

@@ -172,7 +172,7 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
     if sources.is_empty() {
         return Err(SendError::NoDisks);
     }
-    if sources.len() > 64 {
+    if sources.len() > crate::wire::message::MAX_DISKS {
         return Err(SendError::TooManyDisks(sources.len()));
     }
     let mut machine = machine::collect("");
@@ -187,7 +187,7 @@ fn announce(opts: &SendOptions) -> Result<(Vec<SourceDisk>, String, Message), Se
         // Each RAID0/RAID10 array becomes one more guest disk after the
         // source disks.
         assembled = arrays.striped.assemble(sources.len())?;
-        if sources.len() + assembled.len() > 64 {
+        if sources.len() + assembled.len() > crate::wire::message::MAX_DISKS {
             return Err(SendError::TooManyDisks(sources.len() + assembled.len()));
         }
     }

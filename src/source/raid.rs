@@ -387,9 +387,10 @@ pub struct Assembled {
 }
 
 impl Assembled {
-    /// The array `uuid` of `level` ("raid0", "raid10") over `slots` (by
-    /// slot number; `None`: missing, with why in `absent`). A RAID0 needs
-    /// every slot; a RAID10 one copy of every chunk.
+    /// The array `uuid` of `level` ("raid0", "raid10", "raid5", "raid6")
+    /// over `slots` (by slot number; `None`: missing, with why in
+    /// `absent`). A RAID0 needs every slot; a RAID10 one copy of every
+    /// chunk; a RAID5/6 all but one member.
     pub fn new(
         uuid: &str,
         level: &str,
@@ -436,13 +437,11 @@ impl Assembled {
         })
     }
 
-    /// The slots not present (a degraded RAID10).
+    /// The slots not present (a degraded RAID10 or RAID5/6).
     pub fn missing(&self) -> &[u32] {
         &self.missing
     }
-}
 
-impl Assembled {
     /// RAID5/6: the bytes of array offset `pos` rebuilt from the peers.
     fn rebuild(&self, pos: u64, out: &mut [u8]) -> Result<(), DeviceError> {
         out.fill(0);
@@ -477,31 +476,38 @@ impl ReadAt for Assembled {
             let (copies, left) = self.geometry.map(pos);
             let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
             let (head, tail) = rest.split_at_mut(n);
-            let mut result = Err(DeviceError::Read {
-                path: self.name.clone(),
-                offset: pos,
-                len: n,
-                source: std::io::Error::other("no member present holds this chunk"),
-            });
-            // A copy that fails to read leaves the chunk to the next one.
+            // A copy that fails to read leaves the chunk to the next one;
+            // the error is built only when none is left (this is the copy's
+            // read path).
+            let mut failed = None;
+            let mut read = false;
             for (slot, at) in copies {
                 let Some(s) = self.slots.get(slot).and_then(Option::as_ref) else {
                     continue;
                 };
-                result = check_range(s.dev.name(), at, n, s.len)
-                    .and_then(|()| s.dev.read_exact_at(s.start + at, head));
-                if result.is_ok() {
-                    break;
+                match check_range(s.dev.name(), at, n, s.len)
+                    .and_then(|()| s.dev.read_exact_at(s.start + at, head))
+                {
+                    Ok(()) => {
+                        read = true;
+                        break;
+                    }
+                    Err(e) => failed = Some(e),
                 }
             }
-            if result.is_err() && matches!(self.geometry, Geometry::Parity { .. }) {
-                // The member is missing or unreadable: its chunk is the
-                // XOR of the stripe's other data chunks and P.
-                if let Ok(()) = self.rebuild(pos, head) {
-                    result = Ok(());
+            if !read {
+                // The member is missing or unreadable: a RAID5/6 chunk is
+                // the XOR of the stripe's other data chunks and P.
+                let parity = matches!(self.geometry, Geometry::Parity { .. });
+                if !(parity && self.rebuild(pos, head).is_ok()) {
+                    return Err(failed.unwrap_or_else(|| DeviceError::Read {
+                        path: self.name.clone(),
+                        offset: pos,
+                        len: n,
+                        source: std::io::Error::other("no member present holds this chunk"),
+                    }));
                 }
             }
-            result?;
             pos += n as u64;
             rest = tail;
         }

@@ -33,6 +33,9 @@ pub struct DiskAnnounce {
 /// Bytes at the start of a disk that [`DiskAnnounce::head_digest`] covers.
 pub const HEAD_LEN: u64 = 64 << 10;
 
+/// The most disks one migration announces (the receiver refuses more).
+pub const MAX_DISKS: usize = 64;
+
 /// Ranges (offset, length) the receiver has already committed for one disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskResume {

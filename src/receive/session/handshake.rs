@@ -14,11 +14,10 @@ use crate::wire::auth::token_matches;
 use crate::wire::bufsock::BufSock;
 use crate::wire::frame::{Frame, FrameError, FrameLimits, read_frame, read_frame_within};
 use crate::wire::machine::MachineDescription;
-use crate::wire::message::{DiskAnnounce, Message, parse_hello};
+use crate::wire::message::{DiskAnnounce, MAX_DISKS, Message, parse_hello};
 use crate::wire::name::MigrationName;
 use crate::wire::sequence::{Phase, Side};
 
-const MAX_DISKS: usize = 64;
 const MAX_DISK_BYTES: u64 = 1 << 50;
 
 /// What the sender's Start announced, checked.
